@@ -1,0 +1,182 @@
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+
+/**
+ * All settings, parsed once at start from the environment. Nothing else in the code base reads
+ * `process.env`. Defaults are embedded mode: no variable is needed to start.
+ */
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+const optionalString = z
+  .string()
+  .transform((v) => (v.trim() === "" ? undefined : v.trim()))
+  .optional();
+
+const boolish = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+
+const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  DATA_DIR: z.string().min(1).default("./data"),
+  DATABASE_URL: optionalString.pipe(
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, "must be a postgres:// or postgresql:// URL")
+      .optional(),
+  ),
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  REDIS_URL: optionalString.pipe(
+    z
+      .string()
+      .regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL")
+      .optional(),
+  ),
+  JWT_SECRET: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
+  MASTER_KEY: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, "must be 64 hex characters (32 bytes)")
+      .optional(),
+  ),
+  ACCESS_TOKEN_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(30 * 86400)
+    .default(86400),
+  REFRESH_TOKEN_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(3600)
+    .max(365 * 86400)
+    .default(30 * 86400),
+  LOGIN_MAX_FAILURES: z.coerce.number().int().min(1).max(1000).default(5),
+  LOGIN_LOCKOUT_SECONDS: z.coerce.number().int().min(1).max(86400).default(900),
+  BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024 * 1024)
+    .default(1024 * 1024),
+  CORS_ORIGINS: optionalString,
+  TRUST_PROXY: boolish.default(false),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export interface Config {
+  mode: "embedded" | "server";
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  databasePoolSize: number;
+  redisUrl: string | undefined;
+  jwtSecret: string;
+  /** 32-byte key for AES-256-GCM encryption of tenant secrets at rest. */
+  masterKey: Buffer;
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  loginMaxFailures: number;
+  loginLockoutSeconds: number;
+  bodyLimitBytes: number;
+  /** Allowed CORS origins; empty means CORS is off. */
+  corsOrigins: string[];
+  trustProxy: boolean;
+  logLevel: (typeof LOG_LEVELS)[number];
+}
+
+/** Thrown when the environment is invalid; the message names each bad variable. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/**
+ * Parses the environment. In server mode (DATABASE_URL set) JWT_SECRET and MASTER_KEY are
+ * required; in embedded mode they are generated once and kept in DATA_DIR/secrets.json (0600).
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
+  }
+  const e = parsed.data;
+  const mode = e.DATABASE_URL ? "server" : "embedded";
+  const dataDir = path.resolve(e.DATA_DIR);
+  let jwtSecret = e.JWT_SECRET;
+  let masterKeyHex = e.MASTER_KEY;
+  if (mode === "server") {
+    const missing = [jwtSecret ? null : "JWT_SECRET", masterKeyHex ? null : "MASTER_KEY"].filter(
+      Boolean,
+    );
+    if (missing.length > 0) {
+      throw new ConfigError(
+        `server mode (DATABASE_URL is set) requires ${missing.join(" and ")}: ` +
+          "JWT_SECRET is at least 32 characters, MASTER_KEY is 64 hex characters " +
+          "(generate one with: openssl rand -hex 32)",
+      );
+    }
+  } else {
+    const secrets = embeddedSecrets(dataDir);
+    jwtSecret ??= secrets.jwtSecret;
+    masterKeyHex ??= secrets.masterKey;
+  }
+  return {
+    mode,
+    port: e.PORT,
+    host: e.HOST,
+    dataDir,
+    databaseUrl: e.DATABASE_URL,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
+    redisUrl: e.REDIS_URL,
+    jwtSecret: jwtSecret as string,
+    masterKey: Buffer.from(masterKeyHex as string, "hex"),
+    accessTokenTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
+    refreshTokenTtlSeconds: e.REFRESH_TOKEN_TTL_SECONDS,
+    loginMaxFailures: e.LOGIN_MAX_FAILURES,
+    loginLockoutSeconds: e.LOGIN_LOCKOUT_SECONDS,
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    corsOrigins: e.CORS_ORIGINS
+      ? e.CORS_ORIGINS.split(",")
+          .map((o) => o.trim())
+          .filter(Boolean)
+      : [],
+    trustProxy: e.TRUST_PROXY,
+    logLevel: e.LOG_LEVEL,
+  };
+}
+
+const secretsSchema = z.object({
+  jwtSecret: z.string().min(32),
+  masterKey: z.string().regex(/^[0-9a-f]{64}$/),
+});
+
+/**
+ * Embedded mode keeps its secrets beside its data so that tokens and encrypted tenant keys
+ * stay valid across restarts. The file is created once, readable by its owner only.
+ */
+function embeddedSecrets(dataDir: string): z.infer<typeof secretsSchema> {
+  const file = path.join(dataDir, "secrets.json");
+  if (existsSync(file)) {
+    const parsed = secretsSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
+    if (!parsed.success) {
+      throw new ConfigError(`${file} is not a valid secrets file; restore it or remove the data`);
+    }
+    return parsed.data;
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const secrets = {
+    jwtSecret: randomBytes(48).toString("base64url"),
+    masterKey: randomBytes(32).toString("hex"),
+  };
+  writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600, flag: "wx" });
+  chmodSync(file, 0o600);
+  return secrets;
+}

@@ -1,0 +1,135 @@
+import { randomUUID } from "node:crypto";
+import cors from "@fastify/cors";
+import helmet from "@fastify/helmet";
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from "fastify";
+import {
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from "fastify-type-provider-zod";
+import { z } from "zod";
+import type { AppContext } from "../context.js";
+import { adminRoutes } from "../modules/admin/index.js";
+import { authRoutes } from "../modules/auth/index.js";
+import { tenantsRoutes } from "../modules/tenants/index.js";
+import { createAuthHook } from "./auth-hook.js";
+import { errorHandler } from "./error-handler.js";
+import { AppError } from "./errors.js";
+
+const REQUEST_ID_RE = /^[\w.:-]{1,128}$/;
+
+declare module "fastify" {
+  interface FastifyInstance {
+    /** Every route registered, in order: the tenant-isolation walk reads it. */
+    routeTable: RouteOptions[];
+  }
+}
+
+/** Builds the HTTP application over an assembled context. Listening is the caller's business. */
+export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.logger as FastifyBaseLogger,
+    bodyLimit: ctx.config.bodyLimitBytes,
+    trustProxy: ctx.config.trustProxy,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID_RE.test(given) ? given : randomUUID();
+    },
+    routerOptions: { ignoreTrailingSlash: true },
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send({
+      error: {
+        code: "route.not_found",
+        message: `no route ${req.method} ${req.url.split("?")[0]}`,
+      },
+      requestId: req.id,
+    }),
+  );
+
+  app.decorate("routeTable", [] as RouteOptions[]);
+  app.addHook("onRoute", (route) => {
+    // The OpenAPI pages register their own routes; they are public documentation.
+    if (route.url.startsWith("/docs")) route.config = { ...(route.config ?? {}), auth: "public" };
+    app.routeTable.push(route as RouteOptions);
+  });
+  app.decorateRequest("principal", undefined);
+  app.addHook("onRequest", async (req, reply) => {
+    reply.header("x-request-id", req.id);
+  });
+  app.addHook("onRequest", createAuthHook(ctx.auth));
+
+  await app.register(helmet, { global: true });
+  if (ctx.config.corsOrigins.length > 0) {
+    await app.register(cors, { origin: ctx.config.corsOrigins, credentials: false });
+  }
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: "tenantrag",
+        version: "0.1.0",
+        description: "Multi-tenant RAG backend with usage metering",
+      },
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: "http",
+            scheme: "bearer",
+            description: "access token (JWT) or API key (trk_…)",
+          },
+          apiKey: { type: "apiKey", in: "header", name: "X-API-Key" },
+        },
+      },
+      security: [{ bearer: [] }, { apiKey: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: "/docs", staticCSP: true });
+
+  app.get(
+    "/healthz",
+    {
+      config: { auth: "public" },
+      schema: {
+        tags: ["health"],
+        summary: "The process is up",
+        response: { 200: z.object({ status: z.literal("ok") }) },
+      },
+    },
+    async () => ({ status: "ok" as const }),
+  );
+  app.get(
+    "/readyz",
+    {
+      config: { auth: "public" },
+      schema: {
+        tags: ["health"],
+        summary: "The database answers",
+        response: { 200: z.object({ status: z.literal("ready"), database: z.literal("ok") }) },
+      },
+    },
+    async () => {
+      try {
+        await ctx.db.ping();
+      } catch (err) {
+        throw new AppError("service.unavailable", "database is not reachable", {
+          reason: (err as Error).message,
+        });
+      }
+      return { status: "ready" as const, database: "ok" as const };
+    },
+  );
+
+  await app.register(authRoutes, { auth: ctx.auth, tenants: ctx.tenants });
+  await app.register(tenantsRoutes, { auth: ctx.auth, tenants: ctx.tenants });
+  await app.register(adminRoutes, { tenants: ctx.tenants });
+  return app;
+}

@@ -1,0 +1,63 @@
+/**
+ * Application errors: a code that names the problem, a message for people, optional details.
+ * The HTTP layer maps each code to a status with `statusFor` and renders the one error shape
+ * of DESIGN.md §4. Anything thrown that is not an AppError is a bug and becomes a 500.
+ */
+
+export const ERROR_STATUS = {
+  "validation.failed": 400,
+  "request.malformed_json": 400,
+  "request.invalid_header": 400,
+  "request.body_too_large": 413,
+  "request.unsupported_media_type": 415,
+  "auth.unauthenticated": 401,
+  "auth.invalid_token": 401,
+  "auth.token_expired": 401,
+  "auth.invalid_api_key": 401,
+  "auth.invalid_credentials": 401,
+  "auth.refresh_token_invalid": 401,
+  "auth.refresh_token_reused": 401,
+  "auth.session_revoked": 401,
+  "auth.forbidden": 403,
+  "auth.tenant_required": 403,
+  "auth.platform_admin_required": 403,
+  "tenant.suspended": 403,
+  not_found: 404,
+  "route.not_found": 404,
+  "method.not_allowed": 405,
+  "auth.email_taken": 409,
+  "user.last_owner": 409,
+  "config.exceeds_plan": 422,
+  "auth.too_many_attempts": 429,
+  internal: 500,
+  "service.unavailable": 503,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export class AppError extends Error {
+  override name = "AppError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+    /** Extra response headers, e.g. Retry-After. */
+    readonly headers?: Record<string, string>,
+  ) {
+    super(message);
+  }
+
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+}
+
+export function notFound(what: string): AppError {
+  return new AppError("not_found", `${what} not found`);
+}
+
+/** The body of every error response. */
+export interface ErrorBody {
+  error: { code: string; message: string; details?: Record<string, unknown> };
+  requestId: string;
+}

@@ -1,0 +1,132 @@
+#!/usr/bin/env node
+import { Command, Option } from "commander";
+import { ConfigError, loadConfig } from "./config.js";
+import { createContext, StartupError } from "./context.js";
+import { buildApp } from "./http/app.js";
+import { migrate, openDb } from "./platform/db/index.js";
+
+/** Runs `fn`, printing expected start-up failures as one clear line instead of a stack. */
+async function run(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof StartupError) {
+      process.stderr.write(`tenantrag: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+/** Resolves on the first SIGTERM or SIGINT; a second one exits at once. */
+function shutdownSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    let received = false;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (received) process.exit(130);
+      received = true;
+      resolve(sig);
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+}
+
+const program = new Command()
+  .name("tenantrag")
+  .description("Multi-tenant RAG chatbot backend with usage metering");
+
+program
+  .command("serve")
+  .description("Start the HTTP API (and, unless --no-worker, the background workers)")
+  .addOption(
+    new Option("--no-worker", "run the API only; background jobs run in 'tenantrag worker'"),
+  )
+  .action(() =>
+    run(async () => {
+      const config = loadConfig();
+      const ctx = await createContext(config);
+      const app = await buildApp(ctx);
+      const address = await app.listen({ port: config.port, host: config.host });
+      ctx.logger.info(
+        { mode: config.mode, dataDir: config.mode === "embedded" ? config.dataDir : undefined },
+        "tenantrag started",
+      );
+      process.stdout.write(
+        `tenantrag (${config.mode} mode) listening on ${address}  —  API docs at ${address}/docs\n`,
+      );
+      const sig = await shutdownSignal();
+      ctx.logger.info({ signal: sig }, "shutting down: no new requests, finishing in-flight ones");
+      await app.close();
+      await ctx.close();
+      ctx.logger.info("stopped");
+    }),
+  );
+
+program
+  .command("worker")
+  .description("Run background job workers only (server mode)")
+  .action(() =>
+    run(async () => {
+      const config = loadConfig();
+      const ctx = await createContext(config);
+      ctx.logger.info({ mode: config.mode }, "worker started");
+      await shutdownSignal();
+      await ctx.close();
+    }),
+  );
+
+program
+  .command("migrate")
+  .description("Apply pending database migrations")
+  .action(() =>
+    run(async () => {
+      const config = loadConfig();
+      const db = await openDb(config);
+      try {
+        const applied = await migrate(db);
+        process.stdout.write(
+          applied.length
+            ? `applied migrations: ${applied.join(", ")}\n`
+            : "database is up to date\n",
+        );
+      } finally {
+        await db.close();
+      }
+    }),
+  );
+
+const admin = program.command("admin").description("Operator tasks");
+
+admin
+  .command("create-platform-admin")
+  .description("Create a platform administrator account")
+  .requiredOption("--email <email>")
+  .requiredOption("--password <password>", "at least 10 characters")
+  .action((opts: { email: string; password: string }) =>
+    run(async () => {
+      const { email, newPassword } = await import("./http/schemas.js");
+      const e = email.safeParse(opts.email);
+      const p = newPassword.safeParse(opts.password);
+      if (!e.success || !p.success) {
+        throw new StartupError(
+          !e.success
+            ? `--email ${e.error.issues[0]?.message}`
+            : `--password ${p.error?.issues[0]?.message}`,
+        );
+      }
+      const ctx = await createContext(loadConfig(), { migrations: "auto" });
+      try {
+        const user = await ctx.auth.createPlatformAdmin({ email: e.data, password: p.data });
+        process.stdout.write(`platform admin ${user.email} created (id ${user.id})\n`);
+      } catch (err) {
+        if ((err as { code?: string }).code === "auth.email_taken")
+          throw new StartupError("that email is already taken");
+        throw err;
+      } finally {
+        await ctx.close();
+      }
+    }),
+  );
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,185 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { tenantContext } from "../../http/auth-hook.js";
+import { AppError } from "../../http/errors.js";
+import {
+  apiKeyInfoSchema,
+  email,
+  idParams,
+  newPassword,
+  tokenPairSchema,
+  userSchema,
+} from "../../http/schemas.js";
+import { type TenantsService, tenantSchemas } from "../tenants/index.js";
+import type { AuthService } from "./auth.service.js";
+
+const meSchema = z.object({
+  tenant: tenantSchemas.tenantSchema.nullable(),
+  user: userSchema.nullable(),
+  apiKey: apiKeyInfoSchema.nullable(),
+});
+
+/** /api/auth/* and the tenant's API keys and users under /api/customers. */
+export const authRoutes: FastifyPluginAsyncZod<{
+  auth: AuthService;
+  tenants: TenantsService;
+}> = async (app, { auth }) => {
+  app.post(
+    "/api/auth/signup",
+    {
+      config: { auth: "public" },
+      schema: {
+        tags: ["auth"],
+        summary: "Create a tenant with its owner; returns tokens and the API key (shown only here)",
+        body: z.strictObject({
+          email,
+          password: newPassword,
+          companyName: tenantSchemas.companyName,
+        }),
+        response: {
+          201: tokenPairSchema.extend({
+            apiKey: z.string(),
+            tenant: tenantSchemas.tenantSchema,
+            user: userSchema,
+          }),
+        },
+      },
+    },
+    async (req, reply) => reply.status(201).send(await auth.signup(req.body)),
+  );
+
+  app.post(
+    "/api/auth/login",
+    {
+      config: { auth: "public" },
+      schema: {
+        tags: ["auth"],
+        summary: "Exchange email and password for tokens",
+        body: z.strictObject({
+          email: z.string().min(1).max(254),
+          password: z.string().min(1).max(256),
+        }),
+        response: { 200: tokenPairSchema },
+      },
+    },
+    async (req) => auth.login(req.body),
+  );
+
+  app.post(
+    "/api/auth/refresh",
+    {
+      config: { auth: "public" },
+      schema: {
+        tags: ["auth"],
+        summary: "Rotate a refresh token: the old one dies, reusing it revokes the session",
+        body: z.strictObject({ refreshToken: z.string().min(1).max(512) }),
+        response: { 200: tokenPairSchema },
+      },
+    },
+    async (req) => auth.refresh(req.body.refreshToken),
+  );
+
+  app.post(
+    "/api/auth/logout",
+    {
+      config: { auth: "any" },
+      schema: { tags: ["auth"], summary: "End the current session (access and refresh tokens)" },
+    },
+    async (req, reply) => {
+      await auth.logout(req.principal as NonNullable<typeof req.principal>);
+      return reply.status(204).send();
+    },
+  );
+
+  app.get(
+    "/api/auth/me",
+    {
+      config: { auth: "any" },
+      schema: {
+        tags: ["auth"],
+        summary: "Who the credentials belong to",
+        response: { 200: meSchema },
+      },
+    },
+    async (req) => {
+      const p = req.principal;
+      if (p?.kind === "platform_admin")
+        return { tenant: null, user: await auth.platformAdmin(p.userId), apiKey: null };
+      return auth.me(tenantContext(req));
+    },
+  );
+
+  app.post(
+    "/api/customers/api-key",
+    {
+      config: { minRole: "admin" },
+      schema: {
+        tags: ["customers"],
+        summary: "Regenerate the API key: every older key stops working at once",
+        body: z.strictObject({ name: z.string().trim().min(1).max(100).optional() }).optional(),
+        response: { 201: z.object({ apiKey: z.string(), key: apiKeyInfoSchema }) },
+      },
+    },
+    async (req, reply) =>
+      reply.status(201).send(await auth.regenerateApiKey(tenantContext(req), req.body?.name)),
+  );
+
+  app.get(
+    "/api/customers/api-keys",
+    {
+      schema: {
+        tags: ["customers"],
+        summary: "API keys: prefixes and dates, never the secret",
+        response: { 200: z.object({ items: z.array(apiKeyInfoSchema) }) },
+      },
+    },
+    async (req) => ({ items: await auth.listApiKeys(tenantContext(req)) }),
+  );
+
+  app.get(
+    "/api/customers/users",
+    {
+      schema: {
+        tags: ["customers"],
+        summary: "The tenant's users",
+        response: { 200: z.object({ items: z.array(userSchema) }) },
+      },
+    },
+    async (req) => ({ items: await auth.listUsers(tenantContext(req)) }),
+  );
+
+  app.post(
+    "/api/customers/users",
+    {
+      config: { minRole: "admin" },
+      schema: {
+        tags: ["customers"],
+        summary: "Add a user to the tenant",
+        body: z.strictObject({
+          email,
+          password: newPassword,
+          role: z.enum(["owner", "admin", "member"]),
+        }),
+        response: { 201: userSchema },
+      },
+    },
+    async (req, reply) =>
+      reply.status(201).send(await auth.createUser(tenantContext(req), req.body)),
+  );
+
+  app.delete(
+    "/api/customers/users/:id",
+    {
+      config: { minRole: "admin" },
+      schema: { tags: ["customers"], summary: "Remove a user from the tenant", params: idParams },
+    },
+    async (req, reply) => {
+      const ctx = tenantContext(req);
+      if (ctx.principal.kind === "user" && ctx.principal.userId === req.params.id) {
+        throw new AppError("auth.forbidden", "you cannot remove yourself; ask another owner");
+      }
+      await auth.deleteUser(ctx, req.params.id);
+      return reply.status(204).send();
+    },
+  );
+};

@@ -1,0 +1,377 @@
+import { AppError } from "../../http/errors.js";
+import {
+  dummyPasswordHash,
+  hashPassword,
+  randomToken,
+  sha256Hex,
+  verifyPassword,
+} from "../../platform/crypto/index.js";
+import { type Db, isUniqueViolation, type Queryable } from "../../platform/db/index.js";
+import type { FailureThrottle } from "../../platform/ratelimit/index.js";
+import { type Principal, ROLE_RANK, type TenantContext, type TenantRole } from "../../tenancy.js";
+import type { Tenant, TenantStatus, TenantsService } from "../tenants/index.js";
+import { type ApiKeyRow, authStore as store, type UserRow } from "./auth.store.js";
+import type { TokenSigner } from "./tokens.js";
+
+export const API_KEY_PREFIX = "trk_";
+const API_KEY_VISIBLE_CHARS = 12;
+const REFRESH_PREFIX = "rtk_";
+
+export interface User {
+  id: string;
+  email: string;
+  role: TenantRole | "platform_admin";
+  createdAt: string;
+  lastLoginAt: string | null;
+}
+
+export interface ApiKeyInfo {
+  id: string;
+  name: string;
+  prefix: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+export interface TokenPair {
+  token: string;
+  refreshToken: string;
+  expiresIn: number;
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function toUser(row: UserRow): User {
+  return {
+    id: row.id,
+    email: row.email,
+    role: row.role,
+    createdAt: row.created_at.toISOString(),
+    lastLoginAt: iso(row.last_login_at),
+  };
+}
+
+function toKeyInfo(row: ApiKeyRow): ApiKeyInfo {
+  return {
+    id: row.id,
+    name: row.name,
+    prefix: row.prefix,
+    createdAt: row.created_at.toISOString(),
+    lastUsedAt: iso(row.last_used_at),
+    revokedAt: iso(row.revoked_at),
+  };
+}
+
+/** Emails are compared trimmed and lower-cased: one account per mailbox, however it is typed. */
+export function normalizeEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+function assertTenantActive(status: TenantStatus | null): void {
+  if (status === "suspended" || status === "deleted") {
+    throw new AppError("tenant.suspended", "this account is suspended; contact the operator");
+  }
+}
+
+export interface AuthDeps {
+  db: Db;
+  tokens: TokenSigner;
+  tenants: TenantsService;
+  loginThrottle: FailureThrottle;
+  refreshTokenTtlSeconds: number;
+}
+
+export function createAuthService(deps: AuthDeps) {
+  const { db, tokens } = deps;
+
+  async function newApiKey(
+    tx: Queryable,
+    tenantId: string,
+    createdBy: string | null,
+    name: string,
+  ) {
+    const secret = randomToken(API_KEY_PREFIX);
+    const row = await store.insertApiKey(tx, {
+      tenantId,
+      name,
+      prefix: secret.slice(0, API_KEY_VISIBLE_CHARS),
+      keyHash: sha256Hex(secret),
+      createdBy,
+    });
+    return { secret, info: toKeyInfo(row) };
+  }
+
+  /** Starts a session: one refresh-token family, and an access token bound to it. */
+  async function startSession(
+    tx: Queryable,
+    user: Pick<UserRow, "id" | "tenant_id" | "role">,
+  ): Promise<TokenPair> {
+    const sessionId = await store.insertSession(
+      tx,
+      user.id,
+      new Date(Date.now() + deps.refreshTokenTtlSeconds * 1000),
+    );
+    const refreshToken = randomToken(REFRESH_PREFIX);
+    await store.insertRefreshToken(tx, sessionId, sha256Hex(refreshToken));
+    const token = await tokens.sign({
+      sub: user.id,
+      role: user.role,
+      sid: sessionId,
+      ...(user.tenant_id ? { tid: user.tenant_id } : {}),
+    });
+    return { token, refreshToken, expiresIn: tokens.ttlSeconds };
+  }
+
+  async function insertUserOrConflict(tx: Queryable, u: Parameters<typeof store.insertUser>[1]) {
+    try {
+      return await store.insertUser(tx, u);
+    } catch (err) {
+      if (isUniqueViolation(err, "users_email_key")) {
+        throw new AppError("auth.email_taken", "an account with this email already exists");
+      }
+      throw err;
+    }
+  }
+
+  return {
+    /** Creates a tenant, its owner and its first API key, all or nothing. */
+    async signup(input: {
+      email: string;
+      password: string;
+      companyName: string;
+    }): Promise<TokenPair & { apiKey: string; tenant: Tenant; user: User }> {
+      const email = normalizeEmail(input.email);
+      const passwordHash = await hashPassword(input.password);
+      return db.transaction(async (tx) => {
+        const tenant = await deps.tenants.create(tx, { name: input.companyName });
+        const user = await insertUserOrConflict(tx, {
+          tenantId: tenant.id,
+          email,
+          passwordHash,
+          role: "owner",
+        });
+        const key = await newApiKey(tx, tenant.id, user.id, "default");
+        const pair = await startSession(tx, user);
+        return { ...pair, apiKey: key.secret, tenant, user: toUser(user) };
+      });
+    },
+
+    /**
+     * Checks credentials. The answer to a wrong password and to an unknown email is the same,
+     * and takes as long. After `maxFailures` failures for one email inside the window, further
+     * attempts get 429 until the window passes, whatever the password.
+     */
+    async login(input: { email: string; password: string }): Promise<TokenPair> {
+      const email = normalizeEmail(input.email);
+      const blockedMs = await deps.loginThrottle.blockedForMs(email);
+      if (blockedMs > 0) {
+        const retryAfter = Math.ceil(blockedMs / 1000);
+        throw new AppError(
+          "auth.too_many_attempts",
+          "too many failed logins for this account; try again later",
+          { retryAfterSeconds: retryAfter },
+          { "retry-after": String(retryAfter) },
+        );
+      }
+      const user = await store.userByEmail(db, email);
+      const ok = await verifyPassword(
+        user?.password_hash ?? (await dummyPasswordHash()),
+        input.password,
+      );
+      if (!user || !ok) {
+        await deps.loginThrottle.recordFailure(email);
+        throw new AppError("auth.invalid_credentials", "email or password is wrong");
+      }
+      await deps.loginThrottle.reset(email);
+      assertTenantActive(user.tenant_status);
+      return db.transaction(async (tx) => {
+        await store.touchLogin(tx, user.id);
+        return startSession(tx, user);
+      });
+    },
+
+    /**
+     * Exchanges a refresh token for a new pair. Each refresh token works once; presenting one
+     * that was already used means it leaked, so the whole session is revoked.
+     */
+    async refresh(refreshToken: string): Promise<TokenPair> {
+      const outcome = await db.transaction(async (tx) => {
+        const row = await store.refreshTokenForUpdate(tx, sha256Hex(refreshToken));
+        if (!row || row.session_revoked_at || row.session_expires_at < new Date()) {
+          return { kind: "invalid" as const };
+        }
+        if (row.used_at || !(await store.markRefreshTokenUsed(tx, row.token_id))) {
+          await store.revokeSession(tx, row.session_id, "refresh_token_reuse");
+          return { kind: "reused" as const };
+        }
+        assertTenantActive(row.tenant_status);
+        const next = randomToken(REFRESH_PREFIX);
+        await store.insertRefreshToken(tx, row.session_id, sha256Hex(next));
+        const token = await tokens.sign({
+          sub: row.user_id,
+          role: row.role,
+          sid: row.session_id,
+          ...(row.tenant_id ? { tid: row.tenant_id } : {}),
+        });
+        return {
+          kind: "ok" as const,
+          pair: { token, refreshToken: next, expiresIn: tokens.ttlSeconds },
+        };
+      });
+      // The revocation above must commit, so the rejection is raised after the transaction.
+      switch (outcome.kind) {
+        case "ok":
+          return outcome.pair;
+        case "invalid":
+          throw new AppError(
+            "auth.refresh_token_invalid",
+            "refresh token is invalid, expired or revoked",
+          );
+        case "reused":
+          throw new AppError(
+            "auth.refresh_token_reused",
+            "refresh token was already used; the session has been revoked, log in again",
+          );
+      }
+    },
+
+    /** Ends the caller's session: its refresh tokens and access tokens stop working at once. */
+    async logout(principal: Principal): Promise<void> {
+      if (principal.kind === "api_key") {
+        throw new AppError("auth.forbidden", "logout ends a user session; an API key has none");
+      }
+      await store.revokeSession(db, principal.sessionId, "logout");
+    },
+
+    /**
+     * Resolves credentials to a principal. `bearer` is the Authorization header's token, `apiKey`
+     * the X-API-Key header. Role and tenant status are read fresh, so a demotion or suspension
+     * takes effect on the next request.
+     */
+    async authenticate(creds: { bearer?: string; apiKey?: string }): Promise<Principal> {
+      const key =
+        creds.apiKey ?? (creds.bearer?.startsWith(API_KEY_PREFIX) ? creds.bearer : undefined);
+      if (key !== undefined) {
+        const row = await store.apiKeyByHash(db, sha256Hex(key));
+        if (!row || row.revoked_at)
+          throw new AppError("auth.invalid_api_key", "API key is invalid or revoked");
+        assertTenantActive(row.tenant_status);
+        await store.touchApiKey(db, row.id);
+        return { kind: "api_key", keyId: row.id, tenantId: row.tenant_id, role: "admin" };
+      }
+      if (!creds.bearer) throw new AppError("auth.unauthenticated", "authentication required");
+      const claims = await tokens.verify(creds.bearer);
+      const s = await store.sessionPrincipal(db, claims.sid, claims.sub);
+      if (!s) throw new AppError("auth.invalid_token", "access token is invalid");
+      if (s.revoked_at || s.expired)
+        throw new AppError("auth.session_revoked", "session has ended; log in again");
+      if (s.role === "platform_admin")
+        return { kind: "platform_admin", userId: claims.sub, sessionId: claims.sid };
+      assertTenantActive(s.tenant_status);
+      return {
+        kind: "user",
+        userId: claims.sub,
+        tenantId: s.tenant_id as string,
+        role: s.role,
+        sessionId: claims.sid,
+      };
+    },
+
+    async platformAdmin(userId: string): Promise<User | null> {
+      const row = await store.platformAdmin(db, userId);
+      return row ? toUser(row) : null;
+    },
+
+    async me(ctx: TenantContext) {
+      const tenant = await deps.tenants.get(ctx);
+      if (ctx.principal.kind === "user") {
+        const user = await store.userInTenant(db, ctx.tenantId, ctx.principal.userId);
+        return { tenant, user: user ? toUser(user) : null, apiKey: null };
+      }
+      const keyId = ctx.principal.keyId;
+      const key = (await store.apiKeysOfTenant(db, ctx.tenantId)).find((k) => k.id === keyId);
+      return { tenant, user: null, apiKey: key ? toKeyInfo(key) : null };
+    },
+
+    /** Revokes every key of the tenant and issues a new one, shown only in this answer. */
+    async regenerateApiKey(
+      ctx: TenantContext,
+      name = "default",
+    ): Promise<{ apiKey: string; key: ApiKeyInfo }> {
+      const createdBy = ctx.principal.kind === "user" ? ctx.principal.userId : null;
+      return db.transaction(async (tx) => {
+        await store.revokeApiKeys(tx, ctx.tenantId);
+        const key = await newApiKey(tx, ctx.tenantId, createdBy, name);
+        return { apiKey: key.secret, key: key.info };
+      });
+    },
+
+    async listApiKeys(ctx: TenantContext): Promise<ApiKeyInfo[]> {
+      return (await store.apiKeysOfTenant(db, ctx.tenantId)).map(toKeyInfo);
+    },
+
+    async listUsers(ctx: TenantContext): Promise<User[]> {
+      return (await store.usersOfTenant(db, ctx.tenantId)).map(toUser);
+    },
+
+    /** Adds a user to the caller's tenant. Only an owner may create another owner or an admin. */
+    async createUser(
+      ctx: TenantContext,
+      input: { email: string; password: string; role: TenantRole },
+    ): Promise<User> {
+      assertMayManage(ctx, input.role);
+      const passwordHash = await hashPassword(input.password);
+      const row = await db.transaction((tx) =>
+        insertUserOrConflict(tx, {
+          tenantId: ctx.tenantId,
+          email: normalizeEmail(input.email),
+          passwordHash,
+          role: input.role,
+        }),
+      );
+      return toUser(row);
+    },
+
+    /** Removes a user of the caller's tenant; the tenant always keeps at least one owner. */
+    async deleteUser(ctx: TenantContext, userId: string): Promise<void> {
+      await db.transaction(async (tx) => {
+        const user = await store.userInTenant(tx, ctx.tenantId, userId);
+        if (!user) throw new AppError("not_found", "user not found");
+        assertMayManage(ctx, user.role as TenantRole);
+        if (user.role === "owner" && (await store.countOwners(tx, ctx.tenantId)) <= 1) {
+          throw new AppError("user.last_owner", "a tenant must keep at least one owner");
+        }
+        await store.deleteUser(tx, ctx.tenantId, userId);
+      });
+    },
+
+    /** Creates a platform administrator (CLI only). */
+    async createPlatformAdmin(input: { email: string; password: string }): Promise<User> {
+      const passwordHash = await hashPassword(input.password);
+      const row = await db.transaction((tx) =>
+        insertUserOrConflict(tx, {
+          tenantId: null,
+          email: normalizeEmail(input.email),
+          passwordHash,
+          role: "platform_admin",
+        }),
+      );
+      return toUser(row);
+    },
+  };
+}
+
+/** Owners manage everyone; admins manage members; members manage nobody. */
+function assertMayManage(ctx: TenantContext, targetRole: TenantRole): void {
+  const actor = ctx.principal.role;
+  const allowed = actor === "owner" || ROLE_RANK[actor] > ROLE_RANK[targetRole];
+  if (!allowed) {
+    throw new AppError(
+      "auth.forbidden",
+      `role ${actor} may not manage users with role ${targetRole}`,
+    );
+  }
+}
+
+export type AuthService = ReturnType<typeof createAuthService>;

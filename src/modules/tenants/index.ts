@@ -1,0 +1,5 @@
+export { tenantsRoutes } from "./tenants.routes.js";
+export * as tenantSchemas from "./tenants.schemas.js";
+export type { Tenant, TenantsService } from "./tenants.service.js";
+export { createTenantsService, toTenant } from "./tenants.service.js";
+export type { TenantStatus } from "./tenants.store.js";

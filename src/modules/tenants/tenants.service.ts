@@ -1,0 +1,228 @@
+import { AppError, notFound } from "../../http/errors.js";
+import { decryptSecret, encryptSecret } from "../../platform/crypto/index.js";
+import type { Db, Queryable } from "../../platform/db/index.js";
+import type { TenantContext } from "../../tenancy.js";
+import type { ConfigUpdate, TenantConfig } from "./tenants.schemas.js";
+import {
+  type PlanRow,
+  tenantsStore as store,
+  type TenantConfigRow,
+  type TenantRow,
+  type TenantStatus,
+} from "./tenants.store.js";
+
+export interface Tenant {
+  id: string;
+  name: string;
+  status: TenantStatus;
+  plan: string;
+  trialEndsAt: string | null;
+  createdAt: string;
+}
+
+export function toTenant(row: TenantRow): Tenant {
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status,
+    plan: row.plan_id,
+    trialEndsAt: row.trial_ends_at ? row.trial_ends_at.toISOString() : null,
+    createdAt: row.created_at.toISOString(),
+  };
+}
+
+const DAY_MS = 86_400_000;
+
+export function createTenantsService(deps: { db: Db; masterKey: Buffer }) {
+  const { db } = deps;
+
+  async function planOf(q: Queryable, planId: string): Promise<PlanRow> {
+    const plan = await store.plan(q, planId);
+    if (!plan) throw new Error(`plan ${planId} is missing from the plans table`);
+    return plan;
+  }
+
+  function toConfig(row: TenantConfigRow, plan: PlanRow): TenantConfig {
+    return {
+      rateLimitPerMinute: row.rate_limit_rpm,
+      rateLimitPerDay: row.rate_limit_per_day,
+      maxDocuments: row.max_documents,
+      maxFileSizeMb: row.max_file_size_mb,
+      allowedDocumentTypes: row.allowed_document_types,
+      chunkSize: row.chunk_size,
+      chunkOverlap: row.chunk_overlap,
+      chunkStrategy: row.chunk_strategy as TenantConfig["chunkStrategy"],
+      embeddingProvider: row.embedding_provider as TenantConfig["embeddingProvider"],
+      embeddingModel: row.embedding_model,
+      providerApiKey: { set: row.provider_api_key_enc !== null, last4: row.provider_api_key_last4 },
+      planLimits: {
+        rateLimitPerMinute: plan.rate_limit_rpm,
+        rateLimitPerDay: plan.rate_limit_per_day,
+        maxDocuments: plan.max_documents,
+        maxFileSizeMb: plan.max_file_size_mb,
+      },
+      updatedAt: row.updated_at.toISOString(),
+    };
+  }
+
+  async function tenantRow(q: Queryable, tenantId: string): Promise<TenantRow> {
+    const row = await store.tenant(q, tenantId);
+    if (!row) throw notFound("tenant");
+    return row;
+  }
+
+  return {
+    /**
+     * Creates a tenant on `planId` with its configuration seeded from the plan. Runs on the
+     * caller's transaction so signup creates tenant, user and key together or not at all.
+     */
+    async create(tx: Queryable, input: { name: string; planId?: string }): Promise<Tenant> {
+      const plan = await planOf(tx, input.planId ?? "trial");
+      const trialEndsAt = plan.trial_days ? new Date(Date.now() + plan.trial_days * DAY_MS) : null;
+      const row = await store.insertTenant(tx, { name: input.name, planId: plan.id, trialEndsAt });
+      await store.insertConfigFromPlan(tx, row.id, plan);
+      return toTenant(row);
+    },
+
+    async get(ctx: TenantContext): Promise<Tenant> {
+      return toTenant(await tenantRow(db, ctx.tenantId));
+    },
+
+    async rename(ctx: TenantContext, name: string): Promise<Tenant> {
+      const row = await store.renameTenant(db, ctx.tenantId, name);
+      if (!row) throw notFound("tenant");
+      return toTenant(row);
+    },
+
+    async getConfig(ctx: TenantContext): Promise<TenantConfig> {
+      const tenant = await tenantRow(db, ctx.tenantId);
+      const row = await store.config(db, ctx.tenantId);
+      if (!row) throw notFound("tenant configuration");
+      return toConfig(row, await planOf(db, tenant.plan_id));
+    },
+
+    /**
+     * Applies a validated partial update. Limits may not exceed the plan's; chunk overlap must
+     * stay below chunk size after the change. The provider key is encrypted before it is stored.
+     */
+    async updateConfig(ctx: TenantContext, patch: ConfigUpdate): Promise<TenantConfig> {
+      return db.transaction(async (tx) => {
+        const tenant = await tenantRow(tx, ctx.tenantId);
+        const plan = await planOf(tx, tenant.plan_id);
+        const current = await store.config(tx, ctx.tenantId);
+        if (!current) throw notFound("tenant configuration");
+
+        const ceilings = [
+          ["rateLimitPerMinute", patch.rateLimitPerMinute, plan.rate_limit_rpm],
+          ["rateLimitPerDay", patch.rateLimitPerDay, plan.rate_limit_per_day],
+          ["maxDocuments", patch.maxDocuments, plan.max_documents],
+          ["maxFileSizeMb", patch.maxFileSizeMb, plan.max_file_size_mb],
+        ] as const;
+        for (const [field, value, max] of ceilings) {
+          if (value !== undefined && value > max) {
+            throw new AppError(
+              "config.exceeds_plan",
+              `${field} may be at most ${max} on the ${plan.name} plan`,
+              {
+                field,
+                max,
+                plan: plan.id,
+              },
+            );
+          }
+        }
+        const chunkSize = patch.chunkSize ?? current.chunk_size;
+        const chunkOverlap = patch.chunkOverlap ?? current.chunk_overlap;
+        if (chunkOverlap >= chunkSize) {
+          throw new AppError("validation.failed", "chunkOverlap must be smaller than chunkSize", {
+            location: "body",
+            issues: [
+              { path: "chunkOverlap", message: `must be smaller than chunkSize (${chunkSize})` },
+            ],
+          });
+        }
+
+        const key = patch.providerApiKey;
+        const row = await store.updateConfig(tx, ctx.tenantId, {
+          rate_limit_rpm: patch.rateLimitPerMinute,
+          rate_limit_per_day: patch.rateLimitPerDay,
+          max_documents: patch.maxDocuments,
+          max_file_size_mb: patch.maxFileSizeMb,
+          allowed_document_types: patch.allowedDocumentTypes,
+          chunk_size: patch.chunkSize,
+          chunk_overlap: patch.chunkOverlap,
+          chunk_strategy: patch.chunkStrategy,
+          embedding_provider: patch.embeddingProvider,
+          embedding_model: patch.embeddingModel,
+          ...(key === undefined
+            ? {}
+            : key === null
+              ? { provider_api_key_enc: null, provider_api_key_last4: null }
+              : {
+                  provider_api_key_enc: encryptSecret(deps.masterKey, key),
+                  provider_api_key_last4: key.slice(-4),
+                }),
+        });
+        if (!row) throw notFound("tenant configuration");
+        return toConfig(row, plan);
+      });
+    },
+
+    /** The tenant's own provider key in clear, for calling its provider; undefined when unset. */
+    async providerApiKey(ctx: TenantContext): Promise<string | undefined> {
+      const row = await store.config(db, ctx.tenantId);
+      if (!row?.provider_api_key_enc) return undefined;
+      return decryptSecret(deps.masterKey, Buffer.from(row.provider_api_key_enc));
+    },
+
+    // Platform administration: these act across tenants and are reachable only by platform admins.
+
+    async adminGet(tenantId: string): Promise<Tenant> {
+      return toTenant(await tenantRow(db, tenantId));
+    },
+
+    async adminList(opts: { limit: number; cursor?: string; status?: TenantStatus }) {
+      const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
+      const rows = await store.listTenants(db, {
+        limit: opts.limit + 1,
+        after,
+        status: opts.status,
+      });
+      const page = rows.slice(0, opts.limit);
+      const last = page[page.length - 1];
+      return {
+        items: page.map(toTenant),
+        nextCursor: rows.length > opts.limit && last ? encodeCursor(last) : null,
+      };
+    },
+
+    async adminSetStatus(tenantId: string, status: TenantStatus): Promise<Tenant> {
+      const row = await store.setStatus(db, tenantId, status);
+      if (!row) throw notFound("tenant");
+      return toTenant(row);
+    },
+  };
+}
+
+export type TenantsService = ReturnType<typeof createTenantsService>;
+
+function encodeCursor(row: TenantRow): string {
+  return Buffer.from(JSON.stringify([row.created_at.toISOString(), row.id])).toString("base64url");
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as [
+      string,
+      string,
+    ];
+    const date = new Date(createdAt);
+    if (Number.isNaN(date.getTime()) || !/^[0-9a-f-]{36}$/i.test(id)) throw new Error("bad cursor");
+    return { createdAt: date, id };
+  } catch {
+    throw new AppError("validation.failed", "cursor is not valid", {
+      location: "querystring",
+      issues: [{ path: "cursor", message: "not a cursor returned by this endpoint" }],
+    });
+  }
+}

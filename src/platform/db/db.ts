@@ -1,0 +1,40 @@
+/**
+ * The relational store port. Both adapters speak PostgreSQL (PGlite is Postgres compiled to
+ * WebAssembly), so there is one schema, one set of migrations and one dialect of SQL.
+ */
+
+export interface Queryable {
+  /**
+   * Runs one parameterised statement ($1, $2, …) and returns its rows. int8 columns come back
+   * as numbers, numeric as strings, timestamps as Dates, jsonb as parsed values.
+   */
+  query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  /** Runs a script of one or more statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface Db extends Queryable {
+  readonly kind: "pglite" | "postgres";
+  /**
+   * Runs `fn` in one transaction: committed when it resolves, rolled back when it throws (the
+   * error is re-thrown). Inside `fn`, use only `tx`: in embedded mode the store has a single
+   * connection, and a query on the outer handle waits for the transaction to end.
+   */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Resolves when the store answers a trivial query; rejects otherwise. */
+  ping(): Promise<void>;
+  /** Closes connections; in-flight queries finish first. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** A Postgres error as raised by either driver. */
+export interface PgError extends Error {
+  code?: string;
+  constraint?: string;
+}
+
+/** True when `err` is a unique-constraint violation (optionally of the named constraint). */
+export function isUniqueViolation(err: unknown, constraint?: string): boolean {
+  const e = err as PgError;
+  return e?.code === "23505" && (constraint === undefined || e.constraint === constraint);
+}

@@ -1,0 +1,56 @@
+import type { Db } from "./db.js";
+import * as m0001 from "./migrations/0001-tenants-and-auth.js";
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Every migration, in order. Append only: an applied migration is never edited. */
+export const migrations: readonly Migration[] = [
+  { version: 1, name: "tenants-and-auth", sql: m0001.sql },
+];
+
+/**
+ * Applies the pending migrations, each in its own transaction. A transaction-scoped advisory
+ * lock makes concurrent migrators (several servers starting at once) take turns; the second
+ * finds the work done. Returns the versions it applied.
+ */
+export async function migrate(db: Db, list: readonly Migration[] = migrations): Promise<number[]> {
+  await db.exec(`
+    create table if not exists schema_migrations (
+      version integer primary key,
+      name text not null,
+      applied_at timestamptz not null default now()
+    )`);
+  const applied: number[] = [];
+  for (const m of list) {
+    const done = await db.transaction(async (tx) => {
+      await tx.query("select pg_advisory_xact_lock(hashtext('tenantrag.migrate'))");
+      const rows = await tx.query("select 1 from schema_migrations where version = $1", [
+        m.version,
+      ]);
+      if (rows.length > 0) return false;
+      await tx.exec(m.sql);
+      await tx.query("insert into schema_migrations (version, name) values ($1, $2)", [
+        m.version,
+        m.name,
+      ]);
+      return true;
+    });
+    if (done) applied.push(m.version);
+  }
+  return applied;
+}
+
+/** Versions known to the code but not applied to `db`. */
+export async function pendingMigrations(db: Db): Promise<number[]> {
+  const exists = await db.query<{ t: string | null }>(
+    "select to_regclass('schema_migrations')::text as t",
+  );
+  if (!exists[0]?.t) return migrations.map((m) => m.version);
+  const rows = await db.query<{ version: number }>("select version from schema_migrations");
+  const have = new Set(rows.map((r) => r.version));
+  return migrations.filter((m) => !have.has(m.version)).map((m) => m.version);
+}
