@@ -20,7 +20,8 @@ export const apiKeyInfoSchema = z.object({
   revokedAt: z.iso.datetime().nullable(),
 });
 
-export const email = z.email({ message: "must be an email address" }).max(254);
+/** An email address; surrounding spaces are dropped before it is checked. */
+export const email = z.string().trim().max(254).pipe(z.email({ message: "must be an email address" }));
 export const newPassword = z
   .string()
   .min(10, "must be at least 10 characters")

@@ -116,7 +116,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
       schema: {
         tags: ["customers"],
         summary: "Regenerate the API key: every older key stops working at once",
-        body: z.strictObject({ name: z.string().trim().min(1).max(100).optional() }).optional(),
+        body: z.strictObject({ name: z.string().trim().min(1).max(100).optional() }).nullish(),
         response: { 201: z.object({ apiKey: z.string(), key: apiKeyInfoSchema }) },
       },
     },
