@@ -40,7 +40,13 @@ export async function createContext(
   config: Config,
   opts: ContextOptions = {},
 ): Promise<AppContext> {
-  const logger = opts.logger ?? pino({ level: config.logLevel });
+  const logger =
+    opts.logger ??
+    pino({
+      level: config.logLevel,
+      // Credentials never reach the logs, whatever a future serializer includes.
+      redact: ["req.headers.authorization", 'req.headers["x-api-key"]', "*.password", "*.refreshToken"],
+    });
   const db = opts.db ?? (await openDb(config));
   const redis = config.redisUrl
     ? new Redis(config.redisUrl, {

@@ -34,8 +34,14 @@ export function createFailureThrottle(opts: FailureThrottleOptions): FailureThro
     duration: opts.windowSeconds,
     keyPrefix: opts.keyPrefix,
   };
+  // With Redis, a memory limiter stands in while Redis is unreachable, so an outage degrades
+  // throttling to per-process instead of failing every login.
   const limiter: RateLimiterAbstract = opts.redis
-    ? new RateLimiterRedis({ ...limiterOpts, storeClient: opts.redis })
+    ? new RateLimiterRedis({
+        ...limiterOpts,
+        storeClient: opts.redis,
+        insuranceLimiter: new RateLimiterMemory(limiterOpts),
+      })
     : new RateLimiterMemory(limiterOpts);
   return {
     async blockedForMs(key) {
