@@ -1,5 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 
@@ -160,23 +168,40 @@ const secretsSchema = z.object({
 
 /**
  * Embedded mode keeps its secrets beside its data so that tokens and encrypted tenant keys
- * stay valid across restarts. The file is created once, readable by its owner only.
+ * stay valid across restarts. The file is created once, readable by its owner only: written
+ * whole to a temporary name, then linked into place, so two processes starting together on an
+ * empty DATA_DIR agree on one set of secrets and neither reads a half-written file.
  */
 function embeddedSecrets(dataDir: string): z.infer<typeof secretsSchema> {
   const file = path.join(dataDir, "secrets.json");
-  if (existsSync(file)) {
-    const parsed = secretsSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
-    if (!parsed.success) {
-      throw new ConfigError(`${file} is not a valid secrets file; restore it or remove the data`);
+  if (!existsSync(file)) {
+    mkdirSync(dataDir, { recursive: true });
+    const secrets = {
+      jwtSecret: randomBytes(48).toString("base64url"),
+      masterKey: randomBytes(32).toString("hex"),
+    };
+    const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600, flag: "wx" });
+    chmodSync(tmp, 0o600);
+    try {
+      linkSync(tmp, file);
+      return secrets;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      // Another process won the race: use its secrets.
+    } finally {
+      unlinkSync(tmp);
     }
-    return parsed.data;
   }
-  mkdirSync(dataDir, { recursive: true });
-  const secrets = {
-    jwtSecret: randomBytes(48).toString("base64url"),
-    masterKey: randomBytes(32).toString("hex"),
-  };
-  writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600, flag: "wx" });
-  chmodSync(file, 0o600);
-  return secrets;
+  let content: unknown;
+  try {
+    content = JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    content = undefined;
+  }
+  const parsed = secretsSchema.safeParse(content);
+  if (!parsed.success) {
+    throw new ConfigError(`${file} is not a valid secrets file; restore it or remove the data`);
+  }
+  return parsed.data;
 }

@@ -45,7 +45,12 @@ export async function createContext(
     pino({
       level: config.logLevel,
       // Credentials never reach the logs, whatever a future serializer includes.
-      redact: ["req.headers.authorization", 'req.headers["x-api-key"]', "*.password", "*.refreshToken"],
+      redact: [
+        "req.headers.authorization",
+        'req.headers["x-api-key"]',
+        "*.password",
+        "*.refreshToken",
+      ],
     });
   const db = opts.db ?? (await openDb(config));
   const redis = config.redisUrl

@@ -115,7 +115,8 @@ admin
             : `--password ${p.error?.issues[0]?.message}`,
         );
       }
-      const ctx = await createContext(loadConfig(), { migrations: "auto" });
+      // Embedded mode migrates on the spot; server mode wants an explicit `tenantrag migrate`.
+      const ctx = await createContext(loadConfig());
       try {
         const user = await ctx.auth.createPlatformAdmin({ email: e.data, password: p.data });
         process.stdout.write(`platform admin ${user.email} created (id ${user.id})\n`);

@@ -65,12 +65,14 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   app.addHook("onRequest", async (req, reply) => {
     reply.header("x-request-id", req.id);
   });
-  app.addHook("onRequest", createAuthHook(ctx.auth));
 
+  // Security and CORS headers go on before authentication can refuse a request, so that errors
+  // carry them too and a CORS preflight (which has no credentials) is answered, not refused.
   await app.register(helmet, { global: true });
   if (ctx.config.corsOrigins.length > 0) {
     await app.register(cors, { origin: ctx.config.corsOrigins, credentials: false });
   }
+  app.addHook("onRequest", createAuthHook(ctx.auth));
   await app.register(swagger, {
     openapi: {
       info: {

@@ -26,8 +26,7 @@ declare module "fastify" {
 function credentials(req: FastifyRequest): { bearer?: string; apiKey?: string } {
   const header = req.headers.authorization;
   const apiKey = req.headers["x-api-key"];
-  if (Array.isArray(apiKey))
-    throw new AppError("request.invalid_header", "send one X-API-Key header");
+  // Node joins repeated X-API-Key headers into one "a, b" string, which matches no key.
   let bearer: string | undefined;
   if (header !== undefined) {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
@@ -38,7 +37,8 @@ function credentials(req: FastifyRequest): { bearer?: string; apiKey?: string } 
       );
     bearer = match[1];
   }
-  return { ...(bearer ? { bearer } : {}), ...(apiKey ? { apiKey } : {}) };
+  const key = Array.isArray(apiKey) ? apiKey.join(", ") : apiKey;
+  return { ...(bearer ? { bearer } : {}), ...(key ? { apiKey: key } : {}) };
 }
 
 /** The onRequest hook: runs before the body is read, so an anonymous caller learns nothing else. */

@@ -7,7 +7,6 @@
 export const ERROR_STATUS = {
   "validation.failed": 400,
   "request.malformed_json": 400,
-  "request.invalid_header": 400,
   "request.body_too_large": 413,
   "request.unsupported_media_type": 415,
   "auth.unauthenticated": 401,

@@ -21,7 +21,11 @@ export const apiKeyInfoSchema = z.object({
 });
 
 /** An email address; surrounding spaces are dropped before it is checked. */
-export const email = z.string().trim().max(254).pipe(z.email({ message: "must be an email address" }));
+export const email = z
+  .string()
+  .trim()
+  .max(254)
+  .pipe(z.email({ message: "must be an email address" }));
 export const newPassword = z
   .string()
   .min(10, "must be at least 10 characters")

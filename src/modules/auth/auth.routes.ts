@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { tenantContext } from "../../http/auth-hook.js";
-import { AppError } from "../../http/errors.js";
 import {
   apiKeyInfoSchema,
   email,
@@ -174,11 +173,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
       schema: { tags: ["customers"], summary: "Remove a user from the tenant", params: idParams },
     },
     async (req, reply) => {
-      const ctx = tenantContext(req);
-      if (ctx.principal.kind === "user" && ctx.principal.userId === req.params.id) {
-        throw new AppError("auth.forbidden", "you cannot remove yourself; ask another owner");
-      }
-      await auth.deleteUser(ctx, req.params.id);
+      await auth.deleteUser(tenantContext(req), req.params.id);
       return reply.status(204).send();
     },
   );

@@ -333,14 +333,26 @@ export function createAuthService(deps: AuthDeps) {
       return toUser(row);
     },
 
-    /** Removes a user of the caller's tenant; the tenant always keeps at least one owner. */
+    /**
+     * Removes a user of the caller's tenant. The tenant always keeps at least one owner, and
+     * nobody removes themselves (a sole owner is told that it is the last one).
+     */
     async deleteUser(ctx: TenantContext, userId: string): Promise<void> {
       await db.transaction(async (tx) => {
+        // Owners are locked before anything is read: two owners removing each other at once
+        // would otherwise both count two owners and leave the tenant with none.
+        const owners = await store.lockOwners(tx, ctx.tenantId);
         const user = await store.userInTenant(tx, ctx.tenantId, userId);
         if (!user) throw new AppError("not_found", "user not found");
         assertMayManage(ctx, user.role as TenantRole);
-        if (user.role === "owner" && (await store.countOwners(tx, ctx.tenantId)) <= 1) {
+        if (user.role === "owner" && owners.length <= 1) {
           throw new AppError("user.last_owner", "a tenant must keep at least one owner");
+        }
+        if (ctx.principal.kind === "user" && ctx.principal.userId === userId) {
+          throw new AppError(
+            "auth.forbidden",
+            "you cannot remove yourself; ask another owner or admin",
+          );
         }
         await store.deleteUser(tx, ctx.tenantId, userId);
       });

@@ -75,12 +75,16 @@ export const authStore = {
     );
   },
 
-  async countOwners(q: Queryable, tenantId: string): Promise<number> {
-    const rows = await q.query<{ n: number }>(
-      "select count(*)::int as n from users where tenant_id = $1 and role = 'owner'",
+  /**
+   * The tenant's owners, locked until the transaction ends (in id order, so two callers never
+   * deadlock): a concurrent removal waits, then sees the owners that are left.
+   */
+  async lockOwners(q: Queryable, tenantId: string): Promise<string[]> {
+    const rows = await q.query<{ id: string }>(
+      "select id from users where tenant_id = $1 and role = 'owner' order by id for update",
       [tenantId],
     );
-    return rows[0]?.n ?? 0;
+    return rows.map((r) => r.id);
   },
 
   async deleteUser(q: Queryable, tenantId: string, userId: string): Promise<boolean> {

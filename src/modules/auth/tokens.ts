@@ -44,6 +44,8 @@ export function createTokenSigner(opts: { secret: string; ttlSeconds: number }) 
         const { payload } = await jwtVerify(token, key, {
           algorithms: [ALGORITHM],
           issuer: ISSUER,
+          // A token without an expiry would never die; refuse it even when correctly signed.
+          requiredClaims: ["exp", "iat"],
         });
         const { sub, tid, role, sid } = payload as Record<string, unknown>;
         const roles: TokenRole[] = ["owner", "admin", "member", "platform_admin"];

@@ -1,6 +1,7 @@
 import { AppError, notFound } from "../../http/errors.js";
 import { decryptSecret, encryptSecret } from "../../platform/crypto/index.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
+import { isUuid } from "../../platform/ids.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { ConfigUpdate, TenantConfig } from "./tenants.schemas.js";
 import {
@@ -216,8 +217,15 @@ function decodeCursor(cursor: string): { createdAt: Date; id: string } {
       string,
       string,
     ];
+    // Only the exact form encodeCursor writes: anything else (a non-UUID id, a year the database
+    // cannot store) would reach the query and fail there as a 500.
     const date = new Date(createdAt);
-    if (Number.isNaN(date.getTime()) || !/^[0-9a-f-]{36}$/i.test(id)) throw new Error("bad cursor");
+    const canonical =
+      typeof createdAt === "string" &&
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(createdAt) &&
+      !Number.isNaN(date.getTime()) &&
+      date.toISOString() === createdAt;
+    if (!canonical || !isUuid(id)) throw new Error("bad cursor");
     return { createdAt: date, id };
   } catch {
     throw new AppError("validation.failed", "cursor is not valid", {

@@ -63,7 +63,8 @@ export function decryptSecret(key: Buffer, sealed: Buffer): string {
   const iv = sealed.subarray(0, GCM_IV_BYTES);
   const tag = sealed.subarray(GCM_IV_BYTES, GCM_IV_BYTES + GCM_TAG_BYTES);
   const body = sealed.subarray(GCM_IV_BYTES + GCM_TAG_BYTES);
-  const decipher = createDecipheriv("aes-256-gcm", key, iv);
+  if (sealed.length < GCM_IV_BYTES + GCM_TAG_BYTES) throw new Error("sealed secret is truncated");
+  const decipher = createDecipheriv("aes-256-gcm", key, iv, { authTagLength: GCM_TAG_BYTES });
   decipher.setAuthTag(tag);
   return Buffer.concat([decipher.update(body), decipher.final()]).toString("utf8");
 }

@@ -38,3 +38,15 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   const e = err as PgError;
   return e?.code === "23505" && (constraint === undefined || e.constraint === constraint);
 }
+
+/**
+ * int8 as a JavaScript number, the same from both adapters. Counters here stay far below 2^53;
+ * a value beyond it would lose precision, so it is refused rather than rounded.
+ */
+export function parseInt8(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new RangeError(`int8 value ${value} exceeds 2^53`);
+  return n;
+}
+
+export const INT8_OID = 20;

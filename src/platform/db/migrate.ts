@@ -18,12 +18,17 @@ export const migrations: readonly Migration[] = [
  * finds the work done. Returns the versions it applied.
  */
 export async function migrate(db: Db, list: readonly Migration[] = migrations): Promise<number[]> {
-  await db.exec(`
-    create table if not exists schema_migrations (
-      version integer primary key,
-      name text not null,
-      applied_at timestamptz not null default now()
-    )`);
+  // Under the lock too: two concurrent `create table if not exists` on a fresh database race
+  // on the catalog (duplicate key in pg_type) instead of one of them doing nothing.
+  await db.transaction(async (tx) => {
+    await tx.query("select pg_advisory_xact_lock(hashtext('tenantrag.migrate'))");
+    await tx.exec(`
+      create table if not exists schema_migrations (
+        version integer primary key,
+        name text not null,
+        applied_at timestamptz not null default now()
+      )`);
+  });
   const applied: number[] = [];
   for (const m of list) {
     const done = await db.transaction(async (tx) => {

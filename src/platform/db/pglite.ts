@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
-import type { Db, Queryable } from "./db.js";
+import { type Db, INT8_OID, parseInt8, type Queryable } from "./db.js";
 
 export interface PgliteOptions {
   /** Directory of the database files; omitted → in memory (tests). */
@@ -17,6 +17,7 @@ export async function createPgliteDb(
   const pg = await PGlite.create({
     ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
     ...(opts.loadDataDir ? { loadDataDir: opts.loadDataDir } : {}),
+    parsers: { [INT8_OID]: parseInt8 },
   });
   const wrap = (q: Pick<PGlite, "query" | "exec">): Queryable => ({
     async query<T>(sql: string, params: readonly unknown[] = []) {

@@ -1,23 +1,11 @@
 import pg from "pg";
-import type { Db, Queryable } from "./db.js";
+import { type Db, INT8_OID, parseInt8, type Queryable } from "./db.js";
 
 export interface PostgresOptions {
   url: string;
   poolSize?: number;
   /** Schema to put first on the search path (tests run each file in a schema of its own). */
   schema?: string;
-}
-
-const INT8_OID = 20;
-
-/**
- * int8 as a JavaScript number, as PGlite returns it. Counters here stay far below 2^53; a
- * value beyond it would lose precision, so it is refused rather than rounded.
- */
-function parseInt8(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n)) throw new RangeError(`int8 value ${value} exceeds 2^53`);
-  return n;
 }
 
 /** Server adapter: a `pg` connection pool to PostgreSQL ≥ 15. */
