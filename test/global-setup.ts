@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
-import { createPgliteDb } from "../src/platform/db/pglite.js";
 import { migrate } from "../src/platform/db/index.js";
+import { createPgliteDb } from "../src/platform/db/pglite.js";
 
 declare module "vitest" {
   export interface ProvidedContext {

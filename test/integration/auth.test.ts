@@ -1,6 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  bearer,
+  expectError,
+  signup,
+  startApp,
+  type TestApp,
+  uniqueEmail,
+} from "../fixtures/app.js";
 import { backends } from "../fixtures/db.js";
-import { bearer, expectError, signup, type TestApp, startApp, uniqueEmail } from "../fixtures/app.js";
 
 describe.each(backends)("auth ($name)", (backend) => {
   let t: TestApp;
@@ -14,7 +21,11 @@ describe.each(backends)("auth ($name)", (backend) => {
     const res = await t.app.inject({
       method: "POST",
       url: "/api/auth/signup",
-      payload: { email: `  ${email.toUpperCase()} `, password: "correct horse", companyName: "Bistro" },
+      payload: {
+        email: `  ${email.toUpperCase()} `,
+        password: "correct horse",
+        companyName: "Bistro",
+      },
     });
     expect(res.statusCode).toBe(201);
     const body = res.json();
@@ -67,7 +78,9 @@ describe.each(backends)("auth ($name)", (backend) => {
       payload: { email: s.email, password: s.password },
     });
     expect(ok.statusCode).toBe(200);
-    expect((await t.app.inject({ url: "/api/auth/me", headers: bearer(ok.json().token) })).statusCode).toBe(200);
+    expect(
+      (await t.app.inject({ url: "/api/auth/me", headers: bearer(ok.json().token) })).statusCode,
+    ).toBe(200);
 
     const wrong = await t.app.inject({
       method: "POST",
@@ -87,7 +100,11 @@ describe.each(backends)("auth ($name)", (backend) => {
   it("throttles repeated failures for one email with 429 and Retry-After, even for the right password", async () => {
     const s = await signup(t.app);
     for (let i = 0; i < 3; i++) {
-      const r = await t.app.inject({ method: "POST", url: "/api/auth/login", payload: { email: s.email, password: "nope nope" } });
+      const r = await t.app.inject({
+        method: "POST",
+        url: "/api/auth/login",
+        payload: { email: s.email, password: "nope nope" },
+      });
       expectError(r, 401, "auth.invalid_credentials");
     }
     const blocked = await t.app.inject({
@@ -99,56 +116,115 @@ describe.each(backends)("auth ($name)", (backend) => {
     expect(Number(blocked.headers["retry-after"])).toBeGreaterThan(0);
     // Another account is not affected.
     const other = await signup(t.app);
-    const fine = await t.app.inject({ method: "POST", url: "/api/auth/login", payload: { email: other.email, password: other.password } });
+    const fine = await t.app.inject({
+      method: "POST",
+      url: "/api/auth/login",
+      payload: { email: other.email, password: other.password },
+    });
     expect(fine.statusCode).toBe(200);
   });
 
   it("rotates refresh tokens: each works once, and reusing one revokes the whole session", async () => {
     const s = await signup(t.app);
-    const first = await t.app.inject({ method: "POST", url: "/api/auth/refresh", payload: { refreshToken: s.refreshToken } });
+    const first = await t.app.inject({
+      method: "POST",
+      url: "/api/auth/refresh",
+      payload: { refreshToken: s.refreshToken },
+    });
     expect(first.statusCode).toBe(200);
     const pair = first.json();
     expect(pair.refreshToken).not.toBe(s.refreshToken);
-    expect((await t.app.inject({ url: "/api/auth/me", headers: bearer(pair.token) })).statusCode).toBe(200);
+    expect(
+      (await t.app.inject({ url: "/api/auth/me", headers: bearer(pair.token) })).statusCode,
+    ).toBe(200);
 
-    const reuse = await t.app.inject({ method: "POST", url: "/api/auth/refresh", payload: { refreshToken: s.refreshToken } });
+    const reuse = await t.app.inject({
+      method: "POST",
+      url: "/api/auth/refresh",
+      payload: { refreshToken: s.refreshToken },
+    });
     expectError(reuse, 401, "auth.refresh_token_reused");
     // The family is dead: the newer refresh token and the access tokens of the session too.
-    const newer = await t.app.inject({ method: "POST", url: "/api/auth/refresh", payload: { refreshToken: pair.refreshToken } });
+    const newer = await t.app.inject({
+      method: "POST",
+      url: "/api/auth/refresh",
+      payload: { refreshToken: pair.refreshToken },
+    });
     expectError(newer, 401, "auth.refresh_token_invalid");
-    expectError(await t.app.inject({ url: "/api/auth/me", headers: bearer(pair.token) }), 401, "auth.session_revoked");
+    expectError(
+      await t.app.inject({ url: "/api/auth/me", headers: bearer(pair.token) }),
+      401,
+      "auth.session_revoked",
+    );
     // The API key is not a session and keeps working.
-    expect((await t.app.inject({ url: "/api/auth/me", headers: { "x-api-key": s.apiKey } })).statusCode).toBe(200);
+    expect(
+      (await t.app.inject({ url: "/api/auth/me", headers: { "x-api-key": s.apiKey } })).statusCode,
+    ).toBe(200);
   });
 
   it("rejects an unknown refresh token", async () => {
-    const res = await t.app.inject({ method: "POST", url: "/api/auth/refresh", payload: { refreshToken: "rtk_nothing" } });
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/api/auth/refresh",
+      payload: { refreshToken: "rtk_nothing" },
+    });
     expectError(res, 401, "auth.refresh_token_invalid");
   });
 
   it("logout ends the session's access and refresh tokens but not other sessions", async () => {
     const s = await signup(t.app);
-    const other = (await t.app.inject({ method: "POST", url: "/api/auth/login", payload: { email: s.email, password: s.password } })).json();
-    const out = await t.app.inject({ method: "POST", url: "/api/auth/logout", headers: bearer(s.token) });
+    const other = (
+      await t.app.inject({
+        method: "POST",
+        url: "/api/auth/login",
+        payload: { email: s.email, password: s.password },
+      })
+    ).json();
+    const out = await t.app.inject({
+      method: "POST",
+      url: "/api/auth/logout",
+      headers: bearer(s.token),
+    });
     expect(out.statusCode).toBe(204);
-    expectError(await t.app.inject({ url: "/api/auth/me", headers: bearer(s.token) }), 401, "auth.session_revoked");
     expectError(
-      await t.app.inject({ method: "POST", url: "/api/auth/refresh", payload: { refreshToken: s.refreshToken } }),
+      await t.app.inject({ url: "/api/auth/me", headers: bearer(s.token) }),
+      401,
+      "auth.session_revoked",
+    );
+    expectError(
+      await t.app.inject({
+        method: "POST",
+        url: "/api/auth/refresh",
+        payload: { refreshToken: s.refreshToken },
+      }),
       401,
       "auth.refresh_token_invalid",
     );
-    expect((await t.app.inject({ url: "/api/auth/me", headers: bearer(other.token) })).statusCode).toBe(200);
+    expect(
+      (await t.app.inject({ url: "/api/auth/me", headers: bearer(other.token) })).statusCode,
+    ).toBe(200);
   });
 
   it("logout with an API key is refused: a key is not a session", async () => {
     const s = await signup(t.app);
-    expectError(await t.app.inject({ method: "POST", url: "/api/auth/logout", headers: { "x-api-key": s.apiKey } }), 403, "auth.forbidden");
+    expectError(
+      await t.app.inject({
+        method: "POST",
+        url: "/api/auth/logout",
+        headers: { "x-api-key": s.apiKey },
+      }),
+      403,
+      "auth.forbidden",
+    );
   });
 
   it("accepts the API key as Bearer and as X-API-Key, and records its last use", async () => {
     const s = await signup(t.app);
     const viaBearer = await t.app.inject({ url: "/api/auth/me", headers: bearer(s.apiKey) });
-    const viaHeader = await t.app.inject({ url: "/api/auth/me", headers: { "x-api-key": s.apiKey } });
+    const viaHeader = await t.app.inject({
+      url: "/api/auth/me",
+      headers: { "x-api-key": s.apiKey },
+    });
     expect(viaBearer.statusCode).toBe(200);
     expect(viaHeader.statusCode).toBe(200);
     expect(viaHeader.json().apiKey.prefix).toBe(s.apiKey.slice(0, 12));
@@ -157,12 +233,22 @@ describe.each(backends)("auth ($name)", (backend) => {
 
   it("regenerating the API key kills the old one at once; the list never shows a secret", async () => {
     const s = await signup(t.app);
-    const regen = await t.app.inject({ method: "POST", url: "/api/customers/api-key", headers: bearer(s.token) });
+    const regen = await t.app.inject({
+      method: "POST",
+      url: "/api/customers/api-key",
+      headers: bearer(s.token),
+    });
     expect(regen.statusCode).toBe(201);
     const fresh = regen.json().apiKey as string;
     expect(fresh).not.toBe(s.apiKey);
-    expectError(await t.app.inject({ url: "/api/auth/me", headers: { "x-api-key": s.apiKey } }), 401, "auth.invalid_api_key");
-    expect((await t.app.inject({ url: "/api/auth/me", headers: { "x-api-key": fresh } })).statusCode).toBe(200);
+    expectError(
+      await t.app.inject({ url: "/api/auth/me", headers: { "x-api-key": s.apiKey } }),
+      401,
+      "auth.invalid_api_key",
+    );
+    expect(
+      (await t.app.inject({ url: "/api/auth/me", headers: { "x-api-key": fresh } })).statusCode,
+    ).toBe(200);
 
     const list = await t.app.inject({ url: "/api/customers/api-keys", headers: bearer(s.token) });
     expect(list.statusCode).toBe(200);

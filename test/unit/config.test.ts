@@ -1,0 +1,185 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config.js";
+
+let dataDir: string;
+beforeEach(() => {
+  dataDir = mkdtempSync(path.join(tmpdir(), "tenantrag-config-"));
+});
+afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
+
+const secretsFile = () => path.join(dataDir, "secrets.json");
+const JWT_SECRET = randomBytes(32).toString("hex");
+const MASTER_KEY = randomBytes(32).toString("hex");
+
+/** The ConfigError `loadConfig(env)` throws; fails the test when it throws nothing or another error. */
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig({ DATA_DIR: dataDir, ...env });
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe("loadConfig defaults", () => {
+  it("starts in embedded mode on 127.0.0.1:3000 with no variable set", () => {
+    const config = loadConfig({ DATA_DIR: dataDir });
+    expect(config).toMatchObject({
+      mode: "embedded",
+      port: 3000,
+      host: "127.0.0.1",
+      dataDir: path.resolve(dataDir),
+      databaseUrl: undefined,
+      redisUrl: undefined,
+      corsOrigins: [],
+      trustProxy: false,
+      logLevel: "info",
+    });
+    expect(config.masterKey).toHaveLength(32);
+    expect(config.jwtSecret.length).toBeGreaterThanOrEqual(32);
+  });
+
+  it("resolves a relative DATA_DIR against the working directory", () => {
+    const rel = path.relative(process.cwd(), dataDir);
+    expect(loadConfig({ DATA_DIR: rel }).dataDir).toBe(path.resolve(dataDir));
+  });
+
+  it("accepts PORT=0 (any free port) and explicit values", () => {
+    const config = loadConfig({ DATA_DIR: dataDir, PORT: "0", HOST: "0.0.0.0", LOG_LEVEL: "warn" });
+    expect(config).toMatchObject({ port: 0, host: "0.0.0.0", logLevel: "warn" });
+  });
+});
+
+describe("loadConfig refuses invalid values, naming the variable", () => {
+  it.each([
+    ["PORT", "abc"],
+    ["PORT", "70000"],
+    ["LOG_LEVEL", "loud"],
+    ["DATABASE_URL", "mysql://x"],
+    ["REDIS_URL", "http://x"],
+    ["MASTER_KEY", "short"],
+    ["MASTER_KEY", "z".repeat(64)],
+    ["JWT_SECRET", "too-short"],
+    ["TRUST_PROXY", "maybe"],
+  ])("%s=%s", (name, value) => {
+    const err = configError({ [name]: value });
+    expect(err.message).toContain(name);
+    // A refused start-up leaves nothing behind.
+    expect(existsSync(secretsFile())).toBe(false);
+  });
+
+  it("names every invalid variable at once", () => {
+    const err = configError({ PORT: "abc", LOG_LEVEL: "loud" });
+    expect(err.message).toContain("PORT");
+    expect(err.message).toContain("LOG_LEVEL");
+  });
+});
+
+describe("server mode (DATABASE_URL set)", () => {
+  const DATABASE_URL = "postgres://app@db.internal:5432/tenantrag";
+
+  it("requires JWT_SECRET and MASTER_KEY, naming both when both are missing", () => {
+    const err = configError({ DATABASE_URL });
+    expect(err.message).toMatch(/requires JWT_SECRET and MASTER_KEY/);
+  });
+
+  it("names only the missing one", () => {
+    expect(configError({ DATABASE_URL, JWT_SECRET }).message).toMatch(/requires MASTER_KEY:/);
+    expect(configError({ DATABASE_URL, MASTER_KEY }).message).toMatch(/requires JWT_SECRET:/);
+  });
+
+  it("treats a blank secret as missing", () => {
+    const err = configError({ DATABASE_URL, JWT_SECRET: "   ", MASTER_KEY });
+    expect(err.message).toMatch(/requires JWT_SECRET:/);
+  });
+
+  it("uses the given secrets and never writes a secrets file", () => {
+    const config = loadConfig({ DATA_DIR: dataDir, DATABASE_URL, JWT_SECRET, MASTER_KEY });
+    expect(config.mode).toBe("server");
+    expect(config.databaseUrl).toBe(DATABASE_URL);
+    expect(config.jwtSecret).toBe(JWT_SECRET);
+    expect(config.masterKey.equals(Buffer.from(MASTER_KEY, "hex"))).toBe(true);
+    expect(existsSync(secretsFile())).toBe(false);
+  });
+
+  it("accepts postgresql:// and rediss:// URLs", () => {
+    const config = loadConfig({
+      DATA_DIR: dataDir,
+      DATABASE_URL: "postgresql://db/x",
+      REDIS_URL: "rediss://cache:6380",
+      JWT_SECRET,
+      MASTER_KEY,
+    });
+    expect(config.redisUrl).toBe("rediss://cache:6380");
+  });
+});
+
+describe("embedded secrets", () => {
+  it("generates DATA_DIR/secrets.json, readable by its owner only", () => {
+    loadConfig({ DATA_DIR: dataDir });
+    expect(statSync(secretsFile()).mode & 0o777).toBe(0o600);
+  });
+
+  it("creates a missing DATA_DIR", () => {
+    const nested = path.join(dataDir, "a", "b");
+    loadConfig({ DATA_DIR: nested });
+    expect(existsSync(path.join(nested, "secrets.json"))).toBe(true);
+  });
+
+  it("returns the same secrets on the next start, so tokens and encrypted keys stay valid", () => {
+    const first = loadConfig({ DATA_DIR: dataDir });
+    const before = readFileSync(secretsFile(), "utf8");
+    const second = loadConfig({ DATA_DIR: dataDir });
+    expect(second.jwtSecret).toBe(first.jwtSecret);
+    expect(second.masterKey.equals(first.masterKey)).toBe(true);
+    expect(readFileSync(secretsFile(), "utf8")).toBe(before);
+  });
+
+  it("gives different installations different secrets", () => {
+    const other = mkdtempSync(path.join(tmpdir(), "tenantrag-config-"));
+    try {
+      const a = loadConfig({ DATA_DIR: dataDir });
+      const b = loadConfig({ DATA_DIR: other });
+      expect(b.jwtSecret).not.toBe(a.jwtSecret);
+      expect(b.masterKey.equals(a.masterKey)).toBe(false);
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+
+  it("lets explicit JWT_SECRET and MASTER_KEY win over the file", () => {
+    loadConfig({ DATA_DIR: dataDir });
+    const config = loadConfig({ DATA_DIR: dataDir, JWT_SECRET, MASTER_KEY });
+    expect(config.jwtSecret).toBe(JWT_SECRET);
+    expect(config.masterKey.toString("hex")).toBe(MASTER_KEY);
+  });
+
+  it.each([
+    ["not JSON", "{ this is not json"],
+    ["the wrong shape", JSON.stringify({ jwtSecret: "x", masterKey: "y" })],
+    ["empty", ""],
+  ])("refuses a secrets file that is %s with a ConfigError naming the file", (_label, content) => {
+    writeFileSync(secretsFile(), content, { mode: 0o600 });
+    const err = configError({});
+    expect(err.message).toContain(secretsFile());
+    // The file is the only copy of the keys: it must never be replaced silently.
+    expect(readFileSync(secretsFile(), "utf8")).toBe(content);
+  });
+});
+
+describe("CORS_ORIGINS", () => {
+  it.each([
+    [undefined, []],
+    ["", []],
+    ["https://app.example", ["https://app.example"]],
+    [" https://a.example , https://b.example,, ", ["https://a.example", "https://b.example"]],
+  ])("%j → %j", (value, expected) => {
+    const env = value === undefined ? {} : { CORS_ORIGINS: value };
+    expect(loadConfig({ DATA_DIR: dataDir, ...env }).corsOrigins).toEqual(expected);
+  });
+});
