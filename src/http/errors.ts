@@ -27,6 +27,7 @@ export const ERROR_STATUS = {
   "auth.email_taken": 409,
   "user.last_owner": 409,
   "config.exceeds_plan": 422,
+  "ingestion.max_documents": 422,
   "auth.too_many_attempts": 429,
   internal: 500,
   "service.unavailable": 503,

@@ -1,0 +1,16 @@
+import { z } from "zod";
+
+/** Jobs of the ingestion module. Every payload carries the tenant id. */
+export const ingestionJobs = {
+  /** Parse, chunk, embed and index one version of a document, then make it the active one. */
+  "ingest.process": z.object({
+    tenantId: z.uuid(),
+    documentId: z.uuid(),
+    version: z.number().int().min(1),
+  }),
+};
+
+export type IngestionJobs = typeof ingestionJobs;
+
+/** Attempts for an ingestion job; the pipeline marks the version failed on the last one. */
+export const INGEST_MAX_ATTEMPTS = 3;
