@@ -1,0 +1,244 @@
+import OpenAI, { APIConnectionError, APIError, APIUserAbortError } from "openai";
+import { type Embedder, EmbeddingError, type EmbedRequest, type EmbedResult } from "./embedder.js";
+import { countTokensBatch } from "./tokens.js";
+
+export interface OpenAIEmbedderOptions {
+  /** The operator's key. A request's own `apiKey` (the tenant's) wins over it. */
+  apiKey?: string;
+  /** Any OpenAI-compatible endpoint (Azure, Ollama, vLLM, TEI); OpenAI's when omitted. */
+  baseURL?: string;
+  defaultModel?: string;
+  /** Texts per request. OpenAI accepts up to 2048, but smaller batches retry cheaper. */
+  batchSize?: number;
+  /** Retries per batch, after the first attempt, for 408/409/429/5xx and network failures. */
+  maxRetries?: number;
+  /** Asks the provider for shorter vectors (text-embedding-3-* only). */
+  dimensions?: number;
+  fetch?: typeof fetch;
+  /** First backoff without a Retry-After header; it doubles per retry, up to 8 s, with jitter. */
+  initialRetryDelayMs?: number;
+  /**
+   * The longest Retry-After honoured. A provider asking for more fails the call at once as
+   * retryable, so a job goes back to its queue instead of holding a worker for minutes.
+   */
+  maxRetryDelayMs?: number;
+  /** Per HTTP request. */
+  timeoutMs?: number;
+}
+
+/** Vector lengths of OpenAI's models, reported for an empty request that asks nothing. */
+const KNOWN_DIMENSIONS: Record<string, number> = {
+  "text-embedding-3-small": 1536,
+  "text-embedding-3-large": 3072,
+  "text-embedding-ada-002": 1536,
+};
+const MAX_BACKOFF_MS = 8_000;
+/** Clients kept per key; one per tenant that brings a key, plus the operator's. */
+const MAX_CLIENTS = 256;
+
+/**
+ * Embeds through the official `openai` SDK against any OpenAI-compatible /v1/embeddings.
+ *
+ * Retries are ours, not the SDK's (its maxRetries is 0): the SDK's backoff sleep ignores the
+ * AbortSignal and it honours any Retry-After however long. Ours honours Retry-After (seconds
+ * or HTTP date) and retry-after-ms up to `maxRetryDelayMs`, backs off exponentially otherwise,
+ * and stops at once on abort. Batches run one after another, in input order.
+ */
+export function createOpenAIEmbedder(opts: OpenAIEmbedderOptions = {}): Embedder {
+  const defaultModel = opts.defaultModel ?? "text-embedding-3-small";
+  const batchSize = opts.batchSize ?? 96;
+  const policy: RetryPolicy = {
+    maxRetries: opts.maxRetries ?? 4,
+    initialDelayMs: opts.initialRetryDelayMs ?? 500,
+    maxDelayMs: opts.maxRetryDelayMs ?? 60_000,
+  };
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new RangeError(`openai embedder: batchSize must be a positive integer, got ${batchSize}`);
+  }
+  const clients = new Map<string, OpenAI>();
+
+  function clientFor(apiKey: string): OpenAI {
+    let client = clients.get(apiKey);
+    if (client) {
+      // Re-insert so the Map's order is least recently used first.
+      clients.delete(apiKey);
+    } else {
+      // Every option is explicit: the SDK would otherwise read OPENAI_* environment variables.
+      client = new OpenAI({
+        apiKey,
+        baseURL: opts.baseURL ?? "https://api.openai.com/v1",
+        organization: null,
+        project: null,
+        adminAPIKey: null,
+        webhookSecret: null,
+        maxRetries: 0,
+        timeout: opts.timeoutMs ?? 60_000,
+        logLevel: "warn",
+        ...(opts.fetch ? { fetch: opts.fetch } : {}),
+      });
+      if (clients.size >= MAX_CLIENTS) clients.delete(clients.keys().next().value as string);
+    }
+    clients.set(apiKey, client);
+    return client;
+  }
+
+  return {
+    provider: "openai",
+    defaultModel,
+    async embed(req: EmbedRequest): Promise<EmbedResult> {
+      req.signal?.throwIfAborted();
+      const model = req.model ?? defaultModel;
+      // The tenant's key never falls back to the operator's: that would bill the operator.
+      const apiKey = req.apiKey ?? opts.apiKey;
+      if (!apiKey) {
+        throw new EmbeddingError("no API key for the embedding provider", false);
+      }
+      if (req.texts.length === 0) {
+        const dimensions = opts.dimensions ?? KNOWN_DIMENSIONS[model] ?? 0;
+        return { vectors: [], dimensions, model, tokens: 0 };
+      }
+      const client = clientFor(apiKey);
+      const vectors: number[][] = [];
+      let tokens = 0;
+      for (let start = 0; start < req.texts.length; start += batchSize) {
+        const batch = req.texts.slice(start, start + batchSize);
+        const res = await withRetries(
+          () =>
+            client.embeddings.create(
+              { model, input: batch, ...(opts.dimensions ? { dimensions: opts.dimensions } : {}) },
+              { signal: req.signal ?? null },
+            ),
+          policy,
+          req.signal,
+        );
+        for (const v of inInputOrder(res.data, batch.length)) vectors.push(v);
+        // Some compatible servers report no usage (or 0); then we count with a real tokenizer.
+        const reported = (res.usage as { prompt_tokens?: unknown } | undefined)?.prompt_tokens;
+        tokens +=
+          typeof reported === "number" && reported > 0 ? reported : countTokensBatch(batch, model);
+      }
+      const dimensions = (vectors[0] as number[]).length;
+      if (vectors.some((v) => v.length !== dimensions)) {
+        throw new EmbeddingError("embedding provider returned vectors of different lengths", false);
+      }
+      return { vectors, dimensions, model, tokens };
+    },
+  };
+}
+
+/** The batch's vectors by their `index`, checked and L2-normalised. */
+function inInputOrder(data: Array<{ index: number; embedding: number[] }>, n: number) {
+  const sorted = [...data].sort((a, b) => a.index - b.index);
+  if (sorted.length !== n || sorted.some((d, i) => d.index !== i)) {
+    throw new EmbeddingError(
+      `embedding provider returned ${data.length} vectors for ${n} texts, or bad indexes`,
+      false,
+    );
+  }
+  return sorted.map((d) => unit(d.embedding));
+}
+
+function unit(v: number[]): number[] {
+  let sum = 0;
+  for (const x of v) sum += x * x;
+  const norm = Math.sqrt(sum);
+  if (!(norm > 0) || !Number.isFinite(norm)) {
+    throw new EmbeddingError("embedding provider returned a zero or non-finite vector", false);
+  }
+  return Math.abs(norm - 1) < 1e-6 ? v : v.map((x) => x / norm);
+}
+
+interface RetryPolicy {
+  maxRetries: number;
+  initialDelayMs: number;
+  maxDelayMs: number;
+}
+
+interface Failure {
+  retryable: boolean;
+  message: string;
+  status?: number;
+  headers?: Headers;
+}
+
+/** 408 timeout, 409 lock contention, 429 rate limit and 5xx are worth another try. */
+function classify(err: unknown): Failure {
+  if (err instanceof APIConnectionError || err instanceof APIUserAbortError) {
+    // Includes timeouts. An abort we did not ask for (ours is handled first) counts as network.
+    const cause = err.cause instanceof Error ? ` (${err.cause.message})` : "";
+    return { retryable: true, message: `embedding provider unreachable: ${err.message}${cause}` };
+  }
+  if (err instanceof APIError && err.status !== undefined) {
+    const status = err.status;
+    const retryable = status === 408 || status === 409 || status === 429 || status >= 500;
+    return {
+      retryable,
+      status,
+      headers: err.headers,
+      message: `embedding provider: ${err.message}`,
+    };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { retryable: false, message: `embedding failed: ${message}` };
+}
+
+async function withRetries<T>(
+  attempt: () => Promise<T>,
+  policy: RetryPolicy,
+  signal?: AbortSignal,
+): Promise<T> {
+  for (let retry = 0; ; retry++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      signal?.throwIfAborted();
+      const failure = classify(err);
+      const fail = (message: string) => {
+        const e = new EmbeddingError(message, failure.retryable, failure.status);
+        e.cause = err;
+        return e;
+      };
+      if (!failure.retryable || retry >= policy.maxRetries) {
+        const tries = retry > 0 ? ` (after ${retry + 1} attempts)` : "";
+        throw fail(failure.message + tries);
+      }
+      const asked = retryAfterMs(failure.headers);
+      if (asked !== undefined && asked > policy.maxDelayMs) {
+        throw fail(`${failure.message}; the provider asks to wait ${Math.ceil(asked / 1000)} s`);
+      }
+      await sleep(asked ?? backoffMs(retry, policy.initialDelayMs), signal);
+    }
+  }
+}
+
+/** What the provider asked for: retry-after-ms, else Retry-After in seconds or as HTTP date. */
+export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
+  const ms = Number.parseFloat(headers?.get("retry-after-ms") ?? "");
+  if (Number.isFinite(ms) && ms >= 0) return ms;
+  const value = headers?.get("retry-after")?.trim();
+  if (!value) return undefined;
+  if (/^\d+(\.\d+)?$/.test(value)) return Number.parseFloat(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/** Exponential, capped, with up to 25 % jitter so that many workers do not retry in step. */
+function backoffMs(retry: number, initialMs: number): number {
+  return Math.min(initialMs * 2 ** retry, MAX_BACKOFF_MS) * (1 - Math.random() * 0.25);
+}
+
+/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
