@@ -1,0 +1,393 @@
+import { randomUUID } from "node:crypto";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { InvalidJobError, NonRetryableError } from "../../src/platform/queue/index.js";
+import {
+  createTenant,
+  gate,
+  handlers,
+  type QueueHarness,
+  queueAdapters,
+  sleep,
+  type TestQueue,
+  waitFor,
+} from "../fixtures/queue.js";
+
+describe.each(queueAdapters)("JobQueue port: $name", ({ name, skip, open }) => {
+  describe.skipIf(skip)(`${name} adapter`, () => {
+    let h: QueueHarness;
+    let tenantId: string;
+    beforeAll(async () => {
+      h = await open();
+    });
+    afterAll(() => h?.dispose());
+    afterEach(() => h.reset());
+
+    const fresh = async () => {
+      tenantId = await createTenant(h.db);
+      return tenantId;
+    };
+    const jobOf = (q: TestQueue, id: string) => q.get(tenantId, id);
+    const until = (q: TestQueue, id: string, status: string) =>
+      waitFor(`job ${id} to be ${status}`, async () => {
+        const job = await jobOf(q, id);
+        return job?.status === status ? job : undefined;
+      });
+    const rowsOfTenant = async () =>
+      (
+        await h.db.query<{ n: number }>("select count(*) as n from jobs where tenant_id = $1", [
+          tenantId,
+        ])
+      )[0]?.n;
+
+    it("runs the handler with the validated payload and records the job completed", async () => {
+      await fresh();
+      const q = h.make();
+      const seen: unknown[] = [];
+      q.work(
+        handlers(async (job) => {
+          seen.push({ id: job.id, attempt: job.attempt, payload: job.payload });
+        }),
+      );
+      // An unknown key is stripped by the schema: the handler gets the parsed payload.
+      const payload = { tenantId, n: 7, extra: "dropped" } as { tenantId: string; n: number };
+      const { id } = await q.enqueue("test.echo", payload);
+      const job = await until(q, id, "completed");
+      expect(seen).toEqual([{ id, attempt: 1, payload: { tenantId, n: 7 } }]);
+      expect(job).toMatchObject({ id, tenantId, type: "test.echo", attempts: 1, lastError: null });
+      expect(job.startedAt).toBeInstanceOf(Date);
+      expect(job.finishedAt?.getTime()).toBeGreaterThanOrEqual(job.startedAt?.getTime() ?? 0);
+    });
+
+    it("refuses an invalid payload, type or option on enqueue and writes nothing", async () => {
+      await fresh();
+      const q = h.make();
+      const bad = { tenantId, n: "seven" } as unknown as { tenantId: string; n: number };
+      await expect(q.enqueue("test.echo", bad)).rejects.toThrow(InvalidJobError);
+      await expect(q.enqueue("test.echo", bad)).rejects.toThrow(/test\.echo.*n/);
+      await expect(q.enqueue("test.nope" as "test.echo", { tenantId, n: 1 })).rejects.toThrow(
+        /Unknown job type/,
+      );
+      await expect(q.enqueue("test.echo", { tenantId: "acme", n: 1 })).rejects.toThrow(
+        InvalidJobError,
+      );
+      await expect(q.enqueue("test.echo", { tenantId, n: 1 }, { priority: 500 })).rejects.toThrow(
+        /priority/,
+      );
+      expect(await rowsOfTenant()).toBe(0);
+    });
+
+    it("retries a failing job with exponential backoff until it succeeds", async () => {
+      await fresh();
+      const q = h.make({ backoffBaseMs: 50 });
+      const runs: Array<{ attempt: number; at: number }> = [];
+      q.work(
+        handlers(async ({ attempt }) => {
+          runs.push({ attempt, at: Date.now() });
+          if (attempt < 3) throw new Error(`boom ${attempt}`);
+        }),
+      );
+      const { id } = await q.enqueue("test.echo", { tenantId, n: 1 });
+      const job = await until(q, id, "completed");
+      expect(job.attempts).toBe(3);
+      expect(job.lastError).toMatch(/boom 2/);
+      expect(runs.map((r) => r.attempt)).toEqual([1, 2, 3]);
+      const [r1, r2, r3] = runs as [(typeof runs)[0], (typeof runs)[0], (typeof runs)[0]];
+      // 50 ms after the first failure, 100 ms after the second (1 ms for timer rounding).
+      expect(r2.at - r1.at).toBeGreaterThanOrEqual(49);
+      expect(r3.at - r2.at).toBeGreaterThanOrEqual(99);
+    });
+
+    it("gives up after maxAttempts: the job is dead with its last error, logged with its id", async () => {
+      await fresh();
+      const q = h.make({ backoffBaseMs: 20 });
+      let calls = 0;
+      q.work(
+        handlers(async ({ attempt }) => {
+          calls++;
+          throw new Error(`boom ${attempt}`);
+        }),
+      );
+      const { id } = await q.enqueue("test.echo", { tenantId, n: 1 }, { maxAttempts: 2 });
+      const job = await until(q, id, "dead");
+      expect(job).toMatchObject({ attempts: 2, maxAttempts: 2 });
+      expect(job.lastError).toMatch(/boom 2/);
+      expect(job.finishedAt).toBeInstanceOf(Date);
+      await sleep(150); // a third attempt would have started 40 ms after the second failure
+      expect(calls).toBe(2);
+      expect(h.logs.some((l) => (l.level as number) >= 50 && l.jobId === id)).toBe(true);
+    });
+
+    it("fails a job at once when its handler throws NonRetryableError", async () => {
+      await fresh();
+      const q = h.make({ backoffBaseMs: 20 });
+      let calls = 0;
+      q.work(
+        handlers(async () => {
+          calls++;
+          throw new NonRetryableError("unsupported file", "test.unsupported");
+        }),
+      );
+      const { id } = await q.enqueue("test.echo", { tenantId, n: 1 }, { maxAttempts: 3 });
+      const job = await until(q, id, "failed");
+      expect(job.attempts).toBe(1);
+      expect(job.lastError).toMatch(/unsupported file/);
+      await sleep(100);
+      expect(calls).toBe(1);
+    });
+
+    it("fails without running the handler a job whose payload no longer validates", async () => {
+      await fresh();
+      const q = h.make();
+      let calls = 0;
+      q.work(
+        handlers(
+          async () => {},
+          async () => void calls++,
+        ),
+      );
+      const payload = { tenantId, validUntil: Date.now() + 100 };
+      const { id } = await q.enqueue("test.expiring", payload, { delayMs: 300 });
+      const job = await until(q, id, "failed");
+      expect(job.attempts).toBe(1);
+      expect(job.lastError).toMatch(/expired/);
+      expect(calls).toBe(0);
+    });
+
+    it("runs ready jobs by priority, and in enqueue order within a priority", async () => {
+      await fresh();
+      const q = h.make();
+      const order: number[] = [];
+      const low = await q.enqueue("test.echo", { tenantId, n: -10 }, { priority: -10 });
+      await q.enqueue("test.echo", { tenantId, n: 1 });
+      await q.enqueue("test.echo", { tenantId, n: 10 }, { priority: 10 });
+      await q.enqueue("test.echo", { tenantId, n: 2 });
+      q.work(
+        handlers(async ({ payload }) => void order.push(payload.n)),
+        { concurrency: 1 },
+      );
+      await until(q, low.id, "completed");
+      expect(order).toEqual([10, 1, 2, -10]);
+    });
+
+    it("does not start a delayed job before its delay, and runs other jobs meanwhile", async () => {
+      await fresh();
+      const q = h.make();
+      const started: Record<number, number> = {};
+      q.work(
+        handlers(async ({ payload }) => {
+          started[payload.n] = Date.now();
+        }),
+      );
+      const t0 = Date.now();
+      const delayed = await q.enqueue("test.echo", { tenantId, n: 1 }, { delayMs: 400 });
+      const now = await q.enqueue("test.echo", { tenantId, n: 2 });
+      await until(q, now.id, "completed");
+      expect(started[1]).toBeUndefined();
+      await until(q, delayed.id, "completed");
+      expect((started[1] as number) - t0).toBeGreaterThanOrEqual(400);
+    });
+
+    it("runs `concurrency` handlers at once, never more", async () => {
+      await fresh();
+      const q = h.make();
+      let active = 0;
+      let peak = 0;
+      q.work(
+        handlers(async () => {
+          peak = Math.max(peak, ++active);
+          await sleep(120);
+          active--;
+        }),
+        { concurrency: 3 },
+      );
+      const items = Array.from({ length: 9 }, (_, n) => ({
+        type: "test.echo" as const,
+        payload: { tenantId, n },
+      }));
+      const ids = await q.enqueueBatch(items);
+      for (const { id } of ids) await until(q, id, "completed");
+      expect(peak).toBe(3);
+    });
+
+    it("enqueues a batch all or nothing, ids in input order", async () => {
+      await fresh();
+      const q = h.make();
+      const bad = { tenantId, n: 1.5 };
+      await expect(
+        q.enqueueBatch([
+          { type: "test.echo", payload: { tenantId, n: 1 } },
+          { type: "test.echo", payload: bad },
+          { type: "test.echo", payload: { tenantId, n: 3 } },
+        ]),
+      ).rejects.toThrow(InvalidJobError);
+      expect(await rowsOfTenant()).toBe(0);
+      // One job of a tenant that does not exist: the store refuses it, and the others with it.
+      await expect(
+        q.enqueueBatch([
+          { type: "test.echo", payload: { tenantId, n: 1 } },
+          { type: "test.echo", payload: { tenantId: randomUUID(), n: 2 } },
+        ]),
+      ).rejects.toThrow();
+      expect(await rowsOfTenant()).toBe(0);
+
+      const seen = new Map<string, number>();
+      q.work(handlers(async ({ id, payload }) => void seen.set(id, payload.n)));
+      const ids = await q.enqueueBatch(
+        [4, 5, 6].map((n) => ({ type: "test.echo" as const, payload: { tenantId, n } })),
+      );
+      for (const { id } of ids) await until(q, id, "completed");
+      expect(ids.map(({ id }) => seen.get(id))).toEqual([4, 5, 6]);
+    });
+
+    it("get() answers only for the job's own tenant", async () => {
+      const other = await createTenant(h.db);
+      await fresh();
+      const q = h.make();
+      const { id } = await q.enqueue("test.echo", { tenantId, n: 1 });
+      expect(await q.get(tenantId, id)).toMatchObject({ id, tenantId, status: "queued" });
+      expect(await q.get(other, id)).toBeUndefined();
+      expect(await q.get(tenantId, randomUUID())).toBeUndefined();
+      expect(await q.get(tenantId, "not-a-uuid")).toBeUndefined();
+    });
+
+    it("starts a job enqueued in this process at once, not at the next poll", async () => {
+      await fresh();
+      const q = h.make({ pollMs: 60_000 });
+      let startedAt = 0;
+      q.work(
+        handlers(async () => {
+          startedAt = Date.now();
+        }),
+      );
+      await sleep(100); // let the worker find the queue empty and go idle
+      const t0 = Date.now();
+      const { id } = await q.enqueue("test.echo", { tenantId, n: 1 });
+      await waitFor("the job to start", () => startedAt, 2_000);
+      expect(startedAt - t0).toBeLessThan(1_000);
+      await until(q, id, "completed");
+    });
+
+    it("runs a job again elsewhere when its worker dies, and completes it once", async () => {
+      await fresh();
+      const timings = { leaseMs: 400, pollMs: 50 };
+      const a = h.makeKillable(timings);
+      const stuck = gate();
+      const aStarted = gate();
+      a.queue.work(
+        handlers(async () => {
+          aStarted.open();
+          await stuck.opened; // ignores its signal: it is "hung"
+          throw new Error("late failure of a worker that was given up for dead");
+        }),
+      );
+      const { id } = await a.queue.enqueue("test.echo", { tenantId, n: 1 });
+      await aStarted.opened;
+      await a.kill();
+
+      const b = await h.makeOther(timings);
+      let bRuns = 0;
+      b.work(handlers(async () => void bRuns++));
+      const done = await until(b, id, "completed");
+      expect(bRuns).toBe(1);
+      expect(done.attempts).toBe(2);
+
+      // The old worker resuming must not record its outcome over the new run's.
+      a.revive();
+      stuck.open();
+      await sleep(150);
+      expect(await b.get(tenantId, id)).toEqual(done);
+      expect(bRuns).toBe(1);
+    });
+
+    it("close() waits for a running job to finish, after aborting its signal", async () => {
+      await fresh();
+      const q = h.make();
+      const started = gate();
+      let abortedDuringRun = false;
+      let finished = false;
+      q.work(
+        handlers(async ({ signal }) => {
+          started.open();
+          await sleep(300);
+          abortedDuringRun = signal.aborted;
+          finished = true;
+        }),
+      );
+      const { id } = await q.enqueue("test.echo", { tenantId, n: 1 });
+      await started.opened;
+      await q.close(5_000);
+      expect(finished).toBe(true);
+      expect(abortedDuringRun).toBe(true);
+      expect((await q.get(tenantId, id))?.status).toBe("completed");
+    });
+
+    it("close() stops waiting after the grace; the unfinished job runs again elsewhere", async () => {
+      await fresh();
+      const timings = { leaseMs: 400, pollMs: 50 };
+      const q = h.make(timings);
+      const started = gate();
+      const hung = gate();
+      q.work(
+        handlers(async () => {
+          started.open();
+          await hung.opened; // ignores its signal
+        }),
+      );
+      const { id } = await q.enqueue("test.echo", { tenantId, n: 1 });
+      await started.opened;
+      const t0 = Date.now();
+      await q.close(200);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(195);
+      expect(Date.now() - t0).toBeLessThan(1_500);
+      expect((await q.get(tenantId, id))?.status).toBe("running");
+
+      const next = await h.makeOther(timings);
+      next.work(handlers(async () => {}));
+      expect(await until(next, id, "completed")).toMatchObject({ attempts: 2 });
+      hung.open();
+    });
+
+    it("a job stopped by close() runs again later, without using up an attempt", async () => {
+      await fresh();
+      const q = h.make();
+      const started = gate();
+      q.work(
+        handlers(({ signal }) => {
+          started.open();
+          return new Promise((_, reject) => {
+            signal.addEventListener("abort", () => reject(new Error("aborted")), { once: true });
+          });
+        }),
+      );
+      const { id } = await q.enqueue("test.echo", { tenantId, n: 1 }, { maxAttempts: 1 });
+      await started.opened;
+      await q.close(5_000);
+      expect((await q.get(tenantId, id))?.status).toBe("queued");
+
+      const next = await h.makeOther();
+      next.work(handlers(async () => {}));
+      await until(next, id, "completed");
+    });
+
+    it("never runs a job twice when two workers with their own connections share the queue", async () => {
+      await fresh();
+      const runs = new Map<string, number>();
+      const both = handlers(async ({ id }) => {
+        runs.set(id, (runs.get(id) ?? 0) + 1);
+        await sleep(2);
+      });
+      const a = h.make();
+      const b = await h.makeOther();
+      const items = Array.from({ length: 50 }, (_, n) => ({
+        type: "test.echo" as const,
+        payload: { tenantId, n },
+      }));
+      a.work(both, { concurrency: 4 });
+      b.work(both, { concurrency: 4 });
+      const ids = await a.enqueueBatch(items);
+      for (const { id } of ids) await until(a, id, "completed");
+      expect(runs.size).toBe(50);
+      expect([...runs.values()].every((n) => n === 1)).toBe(true);
+    });
+  });
+});
