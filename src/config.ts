@@ -74,6 +74,37 @@ const envSchema = z.object({
   CORS_ORIGINS: optionalString,
   TRUST_PROXY: boolish.default(false),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+  BLOB_URL: optionalString.pipe(
+    z
+      .string()
+      .regex(/^s3:\/\/[^/]+/, "must be s3://bucket or s3://bucket/prefix")
+      .optional(),
+  ),
+  S3_ENDPOINT: optionalString.pipe(z.url({ message: "must be a URL" }).optional()),
+  S3_REGION: z.string().min(1).default("us-east-1"),
+  S3_FORCE_PATH_STYLE: boolish.default(false),
+  LANCE_URI: optionalString,
+  EMBEDDING_DIMENSIONS: z.coerce.number().int().min(8).max(4096).default(384),
+  OPENAI_API_KEY: optionalString,
+  OPENAI_BASE_URL: optionalString.pipe(z.url({ message: "must be a URL" }).optional()),
+  OPENAI_EMBEDDING_MODEL: z.string().min(1).default("text-embedding-3-small"),
+  ALLOW_PRIVATE_URLS: boolish.default(false),
+  INGEST_BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024 * 1024)
+    .default(10 * 1024 * 1024),
+  FETCH_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 * 1024 * 1024)
+    .default(10 * 1024 * 1024),
+  FETCH_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
+  JOB_BACKOFF_MS: z.coerce.number().int().min(1).max(600_000).default(2000),
+  ANN_THRESHOLD: z.coerce.number().int().min(256).max(100_000_000).default(20_000),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -98,6 +129,22 @@ export interface Config {
   corsOrigins: string[];
   trustProxy: boolean;
   logLevel: (typeof LOG_LEVELS)[number];
+  /** s3://bucket/prefix for raw uploads; unset keeps them under DATA_DIR/blobs. */
+  blobUrl: string | undefined;
+  s3: { endpoint: string | undefined; region: string; forcePathStyle: boolean };
+  /** Where each tenant's LanceDB lives: `<lanceUri>/<tenantId>`. */
+  lanceUri: string;
+  /** Vector size of every embedder of this deployment (the OpenAI one is asked for it too). */
+  embeddingDimensions: number;
+  openai: { apiKey: string | undefined; baseUrl: string | undefined; embeddingModel: string };
+  /** Lets URL ingestion fetch loopback and private addresses: tests and local use only. */
+  allowPrivateUrls: boolean;
+  ingestBodyLimitBytes: number;
+  fetchMaxBytes: number;
+  fetchTimeoutMs: number;
+  workerConcurrency: number;
+  jobBackoffMs: number;
+  annThreshold: number;
 }
 
 /** Thrown when the environment is invalid; the message names each bad variable. */
@@ -158,6 +205,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       : [],
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
+    blobUrl: e.BLOB_URL,
+    s3: { endpoint: e.S3_ENDPOINT, region: e.S3_REGION, forcePathStyle: e.S3_FORCE_PATH_STYLE },
+    lanceUri: e.LANCE_URI ?? path.join(dataDir, "lance"),
+    embeddingDimensions: e.EMBEDDING_DIMENSIONS,
+    openai: {
+      apiKey: e.OPENAI_API_KEY,
+      baseUrl: e.OPENAI_BASE_URL,
+      embeddingModel: e.OPENAI_EMBEDDING_MODEL,
+    },
+    allowPrivateUrls: e.ALLOW_PRIVATE_URLS,
+    ingestBodyLimitBytes: e.INGEST_BODY_LIMIT_BYTES,
+    fetchMaxBytes: e.FETCH_MAX_BYTES,
+    fetchTimeoutMs: e.FETCH_TIMEOUT_MS,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    jobBackoffMs: e.JOB_BACKOFF_MS,
+    annThreshold: e.ANN_THRESHOLD,
   };
 }
 

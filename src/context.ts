@@ -1,10 +1,31 @@
+import path from "node:path";
 import { Redis } from "ioredis";
 import pino, { type Logger } from "pino";
 import type { Config } from "./config.js";
 import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
+import { createDocumentsService } from "./modules/documents/documents.service.js";
+import { createIdempotency } from "./modules/ingestion/idempotency.js";
+import { type IngestionJobs, ingestionJobs } from "./modules/ingestion/ingestion.jobs.js";
+import { createIngestionPipeline } from "./modules/ingestion/ingestion.pipeline.js";
+import { createIngestionService } from "./modules/ingestion/ingestion.service.js";
+import { createSearchService } from "./modules/search/search.service.js";
 import { createTenantsService } from "./modules/tenants/index.js";
+import type { BlobStore } from "./platform/blobs/blobs.js";
+import { createLocalBlobStore } from "./platform/blobs/local.js";
 import { type Db, migrate, openDb, pendingMigrations } from "./platform/db/index.js";
+import type { Embedder } from "./platform/embeddings/embedder.js";
+import { createLocalEmbedder } from "./platform/embeddings/local.js";
+import { createOpenAIEmbedder } from "./platform/embeddings/openai.js";
+import { createBullmqQueue } from "./platform/queue/bullmq.js";
+import { createEmbeddedQueue } from "./platform/queue/embedded.js";
+import type { JobQueue } from "./platform/queue/queue.js";
 import { createFailureThrottle } from "./platform/ratelimit/index.js";
+import {
+  createInProcessTenantLock,
+  createLanceVectorIndex,
+  createPgTenantLock,
+} from "./platform/vectors/index.js";
+import type { VectorIndex } from "./platform/vectors/vectors.js";
 
 /**
  * The composition root: the only place that chooses adapters. Everything else receives its
@@ -17,6 +38,16 @@ export interface AppContext {
   redis: Redis | undefined;
   tenants: ReturnType<typeof createTenantsService>;
   auth: ReturnType<typeof createAuthService>;
+  blobs: BlobStore;
+  queue: JobQueue<IngestionJobs>;
+  vectors: VectorIndex;
+  embedders: { local: Embedder; openai?: Embedder };
+  ingestion: ReturnType<typeof createIngestionService>;
+  documents: ReturnType<typeof createDocumentsService>;
+  search: ReturnType<typeof createSearchService>;
+  withIdempotency: ReturnType<typeof createIdempotency>;
+  /** Starts processing background jobs in this process (serve without --no-worker, worker). */
+  startWorkers(): void;
   /** Closes connections in reverse order of opening. Idempotent. */
   close(): Promise<void>;
 }
@@ -104,5 +135,100 @@ export async function createContext(
     loginThrottle,
     refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
   });
-  return { config, logger, db, redis, tenants, auth, close };
+
+  const blobs = await openBlobStore(config);
+  closers.push(() => blobs.close());
+  const queue: JobQueue<IngestionJobs> = config.redisUrl
+    ? createBullmqQueue({
+        db,
+        registry: ingestionJobs,
+        logger,
+        redisUrl: config.redisUrl,
+        backoffBaseMs: config.jobBackoffMs,
+      })
+    : createEmbeddedQueue({
+        db,
+        registry: ingestionJobs,
+        logger,
+        backoffBaseMs: config.jobBackoffMs,
+      });
+  // Closed first (pushed last): running jobs finish or are handed back before stores close.
+  const vectors = createLanceVectorIndex({
+    uri: config.lanceUri,
+    dimensions: config.embeddingDimensions,
+    // PGlite has one connection: holding it in a transaction for a whole LanceDB write would
+    // stall every request. Embedded mode is one process, so an in-process lock is exact there.
+    lock: db.kind === "postgres" ? createPgTenantLock(db) : createInProcessTenantLock(),
+    annThreshold: config.annThreshold,
+    logger,
+  });
+  closers.push(() => vectors.close());
+  closers.push(() => queue.close());
+  const embedders = {
+    local: createLocalEmbedder({ dimensions: config.embeddingDimensions }),
+    ...(config.openai.apiKey || config.openai.baseUrl
+      ? {
+          openai: createOpenAIEmbedder({
+            ...(config.openai.apiKey ? { apiKey: config.openai.apiKey } : {}),
+            ...(config.openai.baseUrl ? { baseURL: config.openai.baseUrl } : {}),
+            defaultModel: config.openai.embeddingModel,
+            dimensions: config.embeddingDimensions,
+          }),
+        }
+      : {}),
+  };
+  const ingestion = createIngestionService({ db, blobs, queue, tenants });
+  const pipeline = createIngestionPipeline({
+    db,
+    blobs,
+    vectors,
+    embedders,
+    tenants,
+    logger,
+    allowPrivateUrls: config.allowPrivateUrls,
+    maxFetchBytes: config.fetchMaxBytes,
+    fetchTimeoutMs: config.fetchTimeoutMs,
+  });
+  const documents = createDocumentsService({ db, blobs, vectors, queue });
+  const search = createSearchService({ db, vectors, embedders, tenants });
+  let working = false;
+  return {
+    config,
+    logger,
+    db,
+    redis,
+    tenants,
+    auth,
+    blobs,
+    queue,
+    vectors,
+    embedders,
+    ingestion,
+    documents,
+    search,
+    withIdempotency: createIdempotency(db),
+    startWorkers() {
+      if (working) return;
+      working = true;
+      queue.work(
+        { "ingest.process": (job) => pipeline.process(job.payload, job) },
+        { concurrency: config.workerConcurrency },
+      );
+    },
+    close,
+  };
+}
+
+async function openBlobStore(config: Config): Promise<BlobStore> {
+  if (!config.blobUrl) return createLocalBlobStore({ root: path.join(config.dataDir, "blobs") });
+  // Loaded only when configured: the AWS SDK is large and embedded mode never needs it.
+  const { createS3BlobStore, parseBlobUrl } = await import("./platform/blobs/index.js");
+  const { bucket, prefix } = parseBlobUrl(config.blobUrl);
+  return createS3BlobStore({
+    bucket,
+    ...(prefix ? { prefix } : {}),
+    ...(config.s3.endpoint ? { endpoint: config.s3.endpoint } : {}),
+    region: config.s3.region,
+    forcePathStyle: config.s3.forcePathStyle,
+  });
 }

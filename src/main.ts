@@ -42,11 +42,12 @@ program
   .addOption(
     new Option("--no-worker", "run the API only; background jobs run in 'tenantrag worker'"),
   )
-  .action(() =>
+  .action((opts: { worker: boolean }) =>
     run(async () => {
       const config = loadConfig();
       const ctx = await createContext(config);
       const app = await buildApp(ctx);
+      if (opts.worker) ctx.startWorkers();
       const address = await app.listen({ port: config.port, host: config.host });
       ctx.logger.info(
         { mode: config.mode, dataDir: config.mode === "embedded" ? config.dataDir : undefined },
@@ -70,7 +71,11 @@ program
     run(async () => {
       const config = loadConfig();
       const ctx = await createContext(config);
-      ctx.logger.info({ mode: config.mode }, "worker started");
+      ctx.startWorkers();
+      ctx.logger.info(
+        { mode: config.mode, concurrency: config.workerConcurrency },
+        "worker started",
+      );
       await shutdownSignal();
       await ctx.close();
     }),

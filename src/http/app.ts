@@ -14,6 +14,9 @@ import { z } from "zod";
 import type { AppContext } from "../context.js";
 import { adminRoutes } from "../modules/admin/index.js";
 import { authRoutes } from "../modules/auth/index.js";
+import { documentsRoutes } from "../modules/documents/documents.routes.js";
+import { ingestionRoutes } from "../modules/ingestion/ingestion.routes.js";
+import { searchRoutes } from "../modules/search/search.routes.js";
 import { tenantsRoutes } from "../modules/tenants/index.js";
 import { createAuthHook } from "./auth-hook.js";
 import { errorHandler } from "./error-handler.js";
@@ -133,5 +136,19 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(authRoutes, { auth: ctx.auth, tenants: ctx.tenants });
   await app.register(tenantsRoutes, { auth: ctx.auth, tenants: ctx.tenants });
   await app.register(adminRoutes, { tenants: ctx.tenants });
+  await app.register(ingestionRoutes, {
+    ingestion: ctx.ingestion,
+    tenants: ctx.tenants,
+    withIdempotency: ctx.withIdempotency,
+    bodyLimitBytes: ctx.config.ingestBodyLimitBytes,
+    allowPrivateUrls: ctx.config.allowPrivateUrls,
+  });
+  await app.register(documentsRoutes, {
+    documents: ctx.documents,
+    ingestion: ctx.ingestion,
+    tenants: ctx.tenants,
+    bodyLimitBytes: ctx.config.ingestBodyLimitBytes,
+  });
+  await app.register(searchRoutes, { search: ctx.search });
   return app;
 }

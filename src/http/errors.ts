@@ -28,9 +28,19 @@ export const ERROR_STATUS = {
   "user.last_owner": 409,
   "config.exceeds_plan": 422,
   "ingestion.max_documents": 422,
+  "idempotency.key_reused": 422,
+  "ingestion.unsupported_type": 415,
+  "ingestion.type_not_allowed": 422,
+  "ingestion.file_too_large": 413,
+  "ingestion.batch_too_large": 413,
+  "ingestion.url_forbidden": 422,
+  "ingestion.url_unreachable": 422,
+  "ingestion.empty_content": 400,
+  "ingestion.presign_unavailable": 409,
   "auth.too_many_attempts": 429,
   internal: 500,
   "service.unavailable": 503,
+  "embedding.not_configured": 409,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -1,7 +1,13 @@
 import type { Queryable } from "../../platform/db/index.js";
 
 export type DocumentStatus = "processing" | "completed" | "failed";
-export type VersionStatus = "pending" | "processing" | "active" | "superseded" | "duplicate" | "failed";
+export type VersionStatus =
+  | "pending"
+  | "processing"
+  | "active"
+  | "superseded"
+  | "duplicate"
+  | "failed";
 
 export interface DocumentRow {
   id: string;
@@ -73,11 +79,15 @@ export const documentsStore = {
   },
 
   /** The document, locked for a change of versions. */
-  async documentForUpdate(q: Queryable, tenantId: string, id: string): Promise<DocumentRow | undefined> {
-    const rows = await q.query<DocumentRow>("select * from documents where tenant_id = $1 and id = $2 for update", [
-      tenantId,
-      id,
-    ]);
+  async documentForUpdate(
+    q: Queryable,
+    tenantId: string,
+    id: string,
+  ): Promise<DocumentRow | undefined> {
+    const rows = await q.query<DocumentRow>(
+      "select * from documents where tenant_id = $1 and id = $2 for update",
+      [tenantId, id],
+    );
     return rows[0];
   },
 
@@ -105,14 +115,18 @@ export const documentsStore = {
   },
 
   async document(q: Queryable, tenantId: string, id: string): Promise<DocumentRow | undefined> {
-    const rows = await q.query<DocumentRow>("select * from documents where tenant_id = $1 and id = $2", [tenantId, id]);
+    const rows = await q.query<DocumentRow>(
+      "select * from documents where tenant_id = $1 and id = $2",
+      [tenantId, id],
+    );
     return rows[0];
   },
 
   async countDocuments(q: Queryable, tenantId: string): Promise<number> {
-    const rows = await q.query<{ n: number }>("select count(*)::int as n from documents where tenant_id = $1", [
-      tenantId,
-    ]);
+    const rows = await q.query<{ n: number }>(
+      "select count(*)::int as n from documents where tenant_id = $1",
+      [tenantId],
+    );
     return rows[0]?.n ?? 0;
   },
 
@@ -120,7 +134,12 @@ export const documentsStore = {
   async listDocuments(
     q: Queryable,
     tenantId: string,
-    opts: { limit: number; after?: { createdAt: Date; id: string }; status?: DocumentStatus; docType?: string },
+    opts: {
+      limit: number;
+      after?: { createdAt: Date; id: string };
+      status?: DocumentStatus;
+      docType?: string;
+    },
   ): Promise<DocumentRow[]> {
     const params: unknown[] = [tenantId, opts.limit];
     const where = ["tenant_id = $1"];
@@ -134,7 +153,9 @@ export const documentsStore = {
     }
     if (opts.after) {
       params.push(opts.after.createdAt, opts.after.id);
-      where.push(`(date_trunc('milliseconds', created_at), id) < ($${params.length - 1}, $${params.length})`);
+      where.push(
+        `(date_trunc('milliseconds', created_at), id) < ($${params.length - 1}, $${params.length})`,
+      );
     }
     return q.query<DocumentRow>(
       `select * from documents where ${where.join(" and ")}
@@ -159,11 +180,15 @@ export const documentsStore = {
     return rows[0];
   },
 
-  async deleteDocument(q: Queryable, tenantId: string, id: string): Promise<DocumentRow | undefined> {
-    const rows = await q.query<DocumentRow>("delete from documents where tenant_id = $1 and id = $2 returning *", [
-      tenantId,
-      id,
-    ]);
+  async deleteDocument(
+    q: Queryable,
+    tenantId: string,
+    id: string,
+  ): Promise<DocumentRow | undefined> {
+    const rows = await q.query<DocumentRow>(
+      "delete from documents where tenant_id = $1 and id = $2 returning *",
+      [tenantId, id],
+    );
     return rows[0];
   },
 
@@ -186,7 +211,12 @@ export const documentsStore = {
     return rows[0] as VersionRow;
   },
 
-  async version(q: Queryable, tenantId: string, documentId: string, version: number): Promise<VersionRow | undefined> {
+  async version(
+    q: Queryable,
+    tenantId: string,
+    documentId: string,
+    version: number,
+  ): Promise<VersionRow | undefined> {
     const rows = await q.query<VersionRow>(
       "select * from document_versions where tenant_id = $1 and document_id = $2 and version = $3",
       [tenantId, documentId, version],
@@ -202,7 +232,12 @@ export const documentsStore = {
   },
 
   /** A version of the document with this content that is live or on its way (not failed). */
-  async versionWithHash(q: Queryable, tenantId: string, documentId: string, hash: string): Promise<VersionRow | undefined> {
+  async versionWithHash(
+    q: Queryable,
+    tenantId: string,
+    documentId: string,
+    hash: string,
+  ): Promise<VersionRow | undefined> {
     const rows = await q.query<VersionRow>(
       `select * from document_versions
        where tenant_id = $1 and document_id = $2 and content_hash = $3
@@ -221,15 +256,19 @@ export const documentsStore = {
   ): Promise<void> {
     const entries = Object.entries(patch).filter(([, v]) => v !== undefined);
     const sets = entries.map(([col], i) => `${col} = $${i + 3}`);
-    await q.query(`update document_versions set ${sets.join(", ")} where tenant_id = $1 and id = $2`, [
-      tenantId,
-      id,
-      ...entries.map(([, v]) => v),
-    ]);
+    await q.query(
+      `update document_versions set ${sets.join(", ")} where tenant_id = $1 and id = $2`,
+      [tenantId, id, ...entries.map(([, v]) => v)],
+    );
   },
 
   /** Makes `version` the only active one; the previous active one becomes superseded. */
-  async activateVersion(q: Queryable, tenantId: string, documentId: string, version: number): Promise<void> {
+  async activateVersion(
+    q: Queryable,
+    tenantId: string,
+    documentId: string,
+    version: number,
+  ): Promise<void> {
     await q.query(
       `update document_versions set is_active = false, status = 'superseded'
        where tenant_id = $1 and document_id = $2 and is_active and version <> $3`,
@@ -243,7 +282,11 @@ export const documentsStore = {
   },
 
   /** Of these documents, the active version of each (the only chunks search may show). */
-  async activeVersions(q: Queryable, tenantId: string, documentIds: string[]): Promise<Map<string, number>> {
+  async activeVersions(
+    q: Queryable,
+    tenantId: string,
+    documentIds: string[],
+  ): Promise<Map<string, number>> {
     if (documentIds.length === 0) return new Map();
     const rows = await q.query<{ document_id: string; version: number }>(
       `select document_id, version from document_versions

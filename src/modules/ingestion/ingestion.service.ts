@@ -72,9 +72,13 @@ export function createIngestionService(deps: IngestionDeps) {
     );
     const maxDocuments = limit[0]?.max_documents ?? 0;
     if ((await store.countDocuments(tx, ctx.tenantId)) >= maxDocuments) {
-      throw new AppError("ingestion.max_documents", `this tenant may keep at most ${maxDocuments} documents`, {
-        maxDocuments,
-      });
+      throw new AppError(
+        "ingestion.max_documents",
+        `this tenant may keep at most ${maxDocuments} documents`,
+        {
+          maxDocuments,
+        },
+      );
     }
     return store.insertDocument(tx, {
       tenantId: ctx.tenantId,
@@ -103,7 +107,8 @@ export function createIngestionService(deps: IngestionDeps) {
       const doc = await findOrCreate(tx, ctx, input, existingId);
       if (hash) {
         const same = await store.versionWithHash(tx, ctx.tenantId, doc.id, hash);
-        if (same) return { duplicate: true as const, doc, version: same.version, jobId: same.job_id };
+        if (same)
+          return { duplicate: true as const, doc, version: same.version, jobId: same.job_id };
       }
       const version = doc.latest_version + 1;
       const blobKey = content.kind === "bytes" ? blobKeyFor(ctx.tenantId, doc.id, version) : null;
@@ -137,7 +142,9 @@ export function createIngestionService(deps: IngestionDeps) {
 
     try {
       if (content.kind === "bytes" && recorded.blobKey) {
-        await deps.blobs.put(recorded.blobKey, content.bytes, { contentType: contentTypeOf(input.docType) });
+        await deps.blobs.put(recorded.blobKey, content.bytes, {
+          contentType: contentTypeOf(input.docType),
+        });
       }
       const job = await deps.queue.enqueue(
         "ingest.process",
@@ -145,7 +152,12 @@ export function createIngestionService(deps: IngestionDeps) {
         { maxAttempts: INGEST_MAX_ATTEMPTS },
       );
       await store.updateVersion(db, ctx.tenantId, recorded.versionId, { job_id: job.id });
-      return { documentId: recorded.doc.id, version: recorded.version, jobId: job.id, status: "processing" };
+      return {
+        documentId: recorded.doc.id,
+        version: recorded.version,
+        jobId: job.id,
+        status: "processing",
+      };
     } catch (err) {
       // Nothing will process this version: say so on it and on the document, then report.
       const message = (err as Error).message;
@@ -159,9 +171,13 @@ export function createIngestionService(deps: IngestionDeps) {
         error_code: "ingestion.not_queued",
         error_message: message,
       });
-      throw new AppError("service.unavailable", "the document could not be queued for processing; retry", {
-        reason: message,
-      });
+      throw new AppError(
+        "service.unavailable",
+        "the document could not be queued for processing; retry",
+        {
+          reason: message,
+        },
+      );
     }
   }
 

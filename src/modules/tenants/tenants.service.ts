@@ -1,3 +1,4 @@
+import { decodeCursor, encodeCursor } from "../../http/cursor.js";
 import { AppError, notFound } from "../../http/errors.js";
 import { decryptSecret, encryptSecret } from "../../platform/crypto/index.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
@@ -193,7 +194,8 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer }) {
       const last = page[page.length - 1];
       return {
         items: page.map(toTenant),
-        nextCursor: rows.length > opts.limit && last ? encodeCursor(last) : null,
+        nextCursor:
+          rows.length > opts.limit && last ? encodeCursor(last.created_at, last.id) : null,
       };
     },
 
@@ -206,31 +208,3 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer }) {
 }
 
 export type TenantsService = ReturnType<typeof createTenantsService>;
-
-function encodeCursor(row: TenantRow): string {
-  return Buffer.from(JSON.stringify([row.created_at.toISOString(), row.id])).toString("base64url");
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  try {
-    const [createdAt, id] = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as [
-      string,
-      string,
-    ];
-    // Only the exact form encodeCursor writes: anything else (a non-UUID id, a year the database
-    // cannot store) would reach the query and fail there as a 500.
-    const date = new Date(createdAt);
-    const canonical =
-      typeof createdAt === "string" &&
-      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(createdAt) &&
-      !Number.isNaN(date.getTime()) &&
-      date.toISOString() === createdAt;
-    if (!canonical || !isUuid(id)) throw new Error("bad cursor");
-    return { createdAt: date, id };
-  } catch {
-    throw new AppError("validation.failed", "cursor is not valid", {
-      location: "querystring",
-      issues: [{ path: "cursor", message: "not a cursor returned by this endpoint" }],
-    });
-  }
-}

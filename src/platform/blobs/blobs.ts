@@ -17,6 +17,9 @@ export interface BlobStore {
    * A URL a client may PUT the object to directly, valid for `expiresInSeconds`, or undefined
    * when the adapter cannot sign URLs (local files).
    */
-  presignPut(key: string, opts: { contentType: string; expiresInSeconds: number }): Promise<string | undefined>;
+  presignPut(
+    key: string,
+    opts: { contentType: string; expiresInSeconds: number },
+  ): Promise<string | undefined>;
   close(): Promise<void>;
 }

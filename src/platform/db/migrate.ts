@@ -1,5 +1,7 @@
 import type { Db } from "./db.js";
 import * as m0001 from "./migrations/0001-tenants-and-auth.js";
+import * as m0002 from "./migrations/0002-jobs.js";
+import * as m0003 from "./migrations/0003-documents.js";
 
 export interface Migration {
   version: number;
@@ -10,6 +12,8 @@ export interface Migration {
 /** Every migration, in order. Append only: an applied migration is never edited. */
 export const migrations: readonly Migration[] = [
   { version: 1, name: "tenants-and-auth", sql: m0001.sql },
+  { version: 2, name: "jobs", sql: m0002.sql },
+  { version: 3, name: "documents", sql: m0003.sql },
 ];
 
 /**

@@ -58,7 +58,11 @@ export interface JobQueue<R extends JobRegistry> {
    * written), records the job as `queued` and makes it available to workers. Durable once the
    * promise resolves: a crash afterwards does not lose the job.
    */
-  enqueue<K extends keyof R & string>(type: K, payload: z.infer<R[K]>, opts?: EnqueueOptions): Promise<{ id: string }>;
+  enqueue<K extends keyof R & string>(
+    type: K,
+    payload: z.infer<R[K]>,
+    opts?: EnqueueOptions,
+  ): Promise<{ id: string }>;
   /** Enqueues many jobs at once, all or none. Ids come back in input order. */
   enqueueBatch<K extends keyof R & string>(
     items: Array<{ type: K; payload: z.infer<R[K]>; opts?: EnqueueOptions }>,

@@ -57,9 +57,19 @@ export interface VectorIndex {
   /** Removes a document's chunks of every version except `keepVersion` (none when omitted). */
   deleteDocument(tenantId: string, documentId: string, keepVersion?: number): Promise<void>;
   /** Nearest neighbours of `vector`: exact below the ANN threshold, ANN above it. */
-  searchVector(tenantId: string, vector: number[], limit: number, filters?: SearchFilters): Promise<VectorHit[]>;
+  searchVector(
+    tenantId: string,
+    vector: number[],
+    limit: number,
+    filters?: SearchFilters,
+  ): Promise<VectorHit[]>;
   /** Full-text (BM25) search over chunk text. */
-  searchText(tenantId: string, query: string, limit: number, filters?: SearchFilters): Promise<VectorHit[]>;
+  searchText(
+    tenantId: string,
+    query: string,
+    limit: number,
+    filters?: SearchFilters,
+  ): Promise<VectorHit[]>;
   /** Chunks in the tenant's index. */
   count(tenantId: string): Promise<number>;
   /**

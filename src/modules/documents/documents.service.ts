@@ -1,0 +1,183 @@
+import { decodeCursor, encodeCursor } from "../../http/cursor.js";
+import { notFound } from "../../http/errors.js";
+import type { BlobStore } from "../../platform/blobs/blobs.js";
+import type { Db } from "../../platform/db/index.js";
+import type { JobQueue, JobRegistry } from "../../platform/queue/queue.js";
+import type { VectorIndex } from "../../platform/vectors/vectors.js";
+import type { TenantContext } from "../../tenancy.js";
+import {
+  type DocumentRow,
+  type DocumentStatus,
+  documentsStore as store,
+  type VersionRow,
+} from "./documents.store.js";
+
+export interface DocumentView {
+  id: string;
+  externalId: string | null;
+  title: string;
+  docType: string;
+  sourceUrl: string | null;
+  metadata: Record<string, string>;
+  status: DocumentStatus;
+  error: { code: string; message: string } | null;
+  activeVersion: number | null;
+  latestVersion: number;
+  contentHash: string | null;
+  fileSizeBytes: number | null;
+  pageCount: number | null;
+  chunkCount: number;
+  characterCount: number;
+  embeddingTokens: number;
+  embeddingCostUsd: string;
+  processingTimeMs: number | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface VersionView {
+  version: number;
+  status: VersionRow["status"];
+  isActive: boolean;
+  contentHash: string | null;
+  chunkCount: number;
+  characterCount: number;
+  pageCount: number | null;
+  embeddingTokens: number;
+  embeddingModel: string | null;
+  jobId: string | null;
+  error: { code: string; message: string } | null;
+  createdAt: string;
+  activatedAt: string | null;
+}
+
+const err = (code: string | null, message: string | null) =>
+  code ? { code, message: message ?? code } : null;
+
+export function toDocumentView(r: DocumentRow): DocumentView {
+  return {
+    id: r.id,
+    externalId: r.external_id,
+    title: r.title,
+    docType: r.doc_type,
+    sourceUrl: r.source_url,
+    metadata: r.metadata,
+    status: r.status,
+    error: err(r.error_code, r.error_message),
+    activeVersion: r.active_version,
+    latestVersion: r.latest_version,
+    contentHash: r.content_hash,
+    fileSizeBytes: r.file_size_bytes,
+    pageCount: r.page_count,
+    chunkCount: r.chunk_count,
+    characterCount: r.character_count,
+    embeddingTokens: r.embedding_tokens,
+    embeddingCostUsd: r.embedding_cost_usd,
+    processingTimeMs: r.processing_time_ms,
+    createdAt: r.created_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+  };
+}
+
+function toVersionView(r: VersionRow): VersionView {
+  return {
+    version: r.version,
+    status: r.status,
+    isActive: r.is_active,
+    contentHash: r.content_hash,
+    chunkCount: r.chunk_count,
+    characterCount: r.character_count,
+    pageCount: r.page_count,
+    embeddingTokens: r.embedding_tokens,
+    embeddingModel: r.embedding_model,
+    jobId: r.job_id,
+    error: err(r.error_code, r.error_message),
+    createdAt: r.created_at.toISOString(),
+    activatedAt: r.activated_at ? r.activated_at.toISOString() : null,
+  };
+}
+
+export interface DocumentsDeps {
+  db: Db;
+  blobs: BlobStore;
+  vectors: VectorIndex;
+  queue: Pick<JobQueue<JobRegistry>, "get">;
+}
+
+/** Reading and deleting a tenant's documents. Creation and new versions go through ingestion. */
+export function createDocumentsService(deps: DocumentsDeps) {
+  const { db } = deps;
+
+  async function row(ctx: TenantContext, id: string): Promise<DocumentRow> {
+    const doc = await store.document(db, ctx.tenantId, id);
+    if (!doc) throw notFound("document");
+    return doc;
+  }
+
+  return {
+    async list(
+      ctx: TenantContext,
+      opts: { limit: number; cursor?: string; status?: DocumentStatus; docType?: string },
+    ) {
+      const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
+      const rows = await store.listDocuments(db, ctx.tenantId, {
+        ...opts,
+        limit: opts.limit + 1,
+        after,
+      });
+      const page = rows.slice(0, opts.limit);
+      const last = page[page.length - 1];
+      return {
+        items: page.map(toDocumentView),
+        nextCursor:
+          rows.length > opts.limit && last ? encodeCursor(last.created_at, last.id) : null,
+      };
+    },
+
+    async get(ctx: TenantContext, id: string): Promise<DocumentView> {
+      return toDocumentView(await row(ctx, id));
+    },
+
+    async versions(ctx: TenantContext, id: string): Promise<VersionView[]> {
+      await row(ctx, id);
+      return (await store.versions(db, ctx.tenantId, id)).map(toVersionView);
+    },
+
+    /** Processing state of the latest version, with its job's attempts and last error. */
+    async status(ctx: TenantContext, id: string) {
+      const doc = await row(ctx, id);
+      const latest = await store.version(db, ctx.tenantId, id, doc.latest_version);
+      const job = latest?.job_id ? await deps.queue.get(ctx.tenantId, latest.job_id) : undefined;
+      return {
+        documentId: doc.id,
+        status: doc.status,
+        activeVersion: doc.active_version,
+        latestVersion: doc.latest_version,
+        error: err(doc.error_code, doc.error_message),
+        job: job
+          ? {
+              id: job.id,
+              status: job.status,
+              attempts: job.attempts,
+              maxAttempts: job.maxAttempts,
+              lastError: job.lastError,
+            }
+          : null,
+      };
+    },
+
+    /**
+     * Deletes the document with its versions, its chunks and its blobs. The rows go first, in
+     * one statement, so search (which keeps only active versions of existing documents) shows
+     * nothing of it from that moment; the chunks and blobs follow before the answer.
+     */
+    async delete(ctx: TenantContext, id: string): Promise<void> {
+      const doc = await store.deleteDocument(db, ctx.tenantId, id);
+      if (!doc) throw notFound("document");
+      await deps.vectors.deleteDocument(ctx.tenantId, id);
+      await deps.blobs.deletePrefix(`${ctx.tenantId}/documents/${id}/`);
+    },
+  };
+}
+
+export type DocumentsService = ReturnType<typeof createDocumentsService>;

@@ -1,0 +1,198 @@
+import { extractText, getDocumentProxy } from "unpdf";
+import { declaredCharset, htmlToDocument } from "./extract-html.js";
+
+/**
+ * Text extraction for the document types tenants ingest. Pure: bytes in, text out, no I/O.
+ * Every failure is an `ExtractionError` with a code; retrying cannot fix any of them, so the
+ * worker turns them into `NonRetryableError`.
+ */
+
+export type DocumentKind = "pdf" | "txt" | "html" | "md";
+
+export type ExtractionErrorCode =
+  | "ingestion.type_mismatch"
+  | "ingestion.pdf_encrypted"
+  | "ingestion.pdf_corrupt"
+  | "ingestion.no_text";
+
+export class ExtractionError extends Error {
+  override name = "ExtractionError";
+  constructor(
+    readonly code: ExtractionErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ExtractedDocument {
+  /** The document's text; paragraphs separated by a blank line, line endings `\n`. */
+  text: string;
+  title?: string;
+  /** PDFs only. */
+  pageCount?: number;
+  /** The MIME type of what was extracted, e.g. `application/pdf`. */
+  contentType: string;
+}
+
+const CONTENT_TYPES: Record<DocumentKind, string> = {
+  pdf: "application/pdf",
+  txt: "text/plain",
+  html: "text/html",
+  md: "text/markdown",
+};
+
+/**
+ * Extracts the text of a document of the declared kind. The bytes are sniffed first, so a PDF
+ * declared as text (or text declared as PDF) is refused with `ingestion.type_mismatch` rather
+ * than indexed as garbage. `sourceUrl` (pages fetched from a URL) names an HTML page that has
+ * no title of its own.
+ */
+export async function extractDocument(
+  bytes: Buffer,
+  declared: DocumentKind,
+  opts: { sourceUrl?: string } = {},
+): Promise<ExtractedDocument> {
+  const contentType = CONTENT_TYPES[declared];
+  if (declared === "pdf") return { ...(await extractPdf(bytes)), contentType };
+  if (isPdf(bytes)) {
+    throw new ExtractionError(
+      "ingestion.type_mismatch",
+      `declared ${declared}, but the content is a PDF`,
+    );
+  }
+  if (declared === "html") {
+    const { text, title } = htmlToDocument(decodeHtml(bytes), opts.sourceUrl);
+    return { text: nonEmpty(text), ...(title ? { title } : {}), contentType };
+  }
+  const text = nonEmpty(normalizeNewlines(decodeText(bytes, "utf-8")));
+  const title = declared === "md" ? markdownTitle(text) : undefined;
+  return { text, ...(title ? { title } : {}), contentType };
+}
+
+/** The first level-1 ATX heading (`# Title`), if it is of a sane length. */
+function markdownTitle(text: string): string | undefined {
+  const heading = /^#[ \t]+(.*)$/m.exec(text)?.[1];
+  if (!heading || heading.length > 300) return undefined; // bounds the trailing-# strip below
+  return heading.replace(/[ \t]+#+[ \t]*$/, "").trim() || undefined;
+}
+
+const PDF_MAGIC = Buffer.from("%PDF-");
+
+function isPdf(bytes: Buffer): boolean {
+  return bytes.subarray(0, PDF_MAGIC.length).equals(PDF_MAGIC);
+}
+
+function nonEmpty(text: string): string {
+  if (text.trim() === "")
+    throw new ExtractionError("ingestion.no_text", "the document contains no text");
+  return text;
+}
+
+function normalizeNewlines(text: string): string {
+  return text.replace(/\r\n?/g, "\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text decoding
+
+/** Control characters other than tab, line feed, form feed, carriage return (and vertical tab). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: detecting them is the point
+const CONTROL = /[\u0001-\u0008\u000e-\u001f\u007f]/g;
+/** Text with more than this share of control characters is binary that happens to decode. */
+const MAX_CONTROL_SHARE = 0.01;
+
+/**
+ * Decodes bytes as text in `encoding` (a byte-order mark wins over it) and refuses what is not
+ * text: NUL bytes, bytes that are invalid in the encoding, or more than a trace of control
+ * characters. Refusing beats indexing mojibake that no query will ever match.
+ */
+function decodeText(bytes: Buffer, encoding: string): string {
+  const bom = byteOrderMark(bytes);
+  let text: string;
+  try {
+    text = new TextDecoder(bom ?? encoding, { fatal: true }).decode(bytes);
+  } catch {
+    throw notText(`it is not valid ${bom ?? encoding}`);
+  }
+  if (text.includes("\u0000")) throw notText("it contains NUL bytes");
+  const controls = text.match(CONTROL)?.length ?? 0;
+  if (controls > text.length * MAX_CONTROL_SHARE) throw notText("it contains control characters");
+  return text;
+}
+
+function byteOrderMark(bytes: Buffer): string | undefined {
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) return "utf-8";
+  if (bytes[0] === 0xff && bytes[1] === 0xfe) return "utf-16le";
+  if (bytes[0] === 0xfe && bytes[1] === 0xff) return "utf-16be";
+  return undefined;
+}
+
+function notText(why: string): ExtractionError {
+  return new ExtractionError("ingestion.type_mismatch", `content does not look like text: ${why}`);
+}
+
+/**
+ * A page is decoded in the charset its `<meta>` declares; without one, as UTF-8, and failing
+ * that as windows-1252, the legacy default browsers use for undeclared pages.
+ */
+function decodeHtml(bytes: Buffer): string {
+  const declared = declaredCharset(bytes);
+  if (declared) return decodeText(bytes, declared);
+  try {
+    return decodeText(bytes, "utf-8");
+  } catch (err) {
+    if (byteOrderMark(bytes) || bytes.includes(0)) throw err;
+    return decodeText(bytes, "windows-1252");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PDF
+
+/** Readers accept the header anywhere in the first KiB, so we do too. */
+function looksLikePdf(bytes: Buffer): boolean {
+  return bytes.subarray(0, 1024).includes(PDF_MAGIC);
+}
+
+async function extractPdf(bytes: Buffer): Promise<{ text: string; pageCount: number }> {
+  if (!looksLikePdf(bytes)) {
+    throw new ExtractionError(
+      "ingestion.type_mismatch",
+      "declared pdf, but the content is not a PDF",
+    );
+  }
+  let doc: Awaited<ReturnType<typeof getDocumentProxy>> | undefined;
+  try {
+    // A copy: pdf.js may detach the buffer it is given, and the caller still owns `bytes`.
+    doc = await getDocumentProxy(new Uint8Array(bytes), { verbosity: 0, isEvalSupported: false });
+    const { text, totalPages } = await extractText(doc, { mergePages: false });
+    const pages = text.map((page) => normalizeNewlines(page).trim()).filter((page) => page !== "");
+    if (pages.length === 0) {
+      throw new ExtractionError(
+        "ingestion.no_text",
+        "the PDF has no extractable text (a scanned document needs OCR, which is not supported)",
+      );
+    }
+    return { text: pages.join("\n\n"), pageCount: totalPages };
+  } catch (err) {
+    throw classifyPdfError(err);
+  } finally {
+    await doc?.destroy().catch(() => undefined);
+  }
+}
+
+/**
+ * pdf.js reports problems as its own exception classes (PasswordException, InvalidPDFException,
+ * FormatError, …) and occasionally as plain values; anything not recognised as encryption is
+ * treated as a damaged file, since the bytes are all we had and a retry reads the same bytes.
+ */
+function classifyPdfError(err: unknown): ExtractionError {
+  if (err instanceof ExtractionError) return err;
+  const name = (err as { name?: unknown })?.name;
+  const message = String((err as { message?: unknown })?.message ?? err);
+  if (name === "PasswordException" || /password|encrypt/i.test(message)) {
+    return new ExtractionError("ingestion.pdf_encrypted", `the PDF is encrypted: ${message}`);
+  }
+  return new ExtractionError("ingestion.pdf_corrupt", `the PDF could not be read: ${message}`);
+}

@@ -1,0 +1,251 @@
+import type { Logger } from "pino";
+import { AppError } from "../../http/errors.js";
+import type { BlobStore } from "../../platform/blobs/blobs.js";
+import type { Db } from "../../platform/db/index.js";
+import { EmbeddingError } from "../../platform/embeddings/embedder.js";
+import { FetchError, safeFetch } from "../../platform/fetch/safe-fetch.js";
+import { type JobContext, NonRetryableError } from "../../platform/queue/queue.js";
+import type { ChunkRow, VectorIndex } from "../../platform/vectors/vectors.js";
+import type { TenantContext } from "../../tenancy.js";
+import { documentsStore as store, type VersionRow } from "../documents/documents.store.js";
+import { type Embedders, tenantEmbedder } from "../tenants/embedding.js";
+import type { TenantsService } from "../tenants/index.js";
+import { chunkText } from "./chunking.js";
+import { ExtractionError, extractDocument } from "./extract.js";
+import { INGEST_MAX_ATTEMPTS, type IngestionJobs } from "./ingestion.jobs.js";
+import { blobKeyFor, contentHash } from "./ingestion.service.js";
+
+type Payload = ReturnType<IngestionJobs["ingest.process"]["parse"]>;
+type DocType = "pdf" | "txt" | "html" | "md";
+
+export interface PipelineDeps {
+  db: Db;
+  blobs: BlobStore;
+  vectors: VectorIndex;
+  embedders: Embedders;
+  tenants: TenantsService;
+  logger: Logger;
+  /** Lets URL ingestion reach private addresses (tests, local use). Off in production. */
+  allowPrivateUrls: boolean;
+  maxFetchBytes: number;
+  fetchTimeoutMs: number;
+}
+
+/** A pipeline context that acts for the job's tenant, as a request would. */
+function jobContext(tenantId: string, jobId: string): TenantContext {
+  return {
+    tenantId,
+    principal: { kind: "api_key", keyId: "worker", tenantId, role: "admin" },
+    requestId: `job:${jobId}`,
+  };
+}
+
+const FETCH_TYPES: Array<[RegExp, DocType]> = [
+  [/^text\/html|^application\/xhtml\+xml/i, "html"],
+  [/^application\/pdf/i, "pdf"],
+  [/^text\/markdown/i, "md"],
+  [/^text\/plain/i, "txt"],
+];
+
+/** Maps an error to a retry decision: failures that a retry cannot fix stop at once. */
+function classify(err: unknown): { retry: boolean; code: string; message: string } {
+  const message = (err as Error)?.message ?? String(err);
+  if (err instanceof NonRetryableError) return { retry: false, code: err.code, message };
+  if (err instanceof ExtractionError) return { retry: false, code: err.code, message };
+  if (err instanceof AppError) return { retry: false, code: err.code, message };
+  if (err instanceof EmbeddingError)
+    return { retry: err.retryable, code: "ingestion.embedding_failed", message };
+  if (err instanceof FetchError) {
+    const permanent =
+      err.code === "ingestion.url_forbidden" ||
+      err.code === "ingestion.url_too_large" ||
+      (err.code === "ingestion.url_http_error" && (err.status ?? 500) < 500 && err.status !== 429);
+    return { retry: !permanent, code: err.code, message };
+  }
+  return { retry: true, code: "ingestion.internal", message };
+}
+
+/**
+ * The worker side of ingestion, one version at a time: fetch or load the bytes, extract text,
+ * chunk with the tenant's settings, embed, write the chunks, then in one transaction make the
+ * version active and record its figures, and finally drop older versions' chunks. Idempotent:
+ * a version already active (or superseded) is left alone, and chunk ids are stable, so a run
+ * interrupted anywhere can run again.
+ */
+export function createIngestionPipeline(deps: PipelineDeps) {
+  const { db } = deps;
+
+  async function loadContent(
+    ctx: TenantContext,
+    version: VersionRow,
+    allowed: string[],
+    signal: AbortSignal,
+  ) {
+    if (version.content_type !== "url") {
+      const bytes = version.blob_key ? await deps.blobs.get(version.blob_key) : undefined;
+      if (!bytes)
+        throw new Error(`blob ${version.blob_key} of version ${version.version} is missing`);
+      return { bytes, docType: version.content_type as DocType, sourceUrl: undefined };
+    }
+    const doc = await store.document(db, ctx.tenantId, version.document_id);
+    if (!doc?.source_url)
+      throw new NonRetryableError("the document has no URL to fetch", "ingestion.no_url");
+    const res = await safeFetch(doc.source_url, {
+      allowPrivate: deps.allowPrivateUrls,
+      maxBytes: deps.maxFetchBytes,
+      timeoutMs: deps.fetchTimeoutMs,
+      signal,
+    });
+    const docType = FETCH_TYPES.find(([re]) => re.test(res.contentType ?? ""))?.[1];
+    if (!docType || !allowed.includes(docType)) {
+      throw new NonRetryableError(
+        `the URL answered with ${res.contentType || "no content type"}, which this tenant does not ingest`,
+        "ingestion.unsupported_type",
+      );
+    }
+    const blobKey = blobKeyFor(ctx.tenantId, version.document_id, version.version);
+    await deps.blobs.put(blobKey, res.body, {
+      contentType: res.contentType ?? "application/octet-stream",
+    });
+    await store.updateVersion(db, ctx.tenantId, version.id, {
+      blob_key: blobKey,
+      content_hash: contentHash(res.body),
+    });
+    return { bytes: res.body, docType, sourceUrl: res.finalUrl };
+  }
+
+  async function process(payload: Payload, job: JobContext<Payload>): Promise<void> {
+    const started = Date.now();
+    const ctx = jobContext(payload.tenantId, job.id);
+    const version = await store.version(db, ctx.tenantId, payload.documentId, payload.version);
+    // Deleted, or already done by an earlier run of this job: nothing to do.
+    if (!version || ["active", "superseded", "duplicate"].includes(version.status)) return;
+    await store.updateVersion(db, ctx.tenantId, version.id, { status: "processing" });
+
+    try {
+      const config = await deps.tenants.getConfig(ctx);
+      const { bytes, docType, sourceUrl } = await loadContent(
+        ctx,
+        version,
+        config.allowedDocumentTypes,
+        job.signal,
+      );
+
+      if (version.content_type === "url") {
+        // A page fetched again with unchanged bytes is the version that already has them.
+        const same = await store.versionWithHash(
+          db,
+          ctx.tenantId,
+          version.document_id,
+          contentHash(bytes),
+        );
+        if (same && same.version !== version.version && same.status === "active") {
+          await db.transaction(async (tx) => {
+            await store.updateVersion(tx, ctx.tenantId, version.id, { status: "duplicate" });
+            await store.updateDocument(tx, ctx.tenantId, version.document_id, {
+              status: "completed",
+              processing_time_ms: Date.now() - started,
+            });
+          });
+          return;
+        }
+      }
+
+      const extracted = await extractDocument(bytes, docType, sourceUrl ? { sourceUrl } : {});
+      const texts = await chunkText(extracted.text, {
+        size: config.chunkSize,
+        overlap: config.chunkOverlap,
+        strategy: config.chunkStrategy,
+      });
+      const { embedder, request } = await tenantEmbedder(deps.embedders, deps.tenants, ctx);
+      const embedded = await embedder.embed({ ...request, texts, signal: job.signal });
+
+      const doc = await store.document(db, ctx.tenantId, version.document_id);
+      if (!doc) return; // deleted while we worked; its DELETE removed what there was.
+      const rows: ChunkRow[] = texts.map((text, i) => ({
+        id: `${doc.id}:${version.version}:${i}`,
+        documentId: doc.id,
+        version: version.version,
+        chunkIndex: i,
+        text,
+        vector: embedded.vectors[i] as number[],
+        title: doc.title,
+        docType: doc.doc_type,
+        metadata: doc.metadata,
+      }));
+      await deps.vectors.upsertChunks(ctx.tenantId, rows);
+
+      await db.transaction(async (tx) => {
+        await store.activateVersion(tx, ctx.tenantId, doc.id, version.version);
+        await store.updateVersion(tx, ctx.tenantId, version.id, {
+          chunk_count: rows.length,
+          character_count: extracted.text.length,
+          page_count: extracted.pageCount ?? null,
+          embedding_tokens: embedded.tokens,
+          embedding_model: embedded.model,
+          error_code: null,
+          error_message: null,
+        });
+        await store.updateDocument(tx, ctx.tenantId, doc.id, {
+          status: doc.latest_version === version.version ? "completed" : doc.status,
+          active_version: version.version,
+          content_hash: version.content_hash ?? contentHash(bytes),
+          blob_key: version.blob_key ?? blobKeyFor(ctx.tenantId, doc.id, version.version),
+          file_size_bytes: bytes.length,
+          page_count: extracted.pageCount ?? null,
+          chunk_count: rows.length,
+          character_count: extracted.text.length,
+          embedding_tokens: embedded.tokens,
+          processing_time_ms: Date.now() - started,
+          error_code: null,
+          error_message: null,
+        });
+      });
+      // Only now may older versions' chunks go: search filtered them out since the switch.
+      await deps.vectors.deleteDocument(ctx.tenantId, doc.id, version.version);
+      await deps.vectors.upsertCatalog(ctx.tenantId, {
+        documentId: doc.id,
+        version: version.version,
+        title: doc.title,
+        docType: doc.doc_type,
+        summary: extracted.text.slice(0, 500),
+        chunkCount: rows.length,
+      });
+    } catch (err) {
+      const c = classify(err);
+      const last = !c.retry || job.attempt >= INGEST_MAX_ATTEMPTS;
+      deps.logger.warn(
+        {
+          err,
+          jobId: job.id,
+          documentId: payload.documentId,
+          version: payload.version,
+          attempt: job.attempt,
+          last,
+        },
+        "ingestion attempt failed",
+      );
+      await store.updateVersion(db, ctx.tenantId, version.id, {
+        status: last ? "failed" : "pending",
+        error_code: c.code,
+        error_message: c.message,
+      });
+      if (last) {
+        const doc = await store.document(db, ctx.tenantId, payload.documentId);
+        if (doc && doc.latest_version === version.version) {
+          await store.updateDocument(db, ctx.tenantId, doc.id, {
+            status: "failed",
+            error_code: c.code,
+            error_message: c.message,
+            processing_time_ms: Date.now() - started,
+          });
+        }
+      }
+      if (!c.retry)
+        throw err instanceof NonRetryableError ? err : new NonRetryableError(c.message, c.code);
+      throw err;
+    }
+  }
+
+  return { process };
+}

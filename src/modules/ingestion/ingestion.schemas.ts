@@ -1,0 +1,81 @@
+import { z } from "zod";
+import { DOCUMENT_TYPES } from "../tenants/tenants.schemas.js";
+
+/** Largest text accepted in one JSON document (characters); bigger content goes as a file. */
+export const MAX_CONTENT_CHARS = 5_000_000;
+/** Items in one batch request. A larger batch is refused whole with a clear error. */
+export const MAX_BATCH_ITEMS = 500;
+
+/** Metadata: a flat map of short strings, filterable in search. */
+export const metadataSchema = z
+  .record(
+    z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[\w.-]+$/, "keys are letters, digits, _ . -"),
+    z.string().max(500),
+  )
+  .refine((m) => Object.keys(m).length <= 50, "at most 50 keys");
+
+export const documentItemSchema = z.strictObject({
+  title: z.string().trim().min(1).max(500),
+  content: z
+    .string()
+    .max(
+      MAX_CONTENT_CHARS,
+      `at most ${MAX_CONTENT_CHARS} characters; send larger content as a file`,
+    )
+    .refine((c) => c.trim().length > 0, "must not be empty"),
+  docType: z.enum(DOCUMENT_TYPES).default("txt"),
+  sourceUrl: z
+    .url({ protocol: /^https?$/ })
+    .max(2000)
+    .optional(),
+  externalId: z.string().min(1).max(200).optional(),
+  metadata: metadataSchema.optional(),
+});
+
+export type DocumentItem = z.infer<typeof documentItemSchema>;
+
+export const urlItemSchema = z.strictObject({
+  url: z.url({ protocol: /^https?$/, message: "must be an http(s) URL" }).max(2000),
+  title: z.string().trim().min(1).max(500).optional(),
+  externalId: z.string().min(1).max(200).optional(),
+  metadata: metadataSchema.optional(),
+});
+
+export const batchSchema = z.strictObject({
+  // Items are checked one by one, so that one bad item does not sink the rest.
+  documents: z
+    .array(z.unknown())
+    .min(1)
+    .max(MAX_BATCH_ITEMS, `at most ${MAX_BATCH_ITEMS} documents per batch`),
+});
+
+/** n8n and other automation: a document, a URL, or a batch, in one generic payload. */
+export const webhookSchema = z.union([
+  z.strictObject({ documents: batchSchema.shape.documents }),
+  urlItemSchema,
+  documentItemSchema,
+]);
+
+export const ingestResultSchema = z.object({
+  documentId: z.uuid(),
+  version: z.number().int(),
+  jobId: z.uuid().nullable(),
+  status: z.enum(["processing", "duplicate"]),
+});
+
+export const batchResultSchema = z.object({
+  results: z.array(
+    z.object({
+      index: z.number().int(),
+      ok: z.boolean(),
+      result: ingestResultSchema.optional(),
+      error: z.object({ code: z.string(), message: z.string() }).optional(),
+    }),
+  ),
+  accepted: z.number().int(),
+  rejected: z.number().int(),
+});

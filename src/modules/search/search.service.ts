@@ -1,0 +1,109 @@
+import type { Db } from "../../platform/db/index.js";
+import type { SearchFilters, VectorHit, VectorIndex } from "../../platform/vectors/vectors.js";
+import type { TenantContext } from "../../tenancy.js";
+import { documentsStore } from "../documents/documents.store.js";
+import { type Embedders, tenantEmbedder } from "../tenants/embedding.js";
+import type { TenantsService } from "../tenants/index.js";
+
+export type SearchMode = "vector" | "text" | "hybrid";
+
+export interface SearchQuery {
+  query: string;
+  mode: SearchMode;
+  limit: number;
+  filters?: SearchFilters;
+}
+
+export interface SearchResult {
+  text: string;
+  score: number;
+  documentId: string;
+  title: string;
+  version: number;
+  chunkIndex: number;
+  docType: string;
+  metadata: Record<string, string>;
+}
+
+/** Reciprocal-rank-fusion constant: 60 is the value of the original paper and most engines. */
+const RRF_K = 60;
+
+/**
+ * Fuses ranked lists: each hit scores Σ 1/(k + rank) over the lists it appears in, so a chunk
+ * found by both vector and keyword search rises above one found by either alone.
+ */
+export function reciprocalRankFusion(lists: VectorHit[][], k = RRF_K): VectorHit[] {
+  const fused = new Map<string, VectorHit>();
+  for (const list of lists) {
+    list.forEach((hit, rank) => {
+      const prev = fused.get(hit.id);
+      const add = 1 / (k + rank + 1);
+      fused.set(hit.id, prev ? { ...prev, score: prev.score + add } : { ...hit, score: add });
+    });
+  }
+  return [...fused.values()].sort((a, b) => b.score - a.score);
+}
+
+export interface SearchDeps {
+  db: Db;
+  vectors: VectorIndex;
+  embedders: Embedders;
+  tenants: TenantsService;
+}
+
+export function createSearchService(deps: SearchDeps) {
+  async function queryVector(ctx: TenantContext, text: string): Promise<number[]> {
+    const { embedder, request } = await tenantEmbedder(deps.embedders, deps.tenants, ctx);
+    const res = await embedder.embed({ ...request, texts: [text] });
+    return res.vectors[0] as number[];
+  }
+
+  /** Keeps only chunks of the active version of documents that still exist. */
+  async function activeOnly(ctx: TenantContext, hits: VectorHit[]): Promise<VectorHit[]> {
+    const ids = [...new Set(hits.map((h) => h.documentId))];
+    const active = await documentsStore.activeVersions(deps.db, ctx.tenantId, ids);
+    return hits.filter((h) => active.get(h.documentId) === h.version);
+  }
+
+  return {
+    /**
+     * Ranked chunks of the tenant's active document versions. Each underlying search fetches
+     * more than asked, since chunks of superseded versions may still be in the index until
+     * clean-up has run and are dropped here.
+     */
+    async search(ctx: TenantContext, q: SearchQuery): Promise<SearchResult[]> {
+      const fetch = Math.min(q.limit * 3, 150);
+      const lists: VectorHit[][] = [];
+      if (q.mode === "vector" || q.mode === "hybrid") {
+        const vector = await queryVector(ctx, q.query);
+        lists.push(
+          await activeOnly(
+            ctx,
+            await deps.vectors.searchVector(ctx.tenantId, vector, fetch, q.filters),
+          ),
+        );
+      }
+      if (q.mode === "text" || q.mode === "hybrid") {
+        lists.push(
+          await activeOnly(
+            ctx,
+            await deps.vectors.searchText(ctx.tenantId, q.query, fetch, q.filters),
+          ),
+        );
+      }
+      const ranked = q.mode === "hybrid" ? reciprocalRankFusion(lists) : (lists[0] ?? []);
+      return ranked.slice(0, q.limit).map((h) => ({
+        text: h.text,
+        score: h.score,
+        documentId: h.documentId,
+        title: h.title,
+        version: h.version,
+        chunkIndex: h.chunkIndex,
+        docType: h.docType,
+        metadata: h.metadata,
+      }));
+    },
+  };
+}
+
+export type SearchService = ReturnType<typeof createSearchService>;

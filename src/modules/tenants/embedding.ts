@@ -1,0 +1,38 @@
+import { AppError } from "../../http/errors.js";
+import type { Embedder, EmbedRequest } from "../../platform/embeddings/embedder.js";
+import type { TenantContext } from "../../tenancy.js";
+import type { TenantsService } from "./tenants.service.js";
+
+export interface Embedders {
+  local: Embedder;
+  /** Present when the operator configured an OpenAI-compatible endpoint. */
+  openai?: Embedder;
+}
+
+/**
+ * The embedder a tenant's settings name, with the request fields that go with it: the model
+ * and the tenant's own provider key only for the OpenAI provider (the local embedder has one
+ * model). Ingestion and search must embed alike, so both call this.
+ */
+export async function tenantEmbedder(
+  embedders: Embedders,
+  tenants: TenantsService,
+  ctx: TenantContext,
+): Promise<{ embedder: Embedder; request: Omit<EmbedRequest, "texts"> }> {
+  const config = await tenants.getConfig(ctx);
+  if (config.embeddingProvider !== "openai") return { embedder: embedders.local, request: {} };
+  if (!embedders.openai) {
+    throw new AppError(
+      "embedding.not_configured",
+      "the tenant's embedding provider is openai, but this server has no OpenAI-compatible endpoint configured",
+    );
+  }
+  const apiKey = await tenants.providerApiKey(ctx);
+  return {
+    embedder: embedders.openai,
+    request: {
+      ...(config.embeddingModel ? { model: config.embeddingModel } : {}),
+      ...(apiKey ? { apiKey } : {}),
+    },
+  };
+}

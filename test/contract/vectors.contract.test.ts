@@ -1,0 +1,645 @@
+import { randomUUID } from "node:crypto";
+import { existsSync, readdirSync } from "node:fs";
+import path from "node:path";
+import * as lancedb from "@lancedb/lancedb";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type ChunkRow,
+  createInProcessTenantLock,
+  createLanceVectorIndex,
+  type LanceVectorIndex,
+  type LanceVectorIndexOptions,
+  type TenantLock,
+  VectorInputError,
+} from "../../src/platform/vectors/index.js";
+import {
+  catalogRow,
+  chunk,
+  chunks,
+  cosine,
+  DIMS,
+  lockCases,
+  near,
+  rng,
+  tempDirs,
+  unit,
+} from "../fixtures/vectors.js";
+
+const logger = pino({ level: "silent" });
+const dirs = tempDirs();
+const tempDir = () => dirs.make();
+afterAll(() => dirs.removeAll());
+
+function openIndex(
+  opts: Partial<LanceVectorIndexOptions> & { lock: TenantLock },
+): LanceVectorIndex {
+  return createLanceVectorIndex({ uri: tempDir(), dimensions: DIMS, logger, ...opts });
+}
+
+// ---- the vector index -----------------------------------------------------------------------
+
+describe.each(lockCases)("VectorIndex (LanceDB), writes under the $name lock", (lc) => {
+  describe.skipIf(lc.skip)(lc.name, () => {
+    let locks: TenantLock[];
+    let dispose: () => Promise<void>;
+    let index: LanceVectorIndex;
+    let uri: string;
+    beforeAll(async () => {
+      ({ locks, dispose } = await lc.open(2));
+      uri = tempDir();
+      index = createLanceVectorIndex({
+        uri,
+        dimensions: DIMS,
+        lock: locks[0] as TenantLock,
+        logger,
+        annThreshold: 256,
+      });
+    });
+    afterAll(async () => {
+      await index?.close();
+      await dispose?.();
+    });
+
+    it("vector search returns the nearest chunks first, scored by cosine similarity", async () => {
+      const tenant = randomUUID();
+      const doc = randomUUID();
+      const rows = chunks(doc, 1, 8, { title: "Menu", docType: "faq", metadata: { lang: "en" } });
+      await index.upsertChunks(tenant, rows);
+      const query = near(5, 0.3, rng(99));
+      const hits = await index.searchVector(tenant, query, 4);
+      expect(hits).toHaveLength(4);
+      expect(hits[0]).toMatchObject({
+        id: `${doc}:1:5`,
+        documentId: doc,
+        version: 1,
+        chunkIndex: 5,
+        text: rows[5]?.text,
+        title: "Menu",
+        docType: "faq",
+        metadata: { lang: "en" },
+      });
+      const exact = rows
+        .map((r) => ({ id: r.id, score: cosine(query, r.vector) }))
+        .sort((x, y) => y.score - x.score)
+        .slice(0, 4);
+      expect(hits.map((h) => h.id)).toEqual(exact.map((e) => e.id));
+      hits.forEach((h, i) => {
+        expect(h.score).toBeCloseTo(exact[i]?.score as number, 4);
+      });
+      for (let i = 1; i < hits.length; i++) {
+        expect(hits[i]?.score).toBeLessThanOrEqual(hits[i - 1]?.score as number);
+      }
+    });
+
+    it("text search finds a rare keyword as soon as the write returns", async () => {
+      const tenant = randomUUID();
+      const first = randomUUID();
+      const second = randomUUID();
+      await index.upsertChunks(tenant, chunks(first, 1, 5));
+      // A later write, after the full-text index exists: its rows are not in the index yet.
+      await index.upsertChunks(tenant, [
+        chunk(second, 1, 0),
+        chunk(second, 1, 1, { text: "Our xylophonist plays on Sundays" }),
+      ]);
+      const hits = await index.searchText(tenant, "XYLOPHONIST?", 5);
+      expect(hits.map((h) => h.id)).toEqual([`${second}:1:1`]);
+      expect(hits[0]?.score).toBeGreaterThan(0);
+
+      // Rewriting the chunk replaces its text for search too.
+      await index.upsertChunks(tenant, [
+        chunk(second, 1, 1, { text: "Our harpsichordist plays on Sundays" }),
+      ]);
+      expect(await index.searchText(tenant, "xylophonist", 5)).toEqual([]);
+      const again = await index.searchText(tenant, "harpsichordist", 5);
+      expect(again.map((h) => h.id)).toEqual([`${second}:1:1`]);
+    });
+
+    it("text search ranks by BM25 and copes with any query text", async () => {
+      const tenant = randomUUID();
+      const doc = randomUUID();
+      await index.upsertChunks(tenant, [
+        chunk(doc, 1, 0, { text: "pasta pasta pasta with tomato" }),
+        chunk(doc, 1, 1, { text: "pasta once, then a long text about the weather and the sea" }),
+        chunk(doc, 1, 2, { text: "nothing relevant" }),
+      ]);
+      // Written after the index was created, so search covers indexed and unindexed rows.
+      await index.upsertChunks(tenant, [chunk(doc, 1, 3, { text: "the and of" })]);
+      const hits = await index.searchText(tenant, "pasta", 10);
+      expect(hits.map((h) => h.chunkIndex)).toEqual([0, 1]);
+      expect(hits[0]?.score).toBeGreaterThan(hits[1]?.score as number);
+      // Queries with nothing to match, or only very common words, answer rather than fail.
+      for (const q of ["", "   ", "?!*(", "x".repeat(60)]) {
+        expect(await index.searchText(tenant, q, 5)).toEqual([]);
+      }
+      expect((await index.searchText(tenant, "the", 5)).map((h) => h.chunkIndex)).toContain(3);
+      expect(await index.searchText(tenant, `it's "quoted" (AND) OR pasta:*`, 5)).not.toEqual([]);
+    });
+
+    it("filters by document, type and metadata, and still fills the limit when matches rank low", async () => {
+      const tenant = randomUUID();
+      const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+      // A and B are close to the query and say "harbour" often; C is far and says it once. A
+      // search that filtered after taking the top 10 would return no C rows at all.
+      const close = (doc: string, docType: string, lang: string) =>
+        Array.from({ length: 20 }, (_, i) =>
+          chunk(doc, 1, i, {
+            docType,
+            metadata: { lang, shelf: "top" },
+            vector: near(0, 0.2, rng(i + 1)),
+            text: "harbour harbour harbour boats",
+          }),
+        );
+      await index.upsertChunks(tenant, [
+        ...close(a, "faq", "en"),
+        ...close(b, "pdf", "de"),
+        ...Array.from({ length: 20 }, (_, i) =>
+          chunk(c, 1, i, {
+            docType: "pdf",
+            metadata: { lang: "en", shelf: i < 15 ? "top" : "bottom" },
+            vector: near(1, 0.2, rng(i + 100)),
+            text: `harbour mentioned once among many other words number ${i}`,
+          }),
+        ),
+      ]);
+      const q = near(0, 0, rng(1));
+      const both = async (filters: Parameters<LanceVectorIndex["searchVector"]>[3], limit = 10) => [
+        await index.searchVector(tenant, q, limit, filters),
+        await index.searchText(tenant, "harbour", limit, filters),
+      ];
+
+      for (const hits of await both({ docTypes: ["pdf"], metadata: { lang: "en" } })) {
+        expect(hits).toHaveLength(10);
+        expect(new Set(hits.map((h) => h.documentId))).toEqual(new Set([c]));
+      }
+      for (const hits of await both({ documentIds: [c] })) {
+        expect(hits).toHaveLength(10);
+        expect(hits.every((h) => h.documentId === c)).toBe(true);
+      }
+      for (const hits of await both({ documentIds: [a, c], docTypes: ["pdf"] }, 50)) {
+        expect(hits).toHaveLength(20);
+        expect(hits.every((h) => h.documentId === c)).toBe(true);
+      }
+      // Every metadata pair must match.
+      for (const hits of await both({ metadata: { lang: "en", shelf: "bottom" } }, 50)) {
+        expect(hits.map((h) => h.chunkIndex).sort((x, y) => x - y)).toEqual([15, 16, 17, 18, 19]);
+      }
+      for (const hits of await both({ docTypes: ["faq"] }, 50)) {
+        expect(hits).toHaveLength(20);
+        expect(hits.every((h) => h.documentId === a && h.docType === "faq")).toBe(true);
+      }
+      // Empty lists match nothing; an empty metadata object restricts nothing.
+      for (const hits of await both({ documentIds: [] })) expect(hits).toEqual([]);
+      for (const hits of await both({ docTypes: [] })) expect(hits).toEqual([]);
+      for (const hits of await both({ metadata: {} })) expect(hits).toHaveLength(10);
+    });
+
+    it("treats quotes and backslashes in filter values as data, never as SQL", async () => {
+      const tenant = randomUUID();
+      const doc = randomUUID();
+      const odd = "it's a \\'type\\' \"x\"";
+      await index.upsertChunks(tenant, [
+        chunk(doc, 1, 0, { docType: odd, metadata: { "k'ey": "v' OR '1'='1", plain: "1" } }),
+        chunk(doc, 1, 1, { docType: "pdf", metadata: { plain: "1" } }),
+      ]);
+      const q = near(0);
+      for (const docType of ["x' OR '1'='1", "a\\' OR 1=1 --", "pdf') OR ('1'='1"]) {
+        expect(await index.searchVector(tenant, q, 10, { docTypes: [docType] })).toEqual([]);
+        expect(await index.searchText(tenant, "chunk", 10, { docTypes: [docType] })).toEqual([]);
+      }
+      const byType = await index.searchVector(tenant, q, 10, { docTypes: [odd] });
+      expect(byType.map((h) => h.chunkIndex)).toEqual([0]);
+      expect(byType[0]?.docType).toBe(odd);
+      const byMeta = await index.searchText(tenant, "chunk", 10, {
+        metadata: { "k'ey": "v' OR '1'='1" },
+      });
+      expect(byMeta.map((h) => h.chunkIndex)).toEqual([0]);
+      expect(byMeta[0]?.metadata).toEqual({ "k'ey": "v' OR '1'='1", plain: "1" });
+      expect(
+        await index.searchVector(tenant, q, 10, { metadata: { "k'ey": "v' OR 'x'='x" } }),
+      ).toEqual([]);
+    });
+
+    it("re-writing the same version replaces rows instead of duplicating them", async () => {
+      const tenant = randomUUID();
+      const doc = randomUUID();
+      await index.upsertChunks(tenant, chunks(doc, 1, 5));
+      await index.upsertChunks(tenant, chunks(doc, 1, 5, { text: "second attempt" }));
+      await index.upsertChunks(tenant, chunks(doc, 1, 5, { text: "second attempt" }));
+      expect(await index.count(tenant)).toBe(5);
+      const hits = await index.searchVector(tenant, near(0), 20);
+      expect(hits.map((h) => h.id).sort()).toEqual(
+        chunks(doc, 1, 5)
+          .map((r) => r.id)
+          .sort(),
+      );
+      expect(hits.every((h) => h.text === "second attempt")).toBe(true);
+    });
+
+    it("deleteDocument keeps only keepVersion, and without it removes the document", async () => {
+      const tenant = randomUUID();
+      const [doc, other] = [randomUUID(), randomUUID()];
+      await index.upsertChunks(tenant, chunks(doc, 1, 3, { text: "old version text" }));
+      await index.upsertChunks(tenant, chunks(doc, 2, 2, { text: "new version text" }));
+      await index.upsertChunks(tenant, chunks(other, 7, 4, { text: "other document text" }));
+      await index.upsertCatalog(tenant, catalogRow(doc, 2));
+      await index.upsertCatalog(tenant, catalogRow(other, 7));
+
+      await index.deleteDocument(tenant, doc, 2);
+      expect(await index.count(tenant)).toBe(6);
+      const docHits = await index.searchText(tenant, "version text", 20, { documentIds: [doc] });
+      expect(docHits.map((h) => h.version)).toEqual([2, 2]);
+      expect(await index.searchVector(tenant, near(0), 20, { documentIds: [doc] })).toHaveLength(2);
+      // Clean-up is idempotent.
+      await index.deleteDocument(tenant, doc, 2);
+      expect(await index.count(tenant)).toBe(6);
+      expect((await index.readCatalog(tenant)).map((r) => r.documentId).sort()).toEqual(
+        [doc, other].sort(),
+      );
+
+      await index.deleteDocument(tenant, doc);
+      expect(await index.count(tenant)).toBe(4);
+      expect(await index.searchText(tenant, "version", 20)).toEqual([]);
+      const left = await index.searchVector(tenant, near(0), 20);
+      expect(left.every((h) => h.documentId === other && h.version === 7)).toBe(true);
+      expect((await index.readCatalog(tenant)).map((r) => r.documentId)).toEqual([other]);
+      // A document that never existed, in a tenant that never wrote: nothing happens.
+      await index.deleteDocument(tenant, randomUUID());
+      await index.deleteDocument(randomUUID(), randomUUID(), 1);
+      expect(await index.count(tenant)).toBe(4);
+    });
+
+    it("the catalog keeps one row per document, the latest written", async () => {
+      const tenant = randomUUID();
+      const doc = randomUUID();
+      expect(await index.readCatalog(tenant)).toEqual([]);
+      await index.upsertCatalog(tenant, catalogRow(doc, 1));
+      await index.upsertCatalog(tenant, { ...catalogRow(doc, 2), summary: "v2 summary" });
+      expect(await index.readCatalog(tenant)).toEqual([
+        { ...catalogRow(doc, 2), summary: "v2 summary" },
+      ]);
+    });
+
+    it("never shows one tenant's rows to another", async () => {
+      const [ta, tb] = [randomUUID(), randomUUID()];
+      const [da, db] = [randomUUID(), randomUUID()];
+      // Same text and vectors in both tenants: only the tenant tells them apart.
+      await index.upsertChunks(ta, chunks(da, 1, 6, { text: "shared secretword" }));
+      await index.upsertChunks(tb, chunks(db, 1, 3, { text: "shared secretword" }));
+      await index.upsertCatalog(ta, catalogRow(da, 1));
+      const q = near(1);
+      for (const [tenant, own, foreign] of [
+        [ta, da, db],
+        [tb, db, da],
+      ] as const) {
+        const hits = [
+          ...(await index.searchVector(tenant, q, 50)),
+          ...(await index.searchText(tenant, "secretword", 50)),
+        ];
+        expect(hits.length).toBeGreaterThan(0);
+        expect(hits.every((h) => h.documentId === own)).toBe(true);
+        expect(await index.searchVector(tenant, q, 50, { documentIds: [foreign] })).toEqual([]);
+        expect(
+          await index.searchText(tenant, "secretword", 50, { documentIds: [foreign] }),
+        ).toEqual([]);
+      }
+      expect(await index.count(ta)).toBe(6);
+      expect(await index.count(tb)).toBe(3);
+      expect(await index.readCatalog(tb)).toEqual([]);
+      await index.deleteDocument(tb, da);
+      expect(await index.count(ta)).toBe(6);
+      await index.dropTenant(ta);
+      expect(await index.count(tb)).toBe(3);
+      expect(await index.searchText(tb, "secretword", 50)).toHaveLength(3);
+    });
+
+    it("a tenant that never wrote searches as empty, and reading creates nothing", async () => {
+      const tenant = randomUUID();
+      expect(await index.searchVector(tenant, near(0), 5)).toEqual([]);
+      expect(await index.searchText(tenant, "anything", 5)).toEqual([]);
+      expect(await index.count(tenant)).toBe(0);
+      expect(await index.optimize(tenant)).toEqual({ annIndexed: false });
+      expect(readdirSync(uri)).not.toContain(tenant);
+    });
+
+    it("dropTenant removes the tenant's data and directory; it can start again", async () => {
+      const tenant = randomUUID();
+      const doc = randomUUID();
+      await index.upsertChunks(tenant, chunks(doc, 1, 4, { text: "ephemeral" }));
+      await index.upsertCatalog(tenant, catalogRow(doc, 1));
+      expect(existsSync(path.join(uri, tenant))).toBe(true);
+      await index.dropTenant(tenant);
+      expect(existsSync(path.join(uri, tenant))).toBe(false);
+      expect(await index.count(tenant)).toBe(0);
+      expect(await index.searchText(tenant, "ephemeral", 5)).toEqual([]);
+      expect(await index.searchVector(tenant, near(0), 5)).toEqual([]);
+      expect(await index.readCatalog(tenant)).toEqual([]);
+      await index.upsertChunks(tenant, chunks(doc, 2, 2, { text: "reborn" }));
+      expect((await index.searchText(tenant, "reborn", 5)).map((h) => h.version)).toEqual([2, 2]);
+      expect(await index.count(tenant)).toBe(2);
+      await index.dropTenant(randomUUID());
+    });
+
+    it("optimize builds the ANN index past the threshold; search stays right and fresh", async () => {
+      const tenant = randomUUID();
+      const doc = randomUUID();
+      const rand = rng(7);
+      // Clustered, like real embeddings: 16 topics, 300 rows.
+      const centers = Array.from({ length: 16 }, (_, k) => near(k * 2, 0.5, rng(k + 50)));
+      const rows = Array.from({ length: 300 }, (_, i) =>
+        chunk(doc, 1, i, {
+          vector: unit((centers[i % 16] as number[]).map((x) => x + 0.25 * (rand() - 0.5))),
+          docType: i % 3 === 0 ? "pdf" : "txt",
+          text: `topic ${i % 16} passage ${i}`,
+        }),
+      );
+      await index.upsertChunks(tenant, rows.slice(0, 200));
+      expect(await index.optimize(tenant)).toEqual({ annIndexed: false });
+      await index.upsertChunks(tenant, rows.slice(200));
+      expect(await index.optimize(tenant)).toEqual({ annIndexed: true });
+
+      for (const [qi, center] of centers.slice(0, 6).entries()) {
+        const q = unit(center.map((x) => x + 0.1 * (rng(qi + 500)() - 0.5)));
+        const exact = rows
+          .map((r) => ({ id: r.id, score: cosine(q, r.vector) }))
+          .sort((x, y) => y.score - x.score)
+          .slice(0, 5);
+        const hits = await index.searchVector(tenant, q, 5);
+        expect(hits.map((h) => h.id)).toEqual(exact.map((e) => e.id));
+        hits.forEach((h, i) => {
+          expect(h.score).toBeCloseTo(exact[i]?.score as number, 3);
+        });
+      }
+      // Filtered ANN search still fills the limit.
+      const pdf = await index.searchVector(tenant, near(0), 30, { docTypes: ["pdf"] });
+      expect(pdf).toHaveLength(30);
+      expect(pdf.every((h) => h.docType === "pdf")).toBe(true);
+      expect((await index.searchText(tenant, "passage 17", 3))[0]?.chunkIndex).toBe(17);
+
+      // Rows written after the index are found by both searches right away.
+      const late = chunk(doc, 1, 300, { vector: near(31, 0), text: "latecomer passage" });
+      await index.upsertChunks(tenant, [late]);
+      expect((await index.searchVector(tenant, near(31, 0), 1))[0]?.id).toBe(late.id);
+      expect((await index.searchText(tenant, "latecomer", 1))[0]?.id).toBe(late.id);
+      expect(await index.optimize(tenant)).toEqual({ annIndexed: true });
+      expect((await index.searchText(tenant, "latecomer", 1))[0]?.id).toBe(late.id);
+      expect(await index.count(tenant)).toBe(301);
+    });
+
+    it("another instance on the same storage sees writes at once, even with the tenant open", async () => {
+      const other = createLanceVectorIndex({
+        uri,
+        dimensions: DIMS,
+        lock: locks[1] as TenantLock,
+        logger,
+      });
+      try {
+        const tenant = randomUUID();
+        const doc = randomUUID();
+        await index.upsertChunks(tenant, chunks(doc, 1, 2, { text: "first batch" }));
+        expect(await other.count(tenant)).toBe(2); // `other` now has the tenant open
+        await index.upsertChunks(tenant, [chunk(doc, 1, 2, { text: "second batch" })]);
+        expect(await other.count(tenant)).toBe(3);
+        expect((await other.searchText(tenant, "second", 5)).map((h) => h.chunkIndex)).toEqual([2]);
+        await index.dropTenant(tenant);
+        expect(await other.searchText(tenant, "batch", 5)).toEqual([]);
+        expect(await other.count(tenant)).toBe(0);
+      } finally {
+        await other.close();
+      }
+    });
+
+    it("concurrent writers of one tenant in two instances lose no rows", async () => {
+      const second = createLanceVectorIndex({
+        uri,
+        dimensions: DIMS,
+        lock: locks[1] as TenantLock,
+        logger,
+      });
+      try {
+        const tenant = randomUUID();
+        const docs = Array.from({ length: 12 }, () => randomUUID());
+        // The very first writes race too: table creation and its full-text index.
+        await Promise.all(
+          docs.map((doc, i) =>
+            (i % 2 === 0 ? index : second).upsertChunks(tenant, chunks(doc, 1, 5)),
+          ),
+        );
+        expect(await index.count(tenant)).toBe(60);
+        expect(await second.count(tenant)).toBe(60);
+        const hits = await second.searchText(tenant, "common", 100);
+        expect(new Set(hits.map((h) => h.documentId))).toEqual(new Set(docs));
+      } finally {
+        await second.close();
+      }
+    });
+  });
+});
+
+// ---- cache and input checks (lock-independent) ----------------------------------------------
+
+describe("VectorIndex (LanceDB): open-table cache", () => {
+  it("keeps at most cacheSize tenants open and reopens evicted ones transparently", async () => {
+    const index = openIndex({ lock: createInProcessTenantLock(), cacheSize: 2 });
+    try {
+      const tenants = [randomUUID(), randomUUID(), randomUUID()];
+      for (const [i, t] of tenants.entries()) {
+        await index.upsertChunks(t, chunks(randomUUID(), 1, i + 1, { text: `tenant${i}` }));
+        expect(index.stats().openTenants).toBeLessThanOrEqual(2);
+      }
+      for (const round of [0, 1]) {
+        for (const [i, t] of tenants.entries()) {
+          const hits = await index.searchText(t, `tenant${i}`, 10);
+          expect(hits, `round ${round}, tenant ${i}`).toHaveLength(i + 1);
+          expect(index.stats().openTenants).toBeLessThanOrEqual(2);
+          expect(index.stats().openTables).toBeLessThanOrEqual(2);
+        }
+      }
+    } finally {
+      await index.close();
+    }
+  });
+
+  it("evicting a tenant does not break searches still running on it", async () => {
+    const index = openIndex({ lock: createInProcessTenantLock(), cacheSize: 1 });
+    try {
+      const tenants = [randomUUID(), randomUUID(), randomUUID()];
+      for (const [i, t] of tenants.entries()) {
+        await index.upsertChunks(t, chunks(randomUUID(), 1, i + 2, { text: `busy${i}` }));
+      }
+      const results = await Promise.all(
+        Array.from({ length: 30 }, (_, k) => {
+          const i = k % 3;
+          return index.searchText(tenants[i] as string, `busy${i}`, 10).then((h) => h.length - i);
+        }),
+      );
+      expect(results.every((n) => n === 2)).toBe(true);
+      expect(index.stats().openTenants).toBeLessThanOrEqual(1);
+    } finally {
+      await index.close();
+    }
+  });
+
+  it("closes tenants idle past idleMs", async () => {
+    let clock = 0;
+    const index = openIndex({
+      lock: createInProcessTenantLock(),
+      idleMs: 1_000,
+      now: () => clock,
+    });
+    try {
+      const [a, b] = [randomUUID(), randomUUID()];
+      await index.upsertChunks(a, chunks(randomUUID(), 1, 1));
+      await index.upsertChunks(b, chunks(randomUUID(), 1, 1));
+      expect(index.stats().openTenants).toBe(2);
+      clock += 999;
+      await index.count(b);
+      clock += 2;
+      await index.count(b); // a: idle 1001 ms, b: just used
+      expect(index.stats().openTenants).toBe(1);
+      expect(await index.count(a)).toBe(1);
+    } finally {
+      await index.close();
+    }
+  });
+
+  it("close closes every open tenant; a closed index refuses work", async () => {
+    const index = openIndex({ lock: createInProcessTenantLock() });
+    const tenant = randomUUID();
+    await index.upsertChunks(tenant, chunks(randomUUID(), 1, 1));
+    await index.close();
+    expect(index.stats()).toEqual({ openTenants: 0, openTables: 0 });
+    await expect(index.count(tenant)).rejects.toThrow(/closed/);
+    await expect(index.close()).resolves.toBeUndefined();
+  });
+});
+
+describe("VectorIndex (LanceDB): full-text freshness", () => {
+  it("a write that leaves ftsRefreshRows rows unindexed folds them into the index", async () => {
+    const uri = tempDir();
+    const index = createLanceVectorIndex({
+      uri,
+      dimensions: DIMS,
+      lock: createInProcessTenantLock(),
+      logger,
+      ftsRefreshRows: 10,
+    });
+    const tenant = randomUUID();
+    const unindexed = async () => {
+      const conn = await lancedb.connect(path.join(uri, tenant));
+      const table = await conn.openTable("chunks");
+      const idx = (await table.listIndices()).find((i) => i.columns.includes("text"));
+      const stats = await table.indexStats(idx?.name as string);
+      conn.close();
+      return stats?.numUnindexedRows;
+    };
+    try {
+      const docs = [randomUUID(), randomUUID(), randomUUID()];
+      await index.upsertChunks(tenant, chunks(docs[0] as string, 1, 6, { text: "alpha" }));
+      // The first write's rows went into the index it created.
+      expect(await unindexed()).toBe(0);
+      await index.upsertChunks(tenant, chunks(docs[1] as string, 1, 6, { text: "beta" }));
+      expect(await unindexed()).toBe(6);
+      await index.upsertChunks(tenant, chunks(docs[2] as string, 1, 6, { text: "gamma" }));
+      expect(await unindexed()).toBe(0);
+      for (const [i, word] of ["alpha", "beta", "gamma"].entries()) {
+        const hits = await index.searchText(tenant, word, 10);
+        expect(hits.map((h) => h.documentId)).toEqual(Array(6).fill(docs[i]));
+      }
+    } finally {
+      await index.close();
+    }
+  });
+});
+
+describe("VectorIndex (LanceDB): bad input", () => {
+  let index: LanceVectorIndex;
+  let uri: string;
+  const tenant = randomUUID();
+  const doc = randomUUID();
+  beforeAll(async () => {
+    uri = tempDir();
+    index = createLanceVectorIndex({
+      uri,
+      dimensions: DIMS,
+      lock: createInProcessTenantLock(),
+      logger,
+    });
+    await index.upsertChunks(tenant, chunks(doc, 1, 2));
+  });
+  afterAll(() => index?.close());
+
+  it("refuses tenant ids that are not UUIDs, touching no directory", async () => {
+    for (const bad of ["../escape", "..", "", "tenant-1", `${randomUUID()}/x`]) {
+      await expect(index.upsertChunks(bad, chunks(doc, 1, 1))).rejects.toBeInstanceOf(
+        VectorInputError,
+      );
+      await expect(index.searchVector(bad, near(0), 5)).rejects.toBeInstanceOf(VectorInputError);
+      await expect(index.dropTenant(bad)).rejects.toBeInstanceOf(VectorInputError);
+    }
+    expect(readdirSync(uri)).toEqual([tenant]);
+    expect(existsSync(path.join(uri, "..", "escape"))).toBe(false);
+  });
+
+  it("refuses document ids that are not UUIDs, in writes, deletes and filters", async () => {
+    const injection = "x' OR '1'='1";
+    await expect(index.deleteDocument(tenant, injection)).rejects.toBeInstanceOf(VectorInputError);
+    await expect(
+      index.searchVector(tenant, near(0), 5, { documentIds: [injection] }),
+    ).rejects.toBeInstanceOf(VectorInputError);
+    await expect(
+      index.upsertChunks(tenant, [{ ...chunk(doc, 1, 9), documentId: injection }]),
+    ).rejects.toBeInstanceOf(VectorInputError);
+    await expect(
+      index.upsertCatalog(tenant, { ...catalogRow(doc, 1), documentId: "nope" }),
+    ).rejects.toBeInstanceOf(VectorInputError);
+    expect(await index.count(tenant)).toBe(2);
+  });
+
+  it("refuses malformed chunks and writes nothing of the batch", async () => {
+    const good = chunk(doc, 1, 5);
+    const bad: ChunkRow[] = [
+      { ...chunk(doc, 1, 6), id: `${doc}:1:7` },
+      { ...chunk(doc, 1, 6), id: "custom-id" },
+      { ...chunk(doc, 1, 6), vector: near(0).slice(1) },
+      { ...chunk(doc, 1, 6), vector: near(0).map((x, i) => (i === 3 ? Number.NaN : x)) },
+      { ...chunk(doc, 1, 6), version: -1, id: `${doc}:-1:6` },
+      { ...chunk(doc, 1, 6), metadata: { n: 1 as unknown as string } },
+    ];
+    for (const row of bad) {
+      await expect(index.upsertChunks(tenant, [good, row])).rejects.toBeInstanceOf(
+        VectorInputError,
+      );
+    }
+    await expect(index.upsertChunks(tenant, [good, good])).rejects.toThrow(/twice/);
+    expect(await index.count(tenant)).toBe(2);
+  });
+
+  it("refuses bad limits and query vectors of the wrong size", async () => {
+    for (const limit of [0, -1, 1.5, 1001, Number.NaN]) {
+      await expect(index.searchVector(tenant, near(0), limit)).rejects.toBeInstanceOf(
+        VectorInputError,
+      );
+      await expect(index.searchText(tenant, "common", limit)).rejects.toBeInstanceOf(
+        VectorInputError,
+      );
+    }
+    await expect(index.searchVector(tenant, [1, 0, 0], 5)).rejects.toBeInstanceOf(VectorInputError);
+  });
+
+  it("refuses to mix vector sizes in one tenant's table", async () => {
+    const smaller = createLanceVectorIndex({
+      uri,
+      dimensions: 16,
+      lock: createInProcessTenantLock(),
+      logger,
+    });
+    try {
+      await expect(smaller.searchVector(tenant, near(0).slice(0, 16), 5)).rejects.toThrow(
+        /32 dimensions.*expects 16/,
+      );
+    } finally {
+      await smaller.close();
+    }
+  });
+});

@@ -1,0 +1,430 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  bearer,
+  expectError,
+  type SignedUp,
+  signup,
+  startApp,
+  type TestApp,
+} from "../fixtures/app.js";
+import { backends } from "../fixtures/db.js";
+
+const WAIT_MS = 20_000;
+
+/** Polls the document's status until it and its job have settled (or the time is up). */
+async function settle(t: TestApp, s: SignedUp, documentId: string) {
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    const res = await t.app.inject({
+      url: `/api/documents/${documentId}/status`,
+      headers: bearer(s.token),
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const body = res.json();
+    const jobBusy = body.job && (body.job.status === "queued" || body.job.status === "running");
+    if ((body.status !== "processing" && !jobBusy) || Date.now() > deadline) return body;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function ingest(t: TestApp, s: SignedUp, payload: Record<string, unknown>, headers = {}) {
+  return t.app.inject({
+    method: "POST",
+    url: "/api/ingest/document",
+    headers: { ...bearer(s.token), ...headers },
+    payload,
+  });
+}
+
+async function search(t: TestApp, s: SignedUp, body: Record<string, unknown>) {
+  const res = await t.app.inject({
+    method: "POST",
+    url: "/api/search",
+    headers: bearer(s.token),
+    payload: body,
+  });
+  expect(res.statusCode, res.body).toBe(200);
+  return res.json().results as Array<{
+    documentId: string;
+    version: number;
+    text: string;
+    title: string;
+  }>;
+}
+
+function multipart(
+  fields: Record<string, string>,
+  file: { name: string; type: string; body: Buffer },
+) {
+  const boundary = `----tenantrag${Math.random().toString(16).slice(2)}`;
+  const parts: Buffer[] = [];
+  for (const [k, v] of Object.entries(fields)) {
+    parts.push(
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`),
+    );
+  }
+  parts.push(
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${file.name}"\r\nContent-Type: ${file.type}\r\n\r\n`,
+    ),
+    file.body,
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  );
+  return {
+    payload: Buffer.concat(parts),
+    headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+  };
+}
+
+describe.each(backends)("ingestion and search ($name)", (backend) => {
+  let t: TestApp;
+  let site: Server;
+  let siteUrl: string;
+
+  beforeAll(async () => {
+    t = await startApp(
+      backend,
+      { ALLOW_PRIVATE_URLS: "true", JOB_BACKOFF_MS: "20" },
+      { workers: true },
+    );
+    site = createServer((req, res) => {
+      if (req.url === "/article") {
+        res.setHeader("content-type", "text/html; charset=utf-8");
+        res.end(
+          "<html><head><title>Opening hours</title></head><body><nav>Home | Menu</nav><article><h1>Opening hours</h1>" +
+            "<p>The bistro opens at nine in the morning and serves breakfast until eleven.</p>" +
+            "<p>On Sundays the kitchen closes early, at four in the afternoon.</p></article><footer>©</footer></body></html>",
+        );
+        return;
+      }
+      res.statusCode = 404;
+      res.end("nope");
+    });
+    await new Promise<void>((r) => site.listen(0, "127.0.0.1", r));
+    siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((r) => site.close(r));
+    await t.close();
+  });
+
+  it("ingests a document, processes it in the background, and finds it by vector, text and hybrid search", async () => {
+    const s = await signup(t.app);
+    const res = await ingest(t, s, {
+      title: "Refund policy",
+      content:
+        "Refunds are issued within fourteen days of purchase when the receipt is shown.\n\nGift cards are never refundable.",
+      docType: "md",
+      metadata: { team: "support" },
+    });
+    expect(res.statusCode, res.body).toBe(202);
+    const { documentId, version, jobId, status } = res.json();
+    expect({ version, status }).toEqual({ version: 1, status: "processing" });
+    expect(jobId).toMatch(/^[0-9a-f-]{36}$/);
+
+    const st = await settle(t, s, documentId);
+    expect(st).toMatchObject({
+      status: "completed",
+      activeVersion: 1,
+      job: { status: "completed", attempts: 1 },
+    });
+
+    for (const mode of ["vector", "text", "hybrid"]) {
+      const results = await search(t, s, { query: "refundable gift cards", mode, limit: 5 });
+      expect(results.length, mode).toBeGreaterThan(0);
+      expect(results[0]).toMatchObject({ documentId, version: 1, title: "Refund policy" });
+    }
+    const doc = (
+      await t.app.inject({ url: `/api/documents/${documentId}`, headers: bearer(s.token) })
+    ).json();
+    expect(doc).toMatchObject({
+      status: "completed",
+      chunkCount: expect.any(Number),
+      metadata: { team: "support" },
+    });
+    expect(doc.embeddingTokens).toBeGreaterThan(0);
+  });
+
+  it("answers unchanged content as a duplicate, and changed content as a new version that replaces the old in search", async () => {
+    const s = await signup(t.app);
+    const first = await ingest(t, s, {
+      title: "Menu",
+      content: "Soup of the day: tomato basil.",
+      externalId: "menu",
+    });
+    const id = first.json().documentId;
+    await settle(t, s, id);
+
+    const again = await ingest(t, s, {
+      title: "Menu",
+      content: "Soup of the day: tomato basil.",
+      externalId: "menu",
+    });
+    expect(again.json()).toMatchObject({ documentId: id, version: 1, status: "duplicate" });
+
+    const changed = await ingest(t, s, {
+      title: "Menu",
+      content: "Soup of the day: pumpkin ginger.",
+      externalId: "menu",
+    });
+    expect(changed.json()).toMatchObject({ documentId: id, version: 2, status: "processing" });
+    expect((await settle(t, s, id)).activeVersion).toBe(2);
+
+    const results = await search(t, s, { query: "soup of the day", mode: "hybrid" });
+    expect(results.every((r) => r.version === 2)).toBe(true);
+    expect(results.map((r) => r.text).join(" ")).toContain("pumpkin");
+    expect(results.map((r) => r.text).join(" ")).not.toContain("tomato");
+    const versions = (
+      await t.app.inject({ url: `/api/documents/${id}/versions`, headers: bearer(s.token) })
+    ).json();
+    expect(
+      versions.items.map((v: { version: number; status: string }) => [v.version, v.status]),
+    ).toEqual([
+      [2, "active"],
+      [1, "superseded"],
+    ]);
+  });
+
+  it("PUT /api/documents/:id makes a new version; DELETE removes it from search at once", async () => {
+    const s = await signup(t.app);
+    const id = (
+      await ingest(t, s, { title: "Parking", content: "Guests park behind the building for free." })
+    ).json().documentId;
+    await settle(t, s, id);
+    const put = await t.app.inject({
+      method: "PUT",
+      url: `/api/documents/${id}`,
+      headers: bearer(s.token),
+      payload: { content: "Guests park in the public garage across the street." },
+    });
+    expect(put.statusCode, put.body).toBe(202);
+    expect(put.json().version).toBe(2);
+    await settle(t, s, id);
+    expect((await search(t, s, { query: "garage", mode: "text" }))[0]?.documentId).toBe(id);
+
+    const del = await t.app.inject({
+      method: "DELETE",
+      url: `/api/documents/${id}`,
+      headers: bearer(s.token),
+    });
+    expect(del.statusCode).toBe(204);
+    expect(await search(t, s, { query: "garage", mode: "hybrid" })).toEqual([]);
+    expectError(
+      await t.app.inject({ url: `/api/documents/${id}`, headers: bearer(s.token) }),
+      404,
+      "not_found",
+    );
+  });
+
+  it("keeps tenants apart: another tenant's search, status and documents show nothing of them", async () => {
+    const a = await signup(t.app);
+    const b = await signup(t.app);
+    const id = (
+      await ingest(t, a, {
+        title: "Secret",
+        content: "The vault combination is kept by the manager.",
+      })
+    ).json().documentId;
+    await settle(t, a, id);
+    expect(await search(t, b, { query: "vault combination", mode: "hybrid" })).toEqual([]);
+    expectError(
+      await t.app.inject({ url: `/api/documents/${id}/status`, headers: bearer(b.token) }),
+      404,
+      "not_found",
+    );
+    const list = await t.app.inject({ url: "/api/documents", headers: bearer(b.token) });
+    expect(list.json().items).toEqual([]);
+  });
+
+  it("ingests a batch item by item: one bad item does not sink the rest", async () => {
+    const s = await signup(t.app);
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/api/ingest/batch",
+      headers: bearer(s.token),
+      payload: {
+        documents: [
+          { title: "One", content: "first document" },
+          { title: "", content: "no title" },
+          { title: "Three", content: "third document", docType: "exe" },
+          { title: "Four", content: "fourth document" },
+        ],
+      },
+    });
+    expect(res.statusCode, res.body).toBe(202);
+    const body = res.json();
+    expect(body).toMatchObject({ accepted: 2, rejected: 2 });
+    expect(body.results.map((r: { ok: boolean }) => r.ok)).toEqual([true, false, false, true]);
+    expect(body.results[1].error.code).toBe("validation.failed");
+  });
+
+  it("refuses a batch larger than the limit as a whole", async () => {
+    const s = await signup(t.app);
+    const documents = Array.from({ length: 10_000 }, (_, i) => ({ title: `d${i}`, content: "x" }));
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/api/ingest/batch",
+      headers: bearer(s.token),
+      payload: { documents },
+    });
+    expectError(res, 400, "validation.failed");
+    expect(
+      (await t.app.inject({ url: "/api/documents", headers: bearer(s.token) })).json().items,
+    ).toEqual([]);
+  });
+
+  it("an Idempotency-Key makes a retried request return the first answer", async () => {
+    const s = await signup(t.app);
+    const payload = { title: "Hours", content: "Open every day from nine to five." };
+    const first = await ingest(t, s, payload, { "idempotency-key": "req-1" });
+    const second = await ingest(t, s, payload, { "idempotency-key": "req-1" });
+    expect(second.statusCode).toBe(202);
+    expect(second.json()).toEqual(first.json());
+    const other = await ingest(
+      t,
+      s,
+      { ...payload, content: "Different" },
+      { "idempotency-key": "req-1" },
+    );
+    expectError(other, 422, "idempotency.key_reused");
+  });
+
+  it("uploads a file as multipart and refuses types the tenant does not allow", async () => {
+    const s = await signup(t.app);
+    const up = multipart(
+      { title: "FAQ" },
+      {
+        name: "faq.md",
+        type: "text/markdown",
+        body: Buffer.from("# FAQ\n\nDogs are welcome on the terrace."),
+      },
+    );
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/api/ingest/file",
+      headers: { ...bearer(s.token), ...up.headers },
+      payload: up.payload,
+    });
+    expect(res.statusCode, res.body).toBe(202);
+    const st = await settle(t, s, res.json().documentId);
+    expect(st.status).toBe("completed");
+    expect((await search(t, s, { query: "dogs terrace", mode: "text" }))[0]?.title).toBe("FAQ");
+
+    const exe = multipart(
+      {},
+      { name: "tool.exe", type: "application/octet-stream", body: Buffer.from("MZ") },
+    );
+    const bad = await t.app.inject({
+      method: "POST",
+      url: "/api/ingest/file",
+      headers: { ...bearer(s.token), ...exe.headers },
+      payload: exe.payload,
+    });
+    expectError(bad, 415, "ingestion.unsupported_type");
+  });
+
+  it("a file whose bytes do not match its declared type ends failed with a clear code, not a crashed worker", async () => {
+    const s = await signup(t.app);
+    const up = multipart(
+      { docType: "pdf" },
+      { name: "fake.pdf", type: "application/pdf", body: Buffer.from("just text") },
+    );
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/api/ingest/file",
+      headers: { ...bearer(s.token), ...up.headers },
+      payload: up.payload,
+    });
+    expect(res.statusCode, res.body).toBe(202);
+    const st = await settle(t, s, res.json().documentId);
+    expect(st).toMatchObject({
+      status: "failed",
+      error: { code: "ingestion.type_mismatch" },
+      job: { status: "failed", attempts: 1 },
+    });
+  });
+
+  it("fetches a URL, extracts the article and makes it searchable", async () => {
+    const s = await signup(t.app);
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/api/ingest/url",
+      headers: bearer(s.token),
+      payload: { url: `${siteUrl}/article` },
+    });
+    expect(res.statusCode, res.body).toBe(202);
+    const st = await settle(t, s, res.json().documentId);
+    expect(st.status).toBe("completed");
+    const hit = (await search(t, s, { query: "Sunday kitchen closes", mode: "text" }))[0];
+    expect(hit?.text).toContain("four in the afternoon");
+    expect(hit?.text).not.toContain("Home | Menu");
+  });
+
+  it("a URL that answers 404 fails the document with the HTTP status, without retrying", async () => {
+    const s = await signup(t.app);
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/api/ingest/url",
+      headers: bearer(s.token),
+      payload: { url: `${siteUrl}/missing` },
+    });
+    const st = await settle(t, s, res.json().documentId);
+    expect(st).toMatchObject({
+      status: "failed",
+      error: { code: "ingestion.url_http_error" },
+      job: { attempts: 1 },
+    });
+  });
+
+  it("enforces the tenant's maximum number of documents", async () => {
+    const s = await signup(t.app);
+    const cfg = await t.app.inject({
+      method: "PUT",
+      url: "/api/customers/config",
+      headers: bearer(s.token),
+      payload: { maxDocuments: 1 },
+    });
+    expect(cfg.statusCode).toBe(200);
+    expect((await ingest(t, s, { title: "a", content: "first" })).statusCode).toBe(202);
+    expectError(
+      await ingest(t, s, { title: "b", content: "second" }),
+      422,
+      "ingestion.max_documents",
+    );
+  });
+});
+
+describe.each(backends)("URL ingestion safety ($name)", (backend) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startApp(backend);
+  });
+  afterAll(() => t.close());
+
+  it("refuses loopback and private targets unless ALLOW_PRIVATE_URLS is set", async () => {
+    const s = await signup(t.app);
+    for (const url of [
+      "http://127.0.0.1:1/x",
+      "http://10.0.0.5/",
+      "http://169.254.169.254/latest/meta-data",
+      "http://[::1]/",
+    ]) {
+      const res = await t.app.inject({
+        method: "POST",
+        url: "/api/ingest/url",
+        headers: bearer(s.token),
+        payload: { url },
+      });
+      expectError(res, 422, "ingestion.url_forbidden");
+    }
+    const ftp = await t.app.inject({
+      method: "POST",
+      url: "/api/ingest/url",
+      headers: bearer(s.token),
+      payload: { url: "ftp://example.com/x" },
+    });
+    expectError(ftp, 400, "validation.failed");
+  });
+});

@@ -1,0 +1,257 @@
+import { describe, expect, it } from "vitest";
+import { ExtractionError, extractDocument } from "../../src/modules/ingestion/extract.js";
+
+/**
+ * A minimal PDF built byte by byte: one Helvetica text line per page, a correct xref table,
+ * and optionally a standard-security /Encrypt dictionary whose user-password hash matches no
+ * password, i.e. a document that needs a password to open.
+ */
+function buildPdf(pages: string[], opts: { encrypt?: boolean } = {}): Buffer {
+  const objects: string[] = [];
+  objects[1] = "<< /Type /Catalog /Pages 2 0 R >>";
+  const pageIds = pages.map((_, i) => 4 + i * 2);
+  objects[2] = `<< /Type /Pages /Kids [${pageIds.map((id) => `${id} 0 R`).join(" ")}] /Count ${pages.length} >>`;
+  objects[3] = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>";
+  pages.forEach((text, i) => {
+    const escaped = text.replace(/[\\()]/g, (c) => `\\${c}`);
+    const content = text === "" ? "" : `BT /F1 12 Tf 72 720 Td (${escaped}) Tj ET`;
+    objects[4 + i * 2] =
+      `<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents ${5 + i * 2} 0 R >>`;
+    objects[5 + i * 2] = `<< /Length ${content.length} >>\nstream\n${content}\nendstream`;
+  });
+  const encryptId = objects.length;
+  if (opts.encrypt) {
+    objects[encryptId] =
+      `<< /Filter /Standard /V 1 /R 2 /O <${"ab".repeat(32)}> /U <${"cd".repeat(32)}> /P -4 >>`;
+  }
+  let out = "%PDF-1.4\n";
+  const offsets: number[] = [];
+  for (let id = 1; id < objects.length; id++) {
+    offsets.push(out.length);
+    out += `${id} 0 obj\n${objects[id]}\nendobj\n`;
+  }
+  const xref = out.length;
+  out += `xref\n0 ${objects.length}\n0000000000 65535 f \n`;
+  for (const offset of offsets) out += `${String(offset).padStart(10, "0")} 00000 n \n`;
+  const encrypt = opts.encrypt
+    ? ` /Encrypt ${encryptId} 0 R /ID [<${"01".repeat(16)}> <${"01".repeat(16)}>]`
+    : "";
+  out += `trailer\n<< /Size ${objects.length} /Root 1 0 R${encrypt} >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(out, "latin1");
+}
+
+async function failure(promise: Promise<unknown>): Promise<ExtractionError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ExtractionError);
+  return err as ExtractionError;
+}
+
+describe("extractDocument: PDF", () => {
+  it("extracts the text of a one-page Helvetica PDF", async () => {
+    const doc = await extractDocument(buildPdf(["Hello from a hand-made PDF (v1)"]), "pdf");
+    expect(doc).toEqual({
+      text: "Hello from a hand-made PDF (v1)",
+      pageCount: 1,
+      contentType: "application/pdf",
+    });
+  });
+
+  it("counts pages and keeps them in order, separated by a blank line", async () => {
+    const doc = await extractDocument(buildPdf(["Page one text", "Page two text"]), "pdf");
+    expect(doc.pageCount).toBe(2);
+    expect(doc.text).toBe("Page one text\n\nPage two text");
+  });
+
+  it("leaves the caller's buffer intact, so it can still be hashed and stored", async () => {
+    const bytes = buildPdf(["Same bytes twice"]);
+    const copy = Buffer.from(bytes);
+    await extractDocument(bytes, "pdf");
+    expect(bytes.equals(copy)).toBe(true);
+    expect((await extractDocument(bytes, "pdf")).text).toBe("Same bytes twice");
+  });
+
+  it("refuses a password-protected PDF as encrypted", async () => {
+    const err = await failure(extractDocument(buildPdf(["secret"], { encrypt: true }), "pdf"));
+    expect(err.code).toBe("ingestion.pdf_encrypted");
+  });
+
+  it.each([
+    ["truncated after the header", (pdf: Buffer) => pdf.subarray(0, 60)],
+    ["cut in half", (pdf: Buffer) => pdf.subarray(0, Math.floor(pdf.length / 2))],
+    [
+      "garbage after the header",
+      () => Buffer.concat([Buffer.from("%PDF-1.4\n"), Buffer.alloc(300, 7)]),
+    ],
+    ["nothing but the header", () => Buffer.from("%PDF-")],
+  ])("refuses a PDF %s as corrupt", async (_label, damage) => {
+    const err = await failure(extractDocument(damage(buildPdf(["Some text here"])), "pdf"));
+    expect(err.code).toBe("ingestion.pdf_corrupt");
+  });
+
+  it("refuses a PDF without extractable text (a scan) as having no text", async () => {
+    const err = await failure(extractDocument(buildPdf(["", ""]), "pdf"));
+    expect(err.code).toBe("ingestion.no_text");
+  });
+
+  it.each([
+    ["HTML", "<html><body><p>not a pdf</p></body></html>"],
+    ["plain text", "just some words"],
+  ])("refuses %s declared as a PDF", async (_label, content) => {
+    const err = await failure(extractDocument(Buffer.from(content), "pdf"));
+    expect(err.code).toBe("ingestion.type_mismatch");
+  });
+});
+
+describe("extractDocument: text and Markdown", () => {
+  it("returns UTF-8 text as is, with line endings normalised", async () => {
+    const doc = await extractDocument(
+      Buffer.from("clé secrète — 秘密 🔑\r\nsecond line\r\n"),
+      "txt",
+    );
+    expect(doc).toEqual({
+      text: "clé secrète — 秘密 🔑\nsecond line\n",
+      contentType: "text/plain",
+    });
+  });
+
+  it("takes a Markdown document's first heading as its title and keeps the Markdown", async () => {
+    const md = "Intro line\n#hashtag\n\n# Getting started ##\n\nSome *text*.\n\n# Later heading\n";
+    const doc = await extractDocument(Buffer.from(md), "md");
+    expect(doc).toEqual({ text: md, title: "Getting started", contentType: "text/markdown" });
+  });
+
+  it("drops a byte-order mark and decodes UTF-16 files that carry one", async () => {
+    const utf8 = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from("with BOM")]);
+    expect((await extractDocument(utf8, "txt")).text).toBe("with BOM");
+    const utf16 = Buffer.concat([
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from("Notepad Unicode é", "utf16le"),
+    ]);
+    expect((await extractDocument(utf16, "txt")).text).toBe("Notepad Unicode é");
+  });
+
+  it("accepts ordinary whitespace control characters (tab, form feed)", async () => {
+    const doc = await extractDocument(Buffer.from("col1\tcol2\n\fpage two"), "txt");
+    expect(doc.text).toBe("col1\tcol2\n\fpage two");
+  });
+
+  it.each([
+    ["NUL bytes", Buffer.from("text\u0000with\u0000nuls")],
+    ["invalid UTF-8", Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0x6f, 0x6b])],
+    [
+      "a PNG image",
+      Buffer.from("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489", "hex"),
+    ],
+    ["mostly control characters", Buffer.from("a\u0001b\u0002c\u0003d\u0004e\u0005")],
+  ])("refuses %s as not text", async (_label, bytes) => {
+    const err = await failure(extractDocument(bytes, "md"));
+    expect(err.code).toBe("ingestion.type_mismatch");
+    expect(err.message).toContain("content does not look like text");
+  });
+
+  it.each(["txt", "md", "html"] as const)("refuses a PDF declared as %s", async (kind) => {
+    const err = await failure(extractDocument(buildPdf(["Hello"]), kind));
+    expect(err.code).toBe("ingestion.type_mismatch");
+  });
+
+  it.each([
+    ["empty", ""],
+    ["blank", "  \n\n\t \n"],
+  ])("refuses an %s document as having no text", async (_label, content) => {
+    const err = await failure(extractDocument(Buffer.from(content), "txt"));
+    expect(err.code).toBe("ingestion.no_text");
+  });
+});
+
+const ARTICLE_PAGE = `<!doctype html>
+<html><head><title>Tenant isolation explained</title>
+<style>.nav { color: red }</style><script>window.tracking = "beacon";</script></head>
+<body>
+<nav><a href="/">Home</a> <a href="/pricing">Pricing</a> <a href="/about">About us</a></nav>
+<header><div class="banner">Sign up for our newsletter</div></header>
+<main><article>
+<h1>How tenants are isolated</h1>
+<p>Each tenant has its own table in the vector store, and every query is filtered by the
+tenant identifier that the request carries. Nothing is shared between tenants, not even caches.</p>
+<p>The isolation is   checked in tests that create two tenants, write documents for both, and
+verify that a search by one never returns the other's chunks, which is what customers rely on.</p>
+<script>alert("inline script inside the article")</script>
+<p>Keys are scoped too:<br>an API key belongs to one tenant, and its requests act only for it.</p>
+</article></main>
+<footer>Copyright 2026 Example Corp. Privacy policy. Terms of service.</footer>
+</body></html>`;
+
+describe("extractDocument: HTML", () => {
+  it("keeps the article and its title, and drops navigation, footer, scripts and styles", async () => {
+    const doc = await extractDocument(Buffer.from(ARTICLE_PAGE), "html");
+    expect(doc.title).toBe("Tenant isolation explained");
+    expect(doc.contentType).toBe("text/html");
+    expect(doc.text).toContain("Each tenant has its own table in the vector store");
+    expect(doc.text).toContain("never returns the other's chunks");
+    for (const noise of [
+      "Pricing",
+      "About us",
+      "newsletter",
+      "Copyright",
+      "beacon",
+      "alert",
+      "color: red",
+    ]) {
+      expect(doc.text).not.toContain(noise);
+    }
+  });
+
+  it("collapses whitespace within paragraphs and separates paragraphs with a blank line", async () => {
+    const doc = await extractDocument(Buffer.from(ARTICLE_PAGE), "html");
+    const paragraphs = doc.text.split("\n\n");
+    expect(paragraphs).toContain(
+      "The isolation is checked in tests that create two tenants, write documents for both, and verify that a search by one never returns the other's chunks, which is what customers rely on.",
+    );
+    expect(paragraphs).toContain(
+      "Keys are scoped too:\nan API key belongs to one tenant, and its requests act only for it.",
+    );
+  });
+
+  it("keeps preformatted text verbatim and list items apart", async () => {
+    const html =
+      "<html><body><pre>  indented\n    code</pre><ul><li>first item</li><li>second <b>bold</b> item</li></ul></body></html>";
+    const doc = await extractDocument(Buffer.from(html), "html");
+    expect(doc.text).toBe("  indented\n    code\n\nfirst item\n\nsecond bold item");
+  });
+
+  it("extracts a fragment without <html> or <body>, titled after its URL", async () => {
+    const doc = await extractDocument(Buffer.from("<p>A short note.</p>"), "html", {
+      sourceUrl: "https://docs.example.com/guide/intro?ref=x",
+    });
+    expect(doc.text).toBe("A short note.");
+    expect(doc.title).toBe("docs.example.com/guide/intro");
+  });
+
+  it("decodes a page in the charset its meta tag declares, or windows-1252 when undeclared", async () => {
+    const declared = Buffer.from(
+      '<html><head><meta charset="iso-8859-1"></head><body><p>café</p></body></html>',
+      "latin1",
+    );
+    expect((await extractDocument(declared, "html")).text).toBe("café");
+    const undeclared = Buffer.from("<html><body><p>naïve déjà</p></body></html>", "latin1");
+    expect((await extractDocument(undeclared, "html")).text).toBe("naïve déjà");
+  });
+
+  it("extracts very deeply nested markup quickly instead of stalling the worker", async () => {
+    const depth = 5000;
+    const html = `<html><body>${"<div>".repeat(depth)}buried text${"</div>".repeat(depth)}</body></html>`;
+    const started = Date.now();
+    expect((await extractDocument(Buffer.from(html), "html")).text).toBe("buried text");
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it("refuses a page with no text at all", async () => {
+    const html =
+      "<html><head><title>Empty</title><script>var x = 1;</script></head><body>  </body></html>";
+    const err = await failure(extractDocument(Buffer.from(html), "html"));
+    expect(err.code).toBe("ingestion.no_text");
+  });
+});
