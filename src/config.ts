@@ -83,6 +83,8 @@ const envSchema = z.object({
   S3_ENDPOINT: optionalString.pipe(z.url({ message: "must be a URL" }).optional()),
   S3_REGION: z.string().min(1).default("us-east-1"),
   S3_FORCE_PATH_STYLE: boolish.default(false),
+  S3_ACCESS_KEY_ID: optionalString,
+  S3_SECRET_ACCESS_KEY: optionalString,
   LANCE_URI: optionalString,
   EMBEDDING_DIMENSIONS: z.coerce.number().int().min(8).max(4096).default(384),
   OPENAI_API_KEY: optionalString,
@@ -131,7 +133,13 @@ export interface Config {
   logLevel: (typeof LOG_LEVELS)[number];
   /** s3://bucket/prefix for raw uploads; unset keeps them under DATA_DIR/blobs. */
   blobUrl: string | undefined;
-  s3: { endpoint: string | undefined; region: string; forcePathStyle: boolean };
+  s3: {
+    endpoint: string | undefined;
+    region: string;
+    forcePathStyle: boolean;
+    /** Both set, or neither (then the AWS SDK's own chain: environment, profile, instance role). */
+    credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+  };
   /** Where each tenant's LanceDB lives: `<lanceUri>/<tenantId>`. */
   lanceUri: string;
   /** Vector size of every embedder of this deployment (the OpenAI one is asked for it too). */
@@ -163,6 +171,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
   }
   const e = parsed.data;
+  if (Boolean(e.S3_ACCESS_KEY_ID) !== Boolean(e.S3_SECRET_ACCESS_KEY)) {
+    throw new ConfigError("invalid configuration:\n  S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together: set both or neither");
+  }
   const mode = e.DATABASE_URL ? "server" : "embedded";
   const dataDir = path.resolve(e.DATA_DIR);
   let jwtSecret = e.JWT_SECRET;
@@ -206,7 +217,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     blobUrl: e.BLOB_URL,
-    s3: { endpoint: e.S3_ENDPOINT, region: e.S3_REGION, forcePathStyle: e.S3_FORCE_PATH_STYLE },
+    s3: {
+      endpoint: e.S3_ENDPOINT,
+      region: e.S3_REGION,
+      forcePathStyle: e.S3_FORCE_PATH_STYLE,
+      credentials:
+        e.S3_ACCESS_KEY_ID && e.S3_SECRET_ACCESS_KEY
+          ? { accessKeyId: e.S3_ACCESS_KEY_ID, secretAccessKey: e.S3_SECRET_ACCESS_KEY }
+          : undefined,
+    },
     lanceUri: e.LANCE_URI ?? path.join(dataDir, "lance"),
     embeddingDimensions: e.EMBEDDING_DIMENSIONS,
     openai: {

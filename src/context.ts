@@ -230,5 +230,6 @@ async function openBlobStore(config: Config): Promise<BlobStore> {
     ...(config.s3.endpoint ? { endpoint: config.s3.endpoint } : {}),
     region: config.s3.region,
     forcePathStyle: config.s3.forcePathStyle,
+    ...(config.s3.credentials ? { credentials: config.s3.credentials } : {}),
   });
 }

@@ -163,7 +163,12 @@ export const documentsRoutes: FastifyPluginAsyncZod<{
           docType: doc.docType,
           metadata: req.body.metadata ?? doc.metadata,
         },
-        { kind: "bytes", bytes: Buffer.from(req.body.content, "utf8") },
+        {
+          kind: "bytes",
+          bytes: Buffer.from(req.body.content, "utf8"),
+          // New content arrives as text: kept in the document's own text format, else plain.
+          format: doc.docType === "md" || doc.docType === "html" ? doc.docType : "txt",
+        },
         doc.id,
       );
       return reply.status(202).send(result);

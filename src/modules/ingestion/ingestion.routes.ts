@@ -80,7 +80,7 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
         externalId: item.externalId,
         metadata: item.metadata,
       },
-      { kind: "bytes", bytes: Buffer.from(item.content, "utf8") },
+      { kind: "bytes", bytes: Buffer.from(item.content, "utf8"), format: item.docType },
     );
   }
 
@@ -324,7 +324,7 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
           externalId: field("externalId"),
           metadata,
         },
-        { kind: "bytes", bytes },
+        { kind: "bytes", bytes, format: docType },
       );
       return reply.status(202).send(result);
     },

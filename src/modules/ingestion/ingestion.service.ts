@@ -26,8 +26,15 @@ export interface DocumentInput {
   metadata?: Record<string, string>;
 }
 
-/** Content known at request time (text, upload), or a URL the worker will fetch. */
-export type ContentInput = { kind: "bytes"; bytes: Buffer } | { kind: "url"; url: string };
+/** How the bytes are to be read: the parsers tenantrag has. */
+export type ContentFormat = "pdf" | "txt" | "html" | "md";
+
+/**
+ * Content known at request time (text, upload) with its format, or a URL the worker will
+ * fetch and whose format its Content-Type tells. The format is separate from the document's
+ * type, which is a category (e.g. `faq` for knowledge items written as Markdown).
+ */
+export type ContentInput = { kind: "bytes"; bytes: Buffer; format: ContentFormat } | { kind: "url"; url: string };
 
 export function contentHash(bytes: Buffer): string {
   return createHash("sha256").update(bytes).digest("hex");
@@ -118,7 +125,7 @@ export function createIngestionService(deps: IngestionDeps) {
         version,
         contentHash: hash,
         blobKey,
-        contentType: content.kind === "url" ? "url" : input.docType,
+        contentType: content.kind === "url" ? "url" : content.format,
       });
       await store.updateDocument(tx, ctx.tenantId, doc.id, {
         latest_version: version,
@@ -143,7 +150,7 @@ export function createIngestionService(deps: IngestionDeps) {
     try {
       if (content.kind === "bytes" && recorded.blobKey) {
         await deps.blobs.put(recorded.blobKey, content.bytes, {
-          contentType: contentTypeOf(input.docType),
+          contentType: contentTypeOf(content.format),
         });
       }
       const job = await deps.queue.enqueue(
@@ -186,8 +193,8 @@ export function createIngestionService(deps: IngestionDeps) {
 
 export type IngestionService = ReturnType<typeof createIngestionService>;
 
-function contentTypeOf(docType: string): string {
-  switch (docType) {
+function contentTypeOf(format: ContentFormat): string {
+  switch (format) {
     case "pdf":
       return "application/pdf";
     case "html":
