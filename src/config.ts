@@ -106,6 +106,11 @@ const envSchema = z.object({
   FETCH_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
   JOB_BACKOFF_MS: z.coerce.number().int().min(1).max(600_000).default(2000),
+  JOB_LOCK_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[\w.-]{1,64}$/, "letters, digits, _ . - (at most 64)")
+    .default("tenantrag"),
   ANN_THRESHOLD: z.coerce.number().int().min(256).max(100_000_000).default(20_000),
 });
 
@@ -152,6 +157,13 @@ export interface Config {
   fetchTimeoutMs: number;
   workerConcurrency: number;
   jobBackoffMs: number;
+  /**
+   * How long a running job stays claimed without renewal (renewed while it runs): a job whose
+   * worker died runs again about this long later, plus one check interval of as much.
+   */
+  jobLockMs: number;
+  /** Namespace of the BullMQ keys in Redis: deployments (or test runs) sharing a Redis differ. */
+  queuePrefix: string;
   annThreshold: number;
 }
 
@@ -172,7 +184,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const e = parsed.data;
   if (Boolean(e.S3_ACCESS_KEY_ID) !== Boolean(e.S3_SECRET_ACCESS_KEY)) {
-    throw new ConfigError("invalid configuration:\n  S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together: set both or neither");
+    throw new ConfigError(
+      "invalid configuration:\n  S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together: set both or neither",
+    );
   }
   const mode = e.DATABASE_URL ? "server" : "embedded";
   const dataDir = path.resolve(e.DATA_DIR);
@@ -239,6 +253,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     fetchTimeoutMs: e.FETCH_TIMEOUT_MS,
     workerConcurrency: e.WORKER_CONCURRENCY,
     jobBackoffMs: e.JOB_BACKOFF_MS,
+    jobLockMs: e.JOB_LOCK_MS,
+    queuePrefix: e.QUEUE_PREFIX,
     annThreshold: e.ANN_THRESHOLD,
   };
 }

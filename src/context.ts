@@ -8,6 +8,8 @@ import { createIdempotency } from "./modules/ingestion/idempotency.js";
 import { type IngestionJobs, ingestionJobs } from "./modules/ingestion/ingestion.jobs.js";
 import { createIngestionPipeline } from "./modules/ingestion/ingestion.pipeline.js";
 import { createIngestionService } from "./modules/ingestion/ingestion.service.js";
+import { createUploadsService } from "./modules/ingestion/uploads.js";
+import { createKnowledgeService } from "./modules/knowledge/index.js";
 import { createSearchService } from "./modules/search/search.service.js";
 import { createTenantsService } from "./modules/tenants/index.js";
 import type { BlobStore } from "./platform/blobs/blobs.js";
@@ -45,6 +47,8 @@ export interface AppContext {
   ingestion: ReturnType<typeof createIngestionService>;
   documents: ReturnType<typeof createDocumentsService>;
   search: ReturnType<typeof createSearchService>;
+  knowledge: ReturnType<typeof createKnowledgeService>;
+  uploads: ReturnType<typeof createUploadsService>;
   withIdempotency: ReturnType<typeof createIdempotency>;
   /** Starts processing background jobs in this process (serve without --no-worker, worker). */
   startWorkers(): void;
@@ -144,13 +148,17 @@ export async function createContext(
         registry: ingestionJobs,
         logger,
         redisUrl: config.redisUrl,
+        prefix: config.queuePrefix,
         backoffBaseMs: config.jobBackoffMs,
+        lockDurationMs: config.jobLockMs,
+        stalledIntervalMs: config.jobLockMs,
       })
     : createEmbeddedQueue({
         db,
         registry: ingestionJobs,
         logger,
         backoffBaseMs: config.jobBackoffMs,
+        leaseMs: config.jobLockMs,
       });
   // Closed first (pushed last): running jobs finish or are handed back before stores close.
   const vectors = createLanceVectorIndex({
@@ -188,9 +196,15 @@ export async function createContext(
     allowPrivateUrls: config.allowPrivateUrls,
     maxFetchBytes: config.fetchMaxBytes,
     fetchTimeoutMs: config.fetchTimeoutMs,
+    annThreshold: config.annThreshold,
+    async requestOptimize(tenantId) {
+      await queue.enqueue("index.optimize", { tenantId }, { priority: -10 });
+    },
   });
   const documents = createDocumentsService({ db, blobs, vectors, queue });
+  const uploads = createUploadsService({ db, blobs, tenants, ingestion });
   const search = createSearchService({ db, vectors, embedders, tenants });
+  const knowledge = createKnowledgeService({ db, ingestion, documents });
   let working = false;
   return {
     config,
@@ -206,12 +220,20 @@ export async function createContext(
     ingestion,
     documents,
     search,
+    knowledge,
+    uploads,
     withIdempotency: createIdempotency(db),
     startWorkers() {
       if (working) return;
       working = true;
       queue.work(
-        { "ingest.process": (job) => pipeline.process(job.payload, job) },
+        {
+          "ingest.process": (job) => pipeline.process(job.payload, job),
+          "index.optimize": async (job) => {
+            const { annIndexed } = await vectors.optimize(job.payload.tenantId);
+            logger.info({ tenantId: job.payload.tenantId, annIndexed }, "tenant index optimized");
+          },
+        },
         { concurrency: config.workerConcurrency },
       );
     },

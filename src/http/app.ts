@@ -16,6 +16,8 @@ import { adminRoutes } from "../modules/admin/index.js";
 import { authRoutes } from "../modules/auth/index.js";
 import { documentsRoutes } from "../modules/documents/documents.routes.js";
 import { ingestionRoutes } from "../modules/ingestion/ingestion.routes.js";
+import { uploadsRoutes } from "../modules/ingestion/uploads.routes.js";
+import { knowledgeRoutes } from "../modules/knowledge/index.js";
 import { searchRoutes } from "../modules/search/search.routes.js";
 import { tenantsRoutes } from "../modules/tenants/index.js";
 import { createAuthHook } from "./auth-hook.js";
@@ -149,6 +151,8 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     tenants: ctx.tenants,
     bodyLimitBytes: ctx.config.ingestBodyLimitBytes,
   });
+  await app.register(uploadsRoutes, { uploads: ctx.uploads });
   await app.register(searchRoutes, { search: ctx.search });
+  await app.register(knowledgeRoutes, { knowledge: ctx.knowledge });
   return app;
 }

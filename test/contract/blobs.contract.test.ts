@@ -58,6 +58,18 @@ describe.each(blobAdapters)("BlobStore port: $name", ({ name, open }) => {
     expect(await store.get(`${t}/documents/d1`)).toBeUndefined();
   });
 
+  it("reports a blob's size without reading it, and undefined where there is none", async () => {
+    const t = tenant();
+    await store.put(`${t}/documents/d1/1`, bytes(70_001));
+    await store.put(`${t}/empty`, Buffer.alloc(0));
+    expect(await store.size(`${t}/documents/d1/1`)).toBe(70_001);
+    expect(await store.size(`${t}/empty`)).toBe(0);
+    expect(await store.size(`${t}/documents/d2/1`)).toBeUndefined();
+    // A folder of other keys is not a blob.
+    expect(await store.size(`${t}/documents/d1`)).toBeUndefined();
+    await expect(store.size("../outside")).rejects.toThrow(InvalidBlobKeyError);
+  });
+
   it("delete removes one key, leaves its neighbours, and does not mind a missing key", async () => {
     const t = tenant();
     await store.put(`${t}/a`, Buffer.from("a"));

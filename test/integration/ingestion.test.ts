@@ -86,7 +86,7 @@ describe.each(backends)("ingestion and search ($name)", (backend) => {
   beforeAll(async () => {
     t = await startApp(
       backend,
-      { ALLOW_PRIVATE_URLS: "true", JOB_BACKOFF_MS: "20" },
+      { ALLOW_PRIVATE_URLS: "true", JOB_BACKOFF_MS: "20", ANN_THRESHOLD: "256" },
       { workers: true },
     );
     site = createServer((req, res) => {
@@ -376,6 +376,33 @@ describe.each(backends)("ingestion and search ($name)", (backend) => {
       error: { code: "ingestion.url_http_error" },
       job: { attempts: 1 },
     });
+  });
+
+  it("builds the ANN index in a background job once a tenant passes the threshold, and search keeps working", async () => {
+    const s = await signup(t.app);
+    await t.app.inject({
+      method: "PUT",
+      url: "/api/customers/config",
+      headers: bearer(s.token),
+      payload: { chunkSize: 100, chunkOverlap: 0, chunkStrategy: "fixed" },
+    });
+    const words = ["harbour", "lantern", "copper", "meadow", "violet", "granite", "saffron", "orchard", "falcon", "quarry"];
+    const content = Array.from({ length: 6000 }, (_, i) => `${words[(i * 7) % 10]}${i % 97}`).join(" ");
+    const id = (await ingest(t, s, { title: "Long catalogue", content })).json().documentId;
+    expect((await settle(t, s, id)).status).toBe("completed");
+    const deadline = Date.now() + WAIT_MS;
+    let jobs: Array<{ status: string }> = [];
+    while (Date.now() < deadline) {
+      jobs = await t.ctx.db.query<{ status: string }>(
+        "select status from jobs where tenant_id = $1 and type = 'index.optimize'",
+        [s.tenantId],
+      );
+      if (jobs.some((j) => j.status === "completed")) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(jobs.map((j) => j.status)).toContain("completed");
+    const results = await search(t, s, { query: "saffron42 lantern", mode: "vector", limit: 3 });
+    expect(results[0]?.documentId).toBe(id);
   });
 
   it("enforces the tenant's maximum number of documents", async () => {

@@ -66,6 +66,9 @@ describe("loadConfig refuses invalid values, naming the variable", () => {
     ["MASTER_KEY", "z".repeat(64)],
     ["JWT_SECRET", "too-short"],
     ["TRUST_PROXY", "maybe"],
+    ["JOB_LOCK_MS", "100"],
+    // A ':' would let one deployment's queue keys read as another prefix's.
+    ["QUEUE_PREFIX", "tenant:rag"],
   ])("%s=%s", (name, value) => {
     const err = configError({ [name]: value });
     expect(err.message).toContain(name);

@@ -1,44 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ExtractionError, extractDocument } from "../../src/modules/ingestion/extract.js";
-
-/**
- * A minimal PDF built byte by byte: one Helvetica text line per page, a correct xref table,
- * and optionally a standard-security /Encrypt dictionary whose user-password hash matches no
- * password, i.e. a document that needs a password to open.
- */
-function buildPdf(pages: string[], opts: { encrypt?: boolean } = {}): Buffer {
-  const objects: string[] = [];
-  objects[1] = "<< /Type /Catalog /Pages 2 0 R >>";
-  const pageIds = pages.map((_, i) => 4 + i * 2);
-  objects[2] = `<< /Type /Pages /Kids [${pageIds.map((id) => `${id} 0 R`).join(" ")}] /Count ${pages.length} >>`;
-  objects[3] = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>";
-  pages.forEach((text, i) => {
-    const escaped = text.replace(/[\\()]/g, (c) => `\\${c}`);
-    const content = text === "" ? "" : `BT /F1 12 Tf 72 720 Td (${escaped}) Tj ET`;
-    objects[4 + i * 2] =
-      `<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents ${5 + i * 2} 0 R >>`;
-    objects[5 + i * 2] = `<< /Length ${content.length} >>\nstream\n${content}\nendstream`;
-  });
-  const encryptId = objects.length;
-  if (opts.encrypt) {
-    objects[encryptId] =
-      `<< /Filter /Standard /V 1 /R 2 /O <${"ab".repeat(32)}> /U <${"cd".repeat(32)}> /P -4 >>`;
-  }
-  let out = "%PDF-1.4\n";
-  const offsets: number[] = [];
-  for (let id = 1; id < objects.length; id++) {
-    offsets.push(out.length);
-    out += `${id} 0 obj\n${objects[id]}\nendobj\n`;
-  }
-  const xref = out.length;
-  out += `xref\n0 ${objects.length}\n0000000000 65535 f \n`;
-  for (const offset of offsets) out += `${String(offset).padStart(10, "0")} 00000 n \n`;
-  const encrypt = opts.encrypt
-    ? ` /Encrypt ${encryptId} 0 R /ID [<${"01".repeat(16)}> <${"01".repeat(16)}>]`
-    : "";
-  out += `trailer\n<< /Size ${objects.length} /Root 1 0 R${encrypt} >>\nstartxref\n${xref}\n%%EOF\n`;
-  return Buffer.from(out, "latin1");
-}
+import { buildPdf } from "../fixtures/pdf.js";
 
 async function failure(promise: Promise<unknown>): Promise<ExtractionError> {
   const err = await promise.then(

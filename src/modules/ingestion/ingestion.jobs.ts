@@ -8,6 +8,12 @@ export const ingestionJobs = {
     documentId: z.uuid(),
     version: z.number().int().min(1),
   }),
+  /**
+   * Build or refresh the tenant's ANN and full-text indexes. Slow on big tables, so never on
+   * the ingestion path; enqueued when a tenant's chunk count crosses a multiple of the ANN
+   * threshold. Search keeps working on the previous state meanwhile.
+   */
+  "index.optimize": z.object({ tenantId: z.uuid() }),
 };
 
 export type IngestionJobs = typeof ingestionJobs;

@@ -7,7 +7,7 @@ import { AppError } from "../../http/errors.js";
 import { checkUrlTarget, FetchError } from "../../platform/fetch/safe-fetch.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { TenantsService } from "../tenants/index.js";
-import { DOCUMENT_TYPES } from "../tenants/tenants.schemas.js";
+import { assertAllowedType, fileDocType } from "./doc-types.js";
 import type { WithIdempotency } from "./idempotency.js";
 import {
   batchResultSchema,
@@ -29,36 +29,7 @@ export interface IngestionRouteDeps {
   allowPrivateUrls: boolean;
 }
 
-type DocType = (typeof DOCUMENT_TYPES)[number];
-
 const idempotencyHeaders = z.object({ "idempotency-key": z.string().optional() }).loose();
-
-function assertAllowedType(allowed: string[], docType: string): void {
-  if (!allowed.includes(docType)) {
-    throw new AppError(
-      "ingestion.type_not_allowed",
-      `this tenant does not ingest '${docType}' documents`,
-      {
-        allowedDocumentTypes: allowed,
-      },
-    );
-  }
-}
-
-/** Document type from a file's name, or undefined when the extension is not one we parse. */
-function typeFromFilename(name: string): DocType | undefined {
-  const ext = name.toLowerCase().split(".").pop() ?? "";
-  const map: Record<string, DocType> = {
-    pdf: "pdf",
-    txt: "txt",
-    text: "txt",
-    md: "md",
-    markdown: "md",
-    html: "html",
-    htm: "html",
-  };
-  return map[ext];
-}
 
 /** POST /api/ingest/*: every route answers 202 once the work is queued, or with a duplicate. */
 export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async (app, deps) => {
@@ -275,14 +246,12 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
         const one = Array.isArray(f) ? f[0] : f;
         return one && one.type === "field" ? String(one.value) : undefined;
       };
-      const declared = field("docType");
-      const docType = (declared ?? typeFromFilename(part.filename)) as DocType | undefined;
-      if (!docType || !(DOCUMENT_TYPES as readonly string[]).includes(docType)) {
+      let docType: ReturnType<typeof fileDocType>;
+      try {
+        docType = fileDocType(field("docType"), part.filename);
+      } catch (err) {
         part.file.resume();
-        throw new AppError(
-          "ingestion.unsupported_type",
-          `unsupported file type; send one of ${DOCUMENT_TYPES.join(", ")}`,
-        );
+        throw err;
       }
       assertAllowedType(config.allowedDocumentTypes, docType);
       let metadata: Record<string, string> | undefined;

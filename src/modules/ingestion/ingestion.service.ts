@@ -193,7 +193,8 @@ export function createIngestionService(deps: IngestionDeps) {
 
 export type IngestionService = ReturnType<typeof createIngestionService>;
 
-function contentTypeOf(format: ContentFormat): string {
+/** The MIME type a blob of this format is stored with. */
+export function contentTypeOf(format: ContentFormat): string {
   switch (format) {
     case "pdf":
       return "application/pdf";

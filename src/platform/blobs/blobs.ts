@@ -9,6 +9,11 @@ export interface BlobStore {
   put(key: string, body: Buffer, opts?: { contentType?: string }): Promise<void>;
   /** The bytes under `key`, or undefined when there are none. */
   get(key: string): Promise<Buffer | undefined>;
+  /**
+   * The size in bytes of what is under `key`, or undefined when there is nothing, without
+   * reading it: a caller refuses an object too large to read into memory before it reads.
+   */
+  size(key: string): Promise<number | undefined>;
   /** Removes `key`; removing a missing key is not an error. */
   delete(key: string): Promise<void>;
   /** Removes every key that starts with `prefix` (a document's or a tenant's blobs). */

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { BlobStore } from "./blobs.js";
 import { assertBlobKey, assertBlobPrefix, InvalidBlobKeyError } from "./keys.js";
@@ -88,6 +88,17 @@ export function createLocalBlobStore(opts: LocalBlobStoreOptions): BlobStore {
       const file = pathOf(assertBlobKey(key));
       try {
         return await readFile(file);
+      } catch (err) {
+        if (isAbsent(err)) return undefined;
+        throw err;
+      }
+    },
+
+    async size(key) {
+      const file = pathOf(assertBlobKey(key));
+      try {
+        const info = await stat(file);
+        return info.isFile() ? info.size : undefined;
       } catch (err) {
         if (isAbsent(err)) return undefined;
         throw err;

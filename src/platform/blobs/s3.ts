@@ -2,6 +2,7 @@ import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -99,6 +100,18 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): BlobStore {
         if (!res.Body) return Buffer.alloc(0);
         const bytes = await res.Body.transformToByteArray();
         return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+
+    async size(key) {
+      try {
+        const res = await client.send(
+          new HeadObjectCommand({ Bucket: bucket, Key: objectKey(assertBlobKey(key).join("/")) }),
+        );
+        return res.ContentLength ?? 0;
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;

@@ -2,6 +2,8 @@ import type { Db } from "./db.js";
 import * as m0001 from "./migrations/0001-tenants-and-auth.js";
 import * as m0002 from "./migrations/0002-jobs.js";
 import * as m0003 from "./migrations/0003-documents.js";
+import * as m0004 from "./migrations/0004-knowledge.js";
+import * as m0005 from "./migrations/0005-uploads.js";
 
 export interface Migration {
   version: number;
@@ -14,6 +16,8 @@ export const migrations: readonly Migration[] = [
   { version: 1, name: "tenants-and-auth", sql: m0001.sql },
   { version: 2, name: "jobs", sql: m0002.sql },
   { version: 3, name: "documents", sql: m0003.sql },
+  { version: 4, name: "knowledge", sql: m0004.sql },
+  { version: 5, name: "uploads", sql: m0005.sql },
 ];
 
 /**

@@ -1,0 +1,481 @@
+/**
+ * Search latency (p50/p99) for vector, text and hybrid search, on one tenant of 10 000 and
+ * 100 000 chunks (exact, then ANN after `optimize()` builds the index) and on 200 tenants of
+ * 500 chunks each with queries spread over the tenants (the LRU cache of open tables).
+ *
+ * The corpus is written straight into the LanceDB vector index (production adapter, 384
+ * dimensions, local embedder), and matching `documents` / `document_versions` rows are seeded in
+ * PGlite, so that each query is measured twice:
+ * - `index`: the vector index alone (searchVector / searchText; hybrid = both + RRF), with the
+ *   query vector embedded beforehand;
+ * - `service`: the search service as the HTTP route calls it: tenant config lookup, query
+ *   embedding, index search, the active-version filter in Postgres, fusion.
+ *
+ *   npm run bench:search -- --sizes=10000,100000 --tenants=200 --tenant-chunks=500 --queries=100
+ *
+ * Options (flag or BENCH_* variable): sizes, tenants, tenant-chunks, queries (measured per
+ * cell), warmup, chunks-per-doc, ann-threshold, cache-size (the LRU bound under test),
+ * unindexed (rows outside the full-text index in the text-search-between-refreshes case).
+ */
+import { randomUUID } from "node:crypto";
+import pino from "pino";
+import { createSearchService, reciprocalRankFusion } from "../src/modules/search/search.service.js";
+import { createTenantsService } from "../src/modules/tenants/index.js";
+import type { Db } from "../src/platform/db/index.js";
+import { createLocalEmbedder } from "../src/platform/embeddings/local.js";
+import {
+  type ChunkRow,
+  createInProcessTenantLock,
+  createLanceVectorIndex,
+  type LanceVectorIndex,
+} from "../src/platform/vectors/index.js";
+import type { TenantContext } from "../src/tenancy.js";
+import { openPglite, tempDir } from "./lib/backends.js";
+import {
+  intOption,
+  listOption,
+  ms,
+  printHeader,
+  ratio,
+  type Summary,
+  summarize,
+  table,
+  timed,
+} from "./lib/report.js";
+import { createTextGenerator } from "./lib/text.js";
+
+const opts = {
+  sizes: listOption("sizes", [10_000, 100_000]),
+  tenants: intOption("tenants", 200),
+  tenantChunks: intOption("tenant-chunks", 500),
+  queries: intOption("queries", 100),
+  warmup: intOption("warmup", 10),
+  chunksPerDoc: intOption("chunks-per-doc", 8),
+  annThreshold: intOption("ann-threshold", 20_000),
+  cacheSize: intOption("cache-size", 64),
+  unindexed: intOption("unindexed", 4900),
+  seed: intOption("seed", 7),
+};
+
+const DIMENSIONS = 384;
+const LIMIT = 10;
+/** What the service asks of the index for `LIMIT` results (search.service.ts). */
+const FETCH = Math.min(LIMIT * 3, 150);
+const MODES = ["vector", "text", "hybrid"] as const;
+type Mode = (typeof MODES)[number];
+
+const silent = pino({ level: "silent" });
+const embedder = createLocalEmbedder({ dimensions: DIMENSIONS });
+
+interface Piece {
+  text: string;
+  vector: number[];
+}
+
+/** Texts and vectors, embedded once and reused by every scenario (with fresh document ids). */
+async function makePool(count: number): Promise<Piece[]> {
+  const gen = createTextGenerator(opts.seed);
+  const texts = Array.from({ length: count }, () => gen.chunk(1000));
+  const pieces: Piece[] = [];
+  for (let i = 0; i < texts.length; i += 1000) {
+    const batch = texts.slice(i, i + 1000);
+    const { vectors } = await embedder.embed({ texts: batch });
+    batch.forEach((text, j) => {
+      pieces.push({ text, vector: vectors[j] as number[] });
+    });
+  }
+  return pieces;
+}
+
+/** Chunk rows for `pieces`, `chunksPerDoc` to a document, version 1 of each. */
+function rowsFor(pieces: Piece[]): { rows: ChunkRow[]; documentIds: string[] } {
+  const rows: ChunkRow[] = [];
+  const documentIds: string[] = [];
+  let documentId = "";
+  pieces.forEach((p, i) => {
+    const chunkIndex = i % opts.chunksPerDoc;
+    if (chunkIndex === 0) {
+      documentId = randomUUID();
+      documentIds.push(documentId);
+    }
+    rows.push({
+      id: `${documentId}:1:${chunkIndex}`,
+      documentId,
+      version: 1,
+      chunkIndex,
+      text: p.text,
+      vector: p.vector,
+      title: `Document ${documentIds.length}`,
+      docType: "md",
+      metadata: { source: "bench" },
+    });
+  });
+  return { rows, documentIds };
+}
+
+/** The Postgres side of a corpus: each document completed, its version 1 active. */
+async function seedDocuments(db: Db, tenantId: string, ids: string[]): Promise<void> {
+  for (let i = 0; i < ids.length; i += 5000) {
+    const slice = ids.slice(i, i + 5000);
+    await db.query(
+      `insert into documents (id, tenant_id, title, doc_type, status, active_version, latest_version)
+       select id, $1, 'bench', 'md', 'completed', 1, 1 from unnest($2::uuid[]) as id`,
+      [tenantId, slice],
+    );
+    await db.query(
+      `insert into document_versions (tenant_id, document_id, version, content_type, status, is_active)
+       select $1, id, 1, 'md', 'active', true from unnest($2::uuid[]) as id`,
+      [tenantId, slice],
+    );
+  }
+}
+
+async function createTenant(
+  db: Db,
+  tenants: ReturnType<typeof createTenantsService>,
+  name: string,
+): Promise<TenantContext> {
+  const tenant = await db.transaction((tx) => tenants.create(tx, { name, planId: "enterprise" }));
+  return {
+    tenantId: tenant.id,
+    principal: { kind: "api_key", keyId: "bench", tenantId: tenant.id, role: "admin" },
+    requestId: "bench",
+  };
+}
+
+/** Writes rows in batches as ingestion would (merge insert, full-text index kept up). */
+async function writeRows(index: LanceVectorIndex, tenantId: string, rows: ChunkRow[]) {
+  for (let i = 0; i < rows.length; i += 5000) {
+    await index.upsertChunks(tenantId, rows.slice(i, i + 5000));
+  }
+}
+
+interface Query {
+  text: string;
+  vector: number[];
+  /** Which tenant it goes to (multi-tenant scenario). */
+  tenant: number;
+}
+
+async function makeQueries(count: number, tenants: number): Promise<Query[]> {
+  const gen = createTextGenerator(opts.seed + 1_000_003);
+  const texts = Array.from({ length: count }, () => gen.query());
+  const { vectors } = await embedder.embed({ texts });
+  return texts.map((text, i) => ({
+    text,
+    vector: vectors[i] as number[],
+    tenant: Math.floor(gen.rand() * tenants),
+  }));
+}
+
+interface Cell {
+  scenario: string;
+  path: "index" | "service";
+  mode: Mode;
+  stats: Summary;
+}
+
+type Search = (q: Query, mode: Mode) => Promise<string[]>;
+
+/** Runs `warmup` then `queries` searches one after the other; latency of each. */
+async function measure(queries: Query[], mode: Mode, search: Search): Promise<Summary> {
+  for (const q of queries.slice(0, opts.warmup)) await search(q, mode);
+  const samples: number[] = [];
+  for (const q of queries.slice(opts.warmup, opts.warmup + opts.queries)) {
+    const t0 = performance.now();
+    await search(q, mode);
+    samples.push(performance.now() - t0);
+  }
+  return summarize(samples);
+}
+
+function indexSearch(index: LanceVectorIndex, tenantOf: (q: Query) => string): Search {
+  return async (q, mode) => {
+    const tenant = tenantOf(q);
+    const lists = [];
+    if (mode !== "text") lists.push(await index.searchVector(tenant, q.vector, FETCH));
+    if (mode !== "vector") lists.push(await index.searchText(tenant, q.text, FETCH));
+    const ranked = mode === "hybrid" ? reciprocalRankFusion(lists) : (lists[0] ?? []);
+    return ranked.slice(0, LIMIT).map((h) => h.id);
+  };
+}
+
+function serviceSearch(
+  search: ReturnType<typeof createSearchService>,
+  ctxOf: (q: Query) => TenantContext,
+): Search {
+  return async (q, mode) => {
+    const hits = await search.search(ctxOf(q), { query: q.text, mode, limit: LIMIT });
+    return hits.map((h) => `${h.documentId}:${h.version}:${h.chunkIndex}`);
+  };
+}
+
+async function measureAll(
+  scenario: string,
+  queries: Query[],
+  searches: { index: Search; service: Search },
+  cells: Cell[],
+) {
+  for (const path of ["index", "service"] as const) {
+    for (const mode of MODES) {
+      const stats = await measure(queries, mode, searches[path]);
+      cells.push({ scenario, path, mode, stats });
+      console.log(
+        `  ${scenario} · ${path} · ${mode}: p50 ${ms(stats.p50)} ms, p99 ${ms(stats.p99)} ms`,
+      );
+    }
+  }
+}
+
+/** Overlap of two top-k id lists, averaged over queries: the ANN index's recall@k. */
+function recall(exact: string[][], approx: string[][]): number {
+  let sum = 0;
+  exact.forEach((e, i) => {
+    const a = new Set(approx[i]);
+    sum += e.length === 0 ? 1 : e.filter((id) => a.has(id)).length / e.length;
+  });
+  return sum / exact.length;
+}
+
+async function main() {
+  printHeader("tenantrag search benchmark", opts);
+  const lance = tempDir("lance");
+  const store = await openPglite();
+  const { db } = store;
+  const tenants = createTenantsService({ db, masterKey: Buffer.alloc(32, 7) });
+  const embedders = { local: embedder };
+  const index = createLanceVectorIndex({
+    uri: lance.dir,
+    dimensions: DIMENSIONS,
+    lock: createInProcessTenantLock(),
+    annThreshold: opts.annThreshold,
+    cacheSize: opts.cacheSize,
+    logger: silent,
+  });
+  const search = createSearchService({ db, vectors: index, embedders, tenants });
+  const cells: Cell[] = [];
+  const builds: Array<[string, string]> = [];
+  let recallAt10: number | undefined;
+  let warm: LanceVectorIndex | undefined;
+
+  try {
+    const largest = Math.max(...opts.sizes, opts.tenants * opts.tenantChunks);
+    const pool = await timed(() => makePool(largest));
+    builds.push([`generate + embed ${largest} chunks`, `${(pool.ms / 1000).toFixed(1)} s`]);
+    const queries = await makeQueries(opts.warmup + opts.queries, Math.max(1, opts.tenants));
+
+    // One tenant, growing through the sizes: exact search below the ANN threshold (and above
+    // it until optimize() has run), then ANN at the largest size.
+    const single = await createTenant(db, tenants, "single");
+    const sizes = [...opts.sizes].sort((a, b) => a - b);
+    let written = 0;
+    let exactTop: string[][] = [];
+    for (const size of sizes) {
+      const { rows, documentIds } = rowsFor(pool.value.slice(written, size));
+      const w = await timed(async () => {
+        await writeRows(index, single.tenantId, rows);
+        await seedDocuments(db, single.tenantId, documentIds);
+      });
+      builds.push([
+        `1 tenant: write chunks ${written}→${size} (+ seed rows)`,
+        `${(w.ms / 1000).toFixed(1)} s`,
+      ]);
+      written = size;
+      const label = `${size} chunks, exact`;
+      console.log(`measuring ${label}…`);
+      const searches = {
+        index: indexSearch(index, () => single.tenantId),
+        service: serviceSearch(search, () => single),
+      };
+      await measureAll(label, queries, searches, cells);
+      if (size === sizes[sizes.length - 1]) {
+        exactTop = await Promise.all(queries.map((q) => searches.index(q, "vector")));
+        const built = await timed(() => index.optimize(single.tenantId));
+        builds.push([
+          `1 tenant: optimize() at ${size} (HNSW-SQ build + compaction)`,
+          `${(built.ms / 1000).toFixed(1)} s (ANN index: ${built.value.annIndexed ? "yes" : "no"})`,
+        ]);
+        if (built.value.annIndexed) {
+          const annLabel = `${size} chunks, ANN`;
+          console.log(`measuring ${annLabel}…`);
+          await measureAll(annLabel, queries, searches, cells);
+          const annTop = await Promise.all(queries.map((q) => searches.index(q, "vector")));
+          recallAt10 = recall(exactTop, annTop);
+        }
+      }
+    }
+
+    // Text search between two full-text refreshes: rows written since the last one are not in
+    // the FTS index and are scanned by every text query, until a write leaves more than
+    // `ftsRefreshRows` (5 000 by default) of them and compacts. Same first size, plus rows
+    // just below that bound written in one batch (one fragment, so only the scan is measured).
+    const pending = opts.unindexed;
+    const first = sizes[0] as number;
+    if (pending > 0 && pool.value.length >= first + pending) {
+      const ctx = await createTenant(db, tenants, "unindexed");
+      const { rows, documentIds } = rowsFor(pool.value.slice(0, first + pending));
+      await writeRows(index, ctx.tenantId, rows.slice(0, first));
+      await index.upsertChunks(ctx.tenantId, rows.slice(first));
+      await seedDocuments(db, ctx.tenantId, documentIds);
+      const label = `${first} chunks + ${pending} not yet in the FTS index`;
+      console.log(`measuring ${label}…`);
+      const searches = {
+        index: indexSearch(index, () => ctx.tenantId),
+        service: serviceSearch(search, () => ctx),
+      };
+      for (const path of ["index", "service"] as const) {
+        const stats = await measure(queries, "text", searches[path]);
+        cells.push({ scenario: label, path, mode: "text", stats });
+        console.log(
+          `  ${label} · ${path} · text: p50 ${ms(stats.p50)} ms, p99 ${ms(stats.p99)} ms`,
+        );
+      }
+    }
+
+    // Many small tenants, queries spread uniformly over them: most hit a tenant whose tables
+    // are not open when the tenants outnumber the cache. The same corpus under an index whose
+    // cache holds every tenant is the baseline.
+    if (opts.tenants > 0) {
+      const contexts: TenantContext[] = [];
+      const w = await timed(async () => {
+        for (let t = 0; t < opts.tenants; t++) {
+          const ctx = await createTenant(db, tenants, `small-${t}`);
+          const slice = pool.value.slice(t * opts.tenantChunks, (t + 1) * opts.tenantChunks);
+          const { rows, documentIds } = rowsFor(slice);
+          await writeRows(index, ctx.tenantId, rows);
+          await seedDocuments(db, ctx.tenantId, documentIds);
+          contexts.push(ctx);
+        }
+      });
+      builds.push([
+        `${opts.tenants} tenants × ${opts.tenantChunks} chunks: write (+ seed rows)`,
+        `${(w.ms / 1000).toFixed(1)} s`,
+      ]);
+      const ctxOf = (q: Query) => contexts[q.tenant] as TenantContext;
+      const label = `${opts.tenants} tenants × ${opts.tenantChunks}, cache ${opts.cacheSize}`;
+      console.log(`measuring ${label}…`);
+      await measureAll(
+        label,
+        queries,
+        {
+          index: indexSearch(index, (q) => ctxOf(q).tenantId),
+          service: serviceSearch(search, ctxOf),
+        },
+        cells,
+      );
+      const all = opts.tenants + 16;
+      warm = createLanceVectorIndex({
+        uri: lance.dir,
+        dimensions: DIMENSIONS,
+        lock: createInProcessTenantLock(),
+        annThreshold: opts.annThreshold,
+        cacheSize: all,
+        logger: silent,
+      });
+      const warmSearch = createSearchService({ db, vectors: warm, embedders, tenants });
+      // Open every tenant first, so that the baseline measures a warm cache only.
+      for (const [i, ctx] of contexts.entries()) {
+        const q = queries[i % queries.length] as Query;
+        await warm.searchVector(ctx.tenantId, q.vector, FETCH);
+        await warm.searchText(ctx.tenantId, q.text, FETCH);
+      }
+      const warmLabel = `${opts.tenants} tenants × ${opts.tenantChunks}, cache ${all} (all open)`;
+      console.log(`measuring ${warmLabel}…`);
+      await measureAll(
+        warmLabel,
+        queries,
+        {
+          index: indexSearch(warm, (q) => ctxOf(q).tenantId),
+          service: serviceSearch(warmSearch, ctxOf),
+        },
+        cells,
+      );
+    }
+  } finally {
+    await warm?.close();
+    await index.close();
+    await store.dispose();
+    lance.remove();
+  }
+
+  console.log("\n## Corpus build\n");
+  table(["step", "time"], builds);
+  console.log(`## Latency (ms), limit ${LIMIT}, ${opts.queries} queries per cell\n`);
+  table(
+    ["scenario", "path", "mode", "n", "p50", "p99", "mean"],
+    cells.map((c) => [
+      c.scenario,
+      c.path,
+      c.mode,
+      c.stats.n,
+      ms(c.stats.p50),
+      ms(c.stats.p99),
+      ms(c.stats.mean),
+    ]),
+  );
+  const find = (scenario: string, path: string, mode: Mode) =>
+    cells.find((c) => c.scenario === scenario && c.path === path && c.mode === mode)?.stats;
+  const scenarios = [...new Set(cells.map((c) => c.scenario))];
+  const ratios: Array<Array<string>> = [];
+  const largest = Math.max(...opts.sizes);
+  for (const path of ["index", "service"]) {
+    for (const mode of MODES) {
+      const exact = find(`${largest} chunks, exact`, path, mode);
+      const ann = find(`${largest} chunks, ANN`, path, mode);
+      if (exact && ann) {
+        ratios.push([
+          `ANN / exact at ${largest}`,
+          path,
+          mode,
+          ratio(ann.p50, exact.p50),
+          ratio(ann.p99, exact.p99),
+        ]);
+      }
+      const cold = scenarios.find((s) => s.includes("tenants") && !s.includes("all open"));
+      const hot = scenarios.find((s) => s.includes("all open"));
+      const c = cold ? find(cold, path, mode) : undefined;
+      const h = hot ? find(hot, path, mode) : undefined;
+      if (c && h) {
+        ratios.push([
+          `cache ${opts.cacheSize} / all open`,
+          path,
+          mode,
+          ratio(c.p50, h.p50),
+          ratio(c.p99, h.p99),
+        ]);
+      }
+      const stale = scenarios.find((s) => s.includes("not yet in the FTS index"));
+      const fresh = find(`${Math.min(...opts.sizes)} chunks, exact`, path, mode);
+      const st = stale ? find(stale, path, mode) : undefined;
+      if (st && fresh) {
+        ratios.push([
+          `${opts.unindexed} rows outside FTS / all indexed`,
+          path,
+          mode,
+          ratio(st.p50, fresh.p50),
+          ratio(st.p99, fresh.p99),
+        ]);
+      }
+      const idx = find(scenarios[0] as string, "index", mode);
+      const svc = find(scenarios[0] as string, "service", mode);
+      if (path === "service" && idx && svc) {
+        ratios.push([
+          `service / index (${scenarios[0]})`,
+          "",
+          mode,
+          ratio(svc.p50, idx.p50),
+          ratio(svc.p99, idx.p99),
+        ]);
+      }
+    }
+  }
+  console.log("## Ratios within this run\n");
+  table(["comparison", "path", "mode", "p50", "p99"], ratios);
+  if (recallAt10 !== undefined) {
+    console.log(
+      `ANN recall@${LIMIT} against exact search (index path, same queries): ${recallAt10.toFixed(3)}`,
+    );
+  }
+}
+
+await main();

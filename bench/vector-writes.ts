@@ -1,0 +1,173 @@
+/**
+ * Diagnostic for the ingestion slowdown seen in bench/ingest.ts: the vector-index calls the
+ * ingestion pipeline makes for each document (upsertChunks, deleteDocument, count,
+ * upsertCatalog), one document after another into one tenant, timed as the table grows; plus a
+ * text search every few documents. Each document is its own LanceDB commit, hence its own
+ * fragment, and every merge, delete and search visits every fragment until a compaction.
+ *
+ * Variants in the same run differ only in `ftsRefreshRows`, the adapter option that decides
+ * when a write compacts: the production default (5 000 rows outside the full-text index) and
+ * values that compact more often.
+ *
+ *   npm run bench:vector-writes -- --docs=400 --chunks-per-doc=7 --refresh=5000,350
+ */
+import { randomUUID } from "node:crypto";
+import pino from "pino";
+import { createLocalEmbedder } from "../src/platform/embeddings/local.js";
+import {
+  type ChunkRow,
+  createInProcessTenantLock,
+  createLanceVectorIndex,
+} from "../src/platform/vectors/index.js";
+import { tempDir } from "./lib/backends.js";
+import { intOption, listOption, ms, printHeader, ratio, summarize, table } from "./lib/report.js";
+import { createTextGenerator } from "./lib/text.js";
+
+const opts = {
+  docs: intOption("docs", 400),
+  chunksPerDoc: intOption("chunks-per-doc", 7),
+  refresh: listOption("refresh", [5000, 350]),
+  searchEvery: intOption("search-every", 5),
+  seed: intOption("seed", 11),
+};
+const OPS = ["upsertChunks", "deleteDocument", "count", "upsertCatalog"] as const;
+const SLICES = 4;
+
+interface Doc {
+  id: string;
+  rows: ChunkRow[];
+}
+
+async function makeDocs(): Promise<{ docs: Doc[]; queries: string[] }> {
+  const gen = createTextGenerator(opts.seed);
+  const embedder = createLocalEmbedder({ dimensions: 384 });
+  const docs: Doc[] = [];
+  for (let d = 0; d < opts.docs; d++) {
+    const id = randomUUID();
+    const texts = Array.from({ length: opts.chunksPerDoc }, () => gen.chunk(1000));
+    const { vectors } = await embedder.embed({ texts });
+    docs.push({
+      id,
+      rows: texts.map((text, i) => ({
+        id: `${id}:1:${i}`,
+        documentId: id,
+        version: 1,
+        chunkIndex: i,
+        text,
+        vector: vectors[i] as number[],
+        title: `Document ${d}`,
+        docType: "md",
+        metadata: {},
+      })),
+    });
+  }
+  return { docs, queries: Array.from({ length: opts.docs }, () => gen.query()) };
+}
+
+interface Variant {
+  refresh: number;
+  totalMs: number;
+  /** Mean ms per document of each op, per slice of the documents. */
+  perSlice: Record<string, number[]>;
+  search: number[][];
+}
+
+async function runVariant(refresh: number, docs: Doc[], queries: string[]): Promise<Variant> {
+  const dir = tempDir("vw");
+  const index = createLanceVectorIndex({
+    uri: dir.dir,
+    dimensions: 384,
+    lock: createInProcessTenantLock(),
+    ftsRefreshRows: refresh,
+    logger: pino({ level: "silent" }),
+  });
+  const tenant = randomUUID();
+  const sliceSize = Math.ceil(docs.length / SLICES);
+  const perSlice: Record<string, number[]> = {};
+  for (const op of [...OPS, "all four"]) perSlice[op] = new Array<number>(SLICES).fill(0);
+  const search: number[][] = Array.from({ length: SLICES }, () => []);
+  const t0 = performance.now();
+  try {
+    for (const [d, doc] of docs.entries()) {
+      const slice = Math.floor(d / sliceSize);
+      const time = async (op: string, fn: () => Promise<unknown>) => {
+        const s = performance.now();
+        await fn();
+        const spent = (performance.now() - s) / sliceSize;
+        (perSlice[op] as number[])[slice] = ((perSlice[op] as number[])[slice] as number) + spent;
+        (perSlice["all four"] as number[])[slice] =
+          ((perSlice["all four"] as number[])[slice] as number) + spent;
+      };
+      // The pipeline's calls for a new document, in its order.
+      await time("upsertChunks", () => index.upsertChunks(tenant, doc.rows));
+      await time("deleteDocument", () => index.deleteDocument(tenant, doc.id, 1));
+      await time("count", () => index.count(tenant));
+      await time("upsertCatalog", () =>
+        index.upsertCatalog(tenant, {
+          documentId: doc.id,
+          version: 1,
+          title: "t",
+          docType: "md",
+          summary: "s",
+          chunkCount: doc.rows.length,
+        }),
+      );
+      if (d % opts.searchEvery === 0) {
+        const s = performance.now();
+        await index.searchText(tenant, queries[d] as string, 30);
+        (search[slice] as number[]).push(performance.now() - s);
+      }
+    }
+    return { refresh, totalMs: performance.now() - t0, perSlice, search };
+  } finally {
+    await index.close();
+    dir.remove();
+  }
+}
+
+async function main() {
+  printHeader("tenantrag vector-index write path (diagnostic)", opts);
+  const { docs, queries } = await makeDocs();
+  const variants: Variant[] = [];
+  for (const refresh of opts.refresh) {
+    console.log(`ftsRefreshRows ${refresh}…`);
+    variants.push(await runVariant(refresh, docs, queries));
+  }
+  const sliceSize = Math.ceil(opts.docs / SLICES);
+  const heads = Array.from(
+    { length: SLICES },
+    (_, i) => `docs ${i * sliceSize + 1}–${Math.min(opts.docs, (i + 1) * sliceSize)}`,
+  );
+  for (const v of variants) {
+    console.log(`\n## ftsRefreshRows ${v.refresh}: mean ms per document\n`);
+    table(
+      ["call", ...heads],
+      [
+        ...Object.entries(v.perSlice).map(([op, xs]) => [op, ...xs.map(ms)]),
+        ["searchText p50 (every 5th doc)", ...v.search.map((s) => ms(summarize(s).p50))],
+      ],
+    );
+  }
+  const base = variants[0] as Variant;
+  console.log(`## Totals (${opts.docs} documents × ${opts.chunksPerDoc} chunks)\n`);
+  table(
+    [
+      "ftsRefreshRows",
+      "total s",
+      "docs/s",
+      "vs first",
+      "last-slice ms/doc",
+      "last-slice search p50",
+    ],
+    variants.map((v) => [
+      v.refresh,
+      (v.totalMs / 1000).toFixed(1),
+      (opts.docs / (v.totalMs / 1000)).toFixed(1),
+      ratio(v.totalMs, base.totalMs),
+      ms((v.perSlice["all four"] as number[])[SLICES - 1] as number),
+      ms(summarize(v.search[SLICES - 1] as number[]).p50),
+    ]),
+  );
+}
+
+await main();

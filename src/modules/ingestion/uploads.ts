@@ -1,0 +1,245 @@
+import { randomUUID } from "node:crypto";
+import { AppError, notFound } from "../../http/errors.js";
+import type { BlobStore } from "../../platform/blobs/blobs.js";
+import type { Db, Queryable } from "../../platform/db/index.js";
+import type { TenantContext } from "../../tenancy.js";
+import type { TenantsService } from "../tenants/index.js";
+import { assertAllowedType, type DocType, fileDocType } from "./doc-types.js";
+import { contentTypeOf, type IngestionService, type IngestResult } from "./ingestion.service.js";
+
+/** How long a presigned upload URL stays valid. */
+export const UPLOAD_URL_TTL_SECONDS = 15 * 60;
+/** How long a completion holds its upload; one cut short by a crash can be retried after it. */
+const CLAIM_SECONDS = 5 * 60;
+const MB = 1024 * 1024;
+
+export interface UploadRow {
+  id: string;
+  tenant_id: string;
+  blob_key: string;
+  filename: string;
+  title: string;
+  doc_type: DocType;
+  content_type: string;
+  size_bytes: number;
+  external_id: string | null;
+  status: "pending" | "completing" | "completed";
+  result: IngestResult | null;
+}
+
+/** SQL for the `uploads` table. Every query filters by tenant id. */
+export const uploadsStore = {
+  async insert(
+    q: Queryable,
+    u: Omit<UploadRow, "status" | "result"> & { expiresAt: Date },
+  ): Promise<void> {
+    await q.query(
+      `insert into uploads (id, tenant_id, blob_key, filename, title, doc_type, content_type,
+         size_bytes, external_id, expires_at)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [
+        u.id,
+        u.tenant_id,
+        u.blob_key,
+        u.filename,
+        u.title,
+        u.doc_type,
+        u.content_type,
+        u.size_bytes,
+        u.external_id,
+        u.expiresAt,
+      ],
+    );
+  },
+
+  async get(q: Queryable, tenantId: string, id: string): Promise<UploadRow | undefined> {
+    const rows = await q.query<UploadRow>(
+      "select * from uploads where tenant_id = $1 and id = $2",
+      [tenantId, id],
+    );
+    return rows[0];
+  },
+
+  /** Takes a pending upload (or one whose completion died) for completion; one taker wins. */
+  async claim(q: Queryable, tenantId: string, id: string): Promise<UploadRow | undefined> {
+    const rows = await q.query<UploadRow>(
+      `update uploads set status = 'completing',
+         claimed_until = now() + $3::int * interval '1 second'
+       where tenant_id = $1 and id = $2
+         and (status = 'pending' or (status = 'completing' and claimed_until < now()))
+       returning *`,
+      [tenantId, id, CLAIM_SECONDS],
+    );
+    return rows[0];
+  },
+
+  async release(q: Queryable, tenantId: string, id: string): Promise<void> {
+    await q.query(
+      `update uploads set status = 'pending', claimed_until = null
+       where tenant_id = $1 and id = $2 and status = 'completing'`,
+      [tenantId, id],
+    );
+  },
+
+  async complete(q: Queryable, tenantId: string, id: string, result: IngestResult) {
+    await q.query(
+      `update uploads set status = 'completed', result = $3, claimed_until = null,
+         completed_at = now()
+       where tenant_id = $1 and id = $2`,
+      [tenantId, id, JSON.stringify(result)],
+    );
+  },
+};
+
+export interface UploadRequest {
+  filename: string;
+  /** Bytes the client will upload; checked against the tenant's limit now, and the object later. */
+  size: number;
+  contentType?: string | undefined;
+  docType?: string | undefined;
+  title?: string | undefined;
+  externalId?: string | undefined;
+}
+
+export interface UploadTicket {
+  uploadUrl: string;
+  uploadId: string;
+  method: "PUT";
+  /** Headers the PUT must carry: the content type is part of the signature. */
+  headers: { "content-type": string };
+  expiresAt: string;
+}
+
+export interface UploadsDeps {
+  db: Db;
+  blobs: BlobStore;
+  tenants: TenantsService;
+  ingestion: Pick<IngestionService, "submit">;
+}
+
+/**
+ * Direct uploads to object storage, for files a client would rather not stream through the
+ * API: `create` checks the announced file against the tenant's limits and signs a PUT URL for
+ * a staging key under the tenant's prefix; `complete` checks what arrived and ingests it as an
+ * uploaded file would be, then removes the staging object. Only S3-compatible blob storage
+ * signs URLs; with local files, `create` answers 409.
+ */
+export function createUploadsService(deps: UploadsDeps) {
+  const { db, blobs } = deps;
+
+  function tooLarge(maxFileSizeMb: number): AppError {
+    return new AppError("ingestion.file_too_large", `files may be at most ${maxFileSizeMb} MB`, {
+      maxFileSizeMb,
+    });
+  }
+
+  /** Reads the uploaded object after checking it against the tenant's limits and the announcement. */
+  async function uploadedBytes(ctx: TenantContext, upload: UploadRow): Promise<Buffer> {
+    const config = await deps.tenants.getConfig(ctx);
+    // The tenant's settings may have changed since the URL was signed.
+    assertAllowedType(config.allowedDocumentTypes, upload.doc_type);
+    const missing = () =>
+      new AppError(
+        "ingestion.upload_missing",
+        "nothing has been uploaded for this upload yet: PUT the file to its uploadUrl first",
+      );
+    // The size first: an object far larger than announced is refused without reading it.
+    const size = await blobs.size(upload.blob_key);
+    if (size === undefined) throw missing();
+    if (size > config.maxFileSizeMb * MB) throw tooLarge(config.maxFileSizeMb);
+    const bytes = await blobs.get(upload.blob_key);
+    if (!bytes) throw missing();
+    if (bytes.length === 0) throw new AppError("ingestion.empty_content", "the file is empty");
+    if (bytes.length !== upload.size_bytes) {
+      throw new AppError(
+        "ingestion.upload_size_mismatch",
+        `the uploaded file has ${bytes.length} bytes, but ${upload.size_bytes} were announced`,
+        { announcedBytes: upload.size_bytes, uploadedBytes: bytes.length },
+      );
+    }
+    return bytes;
+  }
+
+  return {
+    async create(ctx: TenantContext, req: UploadRequest): Promise<UploadTicket> {
+      const config = await deps.tenants.getConfig(ctx);
+      const docType = fileDocType(req.docType, req.filename);
+      assertAllowedType(config.allowedDocumentTypes, docType);
+      if (req.size === 0) throw new AppError("ingestion.empty_content", "the file is empty");
+      if (req.size > config.maxFileSizeMb * MB) throw tooLarge(config.maxFileSizeMb);
+      const id = randomUUID();
+      const key = `${ctx.tenantId}/uploads/${id}`;
+      const contentType = req.contentType ?? contentTypeOf(docType);
+      const url = await blobs.presignPut(key, {
+        contentType,
+        expiresInSeconds: UPLOAD_URL_TTL_SECONDS,
+      });
+      if (!url) {
+        throw new AppError(
+          "ingestion.presign_unavailable",
+          "direct uploads need S3-compatible blob storage (BLOB_URL); this server keeps files locally, so send the file to POST /api/ingest/file",
+        );
+      }
+      const expiresAt = new Date(Date.now() + UPLOAD_URL_TTL_SECONDS * 1000);
+      await uploadsStore.insert(db, {
+        id,
+        tenant_id: ctx.tenantId,
+        blob_key: key,
+        filename: req.filename,
+        title: req.title ?? req.filename,
+        doc_type: docType,
+        content_type: contentType,
+        size_bytes: req.size,
+        external_id: req.externalId ?? null,
+        expiresAt,
+      });
+      return {
+        uploadUrl: url,
+        uploadId: id,
+        method: "PUT",
+        headers: { "content-type": contentType },
+        expiresAt: expiresAt.toISOString(),
+      };
+    },
+
+    /**
+     * Ingests the uploaded object. Idempotent: completing a completed upload answers what the
+     * first completion did; a completion already under way elsewhere answers 409. A refused
+     * object leaves the upload pending, so the client may PUT the right file and try again.
+     */
+    async complete(ctx: TenantContext, id: string): Promise<IngestResult> {
+      const upload = await uploadsStore.claim(db, ctx.tenantId, id);
+      if (!upload) {
+        const row = await uploadsStore.get(db, ctx.tenantId, id);
+        if (!row) throw notFound("upload");
+        if (row.status === "completed" && row.result) {
+          // The first completion may have stopped before removing the staging object.
+          await blobs.delete(row.blob_key);
+          return row.result;
+        }
+        throw new AppError(
+          "ingestion.upload_in_progress",
+          "this upload is being completed by another request; retry in a moment",
+        );
+      }
+      let result: IngestResult;
+      try {
+        const bytes = await uploadedBytes(ctx, upload);
+        result = await deps.ingestion.submit(
+          ctx,
+          { title: upload.title, docType: upload.doc_type, externalId: upload.external_id },
+          { kind: "bytes", bytes, format: upload.doc_type },
+        );
+        await uploadsStore.complete(db, ctx.tenantId, id, result);
+      } catch (err) {
+        await uploadsStore.release(db, ctx.tenantId, id);
+        throw err;
+      }
+      // The document keeps its own copy of the bytes; the staging object has served.
+      await blobs.delete(upload.blob_key);
+      return result;
+    },
+  };
+}
+
+export type UploadsService = ReturnType<typeof createUploadsService>;

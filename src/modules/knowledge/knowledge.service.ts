@@ -1,0 +1,288 @@
+import { randomUUID } from "node:crypto";
+import { decodeCursor, encodeCursor } from "../../http/cursor.js";
+import { AppError, notFound } from "../../http/errors.js";
+import type { Db } from "../../platform/db/index.js";
+import type { TenantContext } from "../../tenancy.js";
+import type { DocumentsService } from "../documents/documents.service.js";
+import type {
+  DocumentInput,
+  IngestionService,
+  IngestResult,
+} from "../ingestion/ingestion.service.js";
+import type {
+  JobState,
+  KnowledgeInput,
+  KnowledgeItemDetail,
+  KnowledgePage,
+  KnowledgeType,
+  KnowledgeWriteResult,
+  Processing,
+} from "./knowledge.schemas.js";
+import { type KnowledgeItemRow, knowledgeStore as store } from "./knowledge.store.js";
+
+/** What an item shows when its backing document is gone (deleted through the documents API). */
+const DOCUMENT_MISSING: Processing = {
+  status: "failed",
+  error: {
+    code: "knowledge.document_missing",
+    message: "the item's search document was deleted; update the item to index it again",
+  },
+  activeVersion: null,
+  latestVersion: null,
+};
+
+const isNotFound = (err: unknown) => err instanceof AppError && err.code === "not_found";
+
+function assertNever(value: never): never {
+  throw new Error(`unexpected knowledge type ${String(value)}`);
+}
+
+const line = (label: string, value: string | undefined) => (value ? `${label}: ${value}` : null);
+
+/**
+ * The item as the document search indexes: Markdown with the item's main text first, so that
+ * the first chunk of a long item is still about it, and every field a customer may ask about.
+ */
+export function renderItem(item: KnowledgeInput): { title: string; markdown: string } {
+  const parts = (title: string, body: string, facts: Array<string | null>) => {
+    const tail = facts.filter((f): f is string => f !== null);
+    return {
+      title,
+      markdown: [`# ${title}`, body, ...(tail.length ? [tail.join("\n")] : [])].join("\n\n"),
+    };
+  };
+  switch (item.type) {
+    case "faq": {
+      const f = item.fields;
+      return parts(f.question, f.answer, [
+        line("Category", f.category),
+        line("Tags", f.tags?.join(", ")),
+      ]);
+    }
+    case "menu_item": {
+      const f = item.fields;
+      return parts(f.name, f.description, [
+        line("Price", `${f.price.toFixed(2)}${f.currency ? ` ${f.currency}` : ""}`),
+        line("Category", f.category),
+        line("Dietary", f.dietary?.join(", ")),
+        line("Allergens", f.allergens?.join(", ")),
+        f.available === false ? "Currently unavailable" : null,
+      ]);
+    }
+    case "policy": {
+      const f = item.fields;
+      return parts(f.title, f.content, [
+        line("Category", f.category),
+        line("Effective from", f.effectiveDate),
+      ]);
+    }
+    default:
+      return assertNever(item);
+  }
+}
+
+export interface KnowledgeDeps {
+  db: Db;
+  ingestion: IngestionService;
+  documents: DocumentsService;
+}
+
+/**
+ * Knowledge items: structured content kept searchable through a backing document. Every
+ * create and content-changing update submits the rendered item to ingestion (a new version,
+ * processed by the `ingest.process` job); an unchanged rendering is a duplicate and queues
+ * nothing. The API answers without waiting; an item's status is its document's.
+ */
+export function createKnowledgeService(deps: KnowledgeDeps) {
+  const { db, ingestion, documents } = deps;
+
+  function documentInput(id: string, item: KnowledgeInput, title: string): DocumentInput {
+    const category = item.fields.category;
+    return {
+      title,
+      docType: item.type,
+      externalId: `knowledge:${id}`,
+      metadata: {
+        knowledgeType: item.type,
+        knowledgeItemId: id,
+        ...(category ? { category } : {}),
+      },
+    };
+  }
+
+  /** Submits the item's rendering as the next version of its document (or a new document). */
+  async function submit(
+    ctx: TenantContext,
+    id: string,
+    item: KnowledgeInput,
+    documentId: string | null,
+  ): Promise<IngestResult> {
+    const { title, markdown } = renderItem(item);
+    const input = documentInput(id, item, title);
+    const content = {
+      kind: "bytes" as const,
+      bytes: Buffer.from(markdown, "utf8"),
+      format: "md" as const,
+    };
+    if (documentId) {
+      try {
+        return await ingestion.submit(ctx, input, content, documentId);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        // The document went away under us: ingestion finds or recreates it by externalId.
+      }
+    }
+    return ingestion.submit(ctx, input, content);
+  }
+
+  async function removeDocument(ctx: TenantContext, documentId: string): Promise<void> {
+    try {
+      await documents.delete(ctx, documentId);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  async function row(ctx: TenantContext, type: KnowledgeType, id: string) {
+    const found = await store.get(db, ctx.tenantId, type, id);
+    if (!found) throw notFound("knowledge item");
+    return found;
+  }
+
+  // A row of type T holds fields of type T: the routes validate them on the way in.
+  const base = (r: KnowledgeItemRow) => ({
+    id: r.id,
+    type: r.type,
+    fields: r.fields,
+    documentId: r.document_id,
+    createdAt: r.created_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+  });
+
+  async function processing(ctx: TenantContext, r: KnowledgeItemRow): Promise<Processing> {
+    if (!r.document_id) return DOCUMENT_MISSING;
+    try {
+      const { status, error, activeVersion, latestVersion } = await documents.get(
+        ctx,
+        r.document_id,
+      );
+      return { status, error, activeVersion, latestVersion };
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      return DOCUMENT_MISSING;
+    }
+  }
+
+  async function detail<T extends KnowledgeType>(
+    ctx: TenantContext,
+    r: KnowledgeItemRow,
+  ): Promise<KnowledgeItemDetail<T>> {
+    let state: Processing & { job: JobState } = { ...DOCUMENT_MISSING, job: null };
+    if (r.document_id) {
+      try {
+        const s = await documents.status(ctx, r.document_id);
+        const { status, error, activeVersion, latestVersion, job } = s;
+        state = { status, error, activeVersion, latestVersion, job };
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return { ...base(r), ...state } as KnowledgeItemDetail<T>;
+  }
+
+  return {
+    /** Items of one type, newest first, each with its document's processing state. */
+    async list<T extends KnowledgeType>(
+      ctx: TenantContext,
+      type: T,
+      opts: { limit: number; cursor?: string | undefined; category?: string | undefined },
+    ): Promise<KnowledgePage<T>> {
+      const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
+      const rows = await store.list(db, ctx.tenantId, type, {
+        limit: opts.limit + 1,
+        ...(after ? { after } : {}),
+        ...(opts.category ? { category: opts.category } : {}),
+      });
+      const page = rows.slice(0, opts.limit);
+      const last = page[page.length - 1];
+      const items = await Promise.all(
+        page.map(async (r) => ({ ...base(r), ...(await processing(ctx, r)) })),
+      );
+      return {
+        items,
+        nextCursor:
+          rows.length > opts.limit && last ? encodeCursor(last.created_at, last.id) : null,
+      } as KnowledgePage<T>;
+    },
+
+    async get<T extends KnowledgeType>(
+      ctx: TenantContext,
+      type: T,
+      id: string,
+    ): Promise<KnowledgeItemDetail<T>> {
+      return detail<T>(ctx, await row(ctx, type, id));
+    },
+
+    /**
+     * Creates the item. The document is submitted first, under the item's id chosen here, so
+     * that an item never exists without its document; a refusal (e.g. the tenant's document
+     * limit) leaves nothing behind.
+     */
+    async create(ctx: TenantContext, item: KnowledgeInput): Promise<KnowledgeWriteResult> {
+      const id = randomUUID();
+      const ingest = await submit(ctx, id, item, null);
+      let created: KnowledgeItemRow;
+      try {
+        created = await store.insert(db, {
+          id,
+          tenantId: ctx.tenantId,
+          type: item.type,
+          fields: item.fields,
+          documentId: ingest.documentId,
+        });
+      } catch (err) {
+        // No item, so no route of this module could ever reach the document: remove it.
+        await removeDocument(ctx, ingest.documentId).catch((cleanup: unknown) => {
+          throw new AggregateError([err, cleanup], "item not saved, and its document not removed");
+        });
+        throw err;
+      }
+      return { ...(await detail(ctx, created)), ingest } as KnowledgeWriteResult;
+    },
+
+    /**
+     * Replaces the item's fields. The new rendering is submitted before the fields are saved,
+     * so a refused submission leaves the item as it was; an unchanged rendering is a duplicate.
+     */
+    async update(
+      ctx: TenantContext,
+      id: string,
+      item: KnowledgeInput,
+    ): Promise<KnowledgeWriteResult> {
+      const current = await row(ctx, item.type, id);
+      const ingest = await submit(ctx, id, item, current.document_id);
+      const updated = await store.update(db, ctx.tenantId, item.type, id, {
+        fields: item.fields,
+        documentId: ingest.documentId,
+      });
+      if (!updated) {
+        // Deleted meanwhile: the submission may have recreated its document; do not keep it.
+        await removeDocument(ctx, ingest.documentId);
+        throw notFound("knowledge item");
+      }
+      return { ...(await detail(ctx, updated)), ingest } as KnowledgeWriteResult;
+    },
+
+    /**
+     * Deletes the item and its document (chunks and blobs with it); search stops showing it at
+     * once. The document goes first: if that fails, the item is still there to delete again.
+     */
+    async delete(ctx: TenantContext, type: KnowledgeType, id: string): Promise<void> {
+      const current = await row(ctx, type, id);
+      if (current.document_id) await removeDocument(ctx, current.document_id);
+      await store.delete(db, ctx.tenantId, type, id);
+    },
+  };
+}
+
+export type KnowledgeService = ReturnType<typeof createKnowledgeService>;

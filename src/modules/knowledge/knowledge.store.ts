@@ -1,0 +1,103 @@
+import type { Queryable } from "../../platform/db/index.js";
+import type { KnowledgeFields, KnowledgeType } from "./knowledge.schemas.js";
+
+export interface KnowledgeItemRow {
+  id: string;
+  tenant_id: string;
+  type: KnowledgeType;
+  fields: KnowledgeFields;
+  document_id: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+/** SQL for knowledge_items. Every query filters by tenant id and by the item's type. */
+export const knowledgeStore = {
+  async insert(
+    q: Queryable,
+    i: {
+      id: string;
+      tenantId: string;
+      type: KnowledgeType;
+      fields: KnowledgeFields;
+      documentId: string;
+    },
+  ): Promise<KnowledgeItemRow> {
+    const rows = await q.query<KnowledgeItemRow>(
+      `insert into knowledge_items (id, tenant_id, type, fields, document_id)
+       values ($1, $2, $3, $4, $5) returning *`,
+      [i.id, i.tenantId, i.type, JSON.stringify(i.fields), i.documentId],
+    );
+    return rows[0] as KnowledgeItemRow;
+  },
+
+  async get(
+    q: Queryable,
+    tenantId: string,
+    type: KnowledgeType,
+    id: string,
+  ): Promise<KnowledgeItemRow | undefined> {
+    const rows = await q.query<KnowledgeItemRow>(
+      "select * from knowledge_items where tenant_id = $1 and type = $2 and id = $3",
+      [tenantId, type, id],
+    );
+    return rows[0];
+  },
+
+  /**
+   * Items of one type, newest first, keyset-paginated on the millisecond timestamp the cursor
+   * carries (see src/http/cursor.ts).
+   */
+  async list(
+    q: Queryable,
+    tenantId: string,
+    type: KnowledgeType,
+    opts: { limit: number; after?: { createdAt: Date; id: string }; category?: string },
+  ): Promise<KnowledgeItemRow[]> {
+    const params: unknown[] = [tenantId, type, opts.limit];
+    const where = ["tenant_id = $1", "type = $2"];
+    if (opts.category) {
+      params.push(opts.category);
+      where.push(`fields->>'category' = $${params.length}`);
+    }
+    if (opts.after) {
+      params.push(opts.after.createdAt, opts.after.id);
+      where.push(
+        `(date_trunc('milliseconds', created_at), id) < ($${params.length - 1}, $${params.length})`,
+      );
+    }
+    return q.query<KnowledgeItemRow>(
+      `select * from knowledge_items where ${where.join(" and ")}
+       order by date_trunc('milliseconds', created_at) desc, id desc limit $3`,
+      params,
+    );
+  },
+
+  async update(
+    q: Queryable,
+    tenantId: string,
+    type: KnowledgeType,
+    id: string,
+    patch: { fields: KnowledgeFields; documentId: string },
+  ): Promise<KnowledgeItemRow | undefined> {
+    const rows = await q.query<KnowledgeItemRow>(
+      `update knowledge_items set fields = $4, document_id = $5, updated_at = now()
+       where tenant_id = $1 and type = $2 and id = $3 returning *`,
+      [tenantId, type, id, JSON.stringify(patch.fields), patch.documentId],
+    );
+    return rows[0];
+  },
+
+  async delete(
+    q: Queryable,
+    tenantId: string,
+    type: KnowledgeType,
+    id: string,
+  ): Promise<KnowledgeItemRow | undefined> {
+    const rows = await q.query<KnowledgeItemRow>(
+      "delete from knowledge_items where tenant_id = $1 and type = $2 and id = $3 returning *",
+      [tenantId, type, id],
+    );
+    return rows[0];
+  },
+};
