@@ -30,6 +30,7 @@ import {
   intOption,
   mapLimit,
   ms,
+  printFooter,
   printHeader,
   rate,
   ratio,
@@ -473,3 +474,4 @@ async function main() {
 }
 
 await main();
+printFooter();

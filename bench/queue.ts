@@ -39,6 +39,7 @@ import {
   intOption,
   mapLimit,
   ms,
+  printFooter,
   printHeader,
   ratio,
   type Summary,
@@ -342,3 +343,4 @@ async function main() {
 }
 
 await main();
+printFooter();

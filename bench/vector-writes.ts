@@ -20,7 +20,16 @@ import {
   createLanceVectorIndex,
 } from "../src/platform/vectors/index.js";
 import { tempDir } from "./lib/backends.js";
-import { intOption, listOption, ms, printHeader, ratio, summarize, table } from "./lib/report.js";
+import {
+  intOption,
+  listOption,
+  ms,
+  printFooter,
+  printHeader,
+  ratio,
+  summarize,
+  table,
+} from "./lib/report.js";
 import { createTextGenerator } from "./lib/text.js";
 
 const opts = {
@@ -171,3 +180,4 @@ async function main() {
 }
 
 await main();
+printFooter();

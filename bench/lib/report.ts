@@ -111,11 +111,27 @@ export function printHeader(title: string, options: Record<string, unknown>): vo
       `cpus: ${os.availableParallelism()} (${cpuModel()})`,
       `memory: ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB`,
       `node: ${process.version} (${process.platform}/${process.arch})`,
+      `load average (1/5/15 min): ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" / ")}`,
       `command: ${process.argv.slice(1).join(" ")}`,
       `options: ${JSON.stringify(options)}`,
     ].join("\n"),
   );
   console.log();
+}
+
+/** Printed last: the load other processes put on the machine during the run, and our peak memory. */
+export function printFooter(): void {
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" / ");
+  const peak = (process.resourceUsage().maxRSS / 1024).toFixed(0);
+  console.log(
+    `\nload average at the end (1/5/15 min): ${load}; peak RSS of this process: ${peak} MiB`,
+  );
 }
 
 /** Elapsed milliseconds of `fn`, with its result. */

@@ -129,7 +129,7 @@ function afterChunksWritten(dbUrl: string, storedChunks: (tenantId: string) => P
   const locker = new pg.Client({ connectionString: dbUrl });
   const point: KillPoint = {
     arm(fake) {
-      fake.delayMs = 2_000;
+      fake.delayMs = 5_000;
     },
     async reached(fake, ids) {
       await duringEmbedding.reached(fake, ids);

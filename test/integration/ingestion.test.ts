@@ -386,8 +386,21 @@ describe.each(backends)("ingestion and search ($name)", (backend) => {
       headers: bearer(s.token),
       payload: { chunkSize: 100, chunkOverlap: 0, chunkStrategy: "fixed" },
     });
-    const words = ["harbour", "lantern", "copper", "meadow", "violet", "granite", "saffron", "orchard", "falcon", "quarry"];
-    const content = Array.from({ length: 6000 }, (_, i) => `${words[(i * 7) % 10]}${i % 97}`).join(" ");
+    const words = [
+      "harbour",
+      "lantern",
+      "copper",
+      "meadow",
+      "violet",
+      "granite",
+      "saffron",
+      "orchard",
+      "falcon",
+      "quarry",
+    ];
+    const content = Array.from({ length: 6000 }, (_, i) => `${words[(i * 7) % 10]}${i % 97}`).join(
+      " ",
+    );
     const id = (await ingest(t, s, { title: "Long catalogue", content })).json().documentId;
     expect((await settle(t, s, id)).status).toBe("completed");
     const deadline = Date.now() + WAIT_MS;

@@ -209,7 +209,10 @@ export function createIngestionPipeline(deps: PipelineDeps) {
       await deps.vectors.deleteDocument(ctx.tenantId, doc.id, version.version);
       // Each time the tenant's table crosses a multiple of the threshold, rebuild its ANN index.
       const total = await deps.vectors.count(ctx.tenantId);
-      if (Math.floor(total / deps.annThreshold) > Math.floor((total - rows.length) / deps.annThreshold)) {
+      if (
+        Math.floor(total / deps.annThreshold) >
+        Math.floor((total - rows.length) / deps.annThreshold)
+      ) {
         await deps.requestOptimize(ctx.tenantId);
       }
       await deps.vectors.upsertCatalog(ctx.tenantId, {

@@ -34,7 +34,9 @@ export type ContentFormat = "pdf" | "txt" | "html" | "md";
  * fetch and whose format its Content-Type tells. The format is separate from the document's
  * type, which is a category (e.g. `faq` for knowledge items written as Markdown).
  */
-export type ContentInput = { kind: "bytes"; bytes: Buffer; format: ContentFormat } | { kind: "url"; url: string };
+export type ContentInput =
+  | { kind: "bytes"; bytes: Buffer; format: ContentFormat }
+  | { kind: "url"; url: string };
 
 export function contentHash(bytes: Buffer): string {
   return createHash("sha256").update(bytes).digest("hex");

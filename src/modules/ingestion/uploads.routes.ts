@@ -14,7 +14,7 @@ const mimeType = z
   .string()
   .trim()
   .max(200)
-  .regex(/^[\w.+-]+\/[\w.+-]+(\s*;[\x20-\x7e]*)?$/, "must be a MIME type such as application/pdf");
+  .regex(/^[\w.+-]+\/[\w.+-]+( *;[\x20-\x7e]*)?$/, "must be a MIME type such as application/pdf");
 
 const presignQuery = z.strictObject({
   filename: z.string().trim().min(1).max(255),
