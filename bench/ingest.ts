@@ -395,11 +395,12 @@ async function main() {
 
   console.log("\n## Throughput (bulk load, end to end: first request → last document completed)\n");
   table(
-    ["mode", "docs", "chunks", "MB", "submit s", "total s", "docs/s", "chunks/s", "MB/s"],
+    ["mode", "docs", "chunks", "tokens", "MB", "submit s", "total s", "docs/s", "chunks/s", "MB/s"],
     results.map((r) => [
       r.label,
       r.docs,
       r.chunks,
+      r.tokens,
       (r.bytes / 1e6).toFixed(1),
       (r.submitMs / 1000).toFixed(1),
       (r.totalMs / 1000).toFixed(1),
