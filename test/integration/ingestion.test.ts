@@ -10,24 +10,14 @@ import {
   type TestApp,
 } from "../fixtures/app.js";
 import { backends } from "../fixtures/db.js";
+import { multipart, search as searchAs, settle as settleDocument } from "../fixtures/ingest.js";
 
 const WAIT_MS = 20_000;
 
-/** Polls the document's status until it and its job have settled (or the time is up). */
-async function settle(t: TestApp, s: SignedUp, documentId: string) {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const res = await t.app.inject({
-      url: `/api/documents/${documentId}/status`,
-      headers: bearer(s.token),
-    });
-    expect(res.statusCode, res.body).toBe(200);
-    const body = res.json();
-    const jobBusy = body.job && (body.job.status === "queued" || body.job.status === "running");
-    if ((body.status !== "processing" && !jobBusy) || Date.now() > deadline) return body;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const settle = (t: TestApp, s: SignedUp, documentId: string) =>
+  settleDocument(t.app, s.token, documentId, WAIT_MS);
+const search = (t: TestApp, s: SignedUp, body: Record<string, unknown>) =>
+  searchAs(t.app, s.token, body);
 
 async function ingest(t: TestApp, s: SignedUp, payload: Record<string, unknown>, headers = {}) {
   return t.app.inject({
@@ -36,46 +26,6 @@ async function ingest(t: TestApp, s: SignedUp, payload: Record<string, unknown>,
     headers: { ...bearer(s.token), ...headers },
     payload,
   });
-}
-
-async function search(t: TestApp, s: SignedUp, body: Record<string, unknown>) {
-  const res = await t.app.inject({
-    method: "POST",
-    url: "/api/search",
-    headers: bearer(s.token),
-    payload: body,
-  });
-  expect(res.statusCode, res.body).toBe(200);
-  return res.json().results as Array<{
-    documentId: string;
-    version: number;
-    text: string;
-    title: string;
-  }>;
-}
-
-function multipart(
-  fields: Record<string, string>,
-  file: { name: string; type: string; body: Buffer },
-) {
-  const boundary = `----tenantrag${Math.random().toString(16).slice(2)}`;
-  const parts: Buffer[] = [];
-  for (const [k, v] of Object.entries(fields)) {
-    parts.push(
-      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`),
-    );
-  }
-  parts.push(
-    Buffer.from(
-      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${file.name}"\r\nContent-Type: ${file.type}\r\n\r\n`,
-    ),
-    file.body,
-    Buffer.from(`\r\n--${boundary}--\r\n`),
-  );
-  return {
-    payload: Buffer.concat(parts),
-    headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
-  };
 }
 
 describe.each(backends)("ingestion and search ($name)", (backend) => {

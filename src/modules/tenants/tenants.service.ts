@@ -2,7 +2,6 @@ import { decodeCursor, encodeCursor } from "../../http/cursor.js";
 import { AppError, notFound } from "../../http/errors.js";
 import { decryptSecret, encryptSecret } from "../../platform/crypto/index.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
-import { isUuid } from "../../platform/ids.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { ConfigUpdate, TenantConfig } from "./tenants.schemas.js";
 import {
