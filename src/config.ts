@@ -112,6 +112,9 @@ const envSchema = z.object({
     .regex(/^[\w.-]{1,64}$/, "letters, digits, _ . - (at most 64)")
     .default("tenantrag"),
   ANN_THRESHOLD: z.coerce.number().int().min(256).max(100_000_000).default(20_000),
+  ANN_EF: z.coerce.number().int().min(10).max(10_000).default(400),
+  ANN_REFINE_FACTOR: z.coerce.number().int().min(1).max(100).default(10),
+  VECTOR_SEARCH_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -165,6 +168,9 @@ export interface Config {
   /** Namespace of the BullMQ keys in Redis: deployments (or test runs) sharing a Redis differ. */
   queuePrefix: string;
   annThreshold: number;
+  annSearch: { ef: number; refineFactor: number };
+  /** Undefined: the CPU count. */
+  vectorSearchConcurrency: number | undefined;
 }
 
 /** Thrown when the environment is invalid; the message names each bad variable. */
@@ -256,6 +262,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobLockMs: e.JOB_LOCK_MS,
     queuePrefix: e.QUEUE_PREFIX,
     annThreshold: e.ANN_THRESHOLD,
+    annSearch: { ef: e.ANN_EF, refineFactor: e.ANN_REFINE_FACTOR },
+    vectorSearchConcurrency: e.VECTOR_SEARCH_CONCURRENCY,
   };
 }
 

@@ -168,6 +168,12 @@ export async function createContext(
     // stall every request. Embedded mode is one process, so an in-process lock is exact there.
     lock: db.kind === "postgres" ? createPgTenantLock(db) : createInProcessTenantLock(),
     annThreshold: config.annThreshold,
+    annSearch: config.annSearch,
+    searchConcurrency: config.vectorSearchConcurrency,
+    // Index builds and clean-ups run as background jobs, never on a request.
+    async requestOptimize(tenantId, { delayMs }) {
+      await queue.enqueue("index.optimize", { tenantId }, { priority: -10, delayMs });
+    },
     logger,
   });
   closers.push(() => vectors.close());
@@ -196,10 +202,6 @@ export async function createContext(
     allowPrivateUrls: config.allowPrivateUrls,
     maxFetchBytes: config.fetchMaxBytes,
     fetchTimeoutMs: config.fetchTimeoutMs,
-    annThreshold: config.annThreshold,
-    async requestOptimize(tenantId) {
-      await queue.enqueue("index.optimize", { tenantId }, { priority: -10 });
-    },
   });
   const documents = createDocumentsService({ db, blobs, vectors, queue });
   const uploads = createUploadsService({ db, blobs, tenants, ingestion });

@@ -514,38 +514,169 @@ describe("VectorIndex (LanceDB): open-table cache", () => {
   });
 });
 
-describe("VectorIndex (LanceDB): full-text freshness", () => {
-  it("a write that leaves ftsRefreshRows rows unindexed folds them into the index", async () => {
+/** What a tenant's table looks like on disk, read with LanceDB itself. */
+async function tableInfo(uri: string, tenant: string, name = "chunks") {
+  const conn = await lancedb.connect(path.join(uri, tenant));
+  try {
+    const table = await conn.openTable(name);
+    const indices = await table.listIndices();
+    const stat = async (column: string) => {
+      const idx = indices.find((i) => i.columns.includes(column));
+      return idx ? await table.indexStats(idx.name) : undefined;
+    };
+    const { fragmentStats } = await table.stats();
+    return {
+      smallFragments: fragmentStats.numSmallFragments,
+      unindexedText: (await stat("text"))?.numUnindexedRows,
+      annPieces: (await stat("vector"))?.numIndices,
+      versions: (await table.listVersions()).length,
+    };
+  } finally {
+    conn.close();
+  }
+}
+
+describe("VectorIndex (LanceDB): upkeep on the write path", () => {
+  function upkeepIndex(opts: Partial<LanceVectorIndexOptions>) {
     const uri = tempDir();
+    const requests: Array<{ tenantId: string; delayMs: number }> = [];
     const index = createLanceVectorIndex({
       uri,
       dimensions: DIMS,
       lock: createInProcessTenantLock(),
       logger,
-      ftsRefreshRows: 10,
+      compactFragments: 0,
+      ftsRefreshRows: 0,
+      async requestOptimize(tenantId, { delayMs }) {
+        requests.push({ tenantId, delayMs });
+      },
+      ...opts,
     });
+    return { uri, index, requests };
+  }
+
+  it("a write that leaves ftsRefreshRows rows unindexed folds them into the index", async () => {
+    const { uri, index } = upkeepIndex({ ftsRefreshRows: 10 });
     const tenant = randomUUID();
-    const unindexed = async () => {
-      const conn = await lancedb.connect(path.join(uri, tenant));
-      const table = await conn.openTable("chunks");
-      const idx = (await table.listIndices()).find((i) => i.columns.includes("text"));
-      const stats = await table.indexStats(idx?.name as string);
-      conn.close();
-      return stats?.numUnindexedRows;
-    };
     try {
       const docs = [randomUUID(), randomUUID(), randomUUID()];
       await index.upsertChunks(tenant, chunks(docs[0] as string, 1, 6, { text: "alpha" }));
       // The first write's rows went into the index it created.
-      expect(await unindexed()).toBe(0);
+      expect((await tableInfo(uri, tenant)).unindexedText).toBe(0);
       await index.upsertChunks(tenant, chunks(docs[1] as string, 1, 6, { text: "beta" }));
-      expect(await unindexed()).toBe(6);
+      expect((await tableInfo(uri, tenant)).unindexedText).toBe(6);
       await index.upsertChunks(tenant, chunks(docs[2] as string, 1, 6, { text: "gamma" }));
-      expect(await unindexed()).toBe(0);
+      expect((await tableInfo(uri, tenant)).unindexedText).toBe(0);
       for (const [i, word] of ["alpha", "beta", "gamma"].entries()) {
         const hits = await index.searchText(tenant, word, 10);
         expect(hits.map((h) => h.documentId)).toEqual(Array(6).fill(docs[i]));
       }
+    } finally {
+      await index.close();
+    }
+  });
+
+  it("compacts a table once writes leave compactFragments small fragments, losing nothing", async () => {
+    const compacting = upkeepIndex({ compactFragments: 5 });
+    const never = upkeepIndex({ compactFragments: 0 });
+    const tenant = randomUUID();
+    const docs = Array.from({ length: 12 }, () => randomUUID());
+    try {
+      for (const [i, doc] of docs.entries()) {
+        for (const { index } of [compacting, never]) {
+          await index.upsertChunks(tenant, chunks(doc, 1, 2, { text: `word${i} shared` }));
+          await index.upsertCatalog(tenant, catalogRow(doc, 1));
+        }
+        for (const name of ["chunks", "catalog"]) {
+          expect((await tableInfo(compacting.uri, tenant, name)).smallFragments).toBeLessThan(5);
+        }
+      }
+      // Without compaction every write is a fragment of its own.
+      expect((await tableInfo(never.uri, tenant)).smallFragments).toBe(12);
+      // Compaction also folded the rows into the full-text index.
+      expect((await tableInfo(compacting.uri, tenant)).unindexedText).toBeLessThan(10);
+      // A delete commits too, and counts.
+      for (const doc of docs.slice(0, 6)) await compacting.index.deleteDocument(tenant, doc);
+      expect((await tableInfo(compacting.uri, tenant)).smallFragments).toBeLessThan(5);
+      expect(await compacting.index.count(tenant)).toBe(12);
+      for (const [i, doc] of docs.entries()) {
+        const hits = await compacting.index.searchText(tenant, `word${i}`, 5);
+        expect(hits.map((h) => h.documentId)).toEqual(i < 6 ? [] : [doc, doc]);
+      }
+      const catalog = await compacting.index.readCatalog(tenant);
+      expect(catalog.map((r) => r.documentId).sort()).toEqual(docs.slice(6).sort());
+    } finally {
+      await compacting.index.close();
+      await never.index.close();
+    }
+  });
+
+  it("asks for an ANN build when a write crosses the threshold, and for one clean-up after compacting", async () => {
+    const { index, requests } = upkeepIndex({ annThreshold: 256, compactFragments: 3 });
+    const tenant = randomUUID();
+    const doc = randomUUID();
+    const rows = Array.from({ length: 300 }, (_, i) => chunk(doc, 1, i, { vector: near(i % DIMS) }));
+    try {
+      await index.upsertChunks(tenant, rows.slice(0, 250));
+      expect(requests).toEqual([]);
+      await index.upsertChunks(tenant, rows.slice(250, 260));
+      expect(requests).toEqual([{ tenantId: tenant, delayMs: 0 }]);
+      // Re-writing rows that exist crosses nothing.
+      await index.upsertChunks(tenant, rows.slice(250, 260));
+      expect(requests).toHaveLength(1);
+      // Fragments 4 and up: compaction, after which the replaced versions must go in time.
+      for (let i = 260; i < 300; i += 10) await index.upsertChunks(tenant, rows.slice(i, i + 10));
+      const later = requests.filter((r) => r.delayMs > 0);
+      expect(later).toHaveLength(1);
+      expect(later[0]?.tenantId).toBe(tenant);
+      // Versions are kept 15 minutes for readers; the clean-up comes after that.
+      expect(later[0]?.delayMs).toBeGreaterThan(15 * 60_000);
+      expect(await index.count(tenant)).toBe(300);
+    } finally {
+      await index.close();
+    }
+  });
+
+  it("optimize builds the ANN index anew once it has more than maxAnnDeltas pieces", async () => {
+    const { uri, index, requests } = upkeepIndex({
+      annThreshold: 256,
+      maxAnnDeltas: 2,
+      compactFragments: 2,
+    });
+    const tenant = randomUUID();
+    const doc = randomUUID();
+    const rows = Array.from({ length: 400 }, (_, i) =>
+      chunk(doc, 1, i, { vector: near(i % DIMS, 0.3, rng(i)) }),
+    );
+    try {
+      await index.upsertChunks(tenant, rows.slice(0, 300));
+      expect(await index.optimize(tenant)).toEqual({ annIndexed: true });
+      expect((await tableInfo(uri, tenant)).annPieces).toBe(1);
+      // Each compaction folds the new rows into the ANN index as one more piece.
+      for (let i = 300; i < 400; i += 10) await index.upsertChunks(tenant, rows.slice(i, i + 10));
+      expect((await tableInfo(uri, tenant)).annPieces).toBeGreaterThan(2);
+      expect(requests.some((r) => r.tenantId === tenant && r.delayMs === 0)).toBe(true);
+      expect(await index.optimize(tenant)).toEqual({ annIndexed: true });
+      expect((await tableInfo(uri, tenant)).annPieces).toBe(1);
+      for (const i of [5, 305, 399]) {
+        const target = rows[i] as ChunkRow;
+        expect((await index.searchVector(tenant, target.vector, 1))[0]?.id).toBe(target.id);
+      }
+    } finally {
+      await index.close();
+    }
+  });
+
+  it("vector searches beyond searchConcurrency wait their turn and all answer", async () => {
+    const { index } = upkeepIndex({ searchConcurrency: 1 });
+    const tenant = randomUUID();
+    const doc = randomUUID();
+    try {
+      await index.upsertChunks(tenant, chunks(doc, 1, DIMS));
+      const answers = await Promise.all(
+        Array.from({ length: 8 }, (_, axis) => index.searchVector(tenant, near(axis, 0), 1)),
+      );
+      expect(answers.map((a) => a[0]?.chunkIndex)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     } finally {
       await index.close();
     }

@@ -29,10 +29,6 @@ export interface PipelineDeps {
   allowPrivateUrls: boolean;
   maxFetchBytes: number;
   fetchTimeoutMs: number;
-  /** Chunks per tenant at which the ANN index is (re)built, by an `index.optimize` job. */
-  annThreshold: number;
-  /** Enqueues the index job; the pipeline never builds indexes itself. */
-  requestOptimize(tenantId: string): Promise<void>;
 }
 
 /** A pipeline context that acts for the job's tenant, as a request would. */
@@ -209,14 +205,6 @@ export function createIngestionPipeline(deps: PipelineDeps) {
       // A first version has none, and this delete scans the tenant's whole table (bench/RESULTS.md).
       if (version.version > 1)
         await deps.vectors.deleteDocument(ctx.tenantId, doc.id, version.version);
-      // Each time the tenant's table crosses a multiple of the threshold, rebuild its ANN index.
-      const total = await deps.vectors.count(ctx.tenantId);
-      if (
-        Math.floor(total / deps.annThreshold) >
-        Math.floor((total - rows.length) / deps.annThreshold)
-      ) {
-        await deps.requestOptimize(ctx.tenantId);
-      }
       await deps.vectors.upsertCatalog(ctx.tenantId, {
         documentId: doc.id,
         version: version.version,

@@ -1,25 +1,31 @@
 import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import { connect, Session, type Table } from "@lancedb/lancedb";
 import type { Logger } from "pino";
 import { createLruPool } from "./cache.js";
+import { createLimiter } from "./limiter.js";
 import { ftsTerms, sqlString, whereClause } from "./filters.js";
 import { catalogTable, chunksTable, type TableName, toCatalogRow } from "./lance-tables.js";
 import type { TenantLock } from "./lock.js";
 import {
+  type AnnSearchSettings,
+  annIndexState,
   bm25,
   buildAnnIndex,
   closeTables,
   compact,
+  DEFAULT_ANN_SEARCH,
+  dueForCompaction,
   ensureFts,
   forgetIfGone,
   hasFts,
+  KEEP_VERSIONS_MS,
   nearest,
   TABLES,
   type TenantHandle,
   tableOf,
-  unindexedTextRows,
 } from "./tenant-tables.js";
 import {
   assertLimit,
@@ -48,13 +54,37 @@ export interface LanceVectorIndexOptions {
   lock: TenantLock;
   /** Rows from which `optimize` builds the ANN index; below it, search is exact. */
   annThreshold?: number;
+  /** ANN index pieces (see `buildAnnIndex`) past which `optimize` builds the index anew. */
+  maxAnnDeltas?: number;
+  /** How hard ANN queries search (`AnnSearchSettings`). */
+  annSearch?: Partial<AnnSearchSettings>;
   /**
-   * A write that leaves this many rows outside the full-text index folds them in (and compacts)
-   * before returning. LanceDB scans unindexed rows on every text query, ~15 ms per 1,000 rows on
-   * 2 cores, so this caps what a missed `optimize` costs searches at the price of ~0.2–0.5 s
-   * for one write in that many rows. 0 leaves it all to `optimize`.
+   * A write that leaves a table with this many small fragments compacts it before returning
+   * (under the tenant's lock), which also folds new rows into the full-text and ANN indexes.
+   * Every write commits a fragment, and merges, deletes and searches visit every fragment:
+   * without this, a tenant's writes and searches slow down with every document since the
+   * last compaction (bench/RESULTS.md, finding A). 0 turns it off.
+   */
+  compactFragments?: number;
+  /**
+   * A write that leaves this many rows outside the full-text index compacts too: LanceDB scans
+   * unindexed rows on every text query, ~50 ms per 1,000 rows on 2 cores. Matters for a few
+   * large documents, which make many rows in few fragments. 0 turns it off.
    */
   ftsRefreshRows?: number;
+  /**
+   * Vector searches this process runs at once; the others wait. An exact search (any tenant
+   * below the ANN threshold, or above it until its index is built) holds ~1.5 KB per row of
+   * the tenant while it runs, so this bounds memory under bursts. Default: the CPU count.
+   */
+  searchConcurrency?: number;
+  /**
+   * Asks for `optimize(tenantId)` to run in the background after `delayMs` (the composition
+   * root enqueues an `index.optimize` job). Called when a write takes a tenant past the ANN
+   * threshold, when its ANN index has too many deltas, and after a write compacted, to remove
+   * the table versions that compaction left once they are old enough. Failures are logged.
+   */
+  requestOptimize?: (tenantId: string, opts: { delayMs: number }) => Promise<void>;
   /** Tenants whose connection and tables stay open at once. */
   cacheSize?: number;
   /** A tenant unused this long has its tables closed. */
@@ -95,7 +125,13 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     throw new RangeError("dimensions must be a positive integer");
   }
   const annThreshold = opts.annThreshold ?? 20_000;
-  const ftsRefreshRows = opts.ftsRefreshRows ?? 5_000;
+  const maxAnnDeltas = opts.maxAnnDeltas ?? 64;
+  const annSearch = { ...DEFAULT_ANN_SEARCH, ...opts.annSearch };
+  const compactLimits = {
+    fragments: opts.compactFragments ?? 32,
+    unindexedTextRows: opts.ftsRefreshRows ?? 1_000,
+  };
+  const limitSearch = createLimiter(opts.searchConcurrency ?? availableParallelism());
   const remote = isRemote(opts.uri);
   const base = remote
     ? opts.uri.replace(/\/+$/, "")
@@ -171,19 +207,79 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     );
   }
 
+  /** When each tenant last asked for an optimize, so that a busy tenant does not ask often. */
+  const requested = new Map<string, number>();
+  /** When the clean-up already asked for each tenant runs (see `afterWrite`). */
+  const cleanupAt = new Map<string, number>();
+  const REQUEST_EVERY_MS = 5 * 60_000;
+
+  function request(tenantId: string, delayMs: number): void {
+    if (!opts.requestOptimize) return;
+    opts.requestOptimize(tenantId, { delayMs }).catch((err: unknown) => {
+      logger.warn({ err, tenantId }, "could not ask for the tenant's vector index optimize");
+    });
+  }
+
+  /**
+   * After a write, under the lock: compacts the written tables when they are due, asks for an
+   * ANN build when the tenant needs one, and for a clean-up of what compaction left behind.
+   */
+  async function afterWrite(
+    tenantId: string,
+    h: TenantHandle,
+    written: Array<[TableName, Table]>,
+    crossedAnnThreshold = false,
+  ): Promise<void> {
+    let due = false;
+    for (const [name, t] of written) {
+      if (await dueForCompaction(t, name, compactLimits)) due = true;
+    }
+    if (due) await compact(h);
+    const now = Date.now();
+    if (due) {
+      // Compaction keeps the versions it replaced for KEEP_VERSIONS_MS (readers may be on
+      // them); the next compaction removes them, but a tenant that went quiet has none.
+      const at = cleanupAt.get(tenantId);
+      if (at === undefined || at <= now + KEEP_VERSIONS_MS) {
+        const delayMs = KEEP_VERSIONS_MS + 60_000;
+        cleanupAt.set(tenantId, now + delayMs);
+        request(tenantId, delayMs);
+      }
+    }
+    for (const [t, at] of cleanupAt) if (at < now) cleanupAt.delete(t);
+    if (!(due || crossedAnnThreshold)) return;
+    const chunks = h.tables.get("chunks");
+    if (!chunks) return;
+    const state = await annIndexState(chunks);
+    const annDue = state
+      ? state.deltas > maxAnnDeltas
+      : crossedAnnThreshold || (await chunks.countRows()) >= annThreshold;
+    const last = requested.get(tenantId);
+    if (annDue && (last === undefined || now - last >= REQUEST_EVERY_MS)) {
+      requested.set(tenantId, now);
+      request(tenantId, 0);
+    }
+  }
+
   async function runOptimize(tenantId: string): Promise<{ annIndexed: boolean }> {
-    // The ANN build is slow (DESIGN §10: ~42 s for 50k × 256) and needs no lock: LanceDB
+    // Compaction first: rewriting fragments that an ANN index covers makes LanceDB remap the
+    // index, which costs as much as a build. It needs the lock; the build does not: LanceDB
     // commits an index next to concurrent appends and deletes, and rows written meanwhile are
-    // searched exactly until the next optimize folds them in. Compaction does need the lock.
-    const annIndexed = await read(tenantId, "chunks", undefined, async (t) => {
-      const built = await buildAnnIndex(t, annThreshold);
-      if (built && !built.existed) {
-        logger.info({ tenantId, rows: built.rows, ms: built.ms }, "built vector ANN index");
+    // searched exactly until the next compaction folds them in (bench/RESULTS.md: 278 s at
+    // 100 000 × 384).
+    if (!mayExist(tenantId)) return { annIndexed: false };
+    await write(tenantId, compact);
+    const annIndexed = await read(tenantId, "chunks", false, async (t) => {
+      const built = await buildAnnIndex(t, annThreshold, maxAnnDeltas);
+      if (built && built.action !== "kept") {
+        logger.info(
+          { tenantId, rows: built.rows, ms: built.ms, action: built.action },
+          "built vector ANN index",
+        );
       }
       return built !== false;
     });
-    if (annIndexed === undefined) return { annIndexed: false };
-    await write(tenantId, compact);
+    requested.delete(tenantId);
     return { annIndexed };
   }
 
@@ -209,11 +305,18 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       const data = chunksTable(valid, dimensions);
       await write(tenant, async (h) => {
         const t = (await tableOf(h, "chunks", true)) as Table;
-        await t.mergeInsert("id").whenMatchedUpdateAll().whenNotMatchedInsertAll().execute(data);
+        const merged = await t
+          .mergeInsert("id")
+          .whenMatchedUpdateAll()
+          .whenNotMatchedInsertAll()
+          .execute(data);
         await ensureFts(h, t);
-        if (ftsRefreshRows > 0 && (await unindexedTextRows(t)) >= ftsRefreshRows) {
-          await compact(h);
+        let crossed = false;
+        if (merged.numInsertedRows > 0) {
+          const total = await t.countRows();
+          crossed = total >= annThreshold && total - merged.numInsertedRows < annThreshold;
         }
+        await afterWrite(tenant, h, [["chunks", t]], crossed);
       });
     },
 
@@ -228,6 +331,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
           .whenMatchedUpdateAll()
           .whenNotMatchedInsertAll()
           .execute(data);
+        await afterWrite(tenant, h, [["catalog", t]]);
       });
     },
 
@@ -239,7 +343,14 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       if (keepVersion !== undefined) predicate += ` AND version <> ${assertVersion(keepVersion)}`;
       if (!mayExist(tenant)) return;
       await write(tenant, async (h) => {
-        for (const name of TABLES) await (await tableOf(h, name, false))?.delete(predicate);
+        const written: Array<[TableName, Table]> = [];
+        for (const name of TABLES) {
+          const t = await tableOf(h, name, false);
+          if (!t) continue;
+          // A delete that matches nothing commits nothing.
+          if ((await t.delete(predicate)).numDeletedRows > 0) written.push([name, t]);
+        }
+        await afterWrite(tenant, h, written);
       });
     },
 
@@ -249,8 +360,10 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       const query = Float32Array.from(assertVector(vector, dimensions));
       if (args.where === false) return [];
       const { where } = args;
-      return read(args.tenant, "chunks", [] as VectorHit[], (t) =>
-        nearest(t, query, args.limit, where),
+      return limitSearch(() =>
+        read(args.tenant, "chunks", [] as VectorHit[], (t) =>
+          nearest(t, query, args.limit, where, annSearch),
+        ),
       );
     },
 

@@ -118,15 +118,20 @@ export async function forgetIfGone(h: TenantHandle, name: TableName): Promise<bo
 }
 
 /**
- * HNSW-SQ search settings. Measured on 20k clustered 256-d vectors: default settings recall
- * 0.87 of the exact top 10; ef 100 with refine factor 4 recalls 1.0 at ~3 ms. The refine step
- * also recomputes exact cosine distances (the index alone reports them on another scale), so
- * scores stay comparable with exact search. Without an ANN index both settings are inert.
+ * How hard an ANN query searches. The index (HNSW over scalar-quantized vectors) proposes
+ * `limit × refineFactor` candidates, visiting at least `ef` graph nodes, and the refine step
+ * re-ranks them by exact cosine distance (so scores stay comparable with exact search).
+ * Without an ANN index both settings are inert. The defaults come from bench/RESULTS.md.
  */
-const MIN_EF = 100;
-const REFINE_FACTOR = 4;
+export interface AnnSearchSettings {
+  ef: number;
+  refineFactor: number;
+}
+
+export const DEFAULT_ANN_SEARCH: AnnSearchSettings = { ef: 400, refineFactor: 10 };
+
 /** Versions older than this are removed by `compact`; a reader never holds one this long. */
-const KEEP_VERSIONS_MS = 15 * 60_000;
+export const KEEP_VERSIONS_MS = 15 * 60_000;
 
 /** Nearest chunks by cosine similarity (exact, or ANN once built), filter applied first. */
 export async function nearest(
@@ -134,13 +139,15 @@ export async function nearest(
   vector: Float32Array,
   limit: number,
   where: string | undefined,
+  ann: AnnSearchSettings,
 ): Promise<VectorHit[]> {
   let q = t
     .query()
     .nearestTo(vector)
     .distanceType("cosine")
-    .ef(Math.max(MIN_EF, limit * REFINE_FACTOR))
-    .refineFactor(REFINE_FACTOR)
+    // HNSW refuses an ef below the candidates it is asked for.
+    .ef(Math.max(ann.ef, limit * ann.refineFactor))
+    .refineFactor(ann.refineFactor)
     .select([...HIT_COLUMNS, "_distance"])
     .limit(limit);
   if (where) q = q.where(where);
@@ -165,27 +172,55 @@ export async function bm25(
   return rows.map((r) => toHit(r, Number(r._score))).sort((a, b) => b.score - a.score);
 }
 
+/** The table's ANN index, if any: `deltas` is how many pieces LanceDB searches one by one. */
+export async function annIndexState(t: Table): Promise<{ deltas: number } | undefined> {
+  const idx = (await t.listIndices()).find((i) => i.columns.includes("vector"));
+  if (!idx) return undefined;
+  return { deltas: (await t.indexStats(idx.name))?.numIndices ?? 1 };
+}
+
 /**
  * Builds the HNSW-SQ index (cosine: embeddings are L2-normalised) once the table has
- * `threshold` rows. HNSW-SQ rather than IVF-PQ: on the same data IVF-PQ recalled 0.17–0.53 of
- * the exact top 10 and took as long to build. One IVF partition per million rows bounds the
- * memory of training. False when there is nothing to do; what was built otherwise.
+ * `threshold` rows, and builds it anew once it has more than `maxDeltas` pieces: every
+ * compaction folds the rows written since into a small extra index (a delta) that each query
+ * searches separately, ~0.25 ms apiece (bench/RESULTS.md), until a rebuild merges them.
+ * HNSW-SQ rather than IVF-PQ: on the same data IVF-PQ recalled 0.17–0.53 of the exact top 10
+ * and took as long to build. One IVF partition per million rows bounds the memory of training.
+ * False when there is no index and none is due; what was done otherwise.
  */
 export async function buildAnnIndex(
   t: Table,
   threshold: number,
-): Promise<false | { rows: number; ms: number; existed: boolean }> {
-  if ((await t.listIndices()).some((i) => i.columns.includes("vector"))) {
-    return { rows: 0, ms: 0, existed: true };
-  }
+  maxDeltas: number,
+): Promise<false | { rows: number; ms: number; action: "kept" | "built" | "rebuilt" }> {
+  const state = await annIndexState(t);
+  if (state && state.deltas <= maxDeltas) return { rows: 0, ms: 0, action: "kept" };
   const rows = await t.countRows();
-  if (rows < threshold) return false;
+  if (!state && rows < threshold) return false;
   const started = Date.now();
   const numPartitions = Math.max(1, Math.ceil(rows / 1_000_000));
   await t.createIndex("vector", {
     config: Index.hnswSq({ distanceType: "cosine", numPartitions }),
+    replace: true,
   });
-  return { rows, ms: Date.now() - started, existed: false };
+  return { rows, ms: Date.now() - started, action: state ? "rebuilt" : "built" };
+}
+
+/** Whether a write left `t` due for compaction (see the adapter's `compactFragments`). */
+export async function dueForCompaction(
+  t: Table,
+  name: TableName,
+  limits: { fragments: number; unindexedTextRows: number },
+): Promise<boolean> {
+  if (limits.fragments > 0) {
+    const { fragmentStats } = await t.stats();
+    if (fragmentStats.numSmallFragments >= limits.fragments) return true;
+  }
+  return (
+    name === "chunks" &&
+    limits.unindexedTextRows > 0 &&
+    (await unindexedTextRows(t)) >= limits.unindexedTextRows
+  );
 }
 
 /**
