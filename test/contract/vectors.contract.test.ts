@@ -615,7 +615,9 @@ describe("VectorIndex (LanceDB): upkeep on the write path", () => {
     const { index, requests } = upkeepIndex({ annThreshold: 256, compactFragments: 3 });
     const tenant = randomUUID();
     const doc = randomUUID();
-    const rows = Array.from({ length: 300 }, (_, i) => chunk(doc, 1, i, { vector: near(i % DIMS) }));
+    const rows = Array.from({ length: 300 }, (_, i) =>
+      chunk(doc, 1, i, { vector: near(i % DIMS) }),
+    );
     try {
       await index.upsertChunks(tenant, rows.slice(0, 250));
       expect(requests).toEqual([]);

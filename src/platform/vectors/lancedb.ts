@@ -5,9 +5,9 @@ import path from "node:path";
 import { connect, Session, type Table } from "@lancedb/lancedb";
 import type { Logger } from "pino";
 import { createLruPool } from "./cache.js";
-import { createLimiter } from "./limiter.js";
 import { ftsTerms, sqlString, whereClause } from "./filters.js";
 import { catalogTable, chunksTable, type TableName, toCatalogRow } from "./lance-tables.js";
+import { createLimiter } from "./limiter.js";
 import type { TenantLock } from "./lock.js";
 import {
   type AnnSearchSettings,
