@@ -19,8 +19,11 @@
  *
  * Options (flag or BENCH_* variable): sizes, tenants, tenant-chunks, queries (measured per
  * cell), warmup, chunks-per-doc, ann-threshold, cache-size (the LRU bound under test),
- * unindexed (rows outside the full-text index in the text-search-between-refreshes case),
- * burst (exact vector searches started at once on the largest table, before its ANN index).
+ * unindexed (rows outside the full-text index in the text-search-between-refreshes case; the
+ * default, 999, is the most a write leaves with the adapter's default `ftsRefreshRows`),
+ * burst (exact vector searches started at once on the largest table, before its ANN index:
+ * under the adapter's default `searchConcurrency`, then with as many slots as searches),
+ * ann-search (ANN query settings compared after the build, `<ef>x<refineFactor>`, comma-separated).
  */
 import { randomUUID } from "node:crypto";
 import pino from "pino";
@@ -44,6 +47,7 @@ import {
   printHeader,
   ratio,
   type Summary,
+  stringOption,
   summarize,
   table,
   timed,
@@ -59,8 +63,9 @@ const opts = {
   chunksPerDoc: intOption("chunks-per-doc", 8),
   annThreshold: intOption("ann-threshold", 20_000),
   cacheSize: intOption("cache-size", 64),
-  unindexed: intOption("unindexed", 4900),
+  unindexed: intOption("unindexed", 999),
   burst: intOption("burst", 16),
+  annSearch: stringOption("ann-search", "100x4,400x10,1000x20"),
   seed: intOption("seed", 7),
 };
 
@@ -262,6 +267,7 @@ function annQuality(exact: Top[], approx: Top[]): { recall: number; similarity: 
 }
 
 interface Burst {
+  label: string;
   rows: number;
   searches: number;
   wallMs: number;
@@ -270,10 +276,11 @@ interface Burst {
 
 /**
  * `opts.burst` exact vector searches at once, as concurrent requests would start them: wall time
- * and how much the process grows (RSS sampled every 20 ms). Nothing in the search path bounds
- * how many run together, and each one materialises the table's vectors.
+ * and how much the process grows (RSS sampled every 20 ms). Each running search materialises
+ * the table's vectors; the adapter's `searchConcurrency` bounds how many run together.
  */
 async function burst(
+  label: string,
   index: LanceVectorIndex,
   tenantId: string,
   queries: Query[],
@@ -293,7 +300,7 @@ async function burst(
   const wallMs = performance.now() - t0;
   clearInterval(sampler);
   peak = Math.max(peak, process.memoryUsage().rss);
-  return { rows, searches: opts.burst, wallMs, rssGrowthMiB: (peak - before) / 2 ** 20 };
+  return { label, rows, searches: opts.burst, wallMs, rssGrowthMiB: (peak - before) / 2 ** 20 };
 }
 
 async function main() {
@@ -315,7 +322,7 @@ async function main() {
   const cells: Cell[] = [];
   const builds: Array<[string, string]> = [];
   const bursts: Burst[] = [];
-  let quality: { recall: number; similarity: number } | undefined;
+  const annVariants: Array<Array<string | number>> = [];
   let warm: LanceVectorIndex | undefined;
 
   try {
@@ -352,7 +359,23 @@ async function main() {
         // One at a time: an exact search holds the whole vector column (~150 MB at 100k × 384),
         // so a few hundred at once exhaust the memory of the machine.
         for (const q of queries) exactTop.push(await topVector(index, single.tenantId, q));
-        if (opts.burst > 0) bursts.push(await burst(index, single.tenantId, queries, size));
+        if (opts.burst > 0) {
+          // Bounded first: RSS does not shrink afterwards, so the unbounded run's growth is, if
+          // anything, understated.
+          bursts.push(await burst("default bound", index, single.tenantId, queries, size));
+          const unbounded = createLanceVectorIndex({
+            uri: lance.dir,
+            dimensions: DIMENSIONS,
+            lock: createInProcessTenantLock(),
+            searchConcurrency: opts.burst,
+            logger: silent,
+          });
+          try {
+            bursts.push(await burst("no bound", unbounded, single.tenantId, queries, size));
+          } finally {
+            await unbounded.close();
+          }
+        }
         const built = await timed(() => index.optimize(single.tenantId));
         builds.push([
           `1 tenant: optimize() at ${size} (HNSW-SQ build + compaction)`,
@@ -362,16 +385,16 @@ async function main() {
           const annLabel = `${size} chunks, ANN`;
           console.log(`measuring ${annLabel}…`);
           await measureAll(annLabel, queries, searches, cells);
-          const annTop: Top[] = [];
-          for (const q of queries) annTop.push(await topVector(index, single.tenantId, q));
-          quality = annQuality(exactTop, annTop);
+          annVariants.push(
+            ...(await compareAnnSettings(lance.dir, single.tenantId, queries, exactTop)),
+          );
         }
       }
     }
 
     // Text search between two full-text refreshes: rows written since the last one are not in
-    // the FTS index and are scanned by every text query, until a write leaves more than
-    // `ftsRefreshRows` (5 000 by default) of them and compacts. Same first size, plus rows
+    // the FTS index and are scanned by every text query, until a write leaves `ftsRefreshRows`
+    // (1 000 by default) of them, or enough fragments, and compacts. Same first size, plus rows
     // just below that bound written in one batch (one fragment, so only the scan is measured).
     const pending = opts.unindexed;
     const first = sizes[0] as number;
@@ -537,18 +560,57 @@ async function main() {
   table(["comparison", "path", "mode", "p50", "p99"], ratios);
   for (const b of bursts) {
     console.log(
-      `Burst: ${b.searches} exact vector searches at once on ${b.rows} chunks: ` +
+      `Burst (${b.label}): ${b.searches} exact vector searches at once on ${b.rows} chunks: ` +
         `${ms(b.wallMs)} ms in all, RSS +${b.rssGrowthMiB.toFixed(0)} MiB ` +
         `(${(b.rssGrowthMiB / b.searches).toFixed(0)} MiB per search)`,
     );
   }
-  if (quality) {
+  if (annVariants.length > 0) {
     console.log(
-      `ANN against exact search (index path, same ${opts.warmup + opts.queries} queries): ` +
-        `recall@${LIMIT} ${quality.recall.toFixed(3)}, ` +
-        `summed similarity of the ANN top ${LIMIT} / exact top ${LIMIT} ${quality.similarity.toFixed(3)}`,
+      `\n## ANN settings against exact search (index path, vector, same ${opts.warmup + opts.queries} queries)\n`,
     );
+    table(["ef × refine", "p50 ms", "p99 ms", `recall@${LIMIT}`, "similarity"], annVariants);
   }
+}
+
+/**
+ * Each `--ann-search` setting on the built index: vector latency (index path) and how close its
+ * top 10 is to the exact one — recall@10 (the share of the exact top 10 it contains) and the
+ * ratio of their summed cosine similarities (1.0 when it finds neighbours as similar, even if
+ * they are other chunks that tie with the exact ones).
+ */
+async function compareAnnSettings(
+  uri: string,
+  tenantId: string,
+  queries: Query[],
+  exactTop: Top[],
+): Promise<Array<Array<string | number>>> {
+  const out: Array<Array<string | number>> = [];
+  for (const setting of opts.annSearch.split(",")) {
+    const [ef, refineFactor] = setting.split("x").map(Number) as [number, number];
+    const index = createLanceVectorIndex({
+      uri,
+      dimensions: DIMENSIONS,
+      lock: createInProcessTenantLock(),
+      annSearch: { ef, refineFactor },
+      logger: silent,
+    });
+    try {
+      const stats = await measure(
+        queries,
+        "vector",
+        indexSearch(index, () => tenantId),
+      );
+      const top: Top[] = [];
+      for (const q of queries) top.push(await topVector(index, tenantId, q));
+      const { recall, similarity } = annQuality(exactTop, top);
+      out.push([setting, ms(stats.p50), ms(stats.p99), recall.toFixed(3), similarity.toFixed(3)]);
+      console.log(`  ANN ${setting}: p50 ${ms(stats.p50)} ms, recall ${recall.toFixed(3)}`);
+    } finally {
+      await index.close();
+    }
+  }
+  return out;
 }
 
 await main();
