@@ -49,6 +49,20 @@ describe("loadConfig defaults", () => {
     expect(loadConfig({ DATA_DIR: rel }).dataDir).toBe(path.resolve(dataDir));
   });
 
+  it("searches ANN indexes at ef 400 × refine 10 and bounds vector searches by the CPU count", () => {
+    const config = loadConfig({ DATA_DIR: dataDir });
+    expect(config.annSearch).toEqual({ ef: 400, refineFactor: 10 });
+    expect(config.vectorSearchConcurrency).toBeUndefined();
+    const tuned = loadConfig({
+      DATA_DIR: dataDir,
+      ANN_EF: "1000",
+      ANN_REFINE_FACTOR: "20",
+      VECTOR_SEARCH_CONCURRENCY: "3",
+    });
+    expect(tuned.annSearch).toEqual({ ef: 1000, refineFactor: 20 });
+    expect(tuned.vectorSearchConcurrency).toBe(3);
+  });
+
   it("accepts PORT=0 (any free port) and explicit values", () => {
     const config = loadConfig({ DATA_DIR: dataDir, PORT: "0", HOST: "0.0.0.0", LOG_LEVEL: "warn" });
     expect(config).toMatchObject({ port: 0, host: "0.0.0.0", logLevel: "warn" });
@@ -69,6 +83,9 @@ describe("loadConfig refuses invalid values, naming the variable", () => {
     ["JOB_LOCK_MS", "100"],
     // A ':' would let one deployment's queue keys read as another prefix's.
     ["QUEUE_PREFIX", "tenant:rag"],
+    ["ANN_EF", "5"],
+    ["ANN_REFINE_FACTOR", "0"],
+    ["VECTOR_SEARCH_CONCURRENCY", "0"],
   ])("%s=%s", (name, value) => {
     const err = configError({ [name]: value });
     expect(err.message).toContain(name);
