@@ -112,8 +112,8 @@ const envSchema = z.object({
     .regex(/^[\w.-]{1,64}$/, "letters, digits, _ . - (at most 64)")
     .default("tenantrag"),
   ANN_THRESHOLD: z.coerce.number().int().min(256).max(100_000_000).default(20_000),
-  ANN_EF: z.coerce.number().int().min(10).max(10_000).default(400),
-  ANN_REFINE_FACTOR: z.coerce.number().int().min(1).max(100).default(10),
+  ANN_EF: z.coerce.number().int().min(10).max(10_000).default(1000),
+  ANN_REFINE_FACTOR: z.coerce.number().int().min(1).max(100).default(20),
   VECTOR_SEARCH_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
 });
 

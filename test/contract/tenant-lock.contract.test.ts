@@ -46,6 +46,42 @@ describe.each(lockCases)("TenantLock: $name", (lc) => {
       await expect(b.withLock(tenant, async () => "next")).resolves.toBe("next");
     });
 
+    // Not on PGlite: its one connection is busy with the reader's transaction, so lock holders
+    // wait for the reader (embedded mode uses the in-process lock).
+    it.skipIf(!lc.parallelTenants)(
+      "shows a long reader to the tenant's lock holders while it runs, without blocking them",
+      async () => {
+        const [a, b] = locks as [TenantLock, TenantLock];
+        const tenant = randomUUID();
+        const other = randomUUID();
+        const active = (lock: TenantLock, t: string) =>
+          lock.withLock(t, (held) => held.longReaderActive());
+        expect(await active(b, tenant)).toBe(false);
+        const release = deferred();
+        const entered = deferred();
+        const reading = a.withLongReader(tenant, async () => {
+          entered.resolve();
+          await release.promise;
+          return "read";
+        });
+        await entered.promise;
+        // Another holder sees it (would time out if the reader blocked writers).
+        expect(await active(b, tenant)).toBe(true);
+        expect(await active(a, tenant)).toBe(true);
+        // A second long reader of the same tenant is not kept waiting either.
+        await expect(b.withLongReader(tenant, async () => "second")).resolves.toBe("second");
+        expect(await active(b, tenant)).toBe(true);
+        expect(await active(b, other)).toBe(false);
+        release.resolve();
+        expect(await reading).toBe("read");
+        expect(await active(b, tenant)).toBe(false);
+        // A failing reader stops counting too.
+        const boom = new Error("boom");
+        await expect(a.withLongReader(tenant, async () => Promise.reject(boom))).rejects.toBe(boom);
+        expect(await active(b, tenant)).toBe(false);
+      },
+    );
+
     it.skipIf(!lc.parallelTenants)("lets different tenants proceed in parallel", async () => {
       const [a, b] = locks as [TenantLock, TenantLock];
       const release = deferred();

@@ -19,6 +19,7 @@ import {
   chunks,
   cosine,
   DIMS,
+  deferred,
   lockCases,
   near,
   rng,
@@ -631,9 +632,42 @@ describe("VectorIndex (LanceDB): upkeep on the write path", () => {
       const later = requests.filter((r) => r.delayMs > 0);
       expect(later).toHaveLength(1);
       expect(later[0]?.tenantId).toBe(tenant);
-      // Versions are kept 15 minutes for readers; the clean-up comes after that.
-      expect(later[0]?.delayMs).toBeGreaterThan(15 * 60_000);
+      // Replaced versions are kept a while for readers; the clean-up comes after that.
+      expect(later[0]?.delayMs).toBeGreaterThan(20_000);
       expect(await index.count(tenant)).toBe(300);
+    } finally {
+      await index.close();
+    }
+  });
+
+  it("compaction removes replaced versions, but keeps them while an ANN build may read them", async () => {
+    const lock = createInProcessTenantLock();
+    const { uri, index } = upkeepIndex({ lock, compactFragments: 4, keepVersionsMs: 0 });
+    const tenant = randomUUID();
+    const write = async (from: number, to: number) => {
+      for (let i = from; i < to; i++) {
+        await index.upsertChunks(tenant, [chunk(randomUUID(), 1, 0, { text: `row${i}` })]);
+      }
+    };
+    try {
+      await write(0, 12);
+      // Three compactions; each removed what came before it.
+      expect((await tableInfo(uri, tenant)).versions).toBeLessThan(6);
+      const release = deferred();
+      const entered = deferred();
+      const reading = lock.withLongReader(tenant, async () => {
+        entered.resolve();
+        await release.promise;
+      });
+      await entered.promise;
+      await write(12, 24);
+      expect((await tableInfo(uri, tenant)).versions).toBeGreaterThan(24);
+      release.resolve();
+      await reading;
+      await write(24, 28);
+      expect((await tableInfo(uri, tenant)).versions).toBeLessThan(6);
+      expect(await index.count(tenant)).toBe(28);
+      expect((await index.searchText(tenant, "row13", 5)).map((h) => h.text)).toEqual(["row13"]);
     } finally {
       await index.close();
     }

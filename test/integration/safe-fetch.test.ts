@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { FetchError, type HostResolver, safeFetch } from "../../src/platform/fetch/safe-fetch.js";
+import { fetchFailure, stubResolver } from "../fixtures/fetch.js";
 
 // Only 127.0.0.1 ever receives traffic here; other hosts go through stub resolvers or are
 // refused before any connection is made.
@@ -81,36 +82,11 @@ beforeEach(() => {
   seen = [];
 });
 
-async function failure(promise: Promise<unknown>): Promise<FetchError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(FetchError);
-  return err as FetchError;
-}
-
-/** A resolver that answers from a table and counts its calls. */
-function stubResolver(table: Record<string, string[]>): HostResolver & { calls: string[] } {
-  const calls: string[] = [];
-  const resolve = async (hostname: string) => {
-    calls.push(hostname);
-    const addresses = table[hostname];
-    if (!addresses)
-      throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: "ENOTFOUND" });
-    return addresses.map((address) => ({
-      address,
-      family: address.includes(":") ? (6 as const) : (4 as const),
-    }));
-  };
-  return Object.assign(resolve, { calls });
-}
-
 describe("safeFetch: targets", () => {
   it("refuses a loopback server by default, without connecting to it", async () => {
-    expect((await failure(safeFetch(`${base}/ok`))).code).toBe("ingestion.url_forbidden");
+    expect((await fetchFailure(safeFetch(`${base}/ok`))).code).toBe("ingestion.url_forbidden");
     const resolve = stubResolver({ "app.test": ["127.0.0.1"] });
-    expect((await failure(safeFetch(`http://app.test:${port}/ok`, { resolve }))).code).toBe(
+    expect((await fetchFailure(safeFetch(`http://app.test:${port}/ok`, { resolve }))).code).toBe(
       "ingestion.url_forbidden",
     );
     expect(seen).toEqual([]);
@@ -148,7 +124,7 @@ describe("safeFetch: targets", () => {
     "javascript:alert(1)",
     "not a url",
   ])("refuses %s", async (url) => {
-    expect((await failure(safeFetch(url, { allowPrivate: true }))).code).toBe(
+    expect((await fetchFailure(safeFetch(url, { allowPrivate: true }))).code).toBe(
       "ingestion.url_forbidden",
     );
   });
@@ -156,52 +132,58 @@ describe("safeFetch: targets", () => {
   it.each(["/to-file", "/to-ftp", "/to-metadata"])(
     "checks redirect targets again: %s is refused",
     async (path) => {
-      const err = await failure(safeFetch(`${base}${path}`, { allowPrivate: true }));
+      const err = await fetchFailure(safeFetch(`${base}${path}`, { allowPrivate: true }));
       expect(err.code).toBe("ingestion.url_forbidden");
       expect(seen.map((s) => s.path)).toEqual([path]);
     },
   );
 
   it("stops after maxRedirects", async () => {
-    const err = await failure(safeFetch(`${base}/loop`, { allowPrivate: true, maxRedirects: 3 }));
+    const err = await fetchFailure(
+      safeFetch(`${base}/loop`, { allowPrivate: true, maxRedirects: 3 }),
+    );
     expect(err.code).toBe("ingestion.url_http_error");
     expect(seen).toHaveLength(4);
   });
 
   it("reports a host that does not resolve, or a closed port, as unreachable", async () => {
     const resolve = stubResolver({ "empty.test": [] });
-    expect((await failure(safeFetch("http://nowhere.test/", { resolve }))).code).toBe(
+    expect((await fetchFailure(safeFetch("http://nowhere.test/", { resolve }))).code).toBe(
       "ingestion.url_unreachable",
     );
-    expect((await failure(safeFetch("http://empty.test/", { resolve }))).code).toBe(
+    expect((await fetchFailure(safeFetch("http://empty.test/", { resolve }))).code).toBe(
       "ingestion.url_unreachable",
     );
     const closed = createServer();
     await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
     const closedPort = (closed.address() as AddressInfo).port;
     await new Promise((r) => closed.close(r));
-    const err = await failure(safeFetch(`http://127.0.0.1:${closedPort}/`, { allowPrivate: true }));
+    const err = await fetchFailure(
+      safeFetch(`http://127.0.0.1:${closedPort}/`, { allowPrivate: true }),
+    );
     expect(err.code).toBe("ingestion.url_unreachable");
   });
 });
 
 describe("safeFetch: responses", () => {
   it("reports a 404 as an HTTP error with its status", async () => {
-    const err = await failure(safeFetch(`${base}/missing`, { allowPrivate: true }));
+    const err = await fetchFailure(safeFetch(`${base}/missing`, { allowPrivate: true }));
     expect(err).toMatchObject({ code: "ingestion.url_http_error", status: 404 });
-    expect((await failure(safeFetch(`${base}/no-location`, { allowPrivate: true }))).status).toBe(
-      302,
-    );
+    expect(
+      (await fetchFailure(safeFetch(`${base}/no-location`, { allowPrivate: true }))).status,
+    ).toBe(302);
   });
 
   it("aborts an endless body at maxBytes and closes the connection", async () => {
-    const err = await failure(safeFetch(`${base}/endless`, { allowPrivate: true, maxBytes: MiB }));
+    const err = await fetchFailure(
+      safeFetch(`${base}/endless`, { allowPrivate: true, maxBytes: MiB }),
+    );
     expect(err.code).toBe("ingestion.url_too_large");
     await expect.poll(() => closedResponses).toContain("/endless");
   });
 
   it("refuses a body whose declared length is over maxBytes", async () => {
-    const err = await failure(
+    const err = await fetchFailure(
       safeFetch(`${base}/declared-large`, { allowPrivate: true, maxBytes: MiB }),
     );
     expect(err.code).toBe("ingestion.url_too_large");
@@ -210,7 +192,7 @@ describe("safeFetch: responses", () => {
   it("decompresses a gzip body, and caps the decompressed size (a zip bomb is refused)", async () => {
     const res = await safeFetch(`${base}/gzip`, { allowPrivate: true });
     expect(res.body.toString()).toBe("compressed hello");
-    const err = await failure(
+    const err = await fetchFailure(
       safeFetch(`${base}/gzip-bomb`, { allowPrivate: true, maxBytes: MiB }),
     );
     expect(err.code).toBe("ingestion.url_too_large");
@@ -220,7 +202,7 @@ describe("safeFetch: responses", () => {
     "times out on a server that stalls (%s)",
     async (path) => {
       const started = Date.now();
-      const err = await failure(
+      const err = await fetchFailure(
         safeFetch(`${base}${path}`, { allowPrivate: true, timeoutMs: 300 }),
       );
       expect(err.code).toBe("ingestion.url_timeout");

@@ -6,34 +6,10 @@ import {
   type HostResolver,
   isAllowedAddress,
 } from "../../src/platform/fetch/safe-fetch.js";
+import { fetchFailure, stubResolver } from "../fixtures/fetch.js";
 
 // The SSRF address policy and the per-hop target check, with stub resolvers: no traffic at all.
 // Fetching itself (redirects re-checked, caps, timeouts) is in test/integration/safe-fetch.test.ts.
-
-async function failure(promise: Promise<unknown>): Promise<FetchError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(FetchError);
-  return err as FetchError;
-}
-
-/** A resolver that answers from a table and counts its calls. */
-function stubResolver(table: Record<string, string[]>): HostResolver & { calls: string[] } {
-  const calls: string[] = [];
-  const resolve = async (hostname: string) => {
-    calls.push(hostname);
-    const addresses = table[hostname];
-    if (!addresses)
-      throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: "ENOTFOUND" });
-    return addresses.map((address) => ({
-      address,
-      family: address.includes(":") ? (6 as const) : (4 as const),
-    }));
-  };
-  return Object.assign(resolve, { calls });
-}
 
 describe("address policy", () => {
   it.each([
@@ -128,19 +104,19 @@ describe("checkUrlTarget", () => {
 
   it("refuses a public page's redirect to a host that resolves privately", async () => {
     await checkUrlTarget("https://public.example/start", { resolve });
-    const err = await failure(checkUrlTarget("http://internal.example/admin", { resolve }));
+    const err = await fetchFailure(checkUrlTarget("http://internal.example/admin", { resolve }));
     expect(err.code).toBe("ingestion.url_forbidden");
     expect(err.message).toContain("10.0.0.5");
   });
 
   it("refuses a host with any private address among public ones", async () => {
-    expect((await failure(checkUrlTarget("http://mixed.example/", { resolve }))).code).toBe(
+    expect((await fetchFailure(checkUrlTarget("http://mixed.example/", { resolve }))).code).toBe(
       "ingestion.url_forbidden",
     );
   });
 
   it("refuses metadata hosts even when private targets are allowed", async () => {
-    const err = await failure(
+    const err = await fetchFailure(
       checkUrlTarget("http://metadata.example/", { resolve, allowPrivate: true }),
     );
     expect(err.code).toBe("ingestion.url_forbidden");
@@ -155,7 +131,9 @@ describe("checkUrlTarget", () => {
     "http://0.0.0.0:8080/",
   ])("refuses the literal address in %s without resolving", async (url) => {
     const before = resolve.calls.length;
-    expect((await failure(checkUrlTarget(url, { resolve }))).code).toBe("ingestion.url_forbidden");
+    expect((await fetchFailure(checkUrlTarget(url, { resolve }))).code).toBe(
+      "ingestion.url_forbidden",
+    );
     expect(resolve.calls.length).toBe(before);
   });
 });

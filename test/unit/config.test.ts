@@ -49,17 +49,17 @@ describe("loadConfig defaults", () => {
     expect(loadConfig({ DATA_DIR: rel }).dataDir).toBe(path.resolve(dataDir));
   });
 
-  it("searches ANN indexes at ef 400 × refine 10 and bounds vector searches by the CPU count", () => {
+  it("searches ANN indexes at ef 1000 × refine 20 and bounds vector searches by the CPU count", () => {
     const config = loadConfig({ DATA_DIR: dataDir });
-    expect(config.annSearch).toEqual({ ef: 400, refineFactor: 10 });
+    expect(config.annSearch).toEqual({ ef: 1000, refineFactor: 20 });
     expect(config.vectorSearchConcurrency).toBeUndefined();
     const tuned = loadConfig({
       DATA_DIR: dataDir,
-      ANN_EF: "1000",
-      ANN_REFINE_FACTOR: "20",
+      ANN_EF: "300",
+      ANN_REFINE_FACTOR: "5",
       VECTOR_SEARCH_CONCURRENCY: "3",
     });
-    expect(tuned.annSearch).toEqual({ ef: 1000, refineFactor: 20 });
+    expect(tuned.annSearch).toEqual({ ef: 300, refineFactor: 5 });
     expect(tuned.vectorSearchConcurrency).toBe(3);
   });
 

@@ -1,4 +1,5 @@
 import type { Queryable } from "../../platform/db/index.js";
+import { pageQuery } from "../../platform/db/page.js";
 
 export type DocumentStatus = "processing" | "completed" | "failed";
 export type VersionStatus =
@@ -141,27 +142,18 @@ export const documentsStore = {
       docType?: string;
     },
   ): Promise<DocumentRow[]> {
-    const params: unknown[] = [tenantId, opts.limit];
-    const where = ["tenant_id = $1"];
-    if (opts.status) {
-      params.push(opts.status);
-      where.push(`status = $${params.length}`);
-    }
-    if (opts.docType) {
-      params.push(opts.docType);
-      where.push(`doc_type = $${params.length}`);
-    }
-    if (opts.after) {
-      params.push(opts.after.createdAt, opts.after.id);
-      where.push(
-        `(date_trunc('milliseconds', created_at), id) < ($${params.length - 1}, $${params.length})`,
-      );
-    }
-    return q.query<DocumentRow>(
-      `select * from documents where ${where.join(" and ")}
-       order by date_trunc('milliseconds', created_at) desc, id desc limit $2`,
-      params,
-    );
+    const page = pageQuery({
+      select: "*",
+      from: "documents",
+      filters: [
+        ["tenant_id", tenantId],
+        ["status", opts.status || undefined],
+        ["doc_type", opts.docType || undefined],
+      ],
+      after: opts.after,
+      limit: opts.limit,
+    });
+    return q.query<DocumentRow>(page.sql, page.params);
   },
 
   async updateDocument(

@@ -1,4 +1,5 @@
 import type { Queryable } from "../../platform/db/index.js";
+import { pageQuery } from "../../platform/db/page.js";
 import type { KnowledgeFields, KnowledgeType } from "./knowledge.schemas.js";
 
 export interface KnowledgeItemRow {
@@ -54,23 +55,18 @@ export const knowledgeStore = {
     type: KnowledgeType,
     opts: { limit: number; after?: { createdAt: Date; id: string }; category?: string },
   ): Promise<KnowledgeItemRow[]> {
-    const params: unknown[] = [tenantId, type, opts.limit];
-    const where = ["tenant_id = $1", "type = $2"];
-    if (opts.category) {
-      params.push(opts.category);
-      where.push(`fields->>'category' = $${params.length}`);
-    }
-    if (opts.after) {
-      params.push(opts.after.createdAt, opts.after.id);
-      where.push(
-        `(date_trunc('milliseconds', created_at), id) < ($${params.length - 1}, $${params.length})`,
-      );
-    }
-    return q.query<KnowledgeItemRow>(
-      `select * from knowledge_items where ${where.join(" and ")}
-       order by date_trunc('milliseconds', created_at) desc, id desc limit $3`,
-      params,
-    );
+    const page = pageQuery({
+      select: "*",
+      from: "knowledge_items",
+      filters: [
+        ["tenant_id", tenantId],
+        ["type", type],
+        ["fields->>'category'", opts.category || undefined],
+      ],
+      after: opts.after,
+      limit: opts.limit,
+    });
+    return q.query<KnowledgeItemRow>(page.sql, page.params);
   },
 
   async update(

@@ -1,4 +1,5 @@
 import type { Queryable } from "../../platform/db/index.js";
+import { pageQuery } from "../../platform/db/page.js";
 
 export type TenantStatus = "active" | "suspended" | "deleted";
 
@@ -109,23 +110,14 @@ export const tenantsStore = {
     q: Queryable,
     opts: { limit: number; after?: { createdAt: Date; id: string }; status?: TenantStatus },
   ): Promise<TenantRow[]> {
-    const params: unknown[] = [opts.limit];
-    const where: string[] = [];
-    if (opts.status) {
-      params.push(opts.status);
-      where.push(`status = $${params.length}`);
-    }
-    if (opts.after) {
-      params.push(opts.after.createdAt, opts.after.id);
-      where.push(
-        `(date_trunc('milliseconds', created_at), id) < ($${params.length - 1}, $${params.length})`,
-      );
-    }
-    return q.query<TenantRow>(
-      `select ${TENANT_COLUMNS} from tenants ${where.length ? `where ${where.join(" and ")}` : ""}
-       order by date_trunc('milliseconds', created_at) desc, id desc limit $1`,
-      params,
-    );
+    const page = pageQuery({
+      select: TENANT_COLUMNS,
+      from: "tenants",
+      filters: [["status", opts.status || undefined]],
+      after: opts.after,
+      limit: opts.limit,
+    });
+    return q.query<TenantRow>(page.sql, page.params);
   },
 
   async config(q: Queryable, tenantId: string): Promise<TenantConfigRow | undefined> {

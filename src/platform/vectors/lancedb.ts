@@ -8,7 +8,7 @@ import { createLruPool } from "./cache.js";
 import { ftsTerms, sqlString, whereClause } from "./filters.js";
 import { catalogTable, chunksTable, type TableName, toCatalogRow } from "./lance-tables.js";
 import { createLimiter } from "./limiter.js";
-import type { TenantLock } from "./lock.js";
+import type { HeldTenantLock, TenantLock } from "./lock.js";
 import {
   type AnnSearchSettings,
   annIndexState,
@@ -21,7 +21,6 @@ import {
   ensureFts,
   forgetIfGone,
   hasFts,
-  KEEP_VERSIONS_MS,
   nearest,
   TABLES,
   type TenantHandle,
@@ -85,6 +84,13 @@ export interface LanceVectorIndexOptions {
    * the table versions that compaction left once they are old enough. Failures are logged.
    */
   requestOptimize?: (tenantId: string, opts: { delayMs: number }) => Promise<void>;
+  /**
+   * How long compaction keeps the table versions it replaces, for searches still reading them
+   * (longer while an ANN build runs). Short, because every table operation lists the versions
+   * kept: with 2 000 of them a merge is 2.7× as slow as with a few (bench/RESULTS.md), and a
+   * bulk load commits tens a second. Default 20 s.
+   */
+  keepVersionsMs?: number;
   /** Tenants whose connection and tables stay open at once. */
   cacheSize?: number;
   /** A tenant unused this long has its tables closed. */
@@ -131,6 +137,8 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     fragments: opts.compactFragments ?? 32,
     unindexedTextRows: opts.ftsRefreshRows ?? 1_000,
   };
+  const keepVersionsMs = opts.keepVersionsMs ?? 20_000;
+  const compactTables = (h: TenantHandle, held: HeldTenantLock) => compact(h, held, keepVersionsMs);
   const limitSearch = createLimiter(opts.searchConcurrency ?? availableParallelism());
   const remote = isRemote(opts.uri);
   const base = remote
@@ -191,17 +199,20 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
   }
 
   /** Runs `fn` under the tenant's lock; every `fn` here is idempotent, so it may run twice. */
-  function write<R>(tenantId: string, fn: (h: TenantHandle) => Promise<R>): Promise<R> {
-    return lock.withLock(tenantId, () =>
+  function write<R>(
+    tenantId: string,
+    fn: (h: TenantHandle, held: HeldTenantLock) => Promise<R>,
+  ): Promise<R> {
+    return lock.withLock(tenantId, (held) =>
       pool.use(tenantId, async (h) => {
         try {
-          return await fn(h);
+          return await fn(h, held);
         } catch (err) {
           const opened = TABLES.filter((n) => h.tables.has(n));
           const gone = await Promise.all(opened.map((n) => forgetIfGone(h, n)));
           if (!gone.includes(true)) throw err;
           logger.warn({ tenantId }, "tenant vector tables were dropped elsewhere; writing anew");
-          return fn(h);
+          return fn(h, held);
         }
       }),
     );
@@ -227,6 +238,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
   async function afterWrite(
     tenantId: string,
     h: TenantHandle,
+    held: HeldTenantLock,
     written: Array<[TableName, Table]>,
     crossedAnnThreshold = false,
   ): Promise<void> {
@@ -234,14 +246,15 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     for (const [name, t] of written) {
       if (await dueForCompaction(t, name, compactLimits)) due = true;
     }
-    if (due) await compact(h);
+    if (due) await compactTables(h, held);
     const now = Date.now();
     if (due) {
-      // Compaction keeps the versions it replaced for KEEP_VERSIONS_MS (readers may be on
-      // them); the next compaction removes them, but a tenant that went quiet has none.
+      // Compaction keeps the versions it replaced for keepVersionsMs (readers may be on
+      // them); the next compaction removes them, but a tenant that went quiet has none. One
+      // clean-up covers the compactions of the next few minutes.
       const at = cleanupAt.get(tenantId);
-      if (at === undefined || at <= now + KEEP_VERSIONS_MS) {
-        const delayMs = KEEP_VERSIONS_MS + 60_000;
+      if (at === undefined || at <= now + keepVersionsMs) {
+        const delayMs = keepVersionsMs + 5 * 60_000;
         cleanupAt.set(tenantId, now + delayMs);
         request(tenantId, delayMs);
       }
@@ -268,9 +281,12 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     // searched exactly until the next compaction folds them in (bench/RESULTS.md: 278 s at
     // 100 000 × 384).
     if (!mayExist(tenantId)) return { annIndexed: false };
-    await write(tenantId, compact);
+    await write(tenantId, compactTables);
     const annIndexed = await read(tenantId, "chunks", false, async (t) => {
-      const built = await buildAnnIndex(t, annThreshold, maxAnnDeltas);
+      // A build reads one version for minutes: compactions meanwhile keep the old versions.
+      const built = await lock.withLongReader(tenantId, () =>
+        buildAnnIndex(t, annThreshold, maxAnnDeltas),
+      );
       if (built && built.action !== "kept") {
         logger.info(
           { tenantId, rows: built.rows, ms: built.ms, action: built.action },
@@ -303,7 +319,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       const valid = validChunks(rows, dimensions);
       if (valid.length === 0) return;
       const data = chunksTable(valid, dimensions);
-      await write(tenant, async (h) => {
+      await write(tenant, async (h, held) => {
         const t = (await tableOf(h, "chunks", true)) as Table;
         const merged = await t
           .mergeInsert("id")
@@ -316,7 +332,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
           const total = await t.countRows();
           crossed = total >= annThreshold && total - merged.numInsertedRows < annThreshold;
         }
-        await afterWrite(tenant, h, [["chunks", t]], crossed);
+        await afterWrite(tenant, h, held, [["chunks", t]], crossed);
       });
     },
 
@@ -324,14 +340,14 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       open();
       const tenant = tenantKey(tenantId);
       const data = catalogTable(validCatalogRow(row));
-      await write(tenant, async (h) => {
+      await write(tenant, async (h, held) => {
         const t = (await tableOf(h, "catalog", true)) as Table;
         await t
           .mergeInsert("document_id")
           .whenMatchedUpdateAll()
           .whenNotMatchedInsertAll()
           .execute(data);
-        await afterWrite(tenant, h, [["catalog", t]]);
+        await afterWrite(tenant, h, held, [["catalog", t]]);
       });
     },
 
@@ -342,7 +358,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       let predicate = `document_id = ${sqlString(documentKey(documentId))}`;
       if (keepVersion !== undefined) predicate += ` AND version <> ${assertVersion(keepVersion)}`;
       if (!mayExist(tenant)) return;
-      await write(tenant, async (h) => {
+      await write(tenant, async (h, held) => {
         const written: Array<[TableName, Table]> = [];
         for (const name of TABLES) {
           const t = await tableOf(h, name, false);
@@ -350,7 +366,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
           // A delete that matches nothing commits nothing.
           if ((await t.delete(predicate)).numDeletedRows > 0) written.push([name, t]);
         }
-        await afterWrite(tenant, h, written);
+        await afterWrite(tenant, h, held, written);
       });
     },
 

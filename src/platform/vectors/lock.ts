@@ -12,7 +12,19 @@ export interface TenantLock {
    * the lock is released either way, and also when the process holding it dies. Not reentrant:
    * calling `withLock` for the same tenant inside `fn` waits forever.
    */
-  withLock<T>(tenantId: string, fn: () => Promise<T>): Promise<T>;
+  withLock<T>(tenantId: string, fn: (held: HeldTenantLock) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` as a long reader of the tenant's tables: an ANN build reads one table version
+   * for minutes, and a compaction that removed that version's files would fail it. Takes no
+   * turn: writers and other long readers go on. Released like `withLock`.
+   */
+  withLongReader<T>(tenantId: string, fn: () => Promise<T>): Promise<T>;
+}
+
+/** What a holder of the tenant's lock may ask. */
+export interface HeldTenantLock {
+  /** Whether some process runs `withLongReader` for this tenant now. */
+  longReaderActive(): Promise<boolean>;
 }
 
 /**
@@ -21,10 +33,12 @@ export interface TenantLock {
  */
 export function createInProcessTenantLock(): TenantLock {
   const tails = new Map<string, Promise<void>>();
+  const readers = new Map<string, number>();
   return {
-    withLock<T>(tenantId: string, fn: () => Promise<T>): Promise<T> {
+    withLock<T>(tenantId: string, fn: (held: HeldTenantLock) => Promise<T>): Promise<T> {
       const previous = tails.get(tenantId) ?? Promise.resolve();
-      const run = previous.then(fn);
+      const held: HeldTenantLock = { longReaderActive: async () => readers.has(tenantId) };
+      const run = previous.then(() => fn(held));
       const tail = run.then(
         () => undefined,
         () => undefined,
@@ -35,6 +49,16 @@ export function createInProcessTenantLock(): TenantLock {
         if (tails.get(tenantId) === tail) tails.delete(tenantId);
       });
       return run;
+    },
+    async withLongReader<T>(tenantId: string, fn: () => Promise<T>): Promise<T> {
+      readers.set(tenantId, (readers.get(tenantId) ?? 0) + 1);
+      try {
+        return await fn();
+      } finally {
+        const left = (readers.get(tenantId) ?? 1) - 1;
+        if (left > 0) readers.set(tenantId, left);
+        else readers.delete(tenantId);
+      }
     },
   };
 }
@@ -51,12 +75,35 @@ export function createInProcessTenantLock(): TenantLock {
  * transaction waits for the previous one, so all tenants are serialized and the rest of the
  * application waits on the database while a vector write runs: embedded mode should use
  * `createInProcessTenantLock` instead.
+ *
+ * A long reader holds a shared advisory lock on `hashtext('lance-read:' || tenantId)` in a
+ * transaction of its own for as long as it reads (minutes for an ANN build: one more pool
+ * connection per building tenant); the lock holder finds it by failing to take that lock
+ * exclusively, which it then holds until its own transaction ends, so no build starts during a
+ * compaction. On PGlite the reader's transaction takes the one connection, so writers wait for
+ * the reader there.
  */
 export function createPgTenantLock(db: Db): TenantLock {
   return {
-    withLock<T>(tenantId: string, fn: () => Promise<T>): Promise<T> {
+    withLock<T>(tenantId: string, fn: (held: HeldTenantLock) => Promise<T>): Promise<T> {
       return db.transaction(async (tx) => {
         await tx.query("select pg_advisory_xact_lock(hashtext('lance:' || $1::text))", [tenantId]);
+        return fn({
+          async longReaderActive() {
+            const rows = await tx.query<{ free: boolean }>(
+              "select pg_try_advisory_xact_lock(hashtext('lance-read:' || $1::text)) as free",
+              [tenantId],
+            );
+            return rows[0]?.free !== true;
+          },
+        });
+      });
+    },
+    withLongReader<T>(tenantId: string, fn: () => Promise<T>): Promise<T> {
+      return db.transaction(async (tx) => {
+        await tx.query("select pg_advisory_xact_lock_shared(hashtext('lance-read:' || $1::text))", [
+          tenantId,
+        ]);
         return fn();
       });
     },

@@ -7,6 +7,7 @@ import {
   toHit,
   vectorDimensions,
 } from "./lance-tables.js";
+import type { HeldTenantLock } from "./lock.js";
 import type { VectorHit } from "./vectors.js";
 
 /** One tenant's open LanceDB database: what the LRU cache holds. */
@@ -128,10 +129,10 @@ export interface AnnSearchSettings {
   refineFactor: number;
 }
 
-export const DEFAULT_ANN_SEARCH: AnnSearchSettings = { ef: 400, refineFactor: 10 };
+export const DEFAULT_ANN_SEARCH: AnnSearchSettings = { ef: 1000, refineFactor: 20 };
 
-/** Versions older than this are removed by `compact`; a reader never holds one this long. */
-export const KEEP_VERSIONS_MS = 15 * 60_000;
+/** What `compact` keeps while an ANN build reads an older version (see TenantLock). */
+export const KEEP_VERSIONS_FOR_LONG_READER_MS = 24 * 3_600_000;
 
 /** Nearest chunks by cosine similarity (exact, or ANN once built), filter applied first. */
 export async function nearest(
@@ -228,8 +229,15 @@ export async function dueForCompaction(
  * and removes old versions. Rewrites fragments a concurrent merge or delete may touch, so it
  * runs under the tenant's lock.
  */
-export async function compact(h: TenantHandle): Promise<void> {
-  const cleanupOlderThan = new Date(Date.now() - KEEP_VERSIONS_MS);
+export async function compact(
+  h: TenantHandle,
+  held: HeldTenantLock,
+  keepVersionsMs: number,
+): Promise<void> {
+  const keepMs = (await held.longReaderActive())
+    ? Math.max(keepVersionsMs, KEEP_VERSIONS_FOR_LONG_READER_MS)
+    : keepVersionsMs;
+  const cleanupOlderThan = new Date(Date.now() - keepMs);
   for (const name of TABLES) {
     const t = await tableOf(h, name, false);
     if (!t) continue;
