@@ -4,12 +4,13 @@
  * table grows; plus a text search every few documents. Each call is a LanceDB commit, hence a
  * fragment, and every merge, delete and search visits every fragment until a compaction.
  *
- * Variants in the same run differ only in the two adapter options that decide when a write
- * compacts, written `<ftsRefreshRows>/<compactFragments>`: `5000/0` compacts only once 5 000
- * rows are outside the full-text index (the policy before compaction by fragment count),
- * `1000/32` is today's default.
+ * Variants in the same run differ only in the adapter options that decide when a write
+ * compacts and what the compaction keeps, written `<ftsRefreshRows>/<compactFragments>/<keep
+ * seconds>`: `5000/0/900` compacts only once 5 000 rows are outside the full-text index and
+ * keeps replaced versions 15 minutes (the policy before compaction by fragment count),
+ * `1000/32/900` adds compaction by fragments, `1000/32/20` is today's default.
  *
- *   npm run bench:vector-writes -- --docs=400 --chunks-per-doc=7 --variants=5000/0,1000/32
+ *   npm run bench:vector-writes -- --docs=1000 --chunks-per-doc=7 --variants=5000/0/900,1000/32/900,1000/32/20
  */
 import { randomUUID } from "node:crypto";
 import pino from "pino";
@@ -33,9 +34,9 @@ import {
 import { createTextGenerator } from "./lib/text.js";
 
 const opts = {
-  docs: intOption("docs", 400),
+  docs: intOption("docs", 1000),
   chunksPerDoc: intOption("chunks-per-doc", 7),
-  variants: stringOption("variants", "5000/0,1000/32"),
+  variants: stringOption("variants", "5000/0/900,1000/32/900,1000/32/20"),
   searchEvery: intOption("search-every", 5),
   seed: intOption("seed", 11),
 };
@@ -82,7 +83,11 @@ interface Variant {
 }
 
 async function runVariant(name: string, docs: Doc[], queries: string[]): Promise<Variant> {
-  const [ftsRefreshRows, compactFragments] = name.split("/").map(Number) as [number, number];
+  const [ftsRefreshRows, compactFragments, keepSeconds] = name.split("/").map(Number) as [
+    number,
+    number,
+    number,
+  ];
   const dir = tempDir("vw");
   const index = createLanceVectorIndex({
     uri: dir.dir,
@@ -90,6 +95,7 @@ async function runVariant(name: string, docs: Doc[], queries: string[]): Promise
     lock: createInProcessTenantLock(),
     ftsRefreshRows,
     compactFragments,
+    keepVersionsMs: keepSeconds * 1000,
     logger: pino({ level: "silent" }),
   });
   const tenant = randomUUID();
@@ -138,7 +144,7 @@ async function main() {
   const { docs, queries } = await makeDocs();
   const variants: Variant[] = [];
   for (const name of opts.variants.split(",")) {
-    console.log(`ftsRefreshRows/compactFragments ${name}…`);
+    console.log(`ftsRefreshRows/compactFragments/keep s ${name}…`);
     variants.push(await runVariant(name, docs, queries));
   }
   const sliceSize = Math.ceil(opts.docs / SLICES);
@@ -147,7 +153,7 @@ async function main() {
     (_, i) => `docs ${i * sliceSize + 1}–${Math.min(opts.docs, (i + 1) * sliceSize)}`,
   );
   for (const v of variants) {
-    console.log(`\n## ftsRefreshRows/compactFragments ${v.name}: mean ms per document\n`);
+    console.log(`\n## ftsRefreshRows/compactFragments/keep s ${v.name}: mean ms per document\n`);
     table(
       ["call", ...heads],
       [
@@ -160,7 +166,7 @@ async function main() {
   console.log(`## Totals (${opts.docs} documents × ${opts.chunksPerDoc} chunks)\n`);
   table(
     [
-      "ftsRefreshRows/compactFragments",
+      "ftsRefreshRows/compactFragments/keep s",
       "total s",
       "docs/s",
       "vs first",
