@@ -278,8 +278,8 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     // Compaction first: rewriting fragments that an ANN index covers makes LanceDB remap the
     // index, which costs as much as a build. It needs the lock; the build does not: LanceDB
     // commits an index next to concurrent appends and deletes, and rows written meanwhile are
-    // searched exactly until the next compaction folds them in (bench/RESULTS.md: 278 s at
-    // 100 000 × 384).
+    // searched exactly until the next compaction folds them in (bench/RESULTS.md: ~100 s at
+    // 100 000 × 384 on 2 cores).
     if (!mayExist(tenantId)) return { annIndexed: false };
     await write(tenantId, compactTables);
     const annIndexed = await read(tenantId, "chunks", false, async (t) => {
