@@ -29,6 +29,7 @@ export const ERROR_STATUS = {
   "config.exceeds_plan": 422,
   "ingestion.max_documents": 422,
   "idempotency.key_reused": 422,
+  "idempotency.in_progress": 409,
   "ingestion.unsupported_type": 415,
   "ingestion.type_not_allowed": 422,
   "ingestion.file_too_large": 413,

@@ -10,10 +10,24 @@ export interface StoredReply {
   body: unknown;
 }
 
+/** How long a claimed key waits for its request before a retry may take the claim over. */
+const CLAIM_SECONDS = 300;
+
+interface KeyRow {
+  route: string;
+  request_hash: string;
+  status_code: number | null;
+  response: unknown;
+}
+
 /**
  * Runs `fn` once per (tenant, Idempotency-Key): a retried request with the same key and the
- * same body gets the first answer again instead of a second effect. The same key with another
- * route or body is refused. Without a key, `fn` simply runs.
+ * same body gets the first answer again instead of a second effect. The key is claimed before
+ * `fn` runs, so a retry that arrives while the first request is still running gets 409
+ * `idempotency.in_progress` (with Retry-After) rather than running too. The same key with
+ * another route or body is refused. If `fn` fails, the claim is dropped and a retry runs
+ * afresh; if the process dies, a retry takes the claim over after CLAIM_SECONDS. Without a key,
+ * `fn` simply runs.
  */
 export function createIdempotency(db: Db) {
   return async function withIdempotency(
@@ -37,33 +51,64 @@ export function createIdempotency(db: Db) {
     const hash = createHash("sha256")
       .update(JSON.stringify(request ?? null))
       .digest("hex");
-    const found = await db.query<{
-      route: string;
-      request_hash: string;
-      status_code: number;
-      response: unknown;
-    }>(
-      "select route, request_hash, status_code, response from idempotency_keys where tenant_id = $1 and key = $2",
-      [ctx.tenantId, key],
+    // Claim the key, or take over the claim of the same request whose holder died.
+    const claimed = await db.query(
+      `insert into idempotency_keys (tenant_id, key, route, request_hash, claimed_until)
+       values ($1, $2, $3, $4, now() + make_interval(secs => $5))
+       on conflict (tenant_id, key) do update set claimed_until = excluded.claimed_until
+       where idempotency_keys.status_code is null
+         and idempotency_keys.claimed_until < now()
+         and idempotency_keys.route = excluded.route
+         and idempotency_keys.request_hash = excluded.request_hash
+       returning key`,
+      [ctx.tenantId, key, route, hash, CLAIM_SECONDS],
     );
-    const prior = found[0];
-    if (prior) {
-      if (prior.route !== route || prior.request_hash !== hash) {
-        throw new AppError(
-          "idempotency.key_reused",
-          "this Idempotency-Key was used for a different request",
-        );
-      }
-      return { status: prior.status_code, body: prior.response };
+    if (claimed.length === 0) return priorAnswer(ctx, key, route, hash);
+    let reply: StoredReply;
+    try {
+      reply = await fn();
+    } catch (err) {
+      await db.query(
+        "delete from idempotency_keys where tenant_id = $1 and key = $2 and status_code is null",
+        [ctx.tenantId, key],
+      );
+      throw err;
     }
-    const reply = await fn();
     await db.query(
-      `insert into idempotency_keys (tenant_id, key, route, request_hash, status_code, response)
-       values ($1, $2, $3, $4, $5, $6) on conflict (tenant_id, key) do nothing`,
-      [ctx.tenantId, key, route, hash, reply.status, JSON.stringify(reply.body)],
+      `update idempotency_keys set status_code = $3, response = $4, claimed_until = null
+       where tenant_id = $1 and key = $2`,
+      [ctx.tenantId, key, reply.status, JSON.stringify(reply.body)],
     );
     return reply;
   };
+
+  /** The answer stored under a key someone else claimed, or why there is none to give. */
+  async function priorAnswer(
+    ctx: TenantContext,
+    key: string,
+    route: string,
+    hash: string,
+  ): Promise<StoredReply> {
+    const [prior] = await db.query<KeyRow>(
+      `select route, request_hash, status_code, response from idempotency_keys
+       where tenant_id = $1 and key = $2`,
+      [ctx.tenantId, key],
+    );
+    if (prior && (prior.route !== route || prior.request_hash !== hash)) {
+      throw new AppError(
+        "idempotency.key_reused",
+        "this Idempotency-Key was used for a different request",
+      );
+    }
+    if (prior?.status_code != null) return { status: prior.status_code, body: prior.response };
+    // Still running elsewhere (or its claim was just dropped by a failure): try again shortly.
+    throw new AppError(
+      "idempotency.in_progress",
+      "a request with this Idempotency-Key is still being processed; retry shortly",
+      undefined,
+      { "retry-after": "1" },
+    );
+  }
 }
 
 export type WithIdempotency = ReturnType<typeof createIdempotency>;
