@@ -8,6 +8,7 @@ import { createIdempotency } from "./modules/ingestion/idempotency.js";
 import { type IngestionJobs, ingestionJobs } from "./modules/ingestion/ingestion.jobs.js";
 import { createIngestionPipeline } from "./modules/ingestion/ingestion.pipeline.js";
 import { createIngestionService } from "./modules/ingestion/ingestion.service.js";
+import { createIngestionRecovery, type IngestionRecovery } from "./modules/ingestion/recovery.js";
 import { createUploadsService } from "./modules/ingestion/uploads.js";
 import { createKnowledgeService } from "./modules/knowledge/index.js";
 import { createSearchService } from "./modules/search/search.service.js";
@@ -48,6 +49,8 @@ export interface AppContext {
   documents: ReturnType<typeof createDocumentsService>;
   search: ReturnType<typeof createSearchService>;
   knowledge: ReturnType<typeof createKnowledgeService>;
+  /** Repairs ingestion work a crash left behind; worker processes run it every minute. */
+  recovery: IngestionRecovery;
   uploads: ReturnType<typeof createUploadsService>;
   withIdempotency: ReturnType<typeof createIdempotency>;
   /** Starts processing background jobs in this process (serve without --no-worker, worker). */
@@ -66,6 +69,10 @@ export interface ContextOptions {
    */
   migrations?: "auto" | "check" | "skip";
 }
+
+/** How often worker processes look for lost ingestion work, and how old it must be. */
+const RECOVERY_INTERVAL_MS = 60_000;
+const RECOVERY_AGE_MS = 120_000;
 
 export class StartupError extends Error {
   override name = "StartupError";
@@ -207,6 +214,7 @@ export async function createContext(
   const uploads = createUploadsService({ db, blobs, tenants, ingestion });
   const search = createSearchService({ db, vectors, embedders, tenants });
   const knowledge = createKnowledgeService({ db, ingestion, documents });
+  const recovery = createIngestionRecovery({ db, queue, logger });
   let working = false;
   return {
     config,
@@ -223,6 +231,7 @@ export async function createContext(
     documents,
     search,
     knowledge,
+    recovery,
     uploads,
     withIdempotency: createIdempotency(db),
     startWorkers() {
@@ -238,6 +247,26 @@ export async function createContext(
         },
         { concurrency: config.workerConcurrency },
       );
+      // Repairs what a crash left behind (recovery.ts): soon after start, then every minute.
+      let recovering: Promise<unknown> = Promise.resolve();
+      const recover = () => {
+        recovering = recovery.runOnce(RECOVERY_AGE_MS).then(
+          (done) => {
+            if (done.versions > 0) logger.info(done, "recovered lost ingestion work");
+          },
+          (err: unknown) => logger.warn({ err }, "ingestion recovery pass failed"),
+        );
+      };
+      const first = setTimeout(recover, 10_000);
+      const timer = setInterval(recover, RECOVERY_INTERVAL_MS);
+      first.unref();
+      timer.unref();
+      // Runs before the queue and database close (closers run in reverse).
+      closers.push(async () => {
+        clearTimeout(first);
+        clearInterval(timer);
+        await recovering;
+      });
     },
     close,
   };

@@ -193,12 +193,14 @@ export const documentsStore = {
       contentHash: string | null;
       blobKey: string | null;
       contentType: string;
+      /** The processing job's id, recorded before the job is enqueued. */
+      jobId: string;
     },
   ): Promise<VersionRow> {
     const rows = await q.query<VersionRow>(
-      `insert into document_versions (tenant_id, document_id, version, content_hash, blob_key, content_type)
-       values ($1, $2, $3, $4, $5, $6) returning *`,
-      [v.tenantId, v.documentId, v.version, v.contentHash, v.blobKey, v.contentType],
+      `insert into document_versions (tenant_id, document_id, version, content_hash, blob_key, content_type, job_id)
+       values ($1, $2, $3, $4, $5, $6, $7) returning *`,
+      [v.tenantId, v.documentId, v.version, v.contentHash, v.blobKey, v.contentType, v.jobId],
     );
     return rows[0] as VersionRow;
   },

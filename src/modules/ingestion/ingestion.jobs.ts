@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { JobQueue } from "../../platform/queue/queue.js";
 
 /** Jobs of the ingestion module. Every payload carries the tenant id. */
 export const ingestionJobs = {
@@ -9,9 +10,10 @@ export const ingestionJobs = {
     version: z.number().int().min(1),
   }),
   /**
-   * Build or refresh the tenant's ANN and full-text indexes. Slow on big tables, so never on
-   * the ingestion path; enqueued when a tenant's chunk count crosses a multiple of the ANN
-   * threshold. Search keeps working on the previous state meanwhile.
+   * Compact the tenant's vector tables and build or rebuild its ANN index when due. Slow on
+   * big tables, so never on the ingestion path; asked for by the vector index when a tenant
+   * passes the ANN threshold, when its index has too many pieces, and a few minutes after a
+   * compaction to remove the table versions it left. Search keeps working meanwhile.
    */
   "index.optimize": z.object({ tenantId: z.uuid() }),
 };
@@ -20,3 +22,15 @@ export type IngestionJobs = typeof ingestionJobs;
 
 /** Attempts for an ingestion job; the pipeline marks the version failed on the last one. */
 export const INGEST_MAX_ATTEMPTS = 3;
+
+/** Enqueues the processing of one document version under the job id recorded on it. */
+export function enqueueProcessing(
+  queue: JobQueue<IngestionJobs>,
+  job: { tenantId: string; documentId: string; version: number; jobId: string },
+): Promise<{ id: string }> {
+  return queue.enqueue(
+    "ingest.process",
+    { tenantId: job.tenantId, documentId: job.documentId, version: job.version },
+    { maxAttempts: INGEST_MAX_ATTEMPTS, jobId: job.jobId },
+  );
+}

@@ -84,7 +84,10 @@ export function createIngestionPipeline(deps: PipelineDeps) {
     if (version.content_type !== "url") {
       const bytes = version.blob_key ? await deps.blobs.get(version.blob_key) : undefined;
       if (!bytes)
-        throw new Error(`blob ${version.blob_key} of version ${version.version} is missing`);
+        throw new NonRetryableError(
+          `the content of version ${version.version} is missing from the blob store; send it again`,
+          "ingestion.content_missing",
+        );
       return { bytes, docType: version.content_type as DocType, sourceUrl: undefined };
     }
     const doc = await store.document(db, ctx.tenantId, version.document_id);

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { AppError } from "../../http/errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
@@ -6,7 +6,7 @@ import type { JobQueue } from "../../platform/queue/queue.js";
 import type { TenantContext } from "../../tenancy.js";
 import { type DocumentRow, documentsStore as store } from "../documents/documents.store.js";
 import type { TenantsService } from "../tenants/index.js";
-import { INGEST_MAX_ATTEMPTS, type IngestionJobs } from "./ingestion.jobs.js";
+import { enqueueProcessing, type IngestionJobs } from "./ingestion.jobs.js";
 
 export type IngestStatus = "processing" | "duplicate";
 
@@ -121,6 +121,8 @@ export function createIngestionService(deps: IngestionDeps) {
       }
       const version = doc.latest_version + 1;
       const blobKey = content.kind === "bytes" ? blobKeyFor(ctx.tenantId, doc.id, version) : null;
+      // The job's id is recorded with the version, so that a version whose job never got
+      // enqueued (the process died in between) can be found and enqueued later (recovery.ts).
       const row = await store.insertVersion(tx, {
         tenantId: ctx.tenantId,
         documentId: doc.id,
@@ -128,6 +130,7 @@ export function createIngestionService(deps: IngestionDeps) {
         contentHash: hash,
         blobKey,
         contentType: content.kind === "url" ? "url" : content.format,
+        jobId: randomUUID(),
       });
       await store.updateDocument(tx, ctx.tenantId, doc.id, {
         latest_version: version,
@@ -138,7 +141,14 @@ export function createIngestionService(deps: IngestionDeps) {
         metadata: input.metadata ?? doc.metadata,
         ...(input.sourceUrl !== undefined ? { source_url: input.sourceUrl } : {}),
       });
-      return { duplicate: false as const, doc, version, versionId: row.id, blobKey };
+      return {
+        duplicate: false as const,
+        doc,
+        version,
+        versionId: row.id,
+        blobKey,
+        jobId: row.job_id as string,
+      };
     });
     if (recorded.duplicate) {
       return {
@@ -155,12 +165,12 @@ export function createIngestionService(deps: IngestionDeps) {
           contentType: contentTypeOf(content.format),
         });
       }
-      const job = await deps.queue.enqueue(
-        "ingest.process",
-        { tenantId: ctx.tenantId, documentId: recorded.doc.id, version: recorded.version },
-        { maxAttempts: INGEST_MAX_ATTEMPTS },
-      );
-      await store.updateVersion(db, ctx.tenantId, recorded.versionId, { job_id: job.id });
+      const job = await enqueueProcessing(deps.queue, {
+        tenantId: ctx.tenantId,
+        documentId: recorded.doc.id,
+        version: recorded.version,
+        jobId: recorded.jobId,
+      });
       return {
         documentId: recorded.doc.id,
         version: recorded.version,
@@ -172,6 +182,7 @@ export function createIngestionService(deps: IngestionDeps) {
       const message = (err as Error).message;
       await store.updateVersion(db, ctx.tenantId, recorded.versionId, {
         status: "failed",
+        job_id: null,
         error_code: "ingestion.not_queued",
         error_message: message,
       });

@@ -121,6 +121,44 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
 
     get: (tenantId, jobId) => getJob(db, tenantId, jobId),
 
+    async recover(olderThanMs) {
+      if (closed) return 0;
+      const rows = await db.query<{
+        id: string;
+        tenant_id: string;
+        type: string;
+        payload: unknown;
+        priority: number;
+        max_attempts: number;
+        delay_ms: number;
+      }>(
+        `select id, tenant_id, type, payload, priority, max_attempts,
+                greatest(0, extract(epoch from run_at - now()) * 1000)::int as delay_ms
+         from jobs
+         where status = 'queued' and created_at < now() - make_interval(secs => $1)
+         order by created_at limit 500`,
+        [olderThanMs / 1000],
+      );
+      if (rows.length === 0) return 0;
+      // BullMQ ignores an add whose job id it already holds, so only lost jobs are added.
+      await queue.addBulk(
+        rows.map((r) => ({
+          name: r.type,
+          data: r.payload,
+          opts: jobOptions({
+            id: r.id,
+            tenantId: r.tenant_id,
+            type: r.type,
+            payload: r.payload,
+            priority: r.priority,
+            delayMs: r.delay_ms,
+            maxAttempts: r.max_attempts,
+          }),
+        })),
+      );
+      return rows.length;
+    },
+
     work(handlers: JobHandlers<R>, workOpts = {}) {
       if (closed) throw new Error("The job queue is closed");
       if (worker) throw new Error("work() was already called on this queue");

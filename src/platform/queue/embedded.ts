@@ -71,6 +71,9 @@ export function createEmbeddedQueue<R extends JobRegistry>(
 
     get: (tenantId, jobId) => getJob(db, tenantId, jobId),
 
+    // The rows are the queue: a recorded job is always visible to the workers.
+    recover: async () => 0,
+
     work(handlers: JobHandlers<R>, workOpts = {}) {
       assertOpen();
       if (worker) throw new Error("work() was already called on this queue");

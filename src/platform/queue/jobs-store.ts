@@ -62,8 +62,11 @@ export function prepareJob(
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
     throw new InvalidJobError(`maxAttempts must be a positive integer, got ${maxAttempts}`);
   }
+  if (opts.jobId !== undefined && !isUuid(opts.jobId)) {
+    throw new InvalidJobError(`jobId must be a UUID, got ${opts.jobId}`);
+  }
   return {
-    id: randomUUID(),
+    id: opts.jobId ?? randomUUID(),
     tenantId: parsed.value.tenantId,
     type,
     payload,

@@ -19,6 +19,11 @@ export interface EnqueueOptions {
   delayMs?: number;
   /** Attempts in all, the first included; default 3. */
   maxAttempts?: number;
+  /**
+   * The job's id (a UUID), when the caller records it before enqueueing (so that a crash in
+   * between can be told from a job that exists). Enqueueing an id that exists fails.
+   */
+  jobId?: string;
 }
 
 export interface JobRecord {
@@ -76,6 +81,13 @@ export interface JobQueue<R extends JobRegistry> {
    * is picked up again after its lease expires. Handlers must be idempotent.
    */
   work(handlers: JobHandlers<R>, opts?: WorkOptions): void;
+  /**
+   * Makes sure every job recorded as `queued` for longer than `olderThanMs` can be picked up:
+   * the BullMQ adapter re-submits such rows to Redis (a no-op for those already there), which
+   * repairs a crash between writing a job's row and handing it to Redis. Nothing to do for the
+   * embedded queue, whose rows are the queue. Returns how many rows it looked at.
+   */
+  recover(olderThanMs: number): Promise<number>;
   /**
    * Stops taking new jobs, aborts the signal of running ones and waits up to `graceMs` for
    * them to finish; jobs still running then are left to be picked up again. Idempotent.

@@ -1,0 +1,68 @@
+import type { Logger } from "pino";
+import type { Db } from "../../platform/db/index.js";
+import { isUniqueViolation } from "../../platform/db/index.js";
+import type { JobQueue } from "../../platform/queue/queue.js";
+import { enqueueProcessing, type IngestionJobs } from "./ingestion.jobs.js";
+
+export interface RecoveryDeps {
+  db: Db;
+  queue: JobQueue<IngestionJobs>;
+  logger: Pick<Logger, "info" | "warn" | "error">;
+}
+
+/**
+ * Finds work that a crash left without a way forward, and puts it back on track:
+ * - a document version recorded as pending whose job never reached the queue (the process
+ *   died between committing the version and enqueueing): enqueued now, under the job id
+ *   recorded with it, so the document does not stay `processing` forever;
+ * - jobs recorded as queued that the broker never received (`JobQueue.recover`).
+ * Safe to run from several worker processes at once: enqueueing a recorded id twice fails the
+ * second time, and re-submitting a job the broker holds does nothing.
+ */
+export function createIngestionRecovery(deps: RecoveryDeps) {
+  const { db, queue, logger } = deps;
+
+  async function strandedVersions(olderThanMs: number) {
+    return db.query<{ tenant_id: string; document_id: string; version: number; job_id: string }>(
+      `select v.tenant_id, v.document_id, v.version, v.job_id
+       from document_versions v
+       where v.status = 'pending' and v.job_id is not null
+         and v.created_at < now() - make_interval(secs => $1)
+         and not exists (select 1 from jobs j where j.id = v.job_id)
+       order by v.created_at limit 100`,
+      [olderThanMs / 1000],
+    );
+  }
+
+  return {
+    /**
+     * One pass over what is older than `olderThanMs` (long enough for a request in flight to
+     * have enqueued its job). Returns what it repaired.
+     */
+    async runOnce(olderThanMs: number): Promise<{ versions: number; queuedChecked: number }> {
+      let versions = 0;
+      for (const v of await strandedVersions(olderThanMs)) {
+        try {
+          await enqueueProcessing(queue, {
+            tenantId: v.tenant_id,
+            documentId: v.document_id,
+            version: v.version,
+            jobId: v.job_id,
+          });
+          versions++;
+          logger.warn(
+            { tenantId: v.tenant_id, documentId: v.document_id, version: v.version },
+            "enqueued the processing of a version whose job had been lost",
+          );
+        } catch (err) {
+          // Another process enqueued it first.
+          if (!isUniqueViolation(err)) throw err;
+        }
+      }
+      const queuedChecked = await queue.recover(olderThanMs);
+      return { versions, queuedChecked };
+    },
+  };
+}
+
+export type IngestionRecovery = ReturnType<typeof createIngestionRecovery>;
