@@ -153,6 +153,14 @@ describe.each(backends)("bad input ($name)", (backend) => {
         payload: "<signup><email>a@b.test</email></signup>",
       });
       expectError(res, 415, "request.unsupported_media_type");
+      // Plain text is no exception: the API takes JSON (and multipart for files).
+      const text = await t.app.inject({
+        method: "POST",
+        url: "/api/auth/signup",
+        headers: { "content-type": "text/plain" },
+        payload: JSON.stringify(valid()),
+      });
+      expectError(text, 415, "request.unsupported_media_type");
     });
   });
 
