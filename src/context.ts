@@ -214,7 +214,7 @@ export async function createContext(
   const uploads = createUploadsService({ db, blobs, tenants, ingestion });
   const search = createSearchService({ db, vectors, embedders, tenants });
   const knowledge = createKnowledgeService({ db, ingestion, documents });
-  const recovery = createIngestionRecovery({ db, queue, logger });
+  const recovery = createIngestionRecovery({ db, blobs, queue, logger });
   let working = false;
   return {
     config,
@@ -252,7 +252,8 @@ export async function createContext(
       const recover = () => {
         recovering = recovery.runOnce(RECOVERY_AGE_MS).then(
           (done) => {
-            if (done.versions > 0) logger.info(done, "recovered lost ingestion work");
+            if (done.versions + done.uploads > 0)
+              logger.info(done, "recovered lost ingestion work");
           },
           (err: unknown) => logger.warn({ err }, "ingestion recovery pass failed"),
         );

@@ -163,6 +163,29 @@ describe.each(backends)("direct uploads through presigned URLs ($name)", (backen
     expect(await documentCount(t, s)).toBe(0);
   });
 
+  it("sweeps an upload never completed an hour after its URL expired, object and record", async () => {
+    const s = await signup(t.app);
+    const body = Buffer.from("# Draft\n\nNever finished.");
+    const ticket = (
+      await presign(t, s, { filename: "draft.md", size: String(body.length) })
+    ).json();
+    const kept = (await presign(t, s, { filename: "kept.md", size: String(body.length) })).json();
+    await put(ticket, body);
+    await put(kept, body);
+    await t.ctx.db.query(
+      "update uploads set expires_at = now() - interval '61 minutes' where id = $1",
+      [ticket.uploadId],
+    );
+    expect((await t.ctx.recovery.runOnce(120_000)).uploads).toBe(1);
+    expect(await s3.keys(`${prefix}/${s.tenantId}/`)).toEqual([
+      `${prefix}/${s.tenantId}/uploads/${kept.uploadId}`,
+    ]);
+    expectError(await complete(t, s, ticket.uploadId), 404, "not_found");
+    // The upload still in its time completes as usual.
+    expect((await complete(t, s, kept.uploadId)).statusCode).toBe(202);
+    expect((await t.ctx.recovery.runOnce(120_000)).uploads).toBe(0);
+  });
+
   it("answers 404 for an upload that does not exist", async () => {
     const s = await signup(t.app);
     const res = await complete(t, s, "5f0c3c1e-8d4b-4a8e-9c51-1b2f3a4d5e6f");

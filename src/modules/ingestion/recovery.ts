@@ -1,11 +1,17 @@
 import type { Logger } from "pino";
+import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db } from "../../platform/db/index.js";
 import { isUniqueViolation } from "../../platform/db/index.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
 import { enqueueProcessing, type IngestionJobs } from "./ingestion.jobs.js";
+import { uploadsStore } from "./uploads.js";
+
+/** How long after its URL expired an upload that was never completed is swept. */
+const ABANDONED_UPLOAD_GRACE_SECONDS = 3_600;
 
 export interface RecoveryDeps {
   db: Db;
+  blobs: BlobStore;
   queue: JobQueue<IngestionJobs>;
   logger: Pick<Logger, "info" | "warn" | "error">;
 }
@@ -15,7 +21,9 @@ export interface RecoveryDeps {
  * - a document version recorded as pending whose job never reached the queue (the process
  *   died between committing the version and enqueueing): enqueued now, under the job id
  *   recorded with it, so the document does not stay `processing` forever;
- * - jobs recorded as queued that the broker never received (`JobQueue.recover`).
+ * - jobs recorded as queued that the broker never received (`JobQueue.recover`);
+ * - direct uploads never completed: their staging object and record go an hour after the
+ *   upload URL expired.
  * Safe to run from several worker processes at once: enqueueing a recorded id twice fails the
  * second time, and re-submitting a job the broker holds does nothing.
  */
@@ -39,7 +47,9 @@ export function createIngestionRecovery(deps: RecoveryDeps) {
      * One pass over what is older than `olderThanMs` (long enough for a request in flight to
      * have enqueued its job). Returns what it repaired.
      */
-    async runOnce(olderThanMs: number): Promise<{ versions: number; queuedChecked: number }> {
+    async runOnce(
+      olderThanMs: number,
+    ): Promise<{ versions: number; queuedChecked: number; uploads: number }> {
       let versions = 0;
       for (const v of await strandedVersions(olderThanMs)) {
         try {
@@ -60,7 +70,17 @@ export function createIngestionRecovery(deps: RecoveryDeps) {
         }
       }
       const queuedChecked = await queue.recover(olderThanMs);
-      return { versions, queuedChecked };
+      let uploads = 0;
+      for (const u of await uploadsStore.abandoned(db, ABANDONED_UPLOAD_GRACE_SECONDS, 100)) {
+        // The record first, so that a completion arriving now finds nothing rather than a
+        // record without its object; a completion already under way keeps both.
+        if (!(await uploadsStore.removePending(db, u.tenant_id, u.id))) continue;
+        uploads++;
+        await deps.blobs.delete(u.blob_key).catch((err: unknown) => {
+          logger.warn({ err, blobKey: u.blob_key }, "could not delete an abandoned upload");
+        });
+      }
+      return { versions, queuedChecked, uploads };
     },
   };
 }

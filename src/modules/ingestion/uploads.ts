@@ -81,6 +81,32 @@ export const uploadsStore = {
     );
   },
 
+  /**
+   * Uploads never completed whose URL ran out more than `graceSeconds` ago (a PUT started just
+   * before expiry may still be arriving), oldest first. Across tenants: for the sweep only.
+   */
+  async abandoned(
+    q: Queryable,
+    graceSeconds: number,
+    limit: number,
+  ): Promise<Array<Pick<UploadRow, "id" | "tenant_id" | "blob_key">>> {
+    return q.query(
+      `select id, tenant_id, blob_key from uploads
+       where status = 'pending' and expires_at < now() - make_interval(secs => $1)
+       order by expires_at limit $2`,
+      [graceSeconds, limit],
+    );
+  },
+
+  /** Forgets an upload that is still pending (a completion that started keeps it). */
+  async removePending(q: Queryable, tenantId: string, id: string): Promise<boolean> {
+    const rows = await q.query(
+      "delete from uploads where tenant_id = $1 and id = $2 and status = 'pending' returning id",
+      [tenantId, id],
+    );
+    return rows.length > 0;
+  },
+
   async complete(q: Queryable, tenantId: string, id: string, result: IngestResult) {
     await q.query(
       `update uploads set status = 'completed', result = $3, claimed_until = null,
