@@ -3,6 +3,7 @@ import type { LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectError, signup, startApp, type TestApp, uniqueEmail } from "../fixtures/app.js";
 import { backends } from "../fixtures/db.js";
+import { uploadFile } from "../fixtures/ingest.js";
 import { FAQS, knowledgeApi, MENU, POLICIES } from "../fixtures/knowledge.js";
 
 /** The knowledge routes as a tenant uses them; failures are in knowledge-faults.test.ts. */
@@ -189,6 +190,53 @@ describe.each(backends)("knowledge items ($name)", (backend) => {
     const drinks = await ok(s, "GET", `${FAQS}?category=Drinks`, 200);
     expect(drinks.items.map((i: { id: string }) => i.id)).toEqual([ids[2], ids[0]]);
     expectError(await call(s.token, "GET", `${FAQS}?cursor=nonsense`), 400, "validation.failed");
+  });
+
+  it("no ingest route lets a client take the externalId of an item's document", async () => {
+    const s = await signup(t.app);
+    const created = await ok(s, "POST", FAQS, 202, {
+      question: "Is there parking?",
+      answer: "Yes, behind the building.",
+    });
+    const taken = `knowledge:${created.id}`;
+    const refused = (res: LightMyRequestResponse) => {
+      const body = expectError(res, 400, "validation.failed");
+      expect(JSON.stringify(body.error)).toContain("knowledge: is reserved");
+    };
+    refused(
+      await call(s.token, "POST", "/api/ingest/document", {
+        title: "Parking",
+        content: "No parking at all.",
+        externalId: taken,
+      }),
+    );
+    refused(
+      await call(s.token, "POST", "/api/ingest/url", {
+        url: "https://example.com/parking",
+        externalId: taken,
+      }),
+    );
+    const batch = await call(s.token, "POST", "/api/ingest/batch", {
+      documents: [{ title: "Parking", content: "No parking.", externalId: taken }],
+    });
+    expect(batch.statusCode).toBe(202);
+    expect(batch.json().results[0]).toMatchObject({
+      ok: false,
+      error: { code: "validation.failed" },
+    });
+    refused(
+      await uploadFile(
+        t.app,
+        s.token,
+        { name: "parking.txt", type: "text/plain", body: Buffer.from("No parking.") },
+        { externalId: taken },
+      ),
+    );
+    // The item's document is untouched: still version 1, still the FAQ.
+    const item = await settle(s, `${FAQS}/${created.id}`);
+    expect(item).toMatchObject({ status: "completed", activeVersion: 1 });
+    const docs = (await ok(s, "GET", "/api/documents", 200)).items;
+    expect(docs).toHaveLength(1);
   });
 
   it("refuses invalid fields with a 400 that names the field, and creates nothing", async () => {

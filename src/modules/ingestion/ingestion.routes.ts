@@ -13,6 +13,7 @@ import {
   batchResultSchema,
   batchSchema,
   documentItemSchema,
+  externalIdSchema,
   ingestResultSchema,
   metadataSchema,
   urlItemSchema,
@@ -271,6 +272,15 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
           });
         metadata = m.data;
       }
+      const externalId = field("externalId");
+      if (externalId !== undefined) {
+        const e = externalIdSchema.safeParse(externalId);
+        if (!e.success)
+          throw new AppError("validation.failed", "externalId is not valid", {
+            location: "body",
+            issues: [{ path: "externalId", message: e.error.issues[0]?.message ?? "invalid" }],
+          });
+      }
       let bytes: Buffer;
       try {
         bytes = await part.toBuffer();
@@ -290,7 +300,7 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
         {
           title: field("title")?.trim() || part.filename || "untitled",
           docType,
-          externalId: field("externalId"),
+          externalId,
           metadata,
         },
         { kind: "bytes", bytes, format: docType },

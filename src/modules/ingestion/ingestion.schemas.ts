@@ -18,6 +18,17 @@ export const metadataSchema = z
   )
   .refine((m) => Object.keys(m).length <= 50, "at most 50 keys");
 
+/**
+ * The caller's own id for a document, which re-ingestion finds it by. The `knowledge:` prefix
+ * names the documents behind knowledge items (FAQs, menu items, policies): a client may not
+ * take it, or it would overwrite an item's document.
+ */
+export const externalIdSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .refine((v) => !v.startsWith("knowledge:"), "the prefix knowledge: is reserved");
+
 export const documentItemSchema = z.strictObject({
   title: z.string().trim().min(1).max(500),
   content: z
@@ -32,7 +43,7 @@ export const documentItemSchema = z.strictObject({
     .url({ protocol: /^https?$/ })
     .max(2000)
     .optional(),
-  externalId: z.string().min(1).max(200).optional(),
+  externalId: externalIdSchema.optional(),
   metadata: metadataSchema.optional(),
 });
 
@@ -41,7 +52,7 @@ export type DocumentItem = z.infer<typeof documentItemSchema>;
 export const urlItemSchema = z.strictObject({
   url: z.url({ protocol: /^https?$/, message: "must be an http(s) URL" }).max(2000),
   title: z.string().trim().min(1).max(500).optional(),
-  externalId: z.string().min(1).max(200).optional(),
+  externalId: externalIdSchema.optional(),
   metadata: metadataSchema.optional(),
 });
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { tenantContext } from "../../http/auth-hook.js";
 import { idParams } from "../../http/schemas.js";
-import { ingestResultSchema } from "./ingestion.schemas.js";
+import { externalIdSchema, ingestResultSchema } from "./ingestion.schemas.js";
 import type { UploadsService } from "./uploads.js";
 
 export interface UploadsRouteDeps {
@@ -27,7 +27,7 @@ const presignQuery = z.strictObject({
   /** pdf, txt, md or html; taken from the file name's extension when omitted. */
   docType: z.string().trim().min(1).max(20).optional(),
   title: z.string().trim().min(1).max(500).optional(),
-  externalId: z.string().min(1).max(200).optional(),
+  externalId: externalIdSchema.optional(),
 });
 
 const ticketSchema = z.object({
