@@ -105,6 +105,7 @@ const envSchema = z.object({
     .default(10 * 1024 * 1024),
   FETCH_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
+  EXTRACTION_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
   JOB_BACKOFF_MS: z.coerce.number().int().min(1).max(600_000).default(2000),
   JOB_LOCK_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
   QUEUE_PREFIX: z
@@ -168,6 +169,8 @@ export interface Config {
   /** Namespace of the BullMQ keys in Redis: deployments (or test runs) sharing a Redis differ. */
   queuePrefix: string;
   annThreshold: number;
+  /** How long one document's text extraction may take. */
+  extractionTimeoutMs: number;
   annSearch: { ef: number; refineFactor: number };
   /** Undefined: the CPU count. */
   vectorSearchConcurrency: number | undefined;
@@ -258,6 +261,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     fetchMaxBytes: e.FETCH_MAX_BYTES,
     fetchTimeoutMs: e.FETCH_TIMEOUT_MS,
     workerConcurrency: e.WORKER_CONCURRENCY,
+    extractionTimeoutMs: e.EXTRACTION_TIMEOUT_MS,
     jobBackoffMs: e.JOB_BACKOFF_MS,
     jobLockMs: e.JOB_LOCK_MS,
     queuePrefix: e.QUEUE_PREFIX,

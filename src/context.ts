@@ -4,6 +4,7 @@ import pino, { type Logger } from "pino";
 import type { Config } from "./config.js";
 import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
 import { createDocumentsService } from "./modules/documents/documents.service.js";
+import { createThreadExtractor } from "./modules/ingestion/extract-pool.js";
 import { createIdempotency } from "./modules/ingestion/idempotency.js";
 import { type IngestionJobs, ingestionJobs } from "./modules/ingestion/ingestion.jobs.js";
 import { createIngestionPipeline } from "./modules/ingestion/ingestion.pipeline.js";
@@ -167,6 +168,13 @@ export async function createContext(
         backoffBaseMs: config.jobBackoffMs,
         leaseMs: config.jobLockMs,
       });
+  // One extraction thread per concurrent job; none start until a job extracts. Closed after
+  // the queue, whose running jobs may still be extracting.
+  const extractor = createThreadExtractor({
+    threads: config.workerConcurrency,
+    timeoutMs: config.extractionTimeoutMs,
+  });
+  closers.push(() => extractor.close());
   // Closed first (pushed last): running jobs finish or are handed back before stores close.
   const vectors = createLanceVectorIndex({
     uri: config.lanceUri,
@@ -209,6 +217,7 @@ export async function createContext(
     allowPrivateUrls: config.allowPrivateUrls,
     maxFetchBytes: config.fetchMaxBytes,
     fetchTimeoutMs: config.fetchTimeoutMs,
+    extractor,
   });
   const documents = createDocumentsService({ db, blobs, vectors, queue });
   const uploads = createUploadsService({ db, blobs, tenants, ingestion });

@@ -86,6 +86,7 @@ describe("loadConfig refuses invalid values, naming the variable", () => {
     ["ANN_EF", "5"],
     ["ANN_REFINE_FACTOR", "0"],
     ["VECTOR_SEARCH_CONCURRENCY", "0"],
+    ["EXTRACTION_TIMEOUT_MS", "10"],
   ])("%s=%s", (name, value) => {
     const err = configError({ [name]: value });
     expect(err.message).toContain(name);

@@ -13,7 +13,11 @@ export type ExtractionErrorCode =
   | "ingestion.type_mismatch"
   | "ingestion.pdf_encrypted"
   | "ingestion.pdf_corrupt"
-  | "ingestion.no_text";
+  | "ingestion.no_text"
+  /** Extraction ran past its time limit (extract-pool.ts). */
+  | "ingestion.extraction_timeout"
+  /** The extraction thread died, e.g. past its memory limit (extract-pool.ts). */
+  | "ingestion.extraction_failed";
 
 export class ExtractionError extends Error {
   override name = "ExtractionError";

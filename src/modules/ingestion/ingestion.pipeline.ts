@@ -11,7 +11,8 @@ import { documentsStore as store, type VersionRow } from "../documents/documents
 import { type Embedders, tenantEmbedder } from "../tenants/embedding.js";
 import type { TenantsService } from "../tenants/index.js";
 import { chunkText } from "./chunking.js";
-import { ExtractionError, extractDocument } from "./extract.js";
+import { ExtractionError } from "./extract.js";
+import type { Extractor } from "./extract-pool.js";
 import { INGEST_MAX_ATTEMPTS, type IngestionJobs } from "./ingestion.jobs.js";
 import { blobKeyFor, contentHash } from "./ingestion.service.js";
 
@@ -29,6 +30,8 @@ export interface PipelineDeps {
   allowPrivateUrls: boolean;
   maxFetchBytes: number;
   fetchTimeoutMs: number;
+  /** Text extraction, in worker threads in production (extract-pool.ts). */
+  extractor: Extractor;
 }
 
 /** A pipeline context that acts for the job's tenant, as a request would. */
@@ -154,7 +157,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         }
       }
 
-      const extracted = await extractDocument(bytes, docType, sourceUrl ? { sourceUrl } : {});
+      const extracted = await deps.extractor.extract(bytes, docType, { sourceUrl });
       const texts = await chunkText(extracted.text, {
         size: config.chunkSize,
         overlap: config.chunkOverlap,
