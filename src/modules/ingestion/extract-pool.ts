@@ -44,7 +44,7 @@ type Reply = { ok: ExtractedDocument } | { error: { message: string; code?: Extr
 
 /**
  * Runs extractions in worker threads. Parsing a large HTML page or PDF is synchronous work of
- * up to seconds (bench/RESULTS.md: ~0.45 s per MB of HTML), which in the calling thread would
+ * up to seconds (bench/RESULTS.md: ~0.33 s per MB of HTML), which in the calling thread would
  * stall every request the process serves. A thread also bounds an extraction in time and
  * memory: past either limit the thread is terminated and the document fails with a code,
  * while the worker process carries on. Threads start on first use.
