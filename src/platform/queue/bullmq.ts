@@ -135,12 +135,13 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
         `select id, tenant_id, type, payload, priority, max_attempts,
                 greatest(0, extract(epoch from run_at - now()) * 1000)::int as delay_ms
          from jobs
-         where status = 'queued' and created_at < now() - make_interval(secs => $1)
-         order by created_at limit 500`,
+         where status = 'queued' and run_at < now() - make_interval(secs => $1)
+         order by run_at limit 500`,
         [olderThanMs / 1000],
       );
       if (rows.length === 0) return 0;
-      // BullMQ ignores an add whose job id it already holds, so only lost jobs are added.
+      // Rows due for a while but still queued: lost, or waiting behind a backlog. BullMQ
+      // ignores an add whose job id it already holds, so only lost jobs are added.
       await queue.addBulk(
         rows.map((r) => ({
           name: r.type,

@@ -82,7 +82,8 @@ export interface JobQueue<R extends JobRegistry> {
    */
   work(handlers: JobHandlers<R>, opts?: WorkOptions): void;
   /**
-   * Makes sure every job recorded as `queued` for longer than `olderThanMs` can be picked up:
+   * Makes sure every job recorded as `queued` and due for longer than `olderThanMs` can be
+   * picked up (the 500 longest overdue per call):
    * the BullMQ adapter re-submits such rows to Redis (a no-op for those already there), which
    * repairs a crash between writing a job's row and handing it to Redis. Nothing to do for the
    * embedded queue, whose rows are the queue. Returns how many rows it looked at.
