@@ -237,26 +237,33 @@ describe.each(lockCases)("VectorIndex (LanceDB), writes under the $name lock", (
       expect(hits.every((h) => h.text === "second attempt")).toBe(true);
     });
 
-    it("deleteDocument keeps only keepVersion, and without it removes the document", async () => {
+    it("deleteVersions removes older versions or exactly one; deleteDocument removes it all", async () => {
       const tenant = randomUUID();
       const [doc, other] = [randomUUID(), randomUUID()];
       await index.upsertChunks(tenant, chunks(doc, 1, 3, { text: "old version text" }));
       await index.upsertChunks(tenant, chunks(doc, 2, 2, { text: "new version text" }));
+      await index.upsertChunks(tenant, chunks(doc, 3, 1, { text: "newest version text" }));
       await index.upsertChunks(tenant, chunks(other, 7, 4, { text: "other document text" }));
       await index.upsertCatalog(tenant, catalogRow(doc, 2));
       await index.upsertCatalog(tenant, catalogRow(other, 7));
+      const versionsOf = async (d: string) =>
+        (await index.searchText(tenant, "version text", 20, { documentIds: [d] }))
+          .map((h) => h.version)
+          .sort();
 
-      await index.deleteDocument(tenant, doc, 2);
-      expect(await index.count(tenant)).toBe(6);
-      const docHits = await index.searchText(tenant, "version text", 20, { documentIds: [doc] });
-      expect(docHits.map((h) => h.version)).toEqual([2, 2]);
-      expect(await index.searchVector(tenant, near(0), 20, { documentIds: [doc] })).toHaveLength(2);
-      // Clean-up is idempotent.
-      await index.deleteDocument(tenant, doc, 2);
-      expect(await index.count(tenant)).toBe(6);
+      // Version 2 went live: version 1 goes, version 3 (still being written) stays.
+      await index.deleteVersions(tenant, doc, { olderThan: 2 });
+      expect(await versionsOf(doc)).toEqual([2, 2, 3]);
+      expect(await index.searchVector(tenant, near(0), 20, { documentIds: [doc] })).toHaveLength(3);
+      // Clean-up is idempotent, and leaves the catalog alone.
+      await index.deleteVersions(tenant, doc, { olderThan: 2 });
+      expect(await index.count(tenant)).toBe(7);
       expect((await index.readCatalog(tenant)).map((r) => r.documentId).sort()).toEqual(
         [doc, other].sort(),
       );
+      // Exactly one version.
+      await index.deleteVersions(tenant, doc, { version: 3 });
+      expect(await versionsOf(doc)).toEqual([2, 2]);
 
       await index.deleteDocument(tenant, doc);
       expect(await index.count(tenant)).toBe(4);
@@ -266,11 +273,11 @@ describe.each(lockCases)("VectorIndex (LanceDB), writes under the $name lock", (
       expect((await index.readCatalog(tenant)).map((r) => r.documentId)).toEqual([other]);
       // A document that never existed, in a tenant that never wrote: nothing happens.
       await index.deleteDocument(tenant, randomUUID());
-      await index.deleteDocument(randomUUID(), randomUUID(), 1);
+      await index.deleteVersions(randomUUID(), randomUUID(), { olderThan: 1 });
       expect(await index.count(tenant)).toBe(4);
     });
 
-    it("the catalog keeps one row per document, the latest written", async () => {
+    it("the catalog keeps one row per document, of its newest version", async () => {
       const tenant = randomUUID();
       const doc = randomUUID();
       expect(await index.readCatalog(tenant)).toEqual([]);
@@ -279,6 +286,9 @@ describe.each(lockCases)("VectorIndex (LanceDB), writes under the $name lock", (
       expect(await index.readCatalog(tenant)).toEqual([
         { ...catalogRow(doc, 2), summary: "v2 summary" },
       ]);
+      // A version finishing late never replaces a newer one.
+      await index.upsertCatalog(tenant, { ...catalogRow(doc, 1), summary: "late v1" });
+      expect((await index.readCatalog(tenant))[0]?.summary).toBe("v2 summary");
     });
 
     it("never shows one tenant's rows to another", async () => {
@@ -751,6 +761,12 @@ describe("VectorIndex (LanceDB): bad input", () => {
   it("refuses document ids that are not UUIDs, in writes, deletes and filters", async () => {
     const injection = "x' OR '1'='1";
     await expect(index.deleteDocument(tenant, injection)).rejects.toBeInstanceOf(VectorInputError);
+    await expect(index.deleteVersions(tenant, injection, { olderThan: 2 })).rejects.toBeInstanceOf(
+      VectorInputError,
+    );
+    await expect(
+      index.deleteVersions(tenant, randomUUID(), { version: 1.5 }),
+    ).rejects.toBeInstanceOf(VectorInputError);
     await expect(
       index.searchVector(tenant, near(0), 5, { documentIds: [injection] }),
     ).rejects.toBeInstanceOf(VectorInputError);

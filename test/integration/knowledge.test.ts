@@ -111,6 +111,25 @@ describe.each(backends)("knowledge items ($name)", (backend) => {
     expect((await ok(s, "GET", FAQS, 200)).items).toEqual([]);
   });
 
+  it("concurrent updates leave the item's fields and its active document telling the same answer", async () => {
+    const s = await signup(t.app);
+    const q = "Which days are you open?";
+    const item = await ok(s, "POST", FAQS, 202, { question: q, answer: "Every day." });
+    const answers = Array.from({ length: 8 }, (_, i) => `Open on day ${i} of the week only.`);
+    const puts = await Promise.all(
+      answers.map((answer) => call(s.token, "PUT", `${FAQS}/${item.id}`, { question: q, answer })),
+    );
+    expect(puts.map((r) => r.statusCode)).toEqual(Array(8).fill(202));
+    const settled = await settle(s, `${FAQS}/${item.id}`);
+    expect(settled.status).toBe("completed");
+    expect(settled.activeVersion).toBe(settled.latestVersion);
+    const hits = await search(s, { query: "open day week", mode: "text", limit: 20 });
+    const live = hits.filter((h) => h.documentId === item.documentId);
+    expect(live.length).toBeGreaterThan(0);
+    // Whatever order the updates landed in, the item shows what search finds.
+    for (const h of live) expect(h.text).toContain(settled.fields.answer);
+  });
+
   it("menu items and policies: create, read, list, update and delete, each in its own collection", async () => {
     const s = await signup(t.app);
     const pizza = {

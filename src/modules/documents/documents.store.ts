@@ -242,6 +242,21 @@ export const documentsStore = {
     return rows[0];
   },
 
+  /** The number of the document's newest version that is live or on its way (not failed). */
+  async newestLiveVersion(
+    q: Queryable,
+    tenantId: string,
+    documentId: string,
+  ): Promise<number | undefined> {
+    const rows = await q.query<{ version: number | null }>(
+      `select max(version) as version from document_versions
+       where tenant_id = $1 and document_id = $2
+         and status in ('pending', 'processing', 'active')`,
+      [tenantId, documentId],
+    );
+    return rows[0]?.version ?? undefined;
+  },
+
   async updateVersion(
     q: Queryable,
     tenantId: string,

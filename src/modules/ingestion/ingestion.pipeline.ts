@@ -181,36 +181,57 @@ export function createIngestionPipeline(deps: PipelineDeps) {
       }));
       await deps.vectors.upsertChunks(ctx.tenantId, rows);
 
-      await db.transaction(async (tx) => {
-        await store.activateVersion(tx, ctx.tenantId, doc.id, version.version);
-        await store.updateVersion(tx, ctx.tenantId, version.id, {
-          chunk_count: rows.length,
-          character_count: extracted.text.length,
-          page_count: extracted.pageCount ?? null,
-          embedding_tokens: embedded.tokens,
+      const stats = {
+        chunk_count: rows.length,
+        character_count: extracted.text.length,
+        page_count: extracted.pageCount ?? null,
+        embedding_tokens: embedded.tokens,
+      };
+      const outcome = await db.transaction(async (tx) => {
+        // Under the document's row lock, so that versions finishing at once take turns.
+        const current = await store.documentForUpdate(tx, ctx.tenantId, doc.id);
+        if (!current) return "deleted";
+        const versionStats = {
+          ...stats,
           embedding_model: embedded.model,
           error_code: null,
           error_message: null,
-        });
+        };
+        if ((current.active_version ?? 0) > version.version) {
+          // A newer version finished first (several jobs of one document ran at once): this
+          // one is out of date before it goes live.
+          await store.updateVersion(tx, ctx.tenantId, version.id, {
+            ...versionStats,
+            status: "superseded",
+          });
+          return "superseded";
+        }
+        await store.activateVersion(tx, ctx.tenantId, doc.id, version.version);
+        await store.updateVersion(tx, ctx.tenantId, version.id, versionStats);
         await store.updateDocument(tx, ctx.tenantId, doc.id, {
-          status: doc.latest_version === version.version ? "completed" : doc.status,
+          ...stats,
+          status: current.latest_version === version.version ? "completed" : current.status,
           active_version: version.version,
           content_hash: version.content_hash ?? contentHash(bytes),
           blob_key: version.blob_key ?? blobKeyFor(ctx.tenantId, doc.id, version.version),
           file_size_bytes: bytes.length,
-          page_count: extracted.pageCount ?? null,
-          chunk_count: rows.length,
-          character_count: extracted.text.length,
-          embedding_tokens: embedded.tokens,
           processing_time_ms: Date.now() - started,
           error_code: null,
           error_message: null,
         });
+        return "active";
       });
+      if (outcome !== "active") {
+        // Deleted meanwhile (its DELETE may have run before the write above), or out of date.
+        await deps.vectors.deleteVersions(ctx.tenantId, doc.id, { version: version.version });
+        return;
+      }
       // Only now may older versions' chunks go: search filtered them out since the switch.
-      // A first version has none, and this delete scans the tenant's whole table (bench/RESULTS.md).
-      if (version.version > 1)
-        await deps.vectors.deleteDocument(ctx.tenantId, doc.id, version.version);
+      // Newer versions' chunks, perhaps being written by another job, stay. A first version
+      // has nothing older, and the delete scans the tenant's table (bench/RESULTS.md).
+      if (version.version > 1) {
+        await deps.vectors.deleteVersions(ctx.tenantId, doc.id, { olderThan: version.version });
+      }
       await deps.vectors.upsertCatalog(ctx.tenantId, {
         documentId: doc.id,
         version: version.version,

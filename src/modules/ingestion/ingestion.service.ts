@@ -115,8 +115,10 @@ export function createIngestionService(deps: IngestionDeps) {
     const recorded = await db.transaction(async (tx) => {
       const doc = await findOrCreate(tx, ctx, input, existingId);
       if (hash) {
+        // A duplicate of the newest live version only: content that an older version had
+        // but a newer one changed is a change back, hence a new version.
         const same = await store.versionWithHash(tx, ctx.tenantId, doc.id, hash);
-        if (same)
+        if (same && same.version === (await store.newestLiveVersion(tx, ctx.tenantId, doc.id)))
           return { duplicate: true as const, doc, version: same.version, jobId: same.job_id };
       }
       const version = doc.latest_version + 1;

@@ -239,6 +239,7 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
           type: item.type,
           fields: item.fields,
           documentId: ingest.documentId,
+          documentVersion: ingest.version,
         });
       } catch (err) {
         // No item, so no route of this module could ever reach the document: remove it.
@@ -261,10 +262,14 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
     ): Promise<KnowledgeWriteResult> {
       const current = await row(ctx, item.type, id);
       const ingest = await submit(ctx, id, item, current.document_id);
-      const updated = await store.update(db, ctx.tenantId, item.type, id, {
-        fields: item.fields,
-        documentId: ingest.documentId,
-      });
+      const updated =
+        (await store.update(db, ctx.tenantId, item.type, id, {
+          fields: item.fields,
+          documentId: ingest.documentId,
+          documentVersion: ingest.version,
+        })) ??
+        // A concurrent update submitted a newer version and saved its fields: they stand.
+        (await store.get(db, ctx.tenantId, item.type, id));
       if (!updated) {
         // Deleted meanwhile: the submission may have recreated its document; do not keep it.
         await removeDocument(ctx, ingest.documentId);

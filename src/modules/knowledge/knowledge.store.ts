@@ -8,6 +8,8 @@ export interface KnowledgeItemRow {
   type: KnowledgeType;
   fields: KnowledgeFields;
   document_id: string | null;
+  /** The document version the fields were submitted as (null before migration 7). */
+  document_version: number | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -22,12 +24,13 @@ export const knowledgeStore = {
       type: KnowledgeType;
       fields: KnowledgeFields;
       documentId: string;
+      documentVersion: number;
     },
   ): Promise<KnowledgeItemRow> {
     const rows = await q.query<KnowledgeItemRow>(
-      `insert into knowledge_items (id, tenant_id, type, fields, document_id)
-       values ($1, $2, $3, $4, $5) returning *`,
-      [i.id, i.tenantId, i.type, JSON.stringify(i.fields), i.documentId],
+      `insert into knowledge_items (id, tenant_id, type, fields, document_id, document_version)
+       values ($1, $2, $3, $4, $5, $6) returning *`,
+      [i.id, i.tenantId, i.type, JSON.stringify(i.fields), i.documentId, i.documentVersion],
     );
     return rows[0] as KnowledgeItemRow;
   },
@@ -74,12 +77,18 @@ export const knowledgeStore = {
     tenantId: string,
     type: KnowledgeType,
     id: string,
-    patch: { fields: KnowledgeFields; documentId: string },
+    patch: { fields: KnowledgeFields; documentId: string; documentVersion: number },
   ): Promise<KnowledgeItemRow | undefined> {
+    // Fields submitted as an older version of the same document than the saved ones lost a
+    // race to a newer update: they are not saved (the caller reads what is).
     const rows = await q.query<KnowledgeItemRow>(
-      `update knowledge_items set fields = $4, document_id = $5, updated_at = now()
-       where tenant_id = $1 and type = $2 and id = $3 returning *`,
-      [tenantId, type, id, JSON.stringify(patch.fields), patch.documentId],
+      `update knowledge_items
+       set fields = $4, document_id = $5, document_version = $6, updated_at = now()
+       where tenant_id = $1 and type = $2 and id = $3
+         and (document_id is distinct from $5 or document_version is null
+              or document_version <= $6)
+       returning *`,
+      [tenantId, type, id, JSON.stringify(patch.fields), patch.documentId, patch.documentVersion],
     );
     return rows[0];
   },

@@ -312,6 +312,28 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     if (closed) throw new Error("vector index is closed");
   };
 
+  /** Deletes the document's rows matching `versionClause` from `tables`. */
+  async function remove(
+    tenantId: string,
+    documentId: string,
+    versionClause: string,
+    tables: TableName[],
+  ): Promise<void> {
+    open();
+    const tenant = tenantKey(tenantId);
+    const predicate = `document_id = ${sqlString(documentKey(documentId))}${versionClause}`;
+    if (!mayExist(tenant)) return;
+    await write(tenant, async (h, held) => {
+      const written: Array<[TableName, Table]> = [];
+      for (const name of tables) {
+        const t = await tableOf(h, name, false);
+        if (!t) continue;
+        // A delete that matches nothing commits nothing.
+        if ((await t.delete(predicate)).numDeletedRows > 0) written.push([name, t]);
+      }
+      await afterWrite(tenant, h, held, written);
+    });
+  }
   return {
     async upsertChunks(tenantId: string, rows: ChunkRow[]) {
       open();
@@ -342,32 +364,25 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       const data = catalogTable(validCatalogRow(row));
       await write(tenant, async (h, held) => {
         const t = (await tableOf(h, "catalog", true)) as Table;
+        // Versions of a document may finish out of order: an older one never replaces a newer.
         await t
           .mergeInsert("document_id")
-          .whenMatchedUpdateAll()
+          .whenMatchedUpdateAll({ where: "target.version <= source.version" })
           .whenNotMatchedInsertAll()
           .execute(data);
         await afterWrite(tenant, h, held, [["catalog", t]]);
       });
     },
 
-    /** Also removes the catalog row unless it is of `keepVersion`. */
-    async deleteDocument(tenantId: string, documentId: string, keepVersion?: number) {
-      open();
-      const tenant = tenantKey(tenantId);
-      let predicate = `document_id = ${sqlString(documentKey(documentId))}`;
-      if (keepVersion !== undefined) predicate += ` AND version <> ${assertVersion(keepVersion)}`;
-      if (!mayExist(tenant)) return;
-      await write(tenant, async (h, held) => {
-        const written: Array<[TableName, Table]> = [];
-        for (const name of TABLES) {
-          const t = await tableOf(h, name, false);
-          if (!t) continue;
-          // A delete that matches nothing commits nothing.
-          if ((await t.delete(predicate)).numDeletedRows > 0) written.push([name, t]);
-        }
-        await afterWrite(tenant, h, held, written);
-      });
+    async deleteDocument(tenantId: string, documentId: string) {
+      return remove(tenantId, documentId, "", TABLES);
+    },
+
+    async deleteVersions(tenantId, documentId, which) {
+      const v = assertVersion("olderThan" in which ? which.olderThan : which.version);
+      return remove(tenantId, documentId, ` AND version ${"olderThan" in which ? "<" : "="} ${v}`, [
+        "chunks",
+      ]);
     },
 
     async searchVector(tenantId, vector, limit, filters) {

@@ -52,10 +52,23 @@ export interface VectorIndex {
    * one tenant are serialized across workers and processes; tenants proceed in parallel.
    */
   upsertChunks(tenantId: string, rows: ChunkRow[]): Promise<void>;
-  /** Records a document version's catalog summary (replacing the document's previous row). */
+  /**
+   * Records a document version's catalog summary, replacing the document's row unless that
+   * row is of a newer version (versions may finish out of order).
+   */
   upsertCatalog(tenantId: string, row: CatalogRow): Promise<void>;
-  /** Removes a document's chunks of every version except `keepVersion` (none when omitted). */
-  deleteDocument(tenantId: string, documentId: string, keepVersion?: number): Promise<void>;
+  /** Removes a document: the chunks of all its versions, and its catalog row. */
+  deleteDocument(tenantId: string, documentId: string): Promise<void>;
+  /**
+   * Removes chunks of some of a document's versions: those older than `olderThan` (what an
+   * activation replaced; newer versions, perhaps still being written, stay), or exactly
+   * `version` (a version that was out of date when it finished).
+   */
+  deleteVersions(
+    tenantId: string,
+    documentId: string,
+    which: { olderThan: number } | { version: number },
+  ): Promise<void>;
   /** Nearest neighbours of `vector`: exact below the ANN threshold, ANN above it. */
   searchVector(
     tenantId: string,
