@@ -7,18 +7,12 @@ import {
 } from "../../src/modules/ingestion/idempotency.js";
 import type { TenantContext } from "../../src/tenancy.js";
 import { allBackends, type TestDb } from "../fixtures/db.js";
+import { rejectionOf } from "../fixtures/errors.js";
 import { createTenant, gate } from "../fixtures/queue.js";
 
 // The Idempotency-Key store on both databases; the HTTP side is in ingestion.test.ts.
 
-async function appError(promise: Promise<unknown>): Promise<AppError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AppError);
-  return err as AppError;
-}
+const appError = (p: Promise<unknown>) => rejectionOf(p, AppError);
 
 describe.each(allBackends)("Idempotency-Key store: $backend.name", ({ backend, skip }) => {
   describe.skipIf(skip)(backend.name, () => {

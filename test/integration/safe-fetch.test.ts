@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { FetchError, type HostResolver, safeFetch } from "../../src/platform/fetch/safe-fetch.js";
+import { safeFetch } from "../../src/platform/fetch/safe-fetch.js";
 import { fetchFailure, stubResolver } from "../fixtures/fetch.js";
 
 // Only 127.0.0.1 ever receives traffic here; other hosts go through stub resolvers or are

@@ -2,8 +2,6 @@ import { describe, expect, it } from "vitest";
 import {
   checkUrlTarget,
   classifyAddress,
-  FetchError,
-  type HostResolver,
   isAllowedAddress,
 } from "../../src/platform/fetch/safe-fetch.js";
 import { fetchFailure, stubResolver } from "../fixtures/fetch.js";

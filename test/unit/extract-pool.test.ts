@@ -4,22 +4,16 @@ import {
   createThreadExtractor,
   inlineExtractor,
 } from "../../src/modules/ingestion/extract-pool.js";
+import { rejectionOf } from "../fixtures/errors.js";
 import { buildPdf } from "../fixtures/pdf.js";
+
+const extractionError = (p: Promise<unknown>) => rejectionOf(p, ExtractionError);
 
 const PARA = "<p>The harbour lantern shines over the copper meadow while the falcon circles.</p>";
 const page = (paragraphs: number) =>
   Buffer.from(
     `<html><head><title>Harbour notes</title></head><body><article>${PARA.repeat(paragraphs)}</article></body></html>`,
   );
-
-async function extractionError(promise: Promise<unknown>): Promise<ExtractionError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ExtractionError);
-  return err as ExtractionError;
-}
 
 describe("extraction in worker threads", () => {
   const extractor = createThreadExtractor({ threads: 2, timeoutMs: 30_000 });

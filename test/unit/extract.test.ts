@@ -1,15 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { ExtractionError, extractDocument } from "../../src/modules/ingestion/extract.js";
+import { rejectionOf } from "../fixtures/errors.js";
 import { buildPdf } from "../fixtures/pdf.js";
 
-async function failure(promise: Promise<unknown>): Promise<ExtractionError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ExtractionError);
-  return err as ExtractionError;
-}
+const extractionFailure = (p: Promise<unknown>) => rejectionOf(p, ExtractionError);
 
 describe("extractDocument: PDF", () => {
   it("extracts the text of a one-page Helvetica PDF", async () => {
@@ -36,7 +30,9 @@ describe("extractDocument: PDF", () => {
   });
 
   it("refuses a password-protected PDF as encrypted", async () => {
-    const err = await failure(extractDocument(buildPdf(["secret"], { encrypt: true }), "pdf"));
+    const err = await extractionFailure(
+      extractDocument(buildPdf(["secret"], { encrypt: true }), "pdf"),
+    );
     expect(err.code).toBe("ingestion.pdf_encrypted");
   });
 
@@ -49,12 +45,14 @@ describe("extractDocument: PDF", () => {
     ],
     ["nothing but the header", () => Buffer.from("%PDF-")],
   ])("refuses a PDF %s as corrupt", async (_label, damage) => {
-    const err = await failure(extractDocument(damage(buildPdf(["Some text here"])), "pdf"));
+    const err = await extractionFailure(
+      extractDocument(damage(buildPdf(["Some text here"])), "pdf"),
+    );
     expect(err.code).toBe("ingestion.pdf_corrupt");
   });
 
   it("refuses a PDF without extractable text (a scan) as having no text", async () => {
-    const err = await failure(extractDocument(buildPdf(["", ""]), "pdf"));
+    const err = await extractionFailure(extractDocument(buildPdf(["", ""]), "pdf"));
     expect(err.code).toBe("ingestion.no_text");
   });
 
@@ -62,7 +60,7 @@ describe("extractDocument: PDF", () => {
     ["HTML", "<html><body><p>not a pdf</p></body></html>"],
     ["plain text", "just some words"],
   ])("refuses %s declared as a PDF", async (_label, content) => {
-    const err = await failure(extractDocument(Buffer.from(content), "pdf"));
+    const err = await extractionFailure(extractDocument(Buffer.from(content), "pdf"));
     expect(err.code).toBe("ingestion.type_mismatch");
   });
 });
@@ -109,13 +107,13 @@ describe("extractDocument: text and Markdown", () => {
     ],
     ["mostly control characters", Buffer.from("a\u0001b\u0002c\u0003d\u0004e\u0005")],
   ])("refuses %s as not text", async (_label, bytes) => {
-    const err = await failure(extractDocument(bytes, "md"));
+    const err = await extractionFailure(extractDocument(bytes, "md"));
     expect(err.code).toBe("ingestion.type_mismatch");
     expect(err.message).toContain("content does not look like text");
   });
 
   it.each(["txt", "md", "html"] as const)("refuses a PDF declared as %s", async (kind) => {
-    const err = await failure(extractDocument(buildPdf(["Hello"]), kind));
+    const err = await extractionFailure(extractDocument(buildPdf(["Hello"]), kind));
     expect(err.code).toBe("ingestion.type_mismatch");
   });
 
@@ -123,7 +121,7 @@ describe("extractDocument: text and Markdown", () => {
     ["empty", ""],
     ["blank", "  \n\n\t \n"],
   ])("refuses an %s document as having no text", async (_label, content) => {
-    const err = await failure(extractDocument(Buffer.from(content), "txt"));
+    const err = await extractionFailure(extractDocument(Buffer.from(content), "txt"));
     expect(err.code).toBe("ingestion.no_text");
   });
 });
@@ -213,7 +211,7 @@ describe("extractDocument: HTML", () => {
   it("refuses a page with no text at all", async () => {
     const html =
       "<html><head><title>Empty</title><script>var x = 1;</script></head><body>  </body></html>";
-    const err = await failure(extractDocument(Buffer.from(html), "html"));
+    const err = await extractionFailure(extractDocument(Buffer.from(html), "html"));
     expect(err.code).toBe("ingestion.no_text");
   });
 });
