@@ -5,12 +5,13 @@
  * fragment, and every merge, delete and search visits every fragment until a compaction.
  *
  * Variants in the same run differ only in the adapter options that decide when a write
- * compacts and what the compaction keeps, written `<ftsRefreshRows>/<compactFragments>/<keep
- * seconds>`: `5000/0/900` compacts only once 5 000 rows are outside the full-text index and
- * keeps replaced versions 15 minutes (the policy before compaction by fragment count),
- * `1000/32/900` adds compaction by fragments, `1000/32/20` is today's default.
+ * compacts and what the compaction keeps, written `<ftsRefreshRows>/<compactFragments>-<max
+ * CompactFragments>/<keep seconds>`: `5000/0-0/900` compacts only once 5 000 rows are outside
+ * the full-text index and keeps replaced versions 15 minutes (the policy before compaction by
+ * fragment count), `1000/32-32/20` compacts every 32 fragments whatever the table's size, and
+ * `1000/32-256/20` (today's default) waits for more fragments as the table grows.
  *
- *   npm run bench:vector-writes -- --docs=1000 --chunks-per-doc=7 --variants=5000/0/900,1000/32/900,1000/32/20
+ *   npm run bench:vector-writes -- --docs=1000 --chunks-per-doc=7 --variants=5000/0-0/900,1000/32-32/20,1000/32-256/20
  */
 import { randomUUID } from "node:crypto";
 import pino from "pino";
@@ -36,7 +37,7 @@ import { createTextGenerator } from "./lib/text.js";
 const opts = {
   docs: intOption("docs", 1000),
   chunksPerDoc: intOption("chunks-per-doc", 7),
-  variants: stringOption("variants", "5000/0/900,1000/32/900,1000/32/20"),
+  variants: stringOption("variants", "5000/0-0/900,1000/32-32/20,1000/32-256/20"),
   searchEvery: intOption("search-every", 5),
   seed: intOption("seed", 11),
 };
@@ -83,19 +84,17 @@ interface Variant {
 }
 
 async function runVariant(name: string, docs: Doc[], queries: string[]): Promise<Variant> {
-  const [ftsRefreshRows, compactFragments, keepSeconds] = name.split("/").map(Number) as [
-    number,
-    number,
-    number,
-  ];
+  const [rows, fragments, keep] = name.split("/");
+  const [compactFragments, maxCompactFragments] = String(fragments).split("-").map(Number);
   const dir = tempDir("vw");
   const index = createLanceVectorIndex({
     uri: dir.dir,
     dimensions: 384,
     lock: createInProcessTenantLock(),
-    ftsRefreshRows,
-    compactFragments,
-    keepVersionsMs: keepSeconds * 1000,
+    ftsRefreshRows: Number(rows),
+    compactFragments: compactFragments as number,
+    maxCompactFragments: maxCompactFragments as number,
+    keepVersionsMs: Number(keep) * 1000,
     logger: pino({ level: "silent" }),
   });
   const tenant = randomUUID();

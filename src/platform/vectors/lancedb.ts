@@ -66,6 +66,12 @@ export interface LanceVectorIndexOptions {
    */
   compactFragments?: number;
   /**
+   * Larger tables wait for more fragments, one per 100 rows up to this many: compacting costs
+   * in proportion to the table, so this keeps its cost per write about constant
+   * (`fragmentLimit`). Equal to `compactFragments`, the limit is fixed.
+   */
+  maxCompactFragments?: number;
+  /**
    * A write that leaves this many rows outside the full-text index compacts too: LanceDB scans
    * unindexed rows on every text query, ~50 ms per 1,000 rows on 2 cores. Matters for a few
    * large documents, which make many rows in few fragments. 0 turns it off.
@@ -135,10 +141,12 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
   const annSearch = { ...DEFAULT_ANN_SEARCH, ...opts.annSearch };
   const compactLimits = {
     fragments: opts.compactFragments ?? 32,
+    maxFragments: opts.maxCompactFragments ?? 256,
     unindexedTextRows: opts.ftsRefreshRows ?? 1_000,
   };
   const keepVersionsMs = opts.keepVersionsMs ?? 20_000;
-  const compactTables = (h: TenantHandle, held: HeldTenantLock) => compact(h, held, keepVersionsMs);
+  const compactTables = (h: TenantHandle, held: HeldTenantLock, tables?: TableName[]) =>
+    compact(h, held, keepVersionsMs, tables);
   const limitSearch = createLimiter(opts.searchConcurrency ?? availableParallelism());
   const remote = isRemote(opts.uri);
   const base = remote
@@ -242,11 +250,19 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     written: Array<[TableName, Table]>,
     crossedAnnThreshold = false,
   ): Promise<void> {
-    let due = false;
+    const dueTables: TableName[] = [];
     for (const [name, t] of written) {
-      if (await dueForCompaction(t, name, compactLimits)) due = true;
+      if (await dueForCompaction(t, name, compactLimits)) dueTables.push(name);
     }
-    if (due) await compactTables(h, held);
+    const due = dueTables.length > 0;
+    if (due) {
+      const started = Date.now();
+      await compactTables(h, held, dueTables);
+      logger.debug(
+        { tenantId, tables: dueTables, ms: Date.now() - started },
+        "compacted tenant vector tables",
+      );
+    }
     const now = Date.now();
     if (due) {
       // Compaction keeps the versions it replaced for keepVersionsMs (readers may be on
