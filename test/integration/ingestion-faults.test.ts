@@ -13,16 +13,11 @@ import {
 } from "../fixtures/app.js";
 import { backends } from "../fixtures/db.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../fixtures/fake-openai.js";
-import { multipart, search, settle, uploadFile } from "../fixtures/ingest.js";
+import { documentCount, multipart, search, settle, uploadFile } from "../fixtures/ingest.js";
 import { buildPdf } from "../fixtures/pdf.js";
 
 const OPENAI_KEY = `sk-fake-${randomBytes(8).toString("hex")}`;
 const MB = 1024 * 1024;
-
-async function documentCount(t: TestApp, s: SignedUp): Promise<number> {
-  const res = await t.app.inject({ url: "/api/documents", headers: bearer(s.token) });
-  return res.json().items.length;
-}
 
 async function ingestText(t: TestApp, s: SignedUp, title: string, content: string) {
   const res = await t.app.inject({
@@ -116,7 +111,7 @@ describe.each(backends)("ingestion faults ($name)", (backend) => {
       body: Buffer.alloc(0),
     });
     expectError(res, 400, "ingestion.empty_content");
-    expect(await documentCount(t, s)).toBe(0);
+    expect(await documentCount(t.app, s.token)).toBe(0);
   });
 
   it("refuses a file over the tenant's size limit with 413 and creates no document", async () => {
@@ -131,7 +126,7 @@ describe.each(backends)("ingestion faults ($name)", (backend) => {
     const big = { name: "big.txt", type: "text/plain", body: Buffer.alloc(2 * MB, "a") };
     const res = await uploadFile(t.app, s.token, big);
     expectError(res, 413, "ingestion.file_too_large");
-    expect(await documentCount(t, s)).toBe(0);
+    expect(await documentCount(t.app, s.token)).toBe(0);
   });
 
   it("answers 413 to an announced oversize upload before the client has sent the body", async () => {
@@ -170,7 +165,7 @@ describe.each(backends)("ingestion faults ($name)", (backend) => {
     expect(JSON.parse(Buffer.concat(chunks).toString()).error.code).toBe(
       "ingestion.file_too_large",
     );
-    expect(await documentCount(t, s)).toBe(0);
+    expect(await documentCount(t.app, s.token)).toBe(0);
   });
 
   it("a URL that never answers fails with url_timeout after every attempt; the job is dead", async () => {

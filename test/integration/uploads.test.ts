@@ -10,7 +10,7 @@ import {
 } from "../fixtures/app.js";
 import { type S3Server, startS3Server } from "../fixtures/blobs.js";
 import { backends } from "../fixtures/db.js";
-import { presignedUpload, search, settle } from "../fixtures/ingest.js";
+import { documentCount, presignedUpload, search, settle } from "../fixtures/ingest.js";
 import { buildPdf } from "../fixtures/pdf.js";
 
 const rand = () => randomBytes(5).toString("hex");
@@ -30,11 +30,6 @@ function complete(t: TestApp, s: SignedUp, id: string) {
 async function put(ticket: { uploadUrl: string; headers: Record<string, string> }, body: Buffer) {
   const res = await fetch(ticket.uploadUrl, { method: "PUT", headers: ticket.headers, body });
   expect(res.status).toBe(200);
-}
-
-async function documentCount(t: TestApp, s: SignedUp): Promise<number> {
-  const res = await t.app.inject({ url: "/api/documents", headers: bearer(s.token) });
-  return res.json().items.length;
 }
 
 describe.each(backends)("direct uploads through presigned URLs ($name)", (backend) => {
@@ -82,7 +77,7 @@ describe.each(backends)("direct uploads through presigned URLs ($name)", (backen
     const again = await complete(t, s, ticket.uploadId);
     expect(again.statusCode).toBe(202);
     expect(again.json()).toEqual(done.json());
-    expect(await documentCount(t, s)).toBe(1);
+    expect(await documentCount(t.app, s.token)).toBe(1);
   });
 
   it("refuses what the tenant's settings do not allow before signing anything", async () => {
@@ -139,7 +134,7 @@ describe.each(backends)("direct uploads through presigned URLs ($name)", (backen
       "ingestion.upload_size_mismatch",
     );
     expect(mismatch.error.details).toMatchObject({ announcedBytes: text.length });
-    expect(await documentCount(t, s)).toBe(0);
+    expect(await documentCount(t.app, s.token)).toBe(0);
 
     // The upload stays pending: the right file, sent again, completes it.
     await put(ticket, text);
@@ -160,7 +155,7 @@ describe.each(backends)("direct uploads through presigned URLs ($name)", (backen
     // The signature binds the key and type, not the length: a client can send more than it said.
     await put(ticket, Buffer.alloc(2 * 1024 * 1024, "a"));
     expectError(await complete(t, s, ticket.uploadId), 413, "ingestion.file_too_large");
-    expect(await documentCount(t, s)).toBe(0);
+    expect(await documentCount(t.app, s.token)).toBe(0);
   });
 
   it("sweeps an upload never completed an hour after its URL expired, object and record", async () => {

@@ -232,9 +232,14 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
   const cleanupAt = new Map<string, number>();
   const REQUEST_EVERY_MS = 5 * 60_000;
 
-  function request(tenantId: string, delayMs: number): void {
+  /**
+   * Asks for an optimize; `asked` remembers the request so that the next writes do not ask
+   * again. If asking fails, that is forgotten, so the next compaction asks anew.
+   */
+  function request(tenantId: string, delayMs: number, asked: Map<string, number>): void {
     if (!opts.requestOptimize) return;
     opts.requestOptimize(tenantId, { delayMs }).catch((err: unknown) => {
+      asked.delete(tenantId);
       logger.warn({ err, tenantId }, "could not ask for the tenant's vector index optimize");
     });
   }
@@ -272,10 +277,11 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       if (at === undefined || at <= now + keepVersionsMs) {
         const delayMs = keepVersionsMs + 5 * 60_000;
         cleanupAt.set(tenantId, now + delayMs);
-        request(tenantId, delayMs);
+        request(tenantId, delayMs, cleanupAt);
       }
+      // Forget clean-ups that have run, so the map holds only recently written tenants.
+      for (const [t, runAt] of cleanupAt) if (runAt < now) cleanupAt.delete(t);
     }
-    for (const [t, at] of cleanupAt) if (at < now) cleanupAt.delete(t);
     if (!(due || crossedAnnThreshold)) return;
     const chunks = h.tables.get("chunks");
     if (!chunks) return;
@@ -286,7 +292,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     const last = requested.get(tenantId);
     if (annDue && (last === undefined || now - last >= REQUEST_EVERY_MS)) {
       requested.set(tenantId, now);
-      request(tenantId, 0);
+      request(tenantId, 0, requested);
     }
   }
 
