@@ -650,6 +650,35 @@ describe("VectorIndex (LanceDB): upkeep on the write path", () => {
     }
   });
 
+  it("asks again at the next compaction when asking for an ANN build failed", async () => {
+    const calls: number[] = [];
+    let failNext = true;
+    const { index } = upkeepIndex({
+      annThreshold: 256,
+      compactFragments: 3,
+      async requestOptimize(_tenantId, { delayMs }) {
+        calls.push(delayMs);
+        if (delayMs === 0 && failNext) {
+          failNext = false;
+          throw new Error("queue unavailable");
+        }
+      },
+    });
+    const tenant = randomUUID();
+    const doc = randomUUID();
+    const rows = Array.from({ length: 300 }, (_, i) => chunk(doc, 1, i));
+    try {
+      await index.upsertChunks(tenant, rows.slice(0, 260));
+      expect(calls).toEqual([0]);
+      await new Promise((r) => setImmediate(r));
+      // Three more writes make the table due for compaction, which asks for the build again.
+      for (let i = 260; i < 290; i += 10) await index.upsertChunks(tenant, rows.slice(i, i + 10));
+      expect(calls.filter((d) => d === 0)).toEqual([0, 0]);
+    } finally {
+      await index.close();
+    }
+  });
+
   it("compaction removes replaced versions, but keeps them while an ANN build may read them", async () => {
     const lock = createInProcessTenantLock();
     const { uri, index } = upkeepIndex({ lock, compactFragments: 4, keepVersionsMs: 0 });
