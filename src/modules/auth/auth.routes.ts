@@ -61,7 +61,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
         response: { 200: tokenPairSchema },
       },
     },
-    async (req) => auth.login(req.body),
+    async (req) => auth.login(req.body, { ip: req.ip }),
   );
 
   app.post(

@@ -11,6 +11,7 @@ import type { FailureThrottle } from "../../platform/ratelimit/index.js";
 import { type Principal, ROLE_RANK, type TenantContext, type TenantRole } from "../../tenancy.js";
 import type { Tenant, TenantStatus, TenantsService } from "../tenants/index.js";
 import { type ApiKeyRow, authStore as store, type UserRow } from "./auth.store.js";
+import { createLoginThrottle } from "./login-throttle.js";
 import type { TokenSigner } from "./tokens.js";
 
 export const API_KEY_PREFIX = "trk_";
@@ -78,12 +79,19 @@ export interface AuthDeps {
   db: Db;
   tokens: TokenSigner;
   tenants: TenantsService;
+  /** Failed logins per email. */
   loginThrottle: FailureThrottle;
+  /** Failed logins per client address. */
+  loginAddressThrottle: FailureThrottle;
   refreshTokenTtlSeconds: number;
 }
 
 export function createAuthService(deps: AuthDeps) {
   const { db, tokens } = deps;
+  const loginThrottle = createLoginThrottle({
+    byEmail: deps.loginThrottle,
+    byAddress: deps.loginAddressThrottle,
+  });
 
   async function newApiKey(
     tx: Queryable,
@@ -159,31 +167,25 @@ export function createAuthService(deps: AuthDeps) {
 
     /**
      * Checks credentials. The answer to a wrong password and to an unknown email is the same,
-     * and takes as long. After `maxFailures` failures for one email inside the window, further
-     * attempts get 429 until the window passes, whatever the password.
+     * and takes as long. Each attempt reserves a failure for the email and for the client
+     * address before its password is checked (released when it was right): once either budget
+     * of the window is spent, attempts get 429 until the window passes, whatever the password,
+     * however many arrive at once.
      */
-    async login(input: { email: string; password: string }): Promise<TokenPair> {
+    async login(
+      input: { email: string; password: string },
+      client: { ip: string },
+    ): Promise<TokenPair> {
       const email = normalizeEmail(input.email);
-      const blockedMs = await deps.loginThrottle.blockedForMs(email);
-      if (blockedMs > 0) {
-        const retryAfter = Math.ceil(blockedMs / 1000);
-        throw new AppError(
-          "auth.too_many_attempts",
-          "too many failed logins for this account; try again later",
-          { retryAfterSeconds: retryAfter },
-          { "retry-after": String(retryAfter) },
-        );
-      }
+      const reservation = await loginThrottle.reserve(email, client.ip);
       const user = await store.userByEmail(db, email);
       const ok = await verifyPassword(
         user?.password_hash ?? (await dummyPasswordHash()),
         input.password,
       );
-      if (!user || !ok) {
-        await deps.loginThrottle.recordFailure(email);
+      if (!user || !ok)
         throw new AppError("auth.invalid_credentials", "email or password is wrong");
-      }
-      await deps.loginThrottle.reset(email);
+      await reservation.release();
       assertTenantActive(user.tenant_status);
       return db.transaction(async (tx) => {
         await store.touchLogin(tx, user.id);
