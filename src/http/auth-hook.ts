@@ -23,10 +23,34 @@ declare module "fastify" {
   }
 }
 
+function ambiguous(why: string): AppError {
+  return new AppError("auth.ambiguous_credentials", `credentials are ambiguous: ${why}`);
+}
+
+/** How often each credential header was sent; Node keeps the first or joins repeats. */
+function headerCounts(req: FastifyRequest): { authorization: number; apiKey: number } {
+  const counts = { authorization: 0, apiKey: 0 };
+  const raw = req.raw.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (name === "authorization") counts.authorization += 1;
+    else if (name === "x-api-key") counts.apiKey += 1;
+  }
+  return counts;
+}
+
+/**
+ * The request's credential. Exactly one is accepted: an Authorization header and an X-API-Key
+ * header naming different credentials, or either header sent twice, are refused rather than
+ * resolved by a precedence rule, so that a stale or forged credential beside a good one is
+ * never silently ignored.
+ */
 function credentials(req: FastifyRequest): { bearer?: string; apiKey?: string } {
+  const counts = headerCounts(req);
+  if (counts.authorization > 1) throw ambiguous("the Authorization header is repeated");
+  if (counts.apiKey > 1) throw ambiguous("the X-API-Key header is repeated");
   const header = req.headers.authorization;
   const apiKey = req.headers["x-api-key"];
-  // Node joins repeated X-API-Key headers into one "a, b" string, which matches no key.
   let bearer: string | undefined;
   if (header !== undefined) {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
@@ -37,7 +61,11 @@ function credentials(req: FastifyRequest): { bearer?: string; apiKey?: string } 
       );
     bearer = match[1];
   }
-  const key = Array.isArray(apiKey) ? apiKey.join(", ") : apiKey;
+  const key = typeof apiKey === "string" && apiKey !== "" ? apiKey : undefined;
+  if (bearer !== undefined && key !== undefined) {
+    if (bearer !== key) throw ambiguous("Authorization and X-API-Key name different credentials");
+    return { apiKey: key };
+  }
   return { ...(bearer ? { bearer } : {}), ...(key ? { apiKey: key } : {}) };
 }
 

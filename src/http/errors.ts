@@ -17,6 +17,7 @@ export const ERROR_STATUS = {
   "auth.refresh_token_invalid": 401,
   "auth.refresh_token_reused": 401,
   "auth.session_revoked": 401,
+  "auth.ambiguous_credentials": 401,
   "auth.forbidden": 403,
   "auth.tenant_required": 403,
   "auth.platform_admin_required": 403,
