@@ -1,6 +1,13 @@
 import type { FastifyRequest } from "fastify";
 import type { AuthService } from "../modules/auth/index.js";
-import { type Principal, ROLE_RANK, type TenantContext, type TenantRole } from "../tenancy.js";
+import {
+  type ApiKeyScope,
+  hasScope,
+  type Principal,
+  ROLE_RANK,
+  type TenantContext,
+  type TenantRole,
+} from "../tenancy.js";
 import { AppError } from "./errors.js";
 
 /**
@@ -9,14 +16,23 @@ import { AppError } from "./errors.js";
  * - `tenant` (the default when a route says nothing): a tenant's user or API key;
  * - `any`: any authenticated principal, platform admins included;
  * - `platform_admin`: platform admins only.
- * `config.minRole` further requires a tenant role (owner > admin > member).
+ * `config.minRole` further requires a tenant role (owner > admin > member), and `config.scope`
+ * the API-key scope a key needs (see RouteScope).
  */
 export type AuthMode = "public" | "tenant" | "any" | "platform_admin";
+
+/**
+ * What an API key needs to call a route: a scope, any one of several, or `none` (any valid key,
+ * e.g. to ask who it is). A route that says nothing needs `admin`, so a route added without
+ * thought is closed to every narrower key. Users are not concerned: their role applies.
+ */
+export type RouteScope = ApiKeyScope | readonly ApiKeyScope[] | "none";
 
 declare module "fastify" {
   interface FastifyContextConfig {
     auth?: AuthMode;
     minRole?: TenantRole;
+    scope?: RouteScope;
   }
   interface FastifyRequest {
     principal: Principal | undefined;
@@ -90,6 +106,7 @@ export function createAuthHook(auth: AuthService) {
         "this route acts for a tenant; use a tenant's credentials",
       );
     }
+    if (principal.kind === "api_key") assertScope(principal.scopes, req.routeOptions.config.scope);
     const minRole = req.routeOptions.config.minRole;
     if (
       minRole &&
@@ -100,6 +117,25 @@ export function createAuthHook(auth: AuthService) {
     }
     req.principal = principal;
   };
+}
+
+/** The scopes a route needs of an API key; the default when it declares none. */
+export function requiredScopes(scope: RouteScope | undefined): readonly ApiKeyScope[] {
+  if (scope === "none") return [];
+  if (scope === undefined) return ["admin"];
+  return typeof scope === "string" ? [scope] : scope;
+}
+
+function assertScope(scopes: readonly ApiKeyScope[], scope: RouteScope | undefined): void {
+  const needed = requiredScopes(scope);
+  if (needed.length === 0 || hasScope(scopes, needed)) return;
+  throw new AppError(
+    "auth.scope_required",
+    needed.length === 1
+      ? `this API key lacks the scope ${needed[0]}, which this route needs`
+      : `this API key lacks a scope this route needs: one of ${needed.join(", ")}`,
+    { requiredScopes: needed, keyScopes: scopes },
+  );
 }
 
 /** The tenant the request acts for; only on routes whose auth mode guarantees one. */

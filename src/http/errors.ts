@@ -19,6 +19,7 @@ export const ERROR_STATUS = {
   "auth.session_revoked": 401,
   "auth.ambiguous_credentials": 401,
   "auth.forbidden": 403,
+  "auth.scope_required": 403,
   "auth.tenant_required": 403,
   "auth.platform_admin_required": 403,
   "tenant.suspended": 403,

@@ -8,7 +8,15 @@ import {
 } from "../../platform/crypto/index.js";
 import { type Db, isUniqueViolation, type Queryable } from "../../platform/db/index.js";
 import type { FailureThrottle } from "../../platform/ratelimit/index.js";
-import { type Principal, ROLE_RANK, type TenantContext, type TenantRole } from "../../tenancy.js";
+import {
+  type ApiKeyScope,
+  DEFAULT_API_KEY_SCOPES,
+  normalizeScopes,
+  type Principal,
+  ROLE_RANK,
+  type TenantContext,
+  type TenantRole,
+} from "../../tenancy.js";
 import type { Tenant, TenantStatus, TenantsService } from "../tenants/index.js";
 import { type ApiKeyRow, authStore as store, type UserRow } from "./auth.store.js";
 import { createLoginThrottle } from "./login-throttle.js";
@@ -30,6 +38,7 @@ export interface ApiKeyInfo {
   id: string;
   name: string;
   prefix: string;
+  scopes: ApiKeyScope[];
   createdAt: string;
   lastUsedAt: string | null;
   revokedAt: string | null;
@@ -58,6 +67,7 @@ function toKeyInfo(row: ApiKeyRow): ApiKeyInfo {
     id: row.id,
     name: row.name,
     prefix: row.prefix,
+    scopes: normalizeScopes(row.scopes),
     createdAt: row.created_at.toISOString(),
     lastUsedAt: iso(row.last_used_at),
     revokedAt: iso(row.revoked_at),
@@ -98,12 +108,14 @@ export function createAuthService(deps: AuthDeps) {
     tenantId: string,
     createdBy: string | null,
     name: string,
+    scopes: readonly ApiKeyScope[],
   ) {
     const secret = randomToken(API_KEY_PREFIX);
     const row = await store.insertApiKey(tx, {
       tenantId,
       name,
       prefix: secret.slice(0, API_KEY_VISIBLE_CHARS),
+      scopes: normalizeScopes(scopes),
       keyHash: sha256Hex(secret),
       createdBy,
     });
@@ -143,7 +155,11 @@ export function createAuthService(deps: AuthDeps) {
   }
 
   return {
-    /** Creates a tenant, its owner and its first API key, all or nothing. */
+    /**
+     * Creates a tenant, its owner and its first API key, all or nothing. The key has the
+     * default scopes (ingestion and reading), not `admin`: it is made to be pasted into a
+     * workflow, and the owner's own token does the administration.
+     */
     async signup(input: {
       email: string;
       password: string;
@@ -159,7 +175,7 @@ export function createAuthService(deps: AuthDeps) {
           passwordHash,
           role: "owner",
         });
-        const key = await newApiKey(tx, tenant.id, user.id, "default");
+        const key = await newApiKey(tx, tenant.id, user.id, "default", DEFAULT_API_KEY_SCOPES);
         const pair = await startSession(tx, user);
         return { ...pair, apiKey: key.secret, tenant, user: toUser(user) };
       });
@@ -260,7 +276,13 @@ export function createAuthService(deps: AuthDeps) {
           throw new AppError("auth.invalid_api_key", "API key is invalid or revoked");
         assertTenantActive(row.tenant_status);
         await store.touchApiKey(db, row.id);
-        return { kind: "api_key", keyId: row.id, tenantId: row.tenant_id, role: "admin" };
+        return {
+          kind: "api_key",
+          keyId: row.id,
+          tenantId: row.tenant_id,
+          role: "admin",
+          scopes: normalizeScopes(row.scopes),
+        };
       }
       if (!creds.bearer) throw new AppError("auth.unauthenticated", "authentication required");
       const claims = await tokens.verify(creds.bearer);
@@ -296,15 +318,24 @@ export function createAuthService(deps: AuthDeps) {
       return { tenant, user: null, apiKey: key ? toKeyInfo(key) : null };
     },
 
-    /** Revokes every key of the tenant and issues a new one, shown only in this answer. */
+    /**
+     * Revokes every key of the tenant and issues a new one with `scopes` (the default scopes
+     * when none are given), shown only in this answer.
+     */
     async regenerateApiKey(
       ctx: TenantContext,
-      name = "default",
+      opts: { name?: string | undefined; scopes?: readonly ApiKeyScope[] | undefined } = {},
     ): Promise<{ apiKey: string; key: ApiKeyInfo }> {
       const createdBy = ctx.principal.kind === "user" ? ctx.principal.userId : null;
       return db.transaction(async (tx) => {
         await store.revokeApiKeys(tx, ctx.tenantId);
-        const key = await newApiKey(tx, ctx.tenantId, createdBy, name);
+        const key = await newApiKey(
+          tx,
+          ctx.tenantId,
+          createdBy,
+          opts.name ?? "default",
+          opts.scopes ?? DEFAULT_API_KEY_SCOPES,
+        );
         return { apiKey: key.secret, key: key.info };
       });
     },
