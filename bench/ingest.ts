@@ -276,7 +276,13 @@ async function runMode(mode: Mode, docs: Doc[], idleDocs: Doc[]): Promise<ModeRe
     ]);
     const t: TenantContext = {
       tenantId: tenant.id,
-      principal: { kind: "api_key", keyId: "bench", tenantId: tenant.id, role: "admin" },
+      principal: {
+        kind: "api_key",
+        keyId: "bench",
+        tenantId: tenant.id,
+        role: "admin",
+        scopes: ["admin"],
+      },
       requestId: "bench",
     };
     const tracer = createStageTracer();

@@ -150,7 +150,13 @@ async function createTenant(
   const tenant = await db.transaction((tx) => tenants.create(tx, { name, planId: "enterprise" }));
   return {
     tenantId: tenant.id,
-    principal: { kind: "api_key", keyId: "bench", tenantId: tenant.id, role: "admin" },
+    principal: {
+      kind: "api_key",
+      keyId: "bench",
+      tenantId: tenant.id,
+      role: "admin",
+      scopes: ["admin"],
+    },
     requestId: "bench",
   };
 }

@@ -65,6 +65,7 @@ const envSchema = z.object({
     .default(30 * 86400),
   LOGIN_MAX_FAILURES: z.coerce.number().int().min(1).max(1000).default(5),
   LOGIN_LOCKOUT_SECONDS: z.coerce.number().int().min(1).max(86400).default(900),
+  LOGIN_MAX_FAILURES_PER_IP: z.coerce.number().int().min(1).max(100_000).default(20),
   BODY_LIMIT_BYTES: z.coerce
     .number()
     .int()
@@ -135,6 +136,8 @@ export interface Config {
   refreshTokenTtlSeconds: number;
   loginMaxFailures: number;
   loginLockoutSeconds: number;
+  /** Failed logins per client address (IPv6: per /64) inside the same window. */
+  loginMaxFailuresPerIp: number;
   bodyLimitBytes: number;
   /** Allowed CORS origins; empty means CORS is off. */
   corsOrigins: string[];
@@ -166,7 +169,7 @@ export interface Config {
    * worker died runs again about this long later, plus one check interval of as much.
    */
   jobLockMs: number;
-  /** Namespace of the BullMQ keys in Redis: deployments (or test runs) sharing a Redis differ. */
+  /** Namespace of the keys in Redis (queues, throttles): deployments (or test runs) sharing a Redis differ. */
   queuePrefix: string;
   annThreshold: number;
   /** How long one document's text extraction may take. */
@@ -231,6 +234,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     refreshTokenTtlSeconds: e.REFRESH_TOKEN_TTL_SECONDS,
     loginMaxFailures: e.LOGIN_MAX_FAILURES,
     loginLockoutSeconds: e.LOGIN_LOCKOUT_SECONDS,
+    loginMaxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     corsOrigins: e.CORS_ORIGINS
       ? e.CORS_ORIGINS.split(",")

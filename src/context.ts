@@ -134,10 +134,17 @@ export async function createContext(
     ttlSeconds: config.accessTokenTtlSeconds,
   });
   const tenants = createTenantsService({ db, masterKey: config.masterKey });
+  // Under the queue prefix: deployments (and test runs) sharing one Redis keep apart.
   const loginThrottle = createFailureThrottle({
     maxFailures: config.loginMaxFailures,
     windowSeconds: config.loginLockoutSeconds,
-    keyPrefix: "tenantrag:login-fail",
+    keyPrefix: `${config.queuePrefix}:login-fail`,
+    ...(redis ? { redis } : {}),
+  });
+  const loginAddressThrottle = createFailureThrottle({
+    maxFailures: config.loginMaxFailuresPerIp,
+    windowSeconds: config.loginLockoutSeconds,
+    keyPrefix: `${config.queuePrefix}:login-fail-ip`,
     ...(redis ? { redis } : {}),
   });
   const auth = createAuthService({
@@ -145,6 +152,7 @@ export async function createContext(
     tokens,
     tenants,
     loginThrottle,
+    loginAddressThrottle,
     refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
   });
 

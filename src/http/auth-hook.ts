@@ -1,6 +1,13 @@
 import type { FastifyRequest } from "fastify";
 import type { AuthService } from "../modules/auth/index.js";
-import { type Principal, ROLE_RANK, type TenantContext, type TenantRole } from "../tenancy.js";
+import {
+  type ApiKeyScope,
+  hasScope,
+  type Principal,
+  ROLE_RANK,
+  type TenantContext,
+  type TenantRole,
+} from "../tenancy.js";
 import { AppError } from "./errors.js";
 
 /**
@@ -9,24 +16,57 @@ import { AppError } from "./errors.js";
  * - `tenant` (the default when a route says nothing): a tenant's user or API key;
  * - `any`: any authenticated principal, platform admins included;
  * - `platform_admin`: platform admins only.
- * `config.minRole` further requires a tenant role (owner > admin > member).
+ * `config.minRole` further requires a tenant role (owner > admin > member), and `config.scope`
+ * the API-key scope a key needs (see RouteScope).
  */
 export type AuthMode = "public" | "tenant" | "any" | "platform_admin";
+
+/**
+ * What an API key needs to call a route: a scope, any one of several, or `none` (any valid key,
+ * e.g. to ask who it is). A route that says nothing needs `admin`, so a route added without
+ * thought is closed to every narrower key. Users are not concerned: their role applies.
+ */
+export type RouteScope = ApiKeyScope | readonly ApiKeyScope[] | "none";
 
 declare module "fastify" {
   interface FastifyContextConfig {
     auth?: AuthMode;
     minRole?: TenantRole;
+    scope?: RouteScope;
   }
   interface FastifyRequest {
     principal: Principal | undefined;
   }
 }
 
+function ambiguous(why: string): AppError {
+  return new AppError("auth.ambiguous_credentials", `credentials are ambiguous: ${why}`);
+}
+
+/** How often each credential header was sent; Node keeps the first or joins repeats. */
+function headerCounts(req: FastifyRequest): { authorization: number; apiKey: number } {
+  const counts = { authorization: 0, apiKey: 0 };
+  const raw = req.raw.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (name === "authorization") counts.authorization += 1;
+    else if (name === "x-api-key") counts.apiKey += 1;
+  }
+  return counts;
+}
+
+/**
+ * The request's credential. Exactly one is accepted: an Authorization header and an X-API-Key
+ * header naming different credentials, or either header sent twice, are refused rather than
+ * resolved by a precedence rule, so that a stale or forged credential beside a good one is
+ * never silently ignored.
+ */
 function credentials(req: FastifyRequest): { bearer?: string; apiKey?: string } {
+  const counts = headerCounts(req);
+  if (counts.authorization > 1) throw ambiguous("the Authorization header is repeated");
+  if (counts.apiKey > 1) throw ambiguous("the X-API-Key header is repeated");
   const header = req.headers.authorization;
   const apiKey = req.headers["x-api-key"];
-  // Node joins repeated X-API-Key headers into one "a, b" string, which matches no key.
   let bearer: string | undefined;
   if (header !== undefined) {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
@@ -37,7 +77,11 @@ function credentials(req: FastifyRequest): { bearer?: string; apiKey?: string } 
       );
     bearer = match[1];
   }
-  const key = Array.isArray(apiKey) ? apiKey.join(", ") : apiKey;
+  const key = typeof apiKey === "string" && apiKey !== "" ? apiKey : undefined;
+  if (bearer !== undefined && key !== undefined) {
+    if (bearer !== key) throw ambiguous("Authorization and X-API-Key name different credentials");
+    return { apiKey: key };
+  }
   return { ...(bearer ? { bearer } : {}), ...(key ? { apiKey: key } : {}) };
 }
 
@@ -62,6 +106,7 @@ export function createAuthHook(auth: AuthService) {
         "this route acts for a tenant; use a tenant's credentials",
       );
     }
+    if (principal.kind === "api_key") assertScope(principal.scopes, req.routeOptions.config.scope);
     const minRole = req.routeOptions.config.minRole;
     if (
       minRole &&
@@ -72,6 +117,25 @@ export function createAuthHook(auth: AuthService) {
     }
     req.principal = principal;
   };
+}
+
+/** The scopes a route needs of an API key; the default when it declares none. */
+export function requiredScopes(scope: RouteScope | undefined): readonly ApiKeyScope[] {
+  if (scope === "none") return [];
+  if (scope === undefined) return ["admin"];
+  return typeof scope === "string" ? [scope] : scope;
+}
+
+function assertScope(scopes: readonly ApiKeyScope[], scope: RouteScope | undefined): void {
+  const needed = requiredScopes(scope);
+  if (needed.length === 0 || hasScope(scopes, needed)) return;
+  throw new AppError(
+    "auth.scope_required",
+    needed.length === 1
+      ? `this API key lacks the scope ${needed[0]}, which this route needs`
+      : `this API key lacks a scope this route needs: one of ${needed.join(", ")}`,
+    { requiredScopes: needed, keyScopes: scopes },
+  );
 }
 
 /** The tenant the request acts for; only on routes whose auth mode guarantees one. */

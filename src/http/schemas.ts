@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { API_KEY_SCOPES } from "../tenancy.js";
 
 /** Path parameter `:id` that must be a UUID; anything else is a 400, not a database error. */
 export const idParams = z.object({ id: z.uuid({ message: "must be a UUID" }) });
@@ -15,6 +16,7 @@ export const apiKeyInfoSchema = z.object({
   id: z.uuid(),
   name: z.string(),
   prefix: z.string(),
+  scopes: z.array(z.enum(API_KEY_SCOPES)),
   createdAt: z.iso.datetime(),
   lastUsedAt: z.iso.datetime().nullable(),
   revokedAt: z.iso.datetime().nullable(),

@@ -5,6 +5,7 @@ import {
   createFailureThrottle,
   type FailureThrottle,
   type FailureThrottleOptions,
+  type Reservation,
 } from "../../src/platform/ratelimit/index.js";
 import { TEST_REDIS_URL } from "../fixtures/db.js";
 
@@ -45,7 +46,12 @@ const adapters: Array<{
 const key = (label: string) => `${label}-${randomBytes(4).toString("hex")}@example.test`;
 
 async function fail(throttle: FailureThrottle, k: string, times: number) {
-  for (let i = 0; i < times; i++) await throttle.recordFailure(k);
+  for (let i = 0; i < times; i++) expect((await throttle.reserve(k)).granted).toBe(true);
+}
+
+function retryAfter(r: Reservation): number {
+  if (r.granted) throw new Error("expected a refusal, got a grant");
+  return r.retryAfterMs;
 }
 
 describe.each(adapters)("FailureThrottle: $name", ({ name, skip, make }) => {
@@ -55,42 +61,53 @@ describe.each(adapters)("FailureThrottle: $name", ({ name, skip, make }) => {
       ? (undefined as never)
       : make({ maxFailures: 3, windowSeconds: WINDOW_S });
 
-    it("does not block a key it has never seen", async () => {
-      expect(await throttle.blockedForMs(key("new"))).toBe(0);
+    it("grants a key it has never seen", async () => {
+      expect(await throttle.reserve(key("new"))).toEqual({ granted: true });
     });
 
-    it("allows failures up to the limit and blocks once it is reached", async () => {
+    it("grants reservations up to the budget and refuses the next until the window ends", async () => {
       const k = key("user");
-      await fail(throttle, k, 2);
-      expect(await throttle.blockedForMs(k)).toBe(0);
-      await throttle.recordFailure(k);
-      const ms = await throttle.blockedForMs(k);
+      await fail(throttle, k, 3);
+      const ms = retryAfter(await throttle.reserve(k));
       expect(ms).toBeGreaterThan(0);
       expect(ms).toBeLessThanOrEqual(WINDOW_S * 1000);
-      // Asking does not count as a failure nor change the answer much.
-      const again = await throttle.blockedForMs(k);
-      expect(again).toBeGreaterThan(0);
+      const again = retryAfter(await throttle.reserve(k));
       expect(again).toBeLessThanOrEqual(ms);
     });
 
-    it("stays blocked while failures keep coming", async () => {
-      const k = key("user");
-      await fail(throttle, k, 5);
-      expect(await throttle.blockedForMs(k)).toBeGreaterThan(0);
+    it("grants at most the budget to concurrent reservations", async () => {
+      const k = key("burst");
+      const answers = await Promise.all(Array.from({ length: 50 }, () => throttle.reserve(k)));
+      expect(answers.filter((a) => a.granted)).toHaveLength(3);
+      for (const a of answers.filter((x) => !x.granted)) expect(retryAfter(a)).toBeGreaterThan(0);
     });
 
-    it("reset unblocks the key and starts its count again", async () => {
+    it("a release gives one reservation back; earlier failures still count", async () => {
       const k = key("user");
       await fail(throttle, k, 3);
-      expect(await throttle.blockedForMs(k)).toBeGreaterThan(0);
-      await throttle.reset(k);
-      expect(await throttle.blockedForMs(k)).toBe(0);
-      await fail(throttle, k, 2);
-      expect(await throttle.blockedForMs(k)).toBe(0);
+      await throttle.release(k);
+      expect((await throttle.reserve(k)).granted).toBe(true);
+      expect((await throttle.reserve(k)).granted).toBe(false);
     });
 
-    it("reset of an unknown key is harmless", async () => {
-      await expect(throttle.reset(key("ghost"))).resolves.toBeUndefined();
+    it("concurrent reserve-then-release pairs never exceed the budget in flight", async () => {
+      // Each caller holds its reservation while it "checks a password", as a login does.
+      const k = key("pairs");
+      let inFlight = 0;
+      let most = 0;
+      await Promise.all(
+        Array.from({ length: 30 }, async () => {
+          const r = await throttle.reserve(k);
+          if (!r.granted) return;
+          inFlight += 1;
+          most = Math.max(most, inFlight);
+          await new Promise((res) => setTimeout(res, 20));
+          inFlight -= 1;
+          await throttle.release(k);
+        }),
+      );
+      expect(most).toBeGreaterThan(0);
+      expect(most).toBeLessThanOrEqual(3);
     });
 
     it("keeps keys independent", async () => {
@@ -98,48 +115,69 @@ describe.each(adapters)("FailureThrottle: $name", ({ name, skip, make }) => {
       const other = key("b");
       await fail(throttle, blocked, 3);
       await fail(throttle, other, 2);
-      expect(await throttle.blockedForMs(blocked)).toBeGreaterThan(0);
-      expect(await throttle.blockedForMs(other)).toBe(0);
-      await throttle.reset(other);
-      expect(await throttle.blockedForMs(blocked)).toBeGreaterThan(0);
+      expect((await throttle.reserve(blocked)).granted).toBe(false);
+      expect((await throttle.reserve(other)).granted).toBe(true);
     });
 
-    it("unblocks by itself when the window has passed", async () => {
+    it("grants again by itself when the window has passed", async () => {
       const short = make({ maxFailures: 2, windowSeconds: 1 });
       const k = key("short");
       await fail(short, k, 2);
-      const ms = await short.blockedForMs(k);
-      expect(ms).toBeGreaterThan(0);
+      const ms = retryAfter(await short.reserve(k));
       expect(ms).toBeLessThanOrEqual(1000);
       await new Promise((r) => setTimeout(r, ms + 150));
-      expect(await short.blockedForMs(k)).toBe(0);
+      expect((await short.reserve(k)).granted).toBe(true);
     });
 
     it.skipIf(name !== "redis")(
-      "shares state between processes: failures seen by one block on the other",
+      "shares state between processes: reservations on one count on the other",
       async () => {
         // Two throttles with two connections, as two API processes behind a load balancer have.
         const a = make({ maxFailures: 3, windowSeconds: WINDOW_S });
         const b = make({ maxFailures: 3, windowSeconds: WINDOW_S });
         const k = key("shared");
-        await a.recordFailure(k);
-        await b.recordFailure(k);
-        expect(await a.blockedForMs(k)).toBe(0);
-        await a.recordFailure(k);
-        expect(await b.blockedForMs(k)).toBeGreaterThan(0);
-        await b.reset(k);
-        expect(await a.blockedForMs(k)).toBe(0);
+        await fail(a, k, 2);
+        await fail(b, k, 1);
+        await b.release(k);
+        expect((await a.reserve(k)).granted).toBe(true);
+        expect((await b.reserve(k)).granted).toBe(false);
       },
     );
 
-    it.skipIf(name !== "redis")("counts concurrent failures atomically", async () => {
-      const a = make({ maxFailures: 20, windowSeconds: WINDOW_S });
-      const b = make({ maxFailures: 20, windowSeconds: WINDOW_S });
-      const k = key("race");
-      await Promise.all(Array.from({ length: 19 }, (_, i) => (i % 2 ? a : b).recordFailure(k)));
-      expect(await a.blockedForMs(k)).toBe(0);
-      await b.recordFailure(k);
-      expect(await a.blockedForMs(k)).toBeGreaterThan(0);
-    });
+    it.skipIf(name !== "redis")(
+      "grants at most the budget to concurrent reservations from several processes",
+      async () => {
+        const procs = [0, 1, 2, 3].map(() => make({ maxFailures: 5, windowSeconds: WINDOW_S }));
+        const k = key("race");
+        const answers = await Promise.all(
+          Array.from({ length: 100 }, (_, i) =>
+            (procs[i % procs.length] as FailureThrottle).reserve(k),
+          ),
+        );
+        expect(answers.filter((a) => a.granted)).toHaveLength(5);
+      },
+    );
+
+    it.skipIf(name !== "redis")(
+      "falls back to a per-process budget while Redis is unreachable",
+      async () => {
+        const dead = new Redis("redis://127.0.0.1:1", {
+          maxRetriesPerRequest: 0,
+          enableOfflineQueue: false,
+          lazyConnect: true,
+        });
+        dead.on("error", () => {});
+        const t = createFailureThrottle({
+          maxFailures: 2,
+          windowSeconds: WINDOW_S,
+          keyPrefix,
+          redis: dead,
+        });
+        const k = key("outage");
+        const answers = await Promise.all(Array.from({ length: 10 }, () => t.reserve(k)));
+        expect(answers.filter((a) => a.granted)).toHaveLength(2);
+        dead.disconnect();
+      },
+    );
   });
 });

@@ -1,3 +1,4 @@
+import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   bearer,
@@ -257,5 +258,71 @@ describe.each(backends)("auth ($name)", (backend) => {
     expect(items.filter((k) => k.revokedAt === null)).toHaveLength(1);
     expect(list.body).not.toContain(fresh);
     expect(list.body).not.toContain(s.apiKey);
+  });
+
+  describe("ambiguous credentials", () => {
+    const me = (headers: Record<string, string | string[]>) =>
+      t.app.inject({ url: "/api/auth/me", headers });
+
+    it("refuses an invalid Bearer beside a valid X-API-Key: the key does not win silently", async () => {
+      const s = await signup(t.app);
+      const res = await me({ authorization: "Bearer not-a-token", "x-api-key": s.apiKey });
+      expectError(res, 401, "auth.ambiguous_credentials");
+    });
+
+    it("refuses two valid credentials that disagree, of one tenant or of two", async () => {
+      const s = await signup(t.app);
+      const other = await signup(t.app);
+      for (const [authorization, key] of [
+        [s.token, s.apiKey],
+        [s.token, other.apiKey],
+        [s.apiKey, other.apiKey],
+      ] as const) {
+        const res = await me({ authorization: `Bearer ${authorization}`, "x-api-key": key });
+        expectError(res, 401, "auth.ambiguous_credentials");
+      }
+    });
+
+    it("accepts the same API key in both headers", async () => {
+      const s = await signup(t.app);
+      const res = await me({ ...bearer(s.apiKey), "x-api-key": s.apiKey });
+      expect(res.statusCode, res.body).toBe(200);
+    });
+
+    it("refuses a repeated Authorization or X-API-Key header, even when every copy is valid", async () => {
+      const s = await signup(t.app);
+      const repeats: Array<Record<string, string[]>> = [
+        { authorization: [`Bearer ${s.token}`, `Bearer ${s.token}`] },
+        { authorization: [`Bearer ${s.token}`, "Bearer not-a-token"] },
+        { authorization: ["Bearer not-a-token", `Bearer ${s.token}`] },
+        { "x-api-key": [s.apiKey, s.apiKey] },
+        { "x-api-key": [s.apiKey, "trk_other"] },
+      ];
+      for (const headers of repeats) {
+        expectError(await me(headers), 401, "auth.ambiguous_credentials");
+      }
+    });
+
+    it("refuses a repeated Authorization header sent by a real client (Node keeps only the first)", async () => {
+      const s = await signup(t.app);
+      const address = await t.app.listen({ port: 0, host: "127.0.0.1" });
+      const { port } = new URL(address);
+      const answer = await new Promise<string>((resolve, reject) => {
+        let data = "";
+        const socket = connect(Number(port), "127.0.0.1", () =>
+          socket.write(
+            "GET /api/auth/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+              `Authorization: Bearer ${s.token}\r\nAuthorization: Bearer not-a-token\r\n\r\n`,
+          ),
+        );
+        socket.on("data", (d) => {
+          data += d.toString();
+        });
+        socket.on("end", () => resolve(data));
+        socket.on("error", reject);
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 401/);
+      expect(answer).toContain('"code":"auth.ambiguous_credentials"');
+    });
   });
 });

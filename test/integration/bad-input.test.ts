@@ -347,11 +347,11 @@ describe.each(backends)("bad input ($name)", (backend) => {
     });
 
     it("refuses two X-API-Key headers, even when one is valid", async () => {
-      // Node (and inject) join repeated headers into "a, b": no key matches, none is picked.
+      // A repeated credential header is ambiguous: none of its copies is picked.
       const twice = await me({ "x-api-key": [owner.apiKey, owner.apiKey] });
-      expectError(twice, 401, "auth.invalid_api_key");
+      expectError(twice, 401, "auth.ambiguous_credentials");
       const mixed = await me({ "x-api-key": [owner.apiKey, "trk_other"] });
-      expectError(mixed, 401, "auth.invalid_api_key");
+      expectError(mixed, 401, "auth.ambiguous_credentials");
     });
   });
 

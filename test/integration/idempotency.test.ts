@@ -25,7 +25,7 @@ describe.each(allBackends)("Idempotency-Key store: $backend.name", ({ backend, s
       const tenantId = await createTenant(t.db);
       ctx = {
         tenantId,
-        principal: { kind: "api_key", keyId: "k", tenantId, role: "admin" },
+        principal: { kind: "api_key", keyId: "k", tenantId, role: "admin", scopes: ["admin"] },
         requestId: "r",
       };
     });
@@ -139,7 +139,13 @@ describe.each(allBackends)("Idempotency-Key store: $backend.name", ({ backend, s
       const other: TenantContext = {
         ...ctx,
         tenantId: otherTenant,
-        principal: { kind: "api_key", keyId: "k2", tenantId: otherTenant, role: "admin" },
+        principal: {
+          kind: "api_key",
+          keyId: "k2",
+          tenantId: otherTenant,
+          role: "admin",
+          scopes: ["admin"],
+        },
       };
       await withIdempotency(ctx, key, "document", { a: 1 }, async () => ({ status: 202, body: 1 }));
       const theirs = await withIdempotency(other, key, "document", { a: 1 }, async () => ({

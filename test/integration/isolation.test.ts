@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  apiKeyWithScopes,
   bearer,
   platformAdminToken,
   type SignedUp,
@@ -39,6 +40,10 @@ describe.each(backends)("tenant isolation ($name)", (backend) => {
     routes = walkRoutes(t.app);
     seeded = await seedTenant(t.app);
     b = await signup(t.app, { companyName: "Tenant B" });
+    // Keys that may do everything, so that the walk tests tenancy rather than key scopes
+    // (test/integration/api-key-scopes.test.ts walks those).
+    b.apiKey = await apiKeyWithScopes(t.app, b, ["admin"]);
+    seeded.tenant.apiKey = await apiKeyWithScopes(t.app, seeded.tenant, ["admin"]);
     adminToken = await platformAdminToken(t);
   });
   afterAll(() => t.close());

@@ -36,7 +36,7 @@ describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => 
     });
     const ctx: TenantContext = {
       tenantId,
-      principal: { kind: "api_key", keyId: "k", tenantId, role: "admin" },
+      principal: { kind: "api_key", keyId: "k", tenantId, role: "admin", scopes: ["admin"] },
       requestId: "dying",
     };
     void dying.submit(

@@ -63,6 +63,19 @@ describe("loadConfig defaults", () => {
     expect(tuned.vectorSearchConcurrency).toBe(3);
   });
 
+  it("throttles 5 failed logins per email and 20 per client address in 15 minutes", () => {
+    expect(loadConfig({ DATA_DIR: dataDir })).toMatchObject({
+      loginMaxFailures: 5,
+      loginMaxFailuresPerIp: 20,
+      loginLockoutSeconds: 900,
+    });
+    const tuned = loadConfig({ DATA_DIR: dataDir, LOGIN_MAX_FAILURES_PER_IP: "100" });
+    expect(tuned.loginMaxFailuresPerIp).toBe(100);
+    expect(configError({ LOGIN_MAX_FAILURES_PER_IP: "0" }).message).toContain(
+      "LOGIN_MAX_FAILURES_PER_IP",
+    );
+  });
+
   it("accepts PORT=0 (any free port) and explicit values", () => {
     const config = loadConfig({ DATA_DIR: dataDir, PORT: "0", HOST: "0.0.0.0", LOG_LEVEL: "warn" });
     expect(config).toMatchObject({ port: 0, host: "0.0.0.0", logLevel: "warn" });

@@ -9,6 +9,7 @@ import {
   tokenPairSchema,
   userSchema,
 } from "../../http/schemas.js";
+import { API_KEY_SCOPES, DEFAULT_API_KEY_SCOPES } from "../../tenancy.js";
 import { type TenantsService, tenantSchemas } from "../tenants/index.js";
 import type { AuthService } from "./auth.service.js";
 
@@ -61,7 +62,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
         response: { 200: tokenPairSchema },
       },
     },
-    async (req) => auth.login(req.body),
+    async (req) => auth.login(req.body, { ip: req.ip }),
   );
 
   app.post(
@@ -81,7 +82,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
   app.post(
     "/api/auth/logout",
     {
-      config: { auth: "any" },
+      config: { auth: "any", scope: "none" },
       schema: { tags: ["auth"], summary: "End the current session (access and refresh tokens)" },
     },
     async (req, reply) => {
@@ -93,7 +94,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
   app.get(
     "/api/auth/me",
     {
-      config: { auth: "any" },
+      config: { auth: "any", scope: "none" },
       schema: {
         tags: ["auth"],
         summary: "Who the credentials belong to",
@@ -111,21 +112,40 @@ export const authRoutes: FastifyPluginAsyncZod<{
   app.post(
     "/api/customers/api-key",
     {
-      config: { minRole: "admin" },
+      config: { minRole: "admin", scope: "admin" },
       schema: {
         tags: ["customers"],
-        summary: "Regenerate the API key: every older key stops working at once",
-        body: z.strictObject({ name: z.string().trim().min(1).max(100).optional() }).nullish(),
+        summary:
+          "Regenerate the API key with the scopes asked for: every older key stops working at once",
+        body: z
+          .strictObject({
+            name: z.string().trim().min(1).max(100).optional(),
+            scopes: z
+              .array(z.enum(API_KEY_SCOPES))
+              .min(1)
+              .max(API_KEY_SCOPES.length * 2)
+              .optional()
+              .describe(
+                `what the key may do; default ${DEFAULT_API_KEY_SCOPES.join(", ")}; admin includes every scope`,
+              ),
+          })
+          .nullish(),
         response: { 201: z.object({ apiKey: z.string(), key: apiKeyInfoSchema }) },
       },
     },
     async (req, reply) =>
-      reply.status(201).send(await auth.regenerateApiKey(tenantContext(req), req.body?.name)),
+      reply.status(201).send(
+        await auth.regenerateApiKey(tenantContext(req), {
+          name: req.body?.name,
+          scopes: req.body?.scopes,
+        }),
+      ),
   );
 
   app.get(
     "/api/customers/api-keys",
     {
+      config: { scope: "admin" },
       schema: {
         tags: ["customers"],
         summary: "API keys: prefixes and dates, never the secret",
@@ -138,6 +158,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
   app.get(
     "/api/customers/users",
     {
+      config: { scope: "admin" },
       schema: {
         tags: ["customers"],
         summary: "The tenant's users",
@@ -150,7 +171,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
   app.post(
     "/api/customers/users",
     {
-      config: { minRole: "admin" },
+      config: { minRole: "admin", scope: "admin" },
       schema: {
         tags: ["customers"],
         summary: "Add a user to the tenant",
@@ -169,7 +190,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
   app.delete(
     "/api/customers/users/:id",
     {
-      config: { minRole: "admin" },
+      config: { minRole: "admin", scope: "admin" },
       schema: { tags: ["customers"], summary: "Remove a user from the tenant", params: idParams },
     },
     async (req, reply) => {

@@ -8,9 +8,18 @@ import {
 } from "../../platform/crypto/index.js";
 import { type Db, isUniqueViolation, type Queryable } from "../../platform/db/index.js";
 import type { FailureThrottle } from "../../platform/ratelimit/index.js";
-import { type Principal, ROLE_RANK, type TenantContext, type TenantRole } from "../../tenancy.js";
+import {
+  type ApiKeyScope,
+  DEFAULT_API_KEY_SCOPES,
+  normalizeScopes,
+  type Principal,
+  ROLE_RANK,
+  type TenantContext,
+  type TenantRole,
+} from "../../tenancy.js";
 import type { Tenant, TenantStatus, TenantsService } from "../tenants/index.js";
 import { type ApiKeyRow, authStore as store, type UserRow } from "./auth.store.js";
+import { createLoginThrottle } from "./login-throttle.js";
 import type { TokenSigner } from "./tokens.js";
 
 export const API_KEY_PREFIX = "trk_";
@@ -29,6 +38,7 @@ export interface ApiKeyInfo {
   id: string;
   name: string;
   prefix: string;
+  scopes: ApiKeyScope[];
   createdAt: string;
   lastUsedAt: string | null;
   revokedAt: string | null;
@@ -57,6 +67,7 @@ function toKeyInfo(row: ApiKeyRow): ApiKeyInfo {
     id: row.id,
     name: row.name,
     prefix: row.prefix,
+    scopes: normalizeScopes(row.scopes),
     createdAt: row.created_at.toISOString(),
     lastUsedAt: iso(row.last_used_at),
     revokedAt: iso(row.revoked_at),
@@ -78,24 +89,33 @@ export interface AuthDeps {
   db: Db;
   tokens: TokenSigner;
   tenants: TenantsService;
+  /** Failed logins per email. */
   loginThrottle: FailureThrottle;
+  /** Failed logins per client address. */
+  loginAddressThrottle: FailureThrottle;
   refreshTokenTtlSeconds: number;
 }
 
 export function createAuthService(deps: AuthDeps) {
   const { db, tokens } = deps;
+  const loginThrottle = createLoginThrottle({
+    byEmail: deps.loginThrottle,
+    byAddress: deps.loginAddressThrottle,
+  });
 
   async function newApiKey(
     tx: Queryable,
     tenantId: string,
     createdBy: string | null,
     name: string,
+    scopes: readonly ApiKeyScope[],
   ) {
     const secret = randomToken(API_KEY_PREFIX);
     const row = await store.insertApiKey(tx, {
       tenantId,
       name,
       prefix: secret.slice(0, API_KEY_VISIBLE_CHARS),
+      scopes: normalizeScopes(scopes),
       keyHash: sha256Hex(secret),
       createdBy,
     });
@@ -135,7 +155,11 @@ export function createAuthService(deps: AuthDeps) {
   }
 
   return {
-    /** Creates a tenant, its owner and its first API key, all or nothing. */
+    /**
+     * Creates a tenant, its owner and its first API key, all or nothing. The key has the
+     * default scopes (ingestion and reading), not `admin`: it is made to be pasted into a
+     * workflow, and the owner's own token does the administration.
+     */
     async signup(input: {
       email: string;
       password: string;
@@ -151,7 +175,7 @@ export function createAuthService(deps: AuthDeps) {
           passwordHash,
           role: "owner",
         });
-        const key = await newApiKey(tx, tenant.id, user.id, "default");
+        const key = await newApiKey(tx, tenant.id, user.id, "default", DEFAULT_API_KEY_SCOPES);
         const pair = await startSession(tx, user);
         return { ...pair, apiKey: key.secret, tenant, user: toUser(user) };
       });
@@ -159,31 +183,25 @@ export function createAuthService(deps: AuthDeps) {
 
     /**
      * Checks credentials. The answer to a wrong password and to an unknown email is the same,
-     * and takes as long. After `maxFailures` failures for one email inside the window, further
-     * attempts get 429 until the window passes, whatever the password.
+     * and takes as long. Each attempt reserves a failure for the email and for the client
+     * address before its password is checked (released when it was right): once either budget
+     * of the window is spent, attempts get 429 until the window passes, whatever the password,
+     * however many arrive at once.
      */
-    async login(input: { email: string; password: string }): Promise<TokenPair> {
+    async login(
+      input: { email: string; password: string },
+      client: { ip: string },
+    ): Promise<TokenPair> {
       const email = normalizeEmail(input.email);
-      const blockedMs = await deps.loginThrottle.blockedForMs(email);
-      if (blockedMs > 0) {
-        const retryAfter = Math.ceil(blockedMs / 1000);
-        throw new AppError(
-          "auth.too_many_attempts",
-          "too many failed logins for this account; try again later",
-          { retryAfterSeconds: retryAfter },
-          { "retry-after": String(retryAfter) },
-        );
-      }
+      const reservation = await loginThrottle.reserve(email, client.ip);
       const user = await store.userByEmail(db, email);
       const ok = await verifyPassword(
         user?.password_hash ?? (await dummyPasswordHash()),
         input.password,
       );
-      if (!user || !ok) {
-        await deps.loginThrottle.recordFailure(email);
+      if (!user || !ok)
         throw new AppError("auth.invalid_credentials", "email or password is wrong");
-      }
-      await deps.loginThrottle.reset(email);
+      await reservation.release();
       assertTenantActive(user.tenant_status);
       return db.transaction(async (tx) => {
         await store.touchLogin(tx, user.id);
@@ -258,7 +276,13 @@ export function createAuthService(deps: AuthDeps) {
           throw new AppError("auth.invalid_api_key", "API key is invalid or revoked");
         assertTenantActive(row.tenant_status);
         await store.touchApiKey(db, row.id);
-        return { kind: "api_key", keyId: row.id, tenantId: row.tenant_id, role: "admin" };
+        return {
+          kind: "api_key",
+          keyId: row.id,
+          tenantId: row.tenant_id,
+          role: "admin",
+          scopes: normalizeScopes(row.scopes),
+        };
       }
       if (!creds.bearer) throw new AppError("auth.unauthenticated", "authentication required");
       const claims = await tokens.verify(creds.bearer);
@@ -294,15 +318,24 @@ export function createAuthService(deps: AuthDeps) {
       return { tenant, user: null, apiKey: key ? toKeyInfo(key) : null };
     },
 
-    /** Revokes every key of the tenant and issues a new one, shown only in this answer. */
+    /**
+     * Revokes every key of the tenant and issues a new one with `scopes` (the default scopes
+     * when none are given), shown only in this answer.
+     */
     async regenerateApiKey(
       ctx: TenantContext,
-      name = "default",
+      opts: { name?: string | undefined; scopes?: readonly ApiKeyScope[] | undefined } = {},
     ): Promise<{ apiKey: string; key: ApiKeyInfo }> {
       const createdBy = ctx.principal.kind === "user" ? ctx.principal.userId : null;
       return db.transaction(async (tx) => {
         await store.revokeApiKeys(tx, ctx.tenantId);
-        const key = await newApiKey(tx, ctx.tenantId, createdBy, name);
+        const key = await newApiKey(
+          tx,
+          ctx.tenantId,
+          createdBy,
+          opts.name ?? "default",
+          opts.scopes ?? DEFAULT_API_KEY_SCOPES,
+        );
         return { apiKey: key.secret, key: key.info };
       });
     },

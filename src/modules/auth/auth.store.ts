@@ -1,4 +1,5 @@
 import type { Queryable } from "../../platform/db/index.js";
+import type { ApiKeyScope } from "../../tenancy.js";
 import type { TenantStatus } from "../tenants/index.js";
 import type { TokenRole } from "./tokens.js";
 
@@ -17,13 +18,14 @@ export interface ApiKeyRow {
   tenant_id: string;
   name: string;
   prefix: string;
+  scopes: ApiKeyScope[];
   created_at: Date;
   last_used_at: Date | null;
   revoked_at: Date | null;
 }
 
 const USER_COLUMNS = "id, tenant_id, email, password_hash, role, created_at, last_login_at";
-const KEY_COLUMNS = "id, tenant_id, name, prefix, created_at, last_used_at, revoked_at";
+const KEY_COLUMNS = "id, tenant_id, name, prefix, scopes, created_at, last_used_at, revoked_at";
 
 /** SQL for users, API keys, sessions and refresh tokens. */
 export const authStore = {
@@ -105,14 +107,16 @@ export const authStore = {
       tenantId: string;
       name: string;
       prefix: string;
+      scopes: readonly ApiKeyScope[];
       keyHash: string;
       createdBy: string | null;
     },
   ): Promise<ApiKeyRow> {
     const rows = await q.query<ApiKeyRow>(
-      `insert into api_keys (tenant_id, name, prefix, key_hash, created_by) values ($1, $2, $3, $4, $5)
+      `insert into api_keys (tenant_id, name, prefix, scopes, key_hash, created_by)
+       values ($1, $2, $3, $4, $5, $6)
        returning ${KEY_COLUMNS}`,
-      [k.tenantId, k.name, k.prefix, k.keyHash, k.createdBy],
+      [k.tenantId, k.name, k.prefix, k.scopes, k.keyHash, k.createdBy],
     );
     return rows[0] as ApiKeyRow;
   },
@@ -133,8 +137,8 @@ export const authStore = {
 
   async apiKeyByHash(q: Queryable, keyHash: string) {
     const rows = await q.query<ApiKeyRow & { tenant_status: TenantStatus }>(
-      `select k.id, k.tenant_id, k.name, k.prefix, k.created_at, k.last_used_at, k.revoked_at,
-              t.status as tenant_status
+      `select k.id, k.tenant_id, k.name, k.prefix, k.scopes, k.created_at, k.last_used_at,
+              k.revoked_at, t.status as tenant_status
        from api_keys k join tenants t on t.id = k.tenant_id where k.key_hash = $1`,
       [keyHash],
     );

@@ -68,6 +68,7 @@ export const documentsRoutes: FastifyPluginAsyncZod<{
   app.get(
     "/api/documents",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["documents"],
         summary: "The tenant's documents, newest first",
@@ -88,6 +89,7 @@ export const documentsRoutes: FastifyPluginAsyncZod<{
   app.get(
     "/api/documents/:id",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["documents"],
         summary: "One document",
@@ -101,6 +103,7 @@ export const documentsRoutes: FastifyPluginAsyncZod<{
   app.get(
     "/api/documents/:id/versions",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["documents"],
         summary: "Version history, newest first",
@@ -114,6 +117,7 @@ export const documentsRoutes: FastifyPluginAsyncZod<{
   app.get(
     "/api/documents/:id/status",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["documents"],
         summary: "Processing state of the latest version and its job",
@@ -144,6 +148,7 @@ export const documentsRoutes: FastifyPluginAsyncZod<{
   app.put(
     "/api/documents/:id",
     {
+      config: { scope: "ingest" },
       bodyLimit: bodyLimitBytes,
       schema: {
         tags: ["documents"],
@@ -178,6 +183,7 @@ export const documentsRoutes: FastifyPluginAsyncZod<{
   app.delete(
     "/api/documents/:id",
     {
+      config: { scope: "ingest" },
       schema: {
         tags: ["documents"],
         summary: "Delete the document, its versions, chunks and files",

@@ -38,7 +38,7 @@ export interface PipelineDeps {
 function jobContext(tenantId: string, jobId: string): TenantContext {
   return {
     tenantId,
-    principal: { kind: "api_key", keyId: "worker", tenantId, role: "admin" },
+    principal: { kind: "api_key", keyId: "worker", tenantId, role: "admin", scopes: ["admin"] },
     requestId: `job:${jobId}`,
   };
 }

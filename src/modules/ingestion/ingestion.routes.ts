@@ -139,6 +139,7 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
   app.post(
     "/api/ingest/document",
     {
+      config: { scope: "ingest" },
       ...common,
       schema: {
         tags: ["ingestion"],
@@ -156,6 +157,7 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
   app.post(
     "/api/ingest/batch",
     {
+      config: { scope: "ingest" },
       ...common,
       schema: {
         tags: ["ingestion"],
@@ -174,6 +176,7 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
   app.post(
     "/api/ingest/url",
     {
+      config: { scope: "ingest" },
       schema: {
         tags: ["ingestion"],
         summary: "Fetch a web page or PDF by URL and ingest it",
@@ -190,6 +193,7 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
   app.post(
     "/api/ingest/webhook",
     {
+      config: { scope: "ingest" },
       ...common,
       schema: {
         tags: ["ingestion"],
@@ -209,6 +213,7 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
   app.post(
     "/api/ingest/file",
     {
+      config: { scope: "ingest" },
       schema: {
         tags: ["ingestion"],
         summary:

@@ -46,6 +46,7 @@ export const uploadsRoutes: FastifyPluginAsyncZod<UploadsRouteDeps> = async (app
   app.get(
     "/api/ingest/presigned-url",
     {
+      config: { scope: "ingest" },
       schema: {
         tags: ["ingestion"],
         summary:
@@ -60,6 +61,7 @@ export const uploadsRoutes: FastifyPluginAsyncZod<UploadsRouteDeps> = async (app
   app.post(
     "/api/ingest/uploads/:id/complete",
     {
+      config: { scope: "ingest" },
       schema: {
         tags: ["ingestion"],
         summary: "Ingest a file uploaded through a presigned URL",

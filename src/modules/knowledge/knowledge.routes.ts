@@ -36,6 +36,7 @@ export const knowledgeRoutes: FastifyPluginAsyncZod<{ knowledge: KnowledgeServic
     app.get(
       path,
       {
+        config: { scope: "read" },
         schema: {
           tags,
           summary: `The tenant's ${noun} items, newest first, with their processing state`,
@@ -49,7 +50,7 @@ export const knowledgeRoutes: FastifyPluginAsyncZod<{ knowledge: KnowledgeServic
     app.post(
       path,
       {
-        config: { minRole: "admin" },
+        config: { minRole: "admin", scope: "ingest" },
         schema: {
           tags,
           summary: `Create a ${noun}; it becomes searchable once its embedding job completes`,
@@ -64,6 +65,7 @@ export const knowledgeRoutes: FastifyPluginAsyncZod<{ knowledge: KnowledgeServic
     app.get(
       `${path}/:id`,
       {
+        config: { scope: "read" },
         schema: {
           tags,
           summary: `One ${noun}, with the state of its embedding job`,
@@ -77,7 +79,7 @@ export const knowledgeRoutes: FastifyPluginAsyncZod<{ knowledge: KnowledgeServic
     app.put(
       `${path}/:id`,
       {
-        config: { minRole: "admin" },
+        config: { minRole: "admin", scope: "ingest" },
         schema: {
           tags,
           summary: `Replace the ${noun}'s fields; changed content is embedded again, unchanged is a duplicate`,
@@ -95,7 +97,7 @@ export const knowledgeRoutes: FastifyPluginAsyncZod<{ knowledge: KnowledgeServic
     app.delete(
       `${path}/:id`,
       {
-        config: { minRole: "admin" },
+        config: { minRole: "admin", scope: "ingest" },
         schema: {
           tags,
           summary: `Delete the ${noun}; search stops showing it at once`,

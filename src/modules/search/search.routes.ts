@@ -41,6 +41,7 @@ export const searchRoutes: FastifyPluginAsyncZod<{ search: SearchService }> = as
     app.post(
       url,
       {
+        config: { scope: ["read", "chat"] as const },
         schema: {
           tags: ["search"],
           summary:

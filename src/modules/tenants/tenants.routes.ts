@@ -21,6 +21,7 @@ export const tenantsRoutes: FastifyPluginAsyncZod<{
   app.get(
     "/api/customers/profile",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["customers"],
         summary: "The tenant and the calling user",
@@ -36,7 +37,7 @@ export const tenantsRoutes: FastifyPluginAsyncZod<{
   app.put(
     "/api/customers/profile",
     {
-      config: { minRole: "admin" },
+      config: { minRole: "admin", scope: "admin" },
       schema: {
         tags: ["customers"],
         summary: "Update the tenant's profile",
@@ -55,6 +56,7 @@ export const tenantsRoutes: FastifyPluginAsyncZod<{
   app.get(
     "/api/customers/config",
     {
+      config: { scope: "read" },
       schema: {
         tags: ["customers"],
         summary: "The tenant's limits, ingestion and embedding settings",
@@ -67,7 +69,7 @@ export const tenantsRoutes: FastifyPluginAsyncZod<{
   app.put(
     "/api/customers/config",
     {
-      config: { minRole: "admin" },
+      config: { minRole: "admin", scope: "admin" },
       schema: {
         tags: ["customers"],
         summary:

@@ -3,24 +3,38 @@ import {
   type RateLimiterAbstract,
   RateLimiterMemory,
   RateLimiterRedis,
+  RateLimiterRes,
 } from "rate-limiter-flexible";
 
+/** The answer to a reservation: granted, or refused until the window has passed. */
+export type Reservation = { granted: true } | { granted: false; retryAfterMs: number };
+
 /**
- * Counts failures per key inside a window and blocks the key once it has too many, e.g. failed
- * logins per email. Memory-backed in embedded mode; Redis-backed (shared by every API process,
- * atomic) when a Redis client is given.
+ * A budget of failures per key and window, e.g. failed logins per email. An attempt that may
+ * fail is *reserved* before it is tried, so that concurrent attempts cannot all pass a check
+ * made before any of them has failed; a reservation that turned out a success is released.
+ * Memory-backed in embedded mode (one process); Redis-backed when a Redis client is given
+ * (shared by every API process).
  */
 export interface FailureThrottle {
-  /** Milliseconds until `key` may try again; 0 when it is not blocked. */
-  blockedForMs(key: string): Promise<number>;
-  /** Records one failure for `key`. */
-  recordFailure(key: string): Promise<void>;
-  /** Forgets `key`'s failures (after a success). */
-  reset(key: string): Promise<void>;
+  /**
+   * Takes one failure from `key`'s budget for the current window. Atomic: of any number of
+   * calls at once, across every process sharing the store, at most the budget left is granted;
+   * the rest are refused with the time until the window ends. Refused calls are counted too,
+   * so while a key is flooded a release does not reopen its budget. The window starts with the
+   * first reservation of a key and does not slide.
+   */
+  reserve(key: string): Promise<Reservation>;
+  /**
+   * Gives one granted reservation back: the attempt succeeded, so it is not a failure. Failures
+   * recorded before it still count until their window ends (a success does not erase them, or a
+   * guesser could refill the budget by logging in with their own account).
+   */
+  release(key: string): Promise<void>;
 }
 
 export interface FailureThrottleOptions {
-  /** Failures allowed inside the window; the next attempt is blocked. */
+  /** Failures allowed inside the window; further reservations are refused. */
   maxFailures: number;
   windowSeconds: number;
   /** Namespace of the keys in Redis. */
@@ -35,7 +49,8 @@ export function createFailureThrottle(opts: FailureThrottleOptions): FailureThro
     keyPrefix: opts.keyPrefix,
   };
   // With Redis, a memory limiter stands in while Redis is unreachable, so an outage degrades
-  // throttling to per-process instead of failing every login.
+  // throttling to per-process instead of failing every login. Redis's consume is one Lua
+  // script (increment, then read), so concurrent reservations are counted exactly.
   const limiter: RateLimiterAbstract = opts.redis
     ? new RateLimiterRedis({
         ...limiterOpts,
@@ -44,16 +59,19 @@ export function createFailureThrottle(opts: FailureThrottleOptions): FailureThro
       })
     : new RateLimiterMemory(limiterOpts);
   return {
-    async blockedForMs(key) {
-      const res = await limiter.get(key);
-      if (!res || res.consumedPoints < opts.maxFailures) return 0;
-      return Math.max(1, res.msBeforeNext);
+    async reserve(key) {
+      try {
+        await limiter.consume(key, 1);
+        return { granted: true };
+      } catch (err) {
+        // The library rejects with its result object when the budget is spent, and with an
+        // Error when neither store answered: that is not a refusal, so it propagates.
+        if (!(err instanceof RateLimiterRes)) throw err;
+        return { granted: false, retryAfterMs: Math.max(1, err.msBeforeNext) };
+      }
     },
-    async recordFailure(key) {
-      await limiter.penalty(key, 1);
-    },
-    async reset(key) {
-      await limiter.delete(key);
+    async release(key) {
+      await limiter.reward(key, 1);
     },
   };
 }
