@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { badTextReason } from "./text.js";
 
 /** Path parameter `:id` that must be a UUID; anything else is a 400, not a database error. */
 export const idParams = z.object({ id: z.uuid({ message: "must be a UUID" }) });
@@ -48,8 +49,10 @@ export const tokenPairSchema = z.object({
 const CONTROL_CHARS_RE = /^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]*$/;
 
 /**
- * A string without control characters (tab, newline and carriage return allowed): the base of
- * every title, name, label and metadata value. Chain `.trim()`, `.min()`, `.max()` after it.
+ * A string without control characters (tab, newline and carriage return allowed) nor lone
+ * surrogates: the base of every title, name, label and metadata value. JSON bodies are
+ * checked for NUL and surrogates before any schema (text.ts); this also covers fields that
+ * arrive another way (multipart). Chain `.trim()`, `.min()`, `.max()` after it.
  */
 export const plainText = () =>
   z
@@ -57,4 +60,5 @@ export const plainText = () =>
     .regex(
       CONTROL_CHARS_RE,
       "must not contain control characters (tab, newline and CR are allowed)",
-    );
+    )
+    .refine((s) => badTextReason(s) === undefined, "must not contain lone UTF-16 surrogates");
