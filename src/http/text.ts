@@ -118,7 +118,7 @@ export function registerJsonParser(app: FastifyInstance): void {
         done(
           new AppError(
             "request.unsupported_media_type",
-            `charset ${charset} is not accepted; send JSON as UTF-8`,
+            `charset "${charset}" is not accepted; send JSON as UTF-8`,
           ),
         );
         return;

@@ -108,6 +108,21 @@ describe.each(backends)("http ($name)", (backend) => {
     });
   });
 
+  describe("server limits", () => {
+    it("bounds how long a request may take to arrive, by default and as configured", async () => {
+      // Node's default is no bound on the body at all under Fastify (requestTimeout 0).
+      expect(t.app.server.requestTimeout).toBe(60_000);
+      expect(t.app.server.headersTimeout).toBe(10_000);
+      const short = await startApp(backend, { REQUEST_TIMEOUT_MS: "5000" });
+      try {
+        expect(short.app.server.requestTimeout).toBe(5000);
+        expect(short.app.server.headersTimeout).toBe(5000);
+      } finally {
+        await short.close();
+      }
+    });
+  });
+
   describe("methods", () => {
     it.each([
       ["DELETE", "/api/auth/login", "POST"],
