@@ -17,13 +17,16 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
  * A client that closed its connection (or reset it) while its body was being read. Node
  * raises "aborted" (ECONNRESET) on the request stream, and Fastify hands it on as an error;
  * it is the client's doing, not a server fault, so it is answered (to no one) with a 4xx and
- * logged at info, not as an unhandled error.
+ * logged at info, not as an unhandled error. The client's socket must really be gone: an
+ * ECONNRESET from the database or a fetch is a server fault and stays a 500.
  */
-function isAborted(err: FastifyError & { code?: string }): boolean {
+function isAborted(err: FastifyError & { code?: string }, req: FastifyRequest): boolean {
+  const gone = req.raw.socket?.destroyed !== false;
   return (
-    err.code === "ECONNRESET" ||
-    err.code === "ERR_STREAM_PREMATURE_CLOSE" ||
-    err.message === "aborted"
+    gone &&
+    (err.code === "ECONNRESET" ||
+      err.code === "ERR_STREAM_PREMATURE_CLOSE" ||
+      err.message === "aborted")
   );
 }
 
@@ -72,7 +75,7 @@ export function toErrorResponse(
   const fe = err as FastifyError;
   const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
   if (mapped) return { status: ERROR_STATUS[mapped], body: wrap(mapped, fe.message) };
-  if (isAborted(fe)) {
+  if (isAborted(fe, req)) {
     req.log.info({ code: fe.code }, "client aborted the request");
     return { status: 400, body: wrap("request.aborted", "the client closed the connection") };
   }
