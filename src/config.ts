@@ -72,6 +72,7 @@ const envSchema = z.object({
     .min(1024)
     .max(1024 * 1024 * 1024)
     .default(1024 * 1024),
+  REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
   CORS_ORIGINS: optionalString,
   TRUST_PROXY: boolish.default(false),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
@@ -139,6 +140,8 @@ export interface Config {
   /** Failed logins per client address (IPv6: per /64) inside the same window. */
   loginMaxFailuresPerIp: number;
   bodyLimitBytes: number;
+  /** How long a client may take to send one whole request, body included (408 beyond). */
+  requestTimeoutMs: number;
   /** Allowed CORS origins; empty means CORS is off. */
   corsOrigins: string[];
   trustProxy: boolean;
@@ -236,6 +239,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     loginLockoutSeconds: e.LOGIN_LOCKOUT_SECONDS,
     loginMaxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     corsOrigins: e.CORS_ORIGINS
       ? e.CORS_ORIGINS.split(",")
           .map((o) => o.trim())

@@ -21,8 +21,11 @@ import { knowledgeRoutes } from "../modules/knowledge/index.js";
 import { searchRoutes } from "../modules/search/search.routes.js";
 import { tenantsRoutes } from "../modules/tenants/index.js";
 import { createAuthHook } from "./auth-hook.js";
+import { createClientErrorHandler } from "./client-errors.js";
 import { errorHandler } from "./error-handler.js";
 import { AppError } from "./errors.js";
+import { createNotFoundHandler } from "./not-found.js";
+import { registerJsonParser, rejectBadTextInUrl } from "./text.js";
 
 const REQUEST_ID_RE = /^[\w.:-]{1,128}$/;
 
@@ -33,12 +36,42 @@ declare module "fastify" {
   }
 }
 
+/**
+ * Node's HTTP server limits. `requestTimeout` bounds receiving a whole request, body included,
+ * so a client trickling its body is cut off (408) instead of holding a connection forever;
+ * headers get at most 10 s of it. Node checks these on an interval (30 s by default), which
+ * would let a short timeout run far over: it checks at a quarter of the timeout, at most each
+ * second. The idle socket timeout (`connectionTimeout`) stays off: it would also cut a client
+ * waiting for a slow answer, which is not the client's fault.
+ */
+function serverTimeouts(requestTimeoutMs: number) {
+  return {
+    requestTimeout: requestTimeoutMs,
+    http: {
+      headersTimeout: Math.min(requestTimeoutMs, 10_000),
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(requestTimeoutMs / 4))),
+    },
+  };
+}
+
 /** Builds the HTTP application over an assembled context. Listening is the caller's business. */
 export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
+  const logger = ctx.logger as FastifyBaseLogger;
+  const timeouts = serverTimeouts(ctx.config.requestTimeoutMs);
+  const clientErrors = createClientErrorHandler(logger);
   const app = Fastify({
-    loggerInstance: ctx.logger as FastifyBaseLogger,
+    loggerInstance: logger,
     bodyLimit: ctx.config.bodyLimitBytes,
     trustProxy: ctx.config.trustProxy,
+    requestTimeout: timeouts.requestTimeout,
+    http: timeouts.http,
+    clientErrorHandler: clientErrors.handle,
+    // Bad percent-encoding and over-long path parameters are caught by the router before
+    // there is a route: they get the same error handler (and shape) as everything else.
+    frameworkErrors: (err, req, reply) => {
+      reply.header("x-request-id", req.id);
+      return errorHandler(err, req, reply);
+    },
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
@@ -50,18 +83,12 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   // Bodies are JSON (and multipart where a route registers it): a text/plain body would reach
   // validation as a string and be answered 400; it is a media type the API does not take (415).
   app.removeContentTypeParser("text/plain");
+  registerJsonParser(app);
+  app.addHook("preValidation", rejectBadTextInUrl);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((req, reply) =>
-    reply.status(404).send({
-      error: {
-        code: "route.not_found",
-        message: `no route ${req.method} ${req.url.split("?")[0]}`,
-      },
-      requestId: req.id,
-    }),
-  );
+  app.setNotFoundHandler(createNotFoundHandler(app));
 
   app.decorate("routeTable", [] as RouteOptions[]);
   app.addHook("onRoute", (route) => {
@@ -72,6 +99,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   app.decorateRequest("principal", undefined);
   app.addHook("onRequest", async (req, reply) => {
     reply.header("x-request-id", req.id);
+    clientErrors.track(req.raw, req.id);
   });
 
   // Security and CORS headers go on before authentication can refuse a request, so that errors

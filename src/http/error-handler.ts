@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
-import { AppError, type ErrorBody, type ErrorCode } from "./errors.js";
+import { AppError, ERROR_STATUS, type ErrorBody, type ErrorCode } from "./errors.js";
 
 /** Fastify's own request errors, by code, mapped to ours. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -9,7 +9,26 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: "request.body_too_large",
   FST_ERR_CTP_INVALID_MEDIA_TYPE: "request.unsupported_media_type",
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: "validation.failed",
+  FST_ERR_BAD_URL: "request.malformed_url",
+  FST_ERR_MAX_PARAM_LENGTH: "request.uri_too_long",
 };
+
+/**
+ * A client that closed its connection (or reset it) while its body was being read. Node
+ * raises "aborted" (ECONNRESET) on the request stream, and Fastify hands it on as an error;
+ * it is the client's doing, not a server fault, so it is answered (to no one) with a 4xx and
+ * logged at info, not as an unhandled error. The client's socket must really be gone: an
+ * ECONNRESET from the database or a fetch is a server fault and stays a 500.
+ */
+function isAborted(err: FastifyError & { code?: string }, req: FastifyRequest): boolean {
+  const gone = req.raw.socket?.destroyed !== false;
+  return (
+    gone &&
+    (err.code === "ECONNRESET" ||
+      err.code === "ERR_STREAM_PREMATURE_CLOSE" ||
+      err.message === "aborted")
+  );
+}
 
 /** Turns `/a/0/b` into `a[0].b`, the path a client wrote. */
 function fieldPath(instancePath: string): string {
@@ -55,9 +74,15 @@ export function toErrorResponse(
   }
   const fe = err as FastifyError;
   const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined;
-  if (mapped) {
-    const status = mapped === "validation.failed" ? 400 : (fe.statusCode ?? 400);
-    return { status, body: wrap(mapped, fe.message) };
+  if (mapped) return { status: ERROR_STATUS[mapped], body: wrap(mapped, fe.message) };
+  if (isAborted(fe, req)) {
+    req.log.info({ code: fe.code }, "client aborted the request");
+    return { status: 400, body: wrap("request.aborted", "the client closed the connection") };
+  }
+  // The documentation's static files (@fastify/static) refuse a path out of their folder with
+  // 403 and a missing file with 404, as plain errors: neither is a server fault.
+  if (fe.statusCode === 403 || fe.statusCode === 404) {
+    return { status: 404, body: wrap("not_found", "no such file") };
   }
   if (err instanceof SyntaxError && fe.statusCode === 400) {
     return {

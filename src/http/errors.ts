@@ -9,6 +9,15 @@ export const ERROR_STATUS = {
   "request.malformed_json": 400,
   "request.body_too_large": 413,
   "request.unsupported_media_type": 415,
+  /** Percent-encoding in the path that does not decode (e.g. `%E0%A4%A`). */
+  "request.malformed_url": 400,
+  /** Not valid HTTP: conflicting framing headers, a bad chunk size, control characters. */
+  "request.malformed": 400,
+  /** The client went away (or reset the connection) before its request was read. */
+  "request.aborted": 400,
+  "request.timeout": 408,
+  "request.uri_too_long": 414,
+  "request.headers_too_large": 431,
   "auth.unauthenticated": 401,
   "auth.invalid_token": 401,
   "auth.token_expired": 401,
@@ -25,7 +34,7 @@ export const ERROR_STATUS = {
   "tenant.suspended": 403,
   not_found: 404,
   "route.not_found": 404,
-  "method.not_allowed": 405,
+  "route.method_not_allowed": 405,
   "auth.email_taken": 409,
   "user.last_owner": 409,
   "config.exceeds_plan": 422,

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { API_KEY_SCOPES } from "../tenancy.js";
+import { badTextReason } from "./text.js";
 
 /** Path parameter `:id` that must be a UUID; anything else is a 400, not a database error. */
 export const idParams = z.object({ id: z.uuid({ message: "must be a UUID" }) });
@@ -38,3 +39,28 @@ export const tokenPairSchema = z.object({
   refreshToken: z.string(),
   expiresIn: z.number().int(),
 });
+
+/**
+ * Control characters other than tab, newline and carriage return (C0 and DEL). In a title, a
+ * name or a metadata value they are never meant: they break logs, CSV exports and terminals,
+ * and a client that sends one has a bug worth hearing about at submit. Document content may
+ * keep them (text extracted from real files has form feeds and the like); NUL and lone
+ * surrogates are refused everywhere by the request text check (text.ts).
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+const CONTROL_CHARS_RE = /^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]*$/;
+
+/**
+ * A string without control characters (tab, newline and carriage return allowed) nor lone
+ * surrogates: the base of every title, name, label and metadata value. JSON bodies are
+ * checked for NUL and surrogates before any schema (text.ts); this also covers fields that
+ * arrive another way (multipart). Chain `.trim()`, `.min()`, `.max()` after it.
+ */
+export const plainText = () =>
+  z
+    .string()
+    .regex(
+      CONTROL_CHARS_RE,
+      "must not contain control characters (tab, newline and CR are allowed)",
+    )
+    .refine((s) => badTextReason(s) === undefined, "must not contain lone UTF-16 surrogates");

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   bearer,
@@ -108,6 +108,52 @@ describe.each(backends)("http ($name)", (backend) => {
     });
   });
 
+  describe("server limits", () => {
+    it("bounds how long a request may take to arrive, by default and as configured", async () => {
+      // Node's default is no bound on the body at all under Fastify (requestTimeout 0).
+      expect(t.app.server.requestTimeout).toBe(60_000);
+      expect(t.app.server.headersTimeout).toBe(10_000);
+      const short = await startApp(backend, { REQUEST_TIMEOUT_MS: "5000" });
+      try {
+        expect(short.app.server.requestTimeout).toBe(5000);
+        expect(short.app.server.headersTimeout).toBe(5000);
+      } finally {
+        await short.close();
+      }
+    });
+  });
+
+  describe("methods", () => {
+    it.each([
+      ["DELETE", "/api/auth/login", "POST"],
+      ["GET", "/api/auth/signup", "POST"],
+      ["PATCH", `/api/documents/${randomUUID()}`, "GET, HEAD, PUT, DELETE"],
+      ["POST", "/api/documents/", "GET, HEAD"],
+      ["PUT", "/healthz", "GET, HEAD"],
+    ])(
+      "answers %s %s with 405 route.method_not_allowed and Allow: %s",
+      async (method, url, allow) => {
+        const res = await t.app.inject({ method: method as "GET", url });
+        const body = expectError(res, 405, "route.method_not_allowed");
+        expect(res.headers.allow).toBe(allow);
+        expect(body.error.details.allowed).toEqual(allow.split(", "));
+        expect(res.headers["x-request-id"]).toBe(body.requestId);
+      },
+    );
+
+    it("keeps 404 for paths that do not exist under any method, and for missing files", async () => {
+      for (const [method, url] of [
+        ["DELETE", "/api/auth/nothing"],
+        ["GET", "/api/documents/a/b/c"],
+        ["GET", "/docs/static/no-such-file.js"],
+      ] as const) {
+        const res = await t.app.inject({ method, url });
+        expectError(res, 404, "route.not_found");
+        expect(res.headers.allow).toBeUndefined();
+      }
+    });
+  });
+
   describe("CORS", () => {
     it("is off by default", async () => {
       const res = await t.app.inject({ url: "/healthz", headers: { origin: SHOP } });
@@ -146,6 +192,13 @@ describe.each(backends)("http ($name)", (backend) => {
           expect(res.headers["access-control-allow-origin"]).toBe(SHOP);
           expect(String(res.headers["access-control-allow-methods"])).toContain("POST");
         }
+      });
+
+      it("lists OPTIONS in Allow, and still 404s unknown paths", async () => {
+        const res = await c.app.inject({ method: "DELETE", url: "/api/auth/login" });
+        expectError(res, 405, "route.method_not_allowed");
+        expect(res.headers.allow).toBe("POST, OPTIONS");
+        expectError(await c.app.inject({ url: "/api/nothing" }), 404, "route.not_found");
       });
 
       it("does not allow another origin", async () => {

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { plainText } from "../../http/schemas.js";
 import { DOCUMENT_TYPES } from "../tenants/tenants.schemas.js";
 
 /** Largest text accepted in one JSON document (characters); bigger content goes as a file. */
@@ -14,7 +15,7 @@ export const metadataSchema = z
       .min(1)
       .max(64)
       .regex(/^[\w.-]+$/, "keys are letters, digits, _ . -"),
-    z.string().max(500),
+    plainText().max(500),
   )
   .refine((m) => Object.keys(m).length <= 50, "at most 50 keys");
 
@@ -23,14 +24,13 @@ export const metadataSchema = z
  * names the documents behind knowledge items (FAQs, menu items, policies): a client may not
  * take it, or it would overwrite an item's document.
  */
-export const externalIdSchema = z
-  .string()
+export const externalIdSchema = plainText()
   .min(1)
   .max(200)
   .refine((v) => !v.startsWith("knowledge:"), "the prefix knowledge: is reserved");
 
 export const documentItemSchema = z.strictObject({
-  title: z.string().trim().min(1).max(500),
+  title: plainText().trim().min(1).max(500),
   content: z
     .string()
     .max(
@@ -51,7 +51,7 @@ export type DocumentItem = z.infer<typeof documentItemSchema>;
 
 export const urlItemSchema = z.strictObject({
   url: z.url({ protocol: /^https?$/, message: "must be an http(s) URL" }).max(2000),
-  title: z.string().trim().min(1).max(500).optional(),
+  title: plainText().trim().min(1).max(500).optional(),
   externalId: externalIdSchema.optional(),
   metadata: metadataSchema.optional(),
 });

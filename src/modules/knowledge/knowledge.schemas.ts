@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { plainText } from "../../http/schemas.js";
 import { ingestResultSchema } from "../ingestion/ingestion.schemas.js";
 import type { IngestResult } from "../ingestion/ingestion.service.js";
 
@@ -6,7 +7,8 @@ import type { IngestResult } from "../ingestion/ingestion.service.js";
 export const KNOWLEDGE_TYPES = ["faq", "menu_item", "policy"] as const;
 export type KnowledgeType = (typeof KNOWLEDGE_TYPES)[number];
 
-const text = (max: number) => z.string().trim().min(1, "must not be empty").max(max);
+/** Every text field of an item: no control characters (tab, newline and CR allowed). */
+const text = (max: number) => plainText().trim().min(1, "must not be empty").max(max);
 const category = text(100);
 /** Short labels (tags, dietary notes, allergens): a few, none repeated. */
 const labels = z
@@ -153,5 +155,5 @@ export const responseSchemas = {
 export const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(200).optional(),
-  category: z.string().trim().min(1).max(100).optional(),
+  category: plainText().trim().min(1).max(100).optional(),
 });

@@ -1,10 +1,11 @@
 import { z } from "zod";
+import { plainText } from "../../http/schemas.js";
 
 export const DOCUMENT_TYPES = ["pdf", "txt", "html", "md"] as const;
 export const CHUNK_STRATEGIES = ["fixed", "paragraph", "recursive"] as const;
 export const EMBEDDING_PROVIDERS = ["local", "openai"] as const;
 
-export const companyName = z.string().trim().min(1).max(200);
+export const companyName = plainText().trim().min(1).max(200);
 
 export const tenantSchema = z.object({
   id: z.uuid(),
