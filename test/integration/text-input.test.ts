@@ -187,6 +187,13 @@ describe.each(backends)("text the API accepts ($name)", (backend) => {
           payload: { companyName: `Acme${c}` },
         });
         expectBadText(profile, "body", "companyName");
+        const key = await t.app.inject({
+          method: "POST",
+          url: "/api/customers/api-key",
+          headers: bearer(owner.token),
+          payload: { name: `n8n${c}` },
+        });
+        expectBadText(key, "body", "name");
       },
     );
 

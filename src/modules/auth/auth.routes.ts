@@ -6,6 +6,7 @@ import {
   email,
   idParams,
   newPassword,
+  plainText,
   tokenPairSchema,
   userSchema,
 } from "../../http/schemas.js";
@@ -119,7 +120,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
           "Regenerate the API key with the scopes asked for: every older key stops working at once",
         body: z
           .strictObject({
-            name: z.string().trim().min(1).max(100).optional(),
+            name: plainText().trim().min(1).max(100).optional(),
             scopes: z
               .array(z.enum(API_KEY_SCOPES))
               .min(1)

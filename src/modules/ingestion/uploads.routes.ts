@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { tenantContext } from "../../http/auth-hook.js";
-import { idParams } from "../../http/schemas.js";
+import { idParams, plainText } from "../../http/schemas.js";
 import { externalIdSchema, ingestResultSchema } from "./ingestion.schemas.js";
 import type { UploadsService } from "./uploads.js";
 
@@ -17,7 +17,7 @@ const mimeType = z
   .regex(/^[\w.+-]+\/[\w.+-]+( *;[\x20-\x7e]*)?$/, "must be a MIME type such as application/pdf");
 
 const presignQuery = z.strictObject({
-  filename: z.string().trim().min(1).max(255),
+  filename: plainText().trim().min(1).max(255),
   size: z.coerce
     .number({ message: "the file's size in bytes is required" })
     .int()
@@ -26,7 +26,7 @@ const presignQuery = z.strictObject({
   contentType: mimeType.optional(),
   /** pdf, txt, md or html; taken from the file name's extension when omitted. */
   docType: z.string().trim().min(1).max(20).optional(),
-  title: z.string().trim().min(1).max(500).optional(),
+  title: plainText().trim().min(1).max(500).optional(),
   externalId: externalIdSchema.optional(),
 });
 
