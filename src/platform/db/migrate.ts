@@ -6,6 +6,7 @@ import * as m0004 from "./migrations/0004-knowledge.js";
 import * as m0005 from "./migrations/0005-uploads.js";
 import * as m0006 from "./migrations/0006-idempotency-claims.js";
 import * as m0007 from "./migrations/0007-knowledge-document-version.js";
+import * as m0009 from "./migrations/0009-version-content-hash.js";
 
 export interface Migration {
   version: number;
@@ -22,6 +23,7 @@ export const migrations: readonly Migration[] = [
   { version: 5, name: "uploads", sql: m0005.sql },
   { version: 6, name: "idempotency-claims", sql: m0006.sql },
   { version: 7, name: "knowledge-document-version", sql: m0007.sql },
+  { version: 9, name: "version-content-hash", sql: m0009.sql },
 ];
 
 /**
