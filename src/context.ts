@@ -71,7 +71,10 @@ export interface ContextOptions {
   migrations?: "auto" | "check" | "skip";
 }
 
-/** How often worker processes look for lost ingestion work, and how old it must be. */
+/**
+ * How often worker processes look for lost ingestion work, and how old it must be: a version
+ * younger than that may belong to a request of another process that is still storing its file.
+ */
 const RECOVERY_INTERVAL_MS = 60_000;
 const RECOVERY_AGE_MS = 120_000;
 
@@ -83,6 +86,8 @@ export async function createContext(
   config: Config,
   opts: ContextOptions = {},
 ): Promise<AppContext> {
+  // Anything recorded before this moment on a single-process database was left by a dead process.
+  const startedAt = Date.now();
   const logger =
     opts.logger ??
     pino({
@@ -175,6 +180,8 @@ export async function createContext(
         logger,
         backoffBaseMs: config.jobBackoffMs,
         leaseMs: config.jobLockMs,
+        // PGlite opens its files for one process only: a job running at start is orphaned.
+        singleProcess: db.kind === "pglite",
       });
   // One extraction thread per concurrent job; none start until a job extracts. Closed after
   // the queue, whose running jobs may still be extracting.
@@ -232,6 +239,16 @@ export async function createContext(
   const search = createSearchService({ db, vectors, embedders, tenants });
   const knowledge = createKnowledgeService({ db, ingestion, documents });
   const recovery = createIngestionRecovery({ db, blobs, queue, logger });
+  // Before any request is served: claims held by the requests of a process that died (embedded
+  // mode only; on PostgreSQL other processes may be alive, and the claims' short leases expire).
+  if (db.kind === "pglite") {
+    try {
+      await recovery.releaseRequestClaims();
+    } catch (err) {
+      await close();
+      throw err;
+    }
+  }
   let working = false;
   return {
     config,
@@ -264,10 +281,15 @@ export async function createContext(
         },
         { concurrency: config.workerConcurrency },
       );
-      // Repairs what a crash left behind (recovery.ts): soon after start, then every minute.
+      // Repairs what a crash left behind (recovery.ts): at once, then every minute. On PGlite,
+      // the first pass takes everything recorded before this process started: no other process
+      // can be in the middle of it.
       let recovering: Promise<unknown> = Promise.resolve();
+      let first = db.kind === "pglite";
       const recover = () => {
-        recovering = recovery.runOnce(RECOVERY_AGE_MS).then(
+        const age = first ? Date.now() - startedAt : RECOVERY_AGE_MS;
+        first = false;
+        recovering = recovery.runOnce(age).then(
           (done) => {
             if (done.versions + done.uploads > 0)
               logger.info(done, "recovered lost ingestion work");
@@ -275,13 +297,11 @@ export async function createContext(
           (err: unknown) => logger.warn({ err }, "ingestion recovery pass failed"),
         );
       };
-      const first = setTimeout(recover, 10_000);
+      recover();
       const timer = setInterval(recover, RECOVERY_INTERVAL_MS);
-      first.unref();
       timer.unref();
       // Runs before the queue and database close (closers run in reverse).
       closers.push(async () => {
-        clearTimeout(first);
         clearInterval(timer);
         await recovering;
       });

@@ -242,7 +242,9 @@ describe("worker killed mid-job (embedded mode)", () => {
     timeout: 150_000,
   }, async () => {
     const dataDir = tempDir();
-    const env = { ...base(dataDir), PORT: "0" };
+    // A lease far longer than the test: the restarted process must repair the job at start-up,
+    // not when the dead one's lease runs out.
+    const env = { ...base(dataDir), PORT: "0", JOB_LOCK_MS: "600000" };
     let baseUrl = "";
     const api: Api = async (method, url, body, token) => {
       const res = await fetch(`${baseUrl}${url}`, {

@@ -133,6 +133,42 @@ describe.each(allBackends)("Idempotency-Key store: $backend.name", ({ backend, s
       expect(reuse.code).toBe("idempotency.key_reused");
     });
 
+    it("a claim lasts as long as its request: short, and renewed while the request runs", async () => {
+      const key = randomUUID();
+      const short = createIdempotency(t.db, { claimSeconds: 1 });
+      const held = gate();
+      const first = short(ctx, key, "document", { b: 1 }, async () => {
+        await held.opened;
+        return { status: 202, body: { first: true } };
+      });
+      // Three leases later the request still runs, and still holds its key.
+      await new Promise((r) => setTimeout(r, 3_000));
+      const during = await appError(
+        short(ctx, key, "document", { b: 1 }, async () => ({ status: 202, body: {} })),
+      );
+      expect(during.code).toBe("idempotency.in_progress");
+      held.open();
+      expect(await first).toEqual({ status: 202, body: { first: true } });
+
+      // The default lease is short enough that a dead process's claim blocks a retry briefly.
+      const other = randomUUID();
+      const running = gate();
+      const pending = withIdempotency(ctx, other, "document", { b: 2 }, async () => {
+        await running.opened;
+        return { status: 202, body: {} };
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      const [row] = await t.db.query<{ s: number }>(
+        `select extract(epoch from claimed_until - now())::float8 as s from idempotency_keys
+         where tenant_id = $1 and key = $2`,
+        [ctx.tenantId, other],
+      );
+      expect(row?.s).toBeGreaterThan(0);
+      expect(row?.s).toBeLessThanOrEqual(30);
+      running.open();
+      await pending;
+    });
+
     it("keeps tenants' keys apart", async () => {
       const key = randomUUID();
       const otherTenant = await createTenant(t.db);

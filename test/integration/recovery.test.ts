@@ -1,4 +1,8 @@
+import { createHash, randomUUID } from "node:crypto";
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createContext } from "../../src/context.js";
+import { buildApp } from "../../src/http/app.js";
 import { createIngestionService } from "../../src/modules/ingestion/ingestion.service.js";
 import type { TenantContext } from "../../src/tenancy.js";
 import { bearer, signup, startApp, type TestApp } from "../fixtures/app.js";
@@ -17,17 +21,17 @@ describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => 
   afterAll(() => t?.close());
 
   /** Ingests `content` as a process would that dies once the version is recorded and stored. */
-  async function strand(tenantId: string, title: string, content: string): Promise<string> {
+  async function strand(tenantId: string, title: string, content: string, app = t) {
     let died!: (payload: { documentId: string }) => void;
     const atEnqueue = new Promise<{ documentId: string }>((resolve) => {
       died = resolve;
     });
     const dying = createIngestionService({
-      db: t.ctx.db,
-      blobs: t.ctx.blobs,
-      tenants: t.ctx.tenants,
+      db: app.ctx.db,
+      blobs: app.ctx.blobs,
+      tenants: app.ctx.tenants,
       queue: {
-        ...t.ctx.queue,
+        ...app.ctx.queue,
         enqueue: (_type, payload) => {
           died(payload as { documentId: string });
           return new Promise<never>(() => {});
@@ -84,4 +88,70 @@ describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => 
     expect((await t.ctx.recovery.runOnce(0)).versions).toBe(1);
     expect((await settle(t.app, s.token, recent)).status).toBe("completed");
   });
+
+  // Embedded mode: PGlite's files are one process's, so a process that starts on them knows
+  // that whatever was in flight belongs to a dead one, and repairs it at once.
+  it.runIf(backend.name === "pglite")(
+    "a restarted embedded process repairs its interrupted work at start-up: running jobs, lost versions, Idempotency-Key claims",
+    async () => {
+      const dead = await startApp(backend, { JOB_BACKOFF_MS: "20" });
+      const s = await signup(dead.app);
+      // A job the dead process was running, its lease still far from over.
+      const running = await dead.app.inject({
+        method: "POST",
+        url: "/api/ingest/document",
+        headers: bearer(s.token),
+        payload: { title: "Running", content: "the night porter keeps the spare keys" },
+      });
+      expect(running.statusCode, running.body).toBe(202);
+      const { documentId: runningDoc, jobId } = running.json();
+      await dead.ctx.db.query(
+        `update jobs set status = 'running', attempts = 1, started_at = now(),
+           locked_by = 'deadhost:1:dead', locked_until = now() + interval '1 hour'
+         where id = $1`,
+        [jobId],
+      );
+      // A version recorded a moment before the crash, whose job never reached the queue.
+      const lostDoc = await strand(s.tenantId, "Lost", "the ferry leaves at dawn", dead);
+      // A request with an Idempotency-Key that was running when the process died.
+      const key = randomUUID();
+      const body = { title: "Keyed", content: "breakfast is served on the roof terrace" };
+      await dead.ctx.db.query(
+        `insert into idempotency_keys (tenant_id, key, route, request_hash, claimed_until)
+         values ($1, $2, 'document', $3, now() + interval '5 minutes')`,
+        [s.tenantId, key, createHash("sha256").update(JSON.stringify(body)).digest("hex")],
+      );
+
+      const ctx = await createContext(dead.ctx.config, {
+        db: dead.ctx.db,
+        logger: pino({ level: "silent" }),
+        migrations: "skip",
+      });
+      const app = await buildApp(ctx);
+      try {
+        await app.ready();
+        ctx.startWorkers();
+        const retry = await app.inject({
+          method: "POST",
+          url: "/api/ingest/document",
+          headers: { ...bearer(s.token), "idempotency-key": key },
+          payload: body,
+        });
+        expect(retry.statusCode, retry.body).toBe(202);
+        // Well within the lease and the recovery age: repaired at start, not when they expire.
+        expect(await settle(app, s.token, runningDoc, 10_000)).toMatchObject({
+          status: "completed",
+          job: { id: jobId, status: "completed", attempts: 2 },
+        });
+        expect((await settle(app, s.token, lostDoc, 10_000)).status).toBe("completed");
+        expect((await settle(app, s.token, retry.json().documentId, 10_000)).status).toBe(
+          "completed",
+        );
+      } finally {
+        await app.close();
+        await ctx.close();
+        await dead.close();
+      }
+    },
+  );
 });

@@ -174,7 +174,7 @@ export const documentsRoutes: FastifyPluginAsyncZod<{
           // New content arrives as text: kept in the document's own text format, else plain.
           format: doc.docType === "md" || doc.docType === "html" ? doc.docType : "txt",
         },
-        doc.id,
+        { documentId: doc.id },
       );
       return reply.status(202).send(result);
     },

@@ -5,6 +5,7 @@ import type { Db } from "../../platform/db/index.js";
 import type { JobQueue, JobRegistry } from "../../platform/queue/queue.js";
 import type { VectorIndex } from "../../platform/vectors/vectors.js";
 import type { TenantContext } from "../../tenancy.js";
+import { isKnowledgeDocument, managedByKnowledge } from "../ingestion/ingestion.service.js";
 import {
   type DocumentRow,
   type DocumentStatus,
@@ -169,11 +170,19 @@ export function createDocumentsService(deps: DocumentsDeps) {
     /**
      * Deletes the document with its versions, its chunks and its blobs. The rows go first, in
      * one statement, so search (which keeps only active versions of existing documents) shows
-     * nothing of it from that moment; the chunks and blobs follow before the answer.
+     * nothing of it from that moment; the chunks and blobs follow before the answer. A document
+     * behind a knowledge item goes only with its item (`opts.knowledge`, the knowledge service):
+     * otherwise 409 `document.managed_by_knowledge`.
      */
-    async delete(ctx: TenantContext, id: string): Promise<void> {
-      const doc = await store.deleteDocument(db, ctx.tenantId, id);
-      if (!doc) throw notFound("document");
+    async delete(ctx: TenantContext, id: string, opts: { knowledge?: boolean } = {}) {
+      const doc = await store.deleteDocument(db, ctx.tenantId, id, {
+        knowledge: opts.knowledge ?? false,
+      });
+      if (!doc) {
+        const kept = await store.document(db, ctx.tenantId, id);
+        if (kept && isKnowledgeDocument(kept.external_id)) throw managedByKnowledge();
+        throw notFound("document");
+      }
       await deps.vectors.deleteDocument(ctx.tenantId, id);
       await deps.blobs.deletePrefix(`${ctx.tenantId}/documents/${id}/`);
     },

@@ -92,10 +92,19 @@ export const documentsStore = {
     return rows[0];
   },
 
+  /**
+   * The document a submission without a document id is for, locked: by externalId; else by
+   * source URL (among documents without an externalId); else, for content with no name of its
+   * own, the document without either whose newest live version has this content.
+   */
   async documentByIdentity(
     q: Queryable,
     tenantId: string,
-    identity: { externalId?: string | null; sourceUrl?: string | null },
+    identity: {
+      externalId?: string | null;
+      sourceUrl?: string | null;
+      contentHash?: string | null;
+    },
   ): Promise<DocumentRow | undefined> {
     if (identity.externalId) {
       const rows = await q.query<DocumentRow>(
@@ -109,6 +118,20 @@ export const documentsStore = {
         `select * from documents where tenant_id = $1 and source_url = $2 and external_id is null
          order by created_at limit 1 for update`,
         [tenantId, identity.sourceUrl],
+      );
+      return rows[0];
+    }
+    if (identity.contentHash) {
+      const rows = await q.query<DocumentRow>(
+        `select d.* from document_versions v join documents d on d.id = v.document_id
+         where v.tenant_id = $1 and v.content_hash = $2
+           and v.status in ('pending', 'processing', 'active')
+           and d.external_id is null and d.source_url is null
+           and v.version = (select max(w.version) from document_versions w
+                            where w.document_id = d.id
+                              and w.status in ('pending', 'processing', 'active'))
+         order by d.created_at limit 1 for update of d`,
+        [tenantId, identity.contentHash],
       );
       return rows[0];
     }
@@ -172,14 +195,21 @@ export const documentsStore = {
     return rows[0];
   },
 
+  /**
+   * Deletes the document unless it backs a knowledge item and `knowledge` is false; the check
+   * and the delete are one statement, so no concurrent change slips between them.
+   */
   async deleteDocument(
     q: Queryable,
     tenantId: string,
     id: string,
+    opts: { knowledge: boolean },
   ): Promise<DocumentRow | undefined> {
     const rows = await q.query<DocumentRow>(
-      "delete from documents where tenant_id = $1 and id = $2 returning *",
-      [tenantId, id],
+      `delete from documents where tenant_id = $1 and id = $2
+         and ($3 or external_id is null or not starts_with(external_id, 'knowledge:'))
+       returning *`,
+      [tenantId, id, opts.knowledge],
     );
     return rows[0];
   },

@@ -10,8 +10,13 @@ export interface StoredReply {
   body: unknown;
 }
 
-/** How long a claimed key waits for its request before a retry may take the claim over. */
-const CLAIM_SECONDS = 300;
+/**
+ * How long a claim lasts without renewal. It is renewed every third of that while its request
+ * runs, so a live request keeps it however long it takes, and the claim of a request whose
+ * process died blocks a retry for at most this long (in embedded mode, not even that: the
+ * restarted process drops them, `releaseAbandonedClaims`).
+ */
+const CLAIM_SECONDS = 30;
 
 interface KeyRow {
   route: string;
@@ -26,10 +31,11 @@ interface KeyRow {
  * `fn` runs, so a retry that arrives while the first request is still running gets 409
  * `idempotency.in_progress` (with Retry-After) rather than running too. The same key with
  * another route or body is refused. If `fn` fails, the claim is dropped and a retry runs
- * afresh; if the process dies, a retry takes the claim over after CLAIM_SECONDS. Without a key,
- * `fn` simply runs.
+ * afresh; if the process dies, a retry takes the claim over once its lease (CLAIM_SECONDS,
+ * renewed while `fn` runs) has run out. Without a key, `fn` simply runs.
  */
-export function createIdempotency(db: Db) {
+export function createIdempotency(db: Db, opts: { claimSeconds?: number } = {}) {
+  const claimSeconds = opts.claimSeconds ?? CLAIM_SECONDS;
   return async function withIdempotency(
     ctx: TenantContext,
     key: string | undefined,
@@ -61,19 +67,39 @@ export function createIdempotency(db: Db) {
          and idempotency_keys.route = excluded.route
          and idempotency_keys.request_hash = excluded.request_hash
        returning key`,
-      [ctx.tenantId, key, route, hash, CLAIM_SECONDS],
+      [ctx.tenantId, key, route, hash, claimSeconds],
     );
     if (claimed.length === 0) return priorAnswer(ctx, key, route, hash);
+    // The lease lives as long as the request: renewed until `fn` settles.
+    const renew = () =>
+      db.query(
+        `update idempotency_keys set claimed_until = now() + make_interval(secs => $3)
+         where tenant_id = $1 and key = $2 and status_code is null`,
+        [ctx.tenantId, key, claimSeconds],
+      );
+    let renewing: Promise<unknown> = Promise.resolve();
+    const renewal = setInterval(
+      () => {
+        // A renewal that fails is not retried here: the next one (a third of the lease later) is
+        // the retry, and a claim that runs out meanwhile is what a dead process leaves anyway.
+        renewing = renew().catch(() => undefined);
+      },
+      (claimSeconds * 1000) / 3,
+    );
     let reply: StoredReply;
     try {
       reply = await fn();
     } catch (err) {
+      clearInterval(renewal);
+      await renewing;
       await db.query(
         "delete from idempotency_keys where tenant_id = $1 and key = $2 and status_code is null",
         [ctx.tenantId, key],
       );
       throw err;
     }
+    clearInterval(renewal);
+    await renewing;
     await db.query(
       `update idempotency_keys set status_code = $3, response = $4, claimed_until = null
        where tenant_id = $1 and key = $2`,
@@ -112,3 +138,15 @@ export function createIdempotency(db: Db) {
 }
 
 export type WithIdempotency = ReturnType<typeof createIdempotency>;
+
+/**
+ * Drops every claim that has no answer yet. Only for a database that one process alone can open
+ * (PGlite), at start-up: such a claim was held by a request of a process that died, and a retry
+ * may run at once. Returns how many were dropped.
+ */
+export async function releaseAbandonedClaims(db: Db): Promise<number> {
+  const rows = await db.query(
+    "delete from idempotency_keys where status_code is null returning key",
+  );
+  return rows.length;
+}

@@ -7,19 +7,19 @@ import { AppError } from "../../http/errors.js";
 import { checkUrlTarget, FetchError } from "../../platform/fetch/safe-fetch.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { TenantsService } from "../tenants/index.js";
-import { assertAllowedType, fileDocType } from "./doc-types.js";
+import { assertAllowedType } from "./doc-types.js";
+import { createFileIngestion, FILE_FIELD_BYTES, FILE_FIELDS } from "./file-ingest.js";
 import type { WithIdempotency } from "./idempotency.js";
 import {
   batchResultSchema,
   batchSchema,
   documentItemSchema,
-  externalIdSchema,
   ingestResultSchema,
-  metadataSchema,
   urlItemSchema,
   webhookSchema,
 } from "./ingestion.schemas.js";
 import type { IngestionService, IngestResult } from "./ingestion.service.js";
+import { readMultipart } from "./multipart.js";
 
 export interface IngestionRouteDeps {
   ingestion: IngestionService;
@@ -35,7 +35,9 @@ const idempotencyHeaders = z.object({ "idempotency-key": z.string().optional() }
 /** POST /api/ingest/*: every route answers 202 once the work is queued, or with a duplicate. */
 export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async (app, deps) => {
   const { ingestion, tenants, withIdempotency } = deps;
-  await app.register(multipart, { limits: { files: 1, fields: 10, fieldSize: 100_000 } });
+  // Limits are set per request (readMultipart): the file limit is the tenant's.
+  await app.register(multipart, { throwFileSizeLimit: true });
+  const files = createFileIngestion({ ingestion, tenants });
 
   async function ingestItem(
     ctx: TenantContext,
@@ -230,86 +232,22 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
           "send the file as multipart/form-data",
         );
       }
-      const config = await tenants.getConfig(ctx);
-      const maxBytes = config.maxFileSizeMb * 1024 * 1024;
-      // Refuse an announced oversize body before reading any of it.
-      const announced = Number(req.headers["content-length"] ?? 0);
-      if (announced > maxBytes + 64 * 1024) {
+      const fileBytes = await files.maxFileBytes(ctx);
+      // Refuse an announced oversize body before reading any of it; an unannounced one (chunked)
+      // is refused by the reader at the first byte over the limit.
+      if (Number(req.headers["content-length"] ?? 0) > fileBytes + 64 * 1024) {
         throw new AppError(
           "ingestion.file_too_large",
-          `files may be at most ${config.maxFileSizeMb} MB`,
-          { maxFileSizeMb: config.maxFileSizeMb },
+          `files may be at most ${fileBytes / 1024 / 1024} MB`,
+          { maxFileSizeMb: fileBytes / 1024 / 1024 },
         );
       }
-      const part = await req.file({ limits: { fileSize: maxBytes } });
-      if (!part)
-        throw new AppError("validation.failed", "no file in the upload", {
-          location: "body",
-          issues: [{ path: "file", message: "required" }],
-        });
-      const field = (name: string): string | undefined => {
-        const f = part.fields[name];
-        const one = Array.isArray(f) ? f[0] : f;
-        return one && one.type === "field" ? String(one.value) : undefined;
-      };
-      let docType: ReturnType<typeof fileDocType>;
-      try {
-        docType = fileDocType(field("docType"), part.filename);
-      } catch (err) {
-        part.file.resume();
-        throw err;
-      }
-      assertAllowedType(config.allowedDocumentTypes, docType);
-      let metadata: Record<string, string> | undefined;
-      const rawMeta = field("metadata");
-      if (rawMeta !== undefined) {
-        let parsedJson: unknown;
-        try {
-          parsedJson = JSON.parse(rawMeta);
-        } catch {
-          parsedJson = undefined;
-        }
-        const m = metadataSchema.safeParse(parsedJson);
-        if (!m.success)
-          throw new AppError("validation.failed", "metadata must be a JSON object of strings", {
-            location: "body",
-            issues: [{ path: "metadata", message: m.error?.issues[0]?.message ?? "invalid JSON" }],
-          });
-        metadata = m.data;
-      }
-      const externalId = field("externalId");
-      if (externalId !== undefined) {
-        const e = externalIdSchema.safeParse(externalId);
-        if (!e.success)
-          throw new AppError("validation.failed", "externalId is not valid", {
-            location: "body",
-            issues: [{ path: "externalId", message: e.error.issues[0]?.message ?? "invalid" }],
-          });
-      }
-      let bytes: Buffer;
-      try {
-        bytes = await part.toBuffer();
-      } catch (err) {
-        if ((err as { code?: string }).code === "FST_REQ_FILE_TOO_LARGE") {
-          throw new AppError(
-            "ingestion.file_too_large",
-            `files may be at most ${config.maxFileSizeMb} MB`,
-            { maxFileSizeMb: config.maxFileSizeMb },
-          );
-        }
-        throw err;
-      }
-      if (bytes.length === 0) throw new AppError("ingestion.empty_content", "the file is empty");
-      const result = await ingestion.submit(
-        ctx,
-        {
-          title: field("title")?.trim() || part.filename || "untitled",
-          docType,
-          externalId,
-          metadata,
-        },
-        { kind: "bytes", bytes, format: docType },
-      );
+      const form = await readMultipart(req, {
+        fileBytes,
+        fieldNames: FILE_FIELDS,
+        fieldBytes: FILE_FIELD_BYTES,
+      });
+      const result = await files.submit(ctx, form);
       return reply.status(202).send(result);
     },
   );

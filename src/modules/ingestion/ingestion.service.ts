@@ -42,6 +42,32 @@ export function contentHash(bytes: Buffer): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
+/**
+ * The prefix of the externalIds of the documents behind knowledge items (FAQs, menu items,
+ * policies). Such a document is written only through the knowledge service, which keeps the
+ * item's fields and its document in step; the generic routes answer 409 for it.
+ */
+export const KNOWLEDGE_PREFIX = "knowledge:";
+
+export function isKnowledgeDocument(externalId: string | null | undefined): boolean {
+  return externalId?.startsWith(KNOWLEDGE_PREFIX) ?? false;
+}
+
+export function managedByKnowledge(): AppError {
+  return new AppError(
+    "document.managed_by_knowledge",
+    "this document belongs to a knowledge item: change or delete it through /api/knowledge (faqs, menu-items, policies)",
+  );
+}
+
+/** Which document a submission is for, and on whose behalf. */
+export interface SubmitOptions {
+  /** The document to add a version to (PUT /api/documents/:id, a knowledge item's update). */
+  documentId?: string;
+  /** Set by the knowledge service only: allows the documents behind knowledge items. */
+  knowledge?: boolean;
+}
+
 export function blobKeyFor(tenantId: string, documentId: string, version: number): string {
   return `${tenantId}/documents/${documentId}/v${version}`;
 }
@@ -65,15 +91,27 @@ export function createIngestionService(deps: IngestionDeps) {
     tx: Queryable,
     ctx: TenantContext,
     input: DocumentInput,
-    existingId?: string,
+    hash: string | null,
+    opts: SubmitOptions,
   ): Promise<DocumentRow> {
-    if (existingId) {
-      const doc = await store.documentForUpdate(tx, ctx.tenantId, existingId);
-      if (!doc) throw new AppError("not_found", "document not found");
+    const writable = (doc: DocumentRow) => {
+      if (isKnowledgeDocument(doc.external_id) && !opts.knowledge) throw managedByKnowledge();
       return doc;
+    };
+    if (opts.documentId) {
+      const doc = await store.documentForUpdate(tx, ctx.tenantId, opts.documentId);
+      if (!doc) throw new AppError("not_found", "document not found");
+      return writable(doc);
     }
-    const found = await store.documentByIdentity(tx, ctx.tenantId, input);
-    if (found) return found;
+    if (isKnowledgeDocument(input.externalId) && !opts.knowledge) throw managedByKnowledge();
+    // Concurrent submissions of one identity take turns from here to the commit, so that the
+    // second finds the document (and the version) the first created instead of creating its
+    // own: there is no unique key on a source URL or a content hash to fall back on.
+    await tx.query("select pg_advisory_xact_lock(hashtextextended($1, 0))", [
+      `ingest:${ctx.tenantId}:${identityKey(input, hash)}`,
+    ]);
+    const found = await store.documentByIdentity(tx, ctx.tenantId, { ...input, contentHash: hash });
+    if (found) return writable(found);
     // Counting under the tenant's config row lock keeps concurrent creations from overshooting.
     const limit = await tx.query<{ max_documents: number }>(
       "select max_documents from tenant_config where tenant_id = $1 for update",
@@ -102,18 +140,22 @@ export function createIngestionService(deps: IngestionDeps) {
   /**
    * Records the content as the document's next version and starts processing it. Unchanged
    * content (same hash as a live version) is answered as `duplicate` with that version.
-   * `existingId` names the document (PUT /api/documents/:id); otherwise it is found by
-   * externalId, then by source URL, or created.
+   * `opts.documentId` names the document (PUT /api/documents/:id); otherwise it is found by
+   * externalId, then by source URL, or (with neither) by its content among the documents that
+   * have neither either; or it is created. Holds under concurrent submissions of the same
+   * identity: one creates, the others find it. A document behind a knowledge item is refused
+   * (409 `document.managed_by_knowledge`) unless the knowledge service submits it.
    */
   async function submit(
     ctx: TenantContext,
     input: DocumentInput,
     content: ContentInput,
-    existingId?: string,
+    opts: SubmitOptions = {},
   ): Promise<IngestResult> {
+    if (content.kind === "bytes") assertStorableText(content);
     const hash = content.kind === "bytes" ? contentHash(content.bytes) : null;
     const recorded = await db.transaction(async (tx) => {
-      const doc = await findOrCreate(tx, ctx, input, existingId);
+      const doc = await findOrCreate(tx, ctx, input, hash, opts);
       if (hash) {
         // A duplicate of the newest live version only: content that an older version had
         // but a newer one changed is a change back, hence a new version.
@@ -207,6 +249,28 @@ export function createIngestionService(deps: IngestionDeps) {
 }
 
 export type IngestionService = ReturnType<typeof createIngestionService>;
+
+/**
+ * What makes two submissions without a document id the same document: the caller's externalId,
+ * else the source URL, else (a document with no name of its own) the content itself.
+ */
+function identityKey(input: DocumentInput, hash: string | null): string {
+  if (input.externalId) return `external:${input.externalId}`;
+  if (input.sourceUrl) return `url:${input.sourceUrl}`;
+  return `content:${hash ?? ""}`;
+}
+
+/**
+ * Text formats are stored and searched as PostgreSQL text, which cannot hold a NUL character:
+ * such a file is binary, or not in the format it claims. Refused now rather than failed later.
+ */
+function assertStorableText(content: { bytes: Buffer; format: ContentFormat }): void {
+  if (content.format === "pdf" || !content.bytes.includes(0)) return;
+  throw new AppError(
+    "ingestion.invalid_text",
+    `the ${content.format} content contains a NUL byte; send text (UTF-8), or a PDF as pdf`,
+  );
+}
 
 /** The MIME type a blob of this format is stored with. */
 export function contentTypeOf(format: ContentFormat): string {

@@ -3,6 +3,7 @@ import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db } from "../../platform/db/index.js";
 import { isUniqueViolation } from "../../platform/db/index.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
+import { releaseAbandonedClaims } from "./idempotency.js";
 import { enqueueProcessing, type IngestionJobs } from "./ingestion.jobs.js";
 import { uploadsStore } from "./uploads.js";
 
@@ -43,6 +44,23 @@ export function createIngestionRecovery(deps: RecoveryDeps) {
   }
 
   return {
+    /**
+     * For a database that one process alone can open (PGlite), before it serves requests: every
+     * request claim it finds (Idempotency-Keys without an answer, upload completions under way)
+     * was held by a process that died, and is dropped so that a retry runs at once.
+     */
+    async releaseRequestClaims(): Promise<{ idempotencyKeys: number; uploads: number }> {
+      const idempotencyKeys = await releaseAbandonedClaims(db);
+      const uploads = await uploadsStore.releaseAllClaims(db);
+      if (idempotencyKeys + uploads > 0) {
+        logger.warn(
+          { idempotencyKeys, uploads },
+          "released the claims of requests interrupted by a restart",
+        );
+      }
+      return { idempotencyKeys, uploads };
+    },
+
     /**
      * One pass over what is older than `olderThanMs` (long enough for a request in flight to
      * have enqueued its job). Returns what it repaired.

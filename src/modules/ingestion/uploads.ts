@@ -73,6 +73,15 @@ export const uploadsStore = {
     return rows[0];
   },
 
+  /** Releases every completion under way: at start-up, when only this process opens the db. */
+  async releaseAllClaims(q: Queryable): Promise<number> {
+    const rows = await q.query(
+      `update uploads set status = 'pending', claimed_until = null
+       where status = 'completing' returning id`,
+    );
+    return rows.length;
+  },
+
   async release(q: Queryable, tenantId: string, id: string): Promise<void> {
     await q.query(
       `update uploads set status = 'pending', claimed_until = null

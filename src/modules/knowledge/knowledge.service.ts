@@ -126,18 +126,18 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
     };
     if (documentId) {
       try {
-        return await ingestion.submit(ctx, input, content, documentId);
+        return await ingestion.submit(ctx, input, content, { documentId, knowledge: true });
       } catch (err) {
         if (!isNotFound(err)) throw err;
         // The document went away under us: ingestion finds or recreates it by externalId.
       }
     }
-    return ingestion.submit(ctx, input, content);
+    return ingestion.submit(ctx, input, content, { knowledge: true });
   }
 
   async function removeDocument(ctx: TenantContext, documentId: string): Promise<void> {
     try {
-      await documents.delete(ctx, documentId);
+      await documents.delete(ctx, documentId, { knowledge: true });
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }

@@ -75,6 +75,24 @@ export async function sweepExpiredLeases(
     returning id, status`);
 }
 
+/**
+ * Puts back every running job, whatever its lease: for a worker starting on a database that only
+ * its own process can open (PGlite), any job recorded as running was left by a process that
+ * died. As with an expired lease, the lost run counts as an attempt.
+ */
+export async function requeueAllRunning(
+  q: Queryable,
+): Promise<Array<{ id: string; status: string }>> {
+  return q.query(`
+    update jobs set
+      status = case when attempts >= max_attempts then 'dead' else 'queued' end,
+      finished_at = case when attempts >= max_attempts then now() end,
+      last_error = 'interrupted: worker ' || coalesce(locked_by, '?') || ' died (process restarted)',
+      run_at = now(), locked_by = null, locked_until = null, updated_at = now()
+    where status = 'running'
+    returning id, status`);
+}
+
 /** Extends the leases of jobs still ours; returns the ids renewed (the others were lost). */
 export async function renewLeases(
   q: Queryable,

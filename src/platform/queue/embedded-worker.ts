@@ -7,6 +7,7 @@ import {
   type Outcome,
   recordOutcome,
   renewLeases,
+  requeueAllRunning,
   sweepExpiredLeases,
 } from "./embedded-store.js";
 import { errorText, isNonRetryable, parsePayload } from "./jobs-store.js";
@@ -29,6 +30,8 @@ export interface EmbeddedWorkerDeps {
   leaseMs: number;
   pollMs: number;
   backoffBaseMs: number;
+  /** Only this process works the table (PGlite): jobs running at start were left by a dead one. */
+  singleProcess: boolean;
 }
 
 export interface EmbeddedWorker {
@@ -93,10 +96,22 @@ export function startEmbeddedWorker(deps: EmbeddedWorkerDeps): EmbeddedWorker {
 
   async function loop() {
     let errors = 0;
+    // Before the first claim, and again after an error until done.
+    let orphansRequeued = !deps.singleProcess;
     while (!closing) {
       let claimed = false;
       if (running.size < concurrency) {
         try {
+          if (!orphansRequeued) {
+            // At once rather than when their lease runs out: nobody else can be running them.
+            for (const r of await requeueAllRunning(db)) {
+              logger.warn(
+                { jobId: r.id, status: r.status },
+                "job interrupted by a restart; queued again",
+              );
+            }
+            orphansRequeued = true;
+          }
           if (Date.now() - lastSweep >= sweepEveryMs) await sweep();
           const job = await claimJob(db, { workerId, leaseMs, types });
           errors = 0;

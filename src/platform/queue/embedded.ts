@@ -22,6 +22,12 @@ export interface EmbeddedQueueOptions<R extends JobRegistry> {
   pollMs?: number;
   /** Recorded as `locked_by`; default host:pid:random. Unique per queue instance. */
   workerId?: string;
+  /**
+   * No other process can work this table (PGlite opens its files for one process): jobs found
+   * running when work starts were left by a process that died, and run again at once instead of
+   * after their lease. Default false (PostgreSQL: other processes may be working them).
+   */
+  singleProcess?: boolean;
 }
 
 /**
@@ -91,6 +97,7 @@ export function createEmbeddedQueue<R extends JobRegistry>(
         leaseMs: opts.leaseMs ?? 30_000,
         pollMs: opts.pollMs ?? 500,
         backoffBaseMs: opts.backoffBaseMs ?? 2_000,
+        singleProcess: opts.singleProcess ?? false,
       });
     },
 
