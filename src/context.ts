@@ -267,7 +267,7 @@ export async function createContext(
     knowledge,
     recovery,
     uploads,
-    withIdempotency: createIdempotency(db),
+    withIdempotency: createIdempotency(db, { logger }),
     startWorkers() {
       if (working) return;
       working = true;

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import type { Logger } from "pino";
 import { AppError } from "../../http/errors.js";
 import type { Db } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
@@ -34,7 +35,10 @@ interface KeyRow {
  * afresh; if the process dies, a retry takes the claim over once its lease (CLAIM_SECONDS,
  * renewed while `fn` runs) has run out. Without a key, `fn` simply runs.
  */
-export function createIdempotency(db: Db, opts: { claimSeconds?: number } = {}) {
+export function createIdempotency(
+  db: Db,
+  opts: { claimSeconds?: number; logger?: Pick<Logger, "warn"> } = {},
+) {
   const claimSeconds = opts.claimSeconds ?? CLAIM_SECONDS;
   return async function withIdempotency(
     ctx: TenantContext,
@@ -82,7 +86,10 @@ export function createIdempotency(db: Db, opts: { claimSeconds?: number } = {}) 
       () => {
         // A renewal that fails is not retried here: the next one (a third of the lease later) is
         // the retry, and a claim that runs out meanwhile is what a dead process leaves anyway.
-        renewing = renew().catch(() => undefined);
+        // It is logged: a claim that lapses lets a concurrent retry run the request twice.
+        renewing = renew().catch((err: unknown) =>
+          opts.logger?.warn({ err, key, route }, "idempotency claim renewal failed"),
+        );
       },
       (claimSeconds * 1000) / 3,
     );
