@@ -36,3 +36,6 @@ export const tokenPairSchema = z.object({
   refreshToken: z.string(),
   expiresIn: z.number().int(),
 });
+
+/** The response of a route that answers 204: no body (the OpenAPI document shows none). */
+export const noContent = z.undefined().describe("No content");

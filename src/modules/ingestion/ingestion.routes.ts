@@ -14,6 +14,7 @@ import {
   batchSchema,
   documentItemSchema,
   externalIdSchema,
+  fileUploadForm,
   ingestResultSchema,
   metadataSchema,
   urlItemSchema,
@@ -196,6 +197,7 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
         summary: "Generic automation (n8n) payload: a document, a URL, or {documents: […]}",
         headers: idempotencyHeaders,
         body: webhookSchema,
+        response: { 202: z.union([ingestResultSchema, batchResultSchema]) },
       },
     },
     idempotent("webhook", async (ctx, req) => {
@@ -213,7 +215,7 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
         tags: ["ingestion"],
         summary:
           "Upload a file (multipart/form-data: fields title, docType, externalId, metadata (JSON); then the file)",
-        consumes: ["multipart/form-data"],
+        multipartForm: fileUploadForm,
         response: { 202: ingestResultSchema },
       },
     },
