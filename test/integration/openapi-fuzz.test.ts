@@ -1,14 +1,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import type { InjectOptions, LightMyRequestResponse } from "fastify";
+import type { InjectOptions } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  bearer,
-  platformAdminToken,
-  type SignedUp,
-  signup,
-  startApp,
-  type TestApp,
-} from "../fixtures/app.js";
+import { startApp, type TestApp } from "../fixtures/app.js";
 import { backends } from "../fixtures/db.js";
 import {
   fieldsOf,
@@ -21,16 +14,14 @@ import {
   variantsOf,
   wrongTypeFor,
 } from "../fixtures/fuzz.js";
-import { makeKit, ROUTE_FIXTURES, walkRoutes } from "../fixtures/isolation.js";
 import {
-  createOpenApiChecker,
-  type DocumentedOperation,
-  type JsonSchema,
-  type OpenApiChecker,
-  openapiDocument,
-  operationsOf,
-  uncheckedInject,
-} from "../fixtures/openapi.js";
+  type Case,
+  createFuzzHarness,
+  type Expect,
+  type FuzzHarness,
+  JSON_TYPE,
+} from "../fixtures/fuzz-harness.js";
+import { uncheckedInject } from "../fixtures/openapi.js";
 
 /**
  * Bad input on every operation of the OpenAPI document: NULs and lone surrogates in every
@@ -40,36 +31,8 @@ import {
  * class says, a given status or code); failures are reported together, per class and route.
  */
 
-interface Expect {
-  status?: number | number[];
-  code?: string;
-  /** The documented methods of the path, which a 405 must name in Allow. */
-  allow?: string[];
-  /** A 2xx is fine too (the input is odd, not wrong); a 5xx or a shapeless error is not. */
-  mayAccept?: boolean;
-}
-
-interface Case {
-  what: string;
-  req: InjectOptions;
-  expect?: Expect;
-}
-
-interface Setup {
-  op: DocumentedOperation;
-  key: string;
-  auth: string;
-  a: SignedUp;
-  caller: Record<string, string>;
-  params: Record<string, string>;
-  otherParams?: Record<string, string>;
-  body?: unknown;
-  query: Record<string, string>;
-}
-
 const NUL = "a\u0000b";
 const SURROGATE = "a\ud800b";
-const JSON_TYPE = { "content-type": "application/json" };
 /** Baselines that cannot answer 2xx here, and why. */
 const BASELINE_NOT_2XX: Record<string, string> = {
   "GET /api/ingest/presigned-url": "local blob storage signs no upload URLs (409)",
@@ -82,161 +45,13 @@ if (!backend) throw new Error("no test backend");
 
 describe(`bad input derived from the OpenAPI document (${backend.name})`, () => {
   let t: TestApp;
-  let checker: OpenApiChecker;
-  let ops: DocumentedOperation[];
-  let adminToken: string;
-  let b: SignedUp;
-  const auth = new Map<string, string>();
-  const setups = new Map<string, Promise<Setup>>();
-  let ip = 0;
+  let h: FuzzHarness;
 
   beforeAll(async () => {
     t = await startApp(backend, { ALLOW_PRIVATE_URLS: "true" });
-    const doc = await openapiDocument(t.app);
-    checker = createOpenApiChecker(doc);
-    ops = operationsOf(doc);
-    for (const r of walkRoutes(t.app)) auth.set(r.key, r.auth);
-    adminToken = await platformAdminToken(t);
-    b = await signup(t.app, { companyName: "Tenant B" });
+    h = await createFuzzHarness(t);
   }, 120_000);
   afterAll(() => t.close());
-
-  const fastifyPath = (p: string) => p.replace(/\{(\w+)\}/g, ":$1");
-  const keyOf = (op: DocumentedOperation) => `${op.method} ${fastifyPath(op.path)}`;
-  const jsonSchemaOf = (op: DocumentedOperation) =>
-    op.operation.requestBody?.content["application/json"]?.schema as JsonSchema | undefined;
-  const formSchemaOf = (op: DocumentedOperation) =>
-    op.operation.requestBody?.content["multipart/form-data"]?.schema as JsonSchema | undefined;
-  const queryParams = (op: DocumentedOperation) =>
-    (op.operation.parameters ?? []).filter((p) => p.in === "query");
-  const isPublic = (op: DocumentedOperation) =>
-    Array.isArray(op.operation.security) && op.operation.security.length === 0;
-
-  /** A tenant of its own per operation (some calls revoke or delete what they act on). */
-  function setup(op: DocumentedOperation): Promise<Setup> {
-    const key = keyOf(op);
-    let s = setups.get(key);
-    if (!s) {
-      s = (async () => {
-        const mode = auth.get(key) ?? "tenant";
-        const a = await signup(t.app);
-        const fixture = ROUTE_FIXTURES[key];
-        const mine = fixture ? await fixture(makeKit(t.app, a)) : undefined;
-        const theirs =
-          fixture && mode !== "platform_admin" ? await fixture(makeKit(t.app, b)) : undefined;
-        const schema = jsonSchemaOf(op);
-        const overrides: Record<string, unknown> = {
-          "POST /api/auth/login": { email: a.email, password: a.password },
-          "POST /api/auth/refresh": { refreshToken: a.refreshToken },
-        };
-        const query = Object.fromEntries(
-          queryParams(op)
-            .filter((p) => p.required)
-            .map((p) => [p.name, String(validValue(p.schema ?? {}, p.name))]),
-        );
-        return {
-          op,
-          key,
-          auth: mode,
-          a,
-          caller: mode === "public" ? {} : bearer(mode === "platform_admin" ? adminToken : a.token),
-          params: mine?.params ?? {},
-          otherParams: theirs?.params,
-          body: mine?.body ?? overrides[key] ?? (schema ? validValue(schema) : undefined),
-          query: { ...query, ...(mine?.query ?? {}) },
-        };
-      })();
-      setups.set(key, s);
-    }
-    return s;
-  }
-
-  const urlOf = (s: Setup, params = s.params, query = s.query) => {
-    const path = s.op.path.replace(
-      /\{(\w+)\}/g,
-      (_, n: string) => params[n] ?? encodeURIComponent(randomUUID()),
-    );
-    const qs = new URLSearchParams(query).toString();
-    return qs ? `${path}?${qs}` : path;
-  };
-
-  /** A valid request of the operation, with `over` applied. */
-  function request(s: Setup, over: Partial<InjectOptions> = {}): InjectOptions {
-    const form = formSchemaOf(s.op);
-    let payload: InjectOptions["payload"];
-    let type: Record<string, string> = {};
-    if (form) {
-      const mp = multipartBody({}, { name: "file", filename: "fuzz.txt", content: "Fuzz text." });
-      payload = mp.payload;
-      type = { "content-type": mp.contentType };
-    } else if (s.body !== undefined) {
-      payload = JSON.stringify(s.body);
-      type = JSON_TYPE;
-    }
-    return {
-      method: s.op.method as InjectOptions["method"],
-      url: urlOf(s),
-      payload,
-      ...over,
-      headers: { ...s.caller, ...type, ...(over.headers ?? {}) },
-    };
-  }
-
-  /** Sends each case and returns what was wrong with the answers, one line each. */
-  async function run(s: Setup, cases: Case[], klass: string): Promise<string[]> {
-    const failures: string[] = [];
-    for (const c of cases) {
-      ip += 1;
-      const remoteAddress = `10.${(ip >> 16) & 255}.${(ip >> 8) & 255}.${ip & 255}`;
-      const res = await uncheckedInject(t.app)({ remoteAddress, ...c.req });
-      const why = judge(res, c.expect ?? {});
-      if (why) {
-        failures.push(
-          `[${klass}] ${s.op.method} ${s.op.path} — ${c.what} → ${res.statusCode}: ${why}; ${res.body.slice(0, 160).replace(/\s+/g, " ")}`,
-        );
-      }
-    }
-    return failures;
-  }
-
-  function judge(res: LightMyRequestResponse, e: Expect): string | undefined {
-    if (res.statusCode >= 500) return "a server error";
-    if (res.statusCode < 400) return e.mayAccept ? undefined : "accepted";
-    let body: { error?: { code?: string } } | undefined;
-    try {
-      body = JSON.parse(res.body);
-    } catch {
-      return "an error whose body is not JSON";
-    }
-    if (!checker.isErrorBody(body)) return "outside the error shape";
-    const statuses = e.status === undefined ? [] : [e.status].flat();
-    if (statuses.length > 0 && !statuses.includes(res.statusCode)) {
-      return `expected ${statuses.join(" or ")}`;
-    }
-    if (e.code && body?.error?.code !== e.code) return `expected code ${e.code}`;
-    if (e.allow) {
-      const allow = String(res.headers.allow ?? "")
-        .split(",")
-        .map((m) => m.trim());
-      const missing = e.allow.filter((m) => !allow.includes(m));
-      if (missing.length > 0) return `Allow header "${res.headers.allow ?? ""}" lacks ${missing}`;
-    }
-    return undefined;
-  }
-
-  /** Runs `build` on every operation and fails with every failure of the class at once. */
-  async function sweep(klass: string, build: (s: Setup) => Case[]) {
-    const failures: string[] = [];
-    let sent = 0;
-    for (const op of ops) {
-      const s = await setup(op);
-      const cases = build(s);
-      sent += cases.length;
-      failures.push(...(await run(s, cases, klass)));
-    }
-    expect(sent, `${klass}: no requests derived`).toBeGreaterThan(0);
-    expect(failures, `${failures.length} of ${sent} failed:\n${failures.join("\n")}`).toEqual([]);
-  }
 
   const invalid = { status: 400, code: "validation.failed" };
   const withBody = (body: unknown): Partial<InjectOptions> => ({
@@ -249,14 +64,14 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
   }, async () => {
     const failures: string[] = [];
     // Tenants and fixtures for all operations, a few at a time (signing up hashes a password).
-    const queue = [...ops];
+    const queue = [...h.ops];
     const worker = async () => {
-      for (let op = queue.shift(); op; op = queue.shift()) await setup(op);
+      for (let op = queue.shift(); op; op = queue.shift()) await h.setup(op);
     };
     await Promise.all([worker(), worker(), worker()]);
-    for (const op of ops) {
-      const s = await setup(op);
-      const res = await uncheckedInject(t.app)(request(s));
+    for (const op of h.ops) {
+      const s = await h.setup(op);
+      const res = await uncheckedInject(t.app)(h.request(s));
       const known = BASELINE_NOT_2XX[`${op.method} ${op.path}`];
       const ok = res.statusCode < 300 || (known && res.statusCode < 500);
       if (!ok)
@@ -268,8 +83,8 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
   it("refuses NULs and lone surrogates in every string field and query parameter", {
     timeout: 180_000,
   }, async () => {
-    await sweep("text", (s) => {
-      const schema = jsonSchemaOf(s.op);
+    await h.sweep("text", (s) => {
+      const schema = h.jsonSchemaOf(s.op);
       const cases: Case[] = [];
       for (const variant of schema ? variantsOf(schema) : []) {
         const base = s.body && variantsOf(schema ?? {}).length === 1 ? s.body : validValue(variant);
@@ -280,7 +95,7 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
           ] as const) {
             cases.push({
               what: `body.${label(slot)} with a ${name}`,
-              req: request(s, withBody(setAt(base, slot, v))),
+              req: h.request(s, withBody(setAt(base, slot, v))),
               expect: invalid,
             });
           }
@@ -288,12 +103,12 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
         for (const slot of recordSlots(variant)) {
           cases.push({
             what: `a NUL in a key of body.${label(slot)}`,
-            req: request(s, withBody(setAt(base, [...slot, "k\u0000ey"], "v"))),
+            req: h.request(s, withBody(setAt(base, [...slot, "k\u0000ey"], "v"))),
             expect: invalid,
           });
         }
       }
-      const form = formSchemaOf(s.op);
+      const form = h.formSchemaOf(s.op);
       for (const field of form ? fieldsOf(form) : []) {
         if (field.schema.format === "binary") continue;
         const mp = multipartBody(
@@ -302,23 +117,23 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
         );
         cases.push({
           what: `form field ${label(field.path)} with a NUL`,
-          req: request(s, { payload: mp.payload, headers: { "content-type": mp.contentType } }),
+          req: h.request(s, { payload: mp.payload, headers: { "content-type": mp.contentType } }),
           expect: invalid,
         });
       }
-      for (const p of queryParams(s.op)) {
+      for (const p of h.queryParams(s.op)) {
         const rest = new URLSearchParams(s.query);
         rest.delete(p.name);
         const at = (raw: string) =>
-          `${urlOf(s, s.params, {})}?${rest.size ? `${rest}&` : ""}${p.name}=${raw}`;
+          `${h.urlOf(s, s.params, {})}?${rest.size ? `${rest}&` : ""}${p.name}=${raw}`;
         cases.push({
           what: `query ${p.name} with a NUL`,
-          req: request(s, { url: at("a%00b") }),
+          req: h.request(s, { url: at("a%00b") }),
           expect: invalid,
         });
         cases.push({
           what: `query ${p.name} with an encoded surrogate (not UTF-8)`,
-          req: request(s, { url: at("a%ED%A0%80b") }),
+          req: h.request(s, { url: at("a%ED%A0%80b") }),
           expect: { mayAccept: true },
         });
       }
@@ -329,8 +144,8 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
   it("refuses wrong types in every field and parameter, and bodies that are not objects", {
     timeout: 180_000,
   }, async () => {
-    await sweep("types", (s) => {
-      const schema = jsonSchemaOf(s.op);
+    await h.sweep("types", (s) => {
+      const schema = h.jsonSchemaOf(s.op);
       const cases: Case[] = [];
       if (schema) {
         for (const variant of variantsOf(schema)) {
@@ -338,7 +153,7 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
           for (const f of fieldsOf(variant)) {
             cases.push({
               what: `body.${label(f.path)} as ${JSON.stringify(wrongTypeFor(f.schema))}`,
-              req: request(s, withBody(setAt(base, f.path, wrongTypeFor(f.schema)))),
+              req: h.request(s, withBody(setAt(base, f.path, wrongTypeFor(f.schema)))),
               expect: invalid,
             });
           }
@@ -346,12 +161,12 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
         for (const whole of [[], "x", 42, true]) {
           cases.push({
             what: `a body of ${JSON.stringify(whole)}`,
-            req: request(s, withBody(whole)),
+            req: h.request(s, withBody(whole)),
             expect: invalid,
           });
         }
       }
-      for (const p of queryParams(s.op)) {
+      for (const p of h.queryParams(s.op)) {
         const rest = new URLSearchParams(s.query);
         rest.delete(p.name);
         const numeric = p.schema?.type === "integer" || p.schema?.type === "number";
@@ -360,8 +175,8 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
         for (const q of bad) {
           cases.push({
             what: `query ${q}`,
-            req: request(s, {
-              url: `${urlOf(s, s.params, {})}?${rest.size ? `${rest}&` : ""}${q}`,
+            req: h.request(s, {
+              url: `${h.urlOf(s, s.params, {})}?${rest.size ? `${rest}&` : ""}${q}`,
             }),
             expect: invalid,
           });
@@ -388,11 +203,11 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
       ],
       ["arrays nested 10 000 deep", `${"[".repeat(10_000)}${"]".repeat(10_000)}`, {}],
     ];
-    await sweep("json", (s) =>
-      jsonSchemaOf(s.op)
+    await h.sweep("json", (s) =>
+      h.jsonSchemaOf(s.op)
         ? malformed.map(([what, payload, expect]) => ({
             what,
-            req: request(s, { payload, headers: JSON_TYPE }),
+            req: h.request(s, { payload, headers: JSON_TYPE }),
             expect,
           }))
         : [],
@@ -402,7 +217,7 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
   it("refuses content types and charsets the operation does not take", {
     timeout: 180_000,
   }, async () => {
-    await sweep("content-type", (s) => {
+    await h.sweep("content-type", (s) => {
       if (!s.op.operation.requestBody) return [];
       const json = JSON.stringify(s.body ?? {});
       const types: [string, Expect][] = [
@@ -415,21 +230,21 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
         ["multipart/form-data; boundary=", { status: [400, 415] }],
       ];
       const cases: Case[] = types
-        .filter(([type]) => !(formSchemaOf(s.op) && type.startsWith("multipart")))
+        .filter(([type]) => !(h.formSchemaOf(s.op) && type.startsWith("multipart")))
         .map(([type, expect]) => ({
           what: `content-type ${type}`,
-          req: request(s, { payload: json, headers: { "content-type": type } }),
+          req: h.request(s, { payload: json, headers: { "content-type": type } }),
           expect,
         }));
-      if (formSchemaOf(s.op)) {
+      if (h.formSchemaOf(s.op)) {
         cases.push({
           what: "JSON instead of a multipart form",
-          req: request(s, { payload: json, headers: JSON_TYPE }),
+          req: h.request(s, { payload: json, headers: JSON_TYPE }),
           expect: { status: 415 },
         });
         cases.push({
           what: "a multipart body cut off before its end",
-          req: request(s, {
+          req: h.request(s, {
             payload:
               '------fuzz-boundary\r\ncontent-disposition: form-data; name="file"; filename="a.txt"\r\n\r\nhal',
             headers: { "content-type": "multipart/form-data; boundary=----fuzz-boundary" },
@@ -439,7 +254,7 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
       } else {
         cases.push({
           what: "a body without a content type",
-          req: request(s, {
+          req: h.request(s, {
             payload: json,
             headers: { "content-type": undefined as unknown as string },
           }),
@@ -451,9 +266,9 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
   });
 
   it("refuses missing, invalid and ambiguous credentials", { timeout: 180_000 }, async () => {
-    await sweep("credentials", (s) => {
-      if (isPublic(s.op)) return [];
-      const token = s.auth === "platform_admin" ? adminToken : s.a.token;
+    await h.sweep("credentials", (s) => {
+      if (h.isPublic(s.op)) return [];
+      const token = s.auth === "platform_admin" ? h.adminToken : s.a.token;
       const creds: [string, Record<string, string | string[]>][] = [
         ["no credentials", { authorization: undefined as unknown as string }],
         ["a Bearer that is no token", { authorization: "Bearer not-a-token" }],
@@ -468,16 +283,19 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
         ],
         [
           "a valid Bearer and another tenant's X-API-Key",
-          { authorization: `Bearer ${token}`, "x-api-key": b.apiKey },
+          { authorization: `Bearer ${token}`, "x-api-key": h.b.apiKey },
         ],
-        ["two Authorization headers", { authorization: [`Bearer ${token}`, `Bearer ${b.token}`] }],
+        [
+          "two Authorization headers",
+          { authorization: [`Bearer ${token}`, `Bearer ${h.b.token}`] },
+        ],
         [
           "two X-API-Key headers",
-          { authorization: undefined as unknown as string, "x-api-key": [s.a.apiKey, b.apiKey] },
+          { authorization: undefined as unknown as string, "x-api-key": [s.a.apiKey, h.b.apiKey] },
         ],
       ];
       return creds.map(([what, headers]) => {
-        const req = request(s);
+        const req = h.request(s);
         const merged = { ...(req.headers as Record<string, unknown>), ...headers };
         for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
         return {
@@ -499,21 +317,21 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
       "..%2F..%2Fhealthz",
       randomUUID(),
     ];
-    await sweep("ids", (s) => {
+    await h.sweep("ids", (s) => {
       const names = [...s.op.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1] as string);
       const cases: Case[] = [];
       for (const name of names) {
         for (const v of bad) {
           cases.push({
             what: `${name}=${v.length > 40 ? `${v.slice(0, 12)}…(${v.length})` : v}`,
-            req: request(s, { url: urlOf(s, { ...s.params, [name]: v }) }),
+            req: h.request(s, { url: h.urlOf(s, { ...s.params, [name]: v }) }),
           });
         }
       }
       if (names.length > 0 && s.otherParams) {
         cases.push({
           what: "another tenant's id",
-          req: request(s, { url: urlOf(s, s.otherParams) }),
+          req: h.request(s, { url: h.urlOf(s, s.otherParams) }),
           expect: { status: [403, 404] },
         });
       }
@@ -524,8 +342,8 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
   it("answers 405 with Allow to a method a path does not have", async () => {
     const methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
     const byPath = new Map<string, string[]>();
-    for (const op of ops) byPath.set(op.path, [...(byPath.get(op.path) ?? []), op.method]);
-    await sweep("methods", (s) => {
+    for (const op of h.ops) byPath.set(op.path, [...(byPath.get(op.path) ?? []), op.method]);
+    await h.sweep("methods", (s) => {
       const documented = byPath.get(s.op.path) ?? [];
       // One operation per path sends the wrong methods.
       if (documented[0] !== s.op.method) return [];
@@ -533,7 +351,7 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
         .filter((m) => !documented.includes(m))
         .map((m) => ({
           what: `${m} instead of ${documented.join("/")}`,
-          req: request(s, {
+          req: h.request(s, {
             method: m as InjectOptions["method"],
             payload: m === "GET" ? undefined : "{}",
             headers: JSON_TYPE,
@@ -544,18 +362,18 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
   });
 
   it("refuses bad percent-encoding in the path", { timeout: 180_000 }, async () => {
-    await sweep("percent-encoding", (s) => {
+    await h.sweep("percent-encoding", (s) => {
       const names = [...s.op.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1] as string);
       const bad = ["%zz", "%E0%A4%A", "%C0%AF", "%"];
       if (names.length === 0) {
         return bad.map((v) => ({
           what: `the path ending in ${v}`,
-          req: request(s, { url: `${s.op.path}${v}` }),
+          req: h.request(s, { url: `${s.op.path}${v}` }),
         }));
       }
       return bad.map((v) => ({
         what: `${names[0]}=${v}`,
-        req: request(s, { url: urlOf(s, { ...s.params, [names[0] as string]: v }) }),
+        req: h.request(s, { url: h.urlOf(s, { ...s.params, [names[0] as string]: v }) }),
       }));
     });
   });
@@ -573,6 +391,11 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
         {},
       ],
       [
+        "encoded slashes and .. under /docs/static",
+        { method: "GET", url: "/docs/static/..%2f..%2fpackage.json" },
+        {},
+      ],
+      [
         "an encoded NUL under /docs/static",
         { method: "GET", url: "/docs/static/index.html%00" },
         {},
@@ -587,7 +410,7 @@ describe(`bad input derived from the OpenAPI document (${backend.name})`, () => 
     const failures: string[] = [];
     for (const [what, req, e] of cases) {
       const res = await uncheckedInject(t.app)(req);
-      const why = judge(res, e);
+      const why = h.judge(res, e);
       if (why)
         failures.push(
           `${what}: ${req.method} ${req.url} → ${res.statusCode}: ${why}; ${res.body.slice(0, 160)}`,
