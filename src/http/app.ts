@@ -5,7 +5,6 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from "fastify";
 import {
-  jsonSchemaTransform,
   serializerCompiler,
   validatorCompiler,
   type ZodTypeProvider,
@@ -25,6 +24,7 @@ import { createClientErrorHandler } from "./client-errors.js";
 import { errorHandler } from "./error-handler.js";
 import { AppError } from "./errors.js";
 import { createNotFoundHandler } from "./not-found.js";
+import { openapiOptions } from "./openapi.js";
 import { registerJsonParser, rejectBadTextInUrl } from "./text.js";
 
 const REQUEST_ID_RE = /^[\w.:-]{1,128}$/;
@@ -109,27 +109,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     await app.register(cors, { origin: ctx.config.corsOrigins, credentials: false });
   }
   app.addHook("onRequest", createAuthHook(ctx.auth));
-  await app.register(swagger, {
-    openapi: {
-      info: {
-        title: "tenantrag",
-        version: "0.1.0",
-        description: "Multi-tenant RAG backend with usage metering",
-      },
-      components: {
-        securitySchemes: {
-          bearer: {
-            type: "http",
-            scheme: "bearer",
-            description: "access token (JWT) or API key (trk_…)",
-          },
-          apiKey: { type: "apiKey", in: "header", name: "X-API-Key" },
-        },
-      },
-      security: [{ bearer: [] }, { apiKey: [] }],
-    },
-    transform: jsonSchemaTransform,
-  });
+  await app.register(swagger, openapiOptions);
   await app.register(swaggerUi, { routePrefix: "/docs", staticCSP: true });
 
   app.get(

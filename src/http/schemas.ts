@@ -64,3 +64,6 @@ export const plainText = () =>
       "must not contain control characters (tab, newline and CR are allowed)",
     )
     .refine((s) => badTextReason(s) === undefined, "must not contain lone UTF-16 surrogates");
+
+/** The response of a route that answers 204: no body (the OpenAPI document shows none). */
+export const noContent = z.undefined().describe("No content");

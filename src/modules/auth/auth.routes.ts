@@ -6,6 +6,7 @@ import {
   email,
   idParams,
   newPassword,
+  noContent,
   plainText,
   tokenPairSchema,
   userSchema,
@@ -84,7 +85,11 @@ export const authRoutes: FastifyPluginAsyncZod<{
     "/api/auth/logout",
     {
       config: { auth: "any", scope: "none" },
-      schema: { tags: ["auth"], summary: "End the current session (access and refresh tokens)" },
+      schema: {
+        tags: ["auth"],
+        summary: "End the current session (access and refresh tokens)",
+        response: { 204: noContent },
+      },
     },
     async (req, reply) => {
       await auth.logout(req.principal as NonNullable<typeof req.principal>);
@@ -192,7 +197,12 @@ export const authRoutes: FastifyPluginAsyncZod<{
     "/api/customers/users/:id",
     {
       config: { minRole: "admin", scope: "admin" },
-      schema: { tags: ["customers"], summary: "Remove a user from the tenant", params: idParams },
+      schema: {
+        tags: ["customers"],
+        summary: "Remove a user from the tenant",
+        params: idParams,
+        response: { 204: noContent },
+      },
     },
     async (req, reply) => {
       await auth.deleteUser(tenantContext(req), req.params.id);

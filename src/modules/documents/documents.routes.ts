@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { tenantContext } from "../../http/auth-hook.js";
-import { idParams } from "../../http/schemas.js";
+import { idParams, noContent } from "../../http/schemas.js";
 import {
   documentItemSchema,
   ingestResultSchema,
@@ -188,6 +188,7 @@ export const documentsRoutes: FastifyPluginAsyncZod<{
         tags: ["documents"],
         summary: "Delete the document, its versions, chunks and files",
         params: idParams,
+        response: { 204: noContent },
       },
     },
     async (req, reply) => {

@@ -14,6 +14,7 @@ import {
   batchResultSchema,
   batchSchema,
   documentItemSchema,
+  fileUploadForm,
   ingestResultSchema,
   urlItemSchema,
   webhookSchema,
@@ -202,6 +203,7 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
         summary: "Generic automation (n8n) payload: a document, a URL, or {documents: […]}",
         headers: idempotencyHeaders,
         body: webhookSchema,
+        response: { 202: z.union([ingestResultSchema, batchResultSchema]) },
       },
     },
     idempotent("webhook", async (ctx, req) => {
@@ -220,7 +222,7 @@ export const ingestionRoutes: FastifyPluginAsyncZod<IngestionRouteDeps> = async 
         tags: ["ingestion"],
         summary:
           "Upload a file (multipart/form-data: fields title, docType, externalId, metadata (JSON); then the file)",
-        consumes: ["multipart/form-data"],
+        multipartForm: fileUploadForm,
         response: { 202: ingestResultSchema },
       },
     },

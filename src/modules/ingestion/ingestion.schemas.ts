@@ -90,3 +90,15 @@ export const batchResultSchema = z.object({
   accepted: z.number().int(),
   rejected: z.number().int(),
 });
+
+/**
+ * The multipart form of POST /api/ingest/file, for the OpenAPI document (and so the API explorer
+ * can send a file). The route reads the parts itself, in order, so the fields come first.
+ */
+export const fileUploadForm = z.object({
+  title: z.string().max(500).optional().describe("defaults to the file's name"),
+  docType: z.enum(DOCUMENT_TYPES).optional().describe("defaults to the file name's extension"),
+  externalId: z.string().min(1).max(200).optional(),
+  metadata: z.string().optional().describe("a JSON object of strings"),
+  file: z.file().describe("the document (txt, md, html or pdf); the last part"),
+});

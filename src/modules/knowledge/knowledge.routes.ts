@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { tenantContext } from "../../http/auth-hook.js";
-import { idParams } from "../../http/schemas.js";
+import { idParams, noContent } from "../../http/schemas.js";
 import {
   fieldsInput,
   type KnowledgeInput,
@@ -102,6 +102,7 @@ export const knowledgeRoutes: FastifyPluginAsyncZod<{ knowledge: KnowledgeServic
           tags,
           summary: `Delete the ${noun}; search stops showing it at once`,
           params: idParams,
+          response: { 204: noContent },
         },
       },
       async (req, reply) => {
