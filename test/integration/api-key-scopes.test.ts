@@ -1,4 +1,3 @@
-import type { HTTPMethods } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RouteScope, requiredScopes } from "../../src/http/auth-hook.js";
 import { migrate } from "../../src/platform/db/index.js";
@@ -7,6 +6,7 @@ import {
   apiKeyWithScopes,
   bearer,
   expectError,
+  type Method,
   type SignedUp,
   signup,
   startApp,
@@ -60,7 +60,7 @@ const POLICY: Record<string, RouteScope> = {
 };
 
 interface Route {
-  method: HTTPMethods;
+  method: Method;
   url: string;
   key: string;
   auth: string;
@@ -78,7 +78,7 @@ describe.each(backends)("API key scopes ($name)", (backend) => {
     routes = [];
     for (const r of t.app.routeTable) {
       if (r.url.startsWith("/docs")) continue;
-      for (const method of [r.method].flat() as HTTPMethods[]) {
+      for (const method of [r.method].flat() as Method[]) {
         if (method === "HEAD" || method === "OPTIONS") continue;
         routes.push({
           method,
@@ -168,7 +168,7 @@ describe.each(backends)("API key scopes ($name)", (backend) => {
     beforeAll(async () => {
       s = await signup(t.app);
     });
-    const as = (key: string, method: HTTPMethods, url: string, payload?: object) =>
+    const as = (key: string, method: Method, url: string, payload?: object) =>
       t.app.inject({ method, url, headers: { "x-api-key": key }, ...(payload ? { payload } : {}) });
     const doc = () => ({ title: "Hours", content: `We open at nine ${uniqueEmail()}.` });
     const newUser = () => ({
@@ -209,7 +209,7 @@ describe.each(backends)("API key scopes ($name)", (backend) => {
         ["GET", "/api/customers/api-keys", undefined],
         ["PUT", "/api/customers/config", { chunkSize: 600 }],
         ["PUT", "/api/customers/profile", { companyName: "Taken over" }],
-      ] as Array<[HTTPMethods, string, object | undefined]>) {
+      ] as Array<[Method, string, object | undefined]>) {
         const res = await as(key, method, url, body);
         const err = expectError(res, 403, "auth.scope_required");
         expect(err.error.details.requiredScopes, `${method} ${url}`).toEqual(["admin"]);

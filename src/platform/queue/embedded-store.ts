@@ -59,37 +59,27 @@ export async function claimJob(
 }
 
 /**
- * Puts back the jobs whose lease ran out: their worker died (or froze). The lost run counts as
- * an attempt, so a job that kills its worker every time ends up `dead` instead of looping.
+ * Puts back running jobs whose worker is gone: `expired`, those whose lease ran out (their
+ * worker died or froze); `all`, every running job, whatever its lease — for a worker starting
+ * on a database that only its own process can open (PGlite), where any job recorded as running
+ * was left by a process that died. The lost run counts as an attempt, so a job that kills its
+ * worker every time ends up `dead` instead of looping.
  */
-export async function sweepExpiredLeases(
+export async function requeueAbandoned(
   q: Queryable,
+  which: "expired" | "all",
 ): Promise<Array<{ id: string; status: string }>> {
+  const [reason, where] =
+    which === "expired"
+      ? ["' stopped renewing its lease'", "and locked_until < now()"]
+      : ["' died (process restarted)'", ""];
   return q.query(`
     update jobs set
       status = case when attempts >= max_attempts then 'dead' else 'queued' end,
       finished_at = case when attempts >= max_attempts then now() end,
-      last_error = 'lease expired: worker ' || coalesce(locked_by, '?') || ' stopped renewing it',
+      last_error = 'worker ' || coalesce(locked_by, '?') || ${reason},
       run_at = now(), locked_by = null, locked_until = null, updated_at = now()
-    where status = 'running' and locked_until < now()
-    returning id, status`);
-}
-
-/**
- * Puts back every running job, whatever its lease: for a worker starting on a database that only
- * its own process can open (PGlite), any job recorded as running was left by a process that
- * died. As with an expired lease, the lost run counts as an attempt.
- */
-export async function requeueAllRunning(
-  q: Queryable,
-): Promise<Array<{ id: string; status: string }>> {
-  return q.query(`
-    update jobs set
-      status = case when attempts >= max_attempts then 'dead' else 'queued' end,
-      finished_at = case when attempts >= max_attempts then now() end,
-      last_error = 'interrupted: worker ' || coalesce(locked_by, '?') || ' died (process restarted)',
-      run_at = now(), locked_by = null, locked_until = null, updated_at = now()
-    where status = 'running'
+    where status = 'running' ${where}
     returning id, status`);
 }
 

@@ -7,8 +7,7 @@ import {
   type Outcome,
   recordOutcome,
   renewLeases,
-  requeueAllRunning,
-  sweepExpiredLeases,
+  requeueAbandoned,
 } from "./embedded-store.js";
 import { errorText, isNonRetryable, parsePayload } from "./jobs-store.js";
 import { backoffMs, type JobHandlers, type JobRegistry } from "./queue.js";
@@ -89,7 +88,7 @@ export function startEmbeddedWorker(deps: EmbeddedWorkerDeps): EmbeddedWorker {
 
   async function sweep() {
     lastSweep = Date.now();
-    for (const r of await sweepExpiredLeases(db)) {
+    for (const r of await requeueAbandoned(db, "expired")) {
       logger.warn({ jobId: r.id, status: r.status }, "job lease expired; worker presumed dead");
     }
   }
@@ -104,7 +103,7 @@ export function startEmbeddedWorker(deps: EmbeddedWorkerDeps): EmbeddedWorker {
         try {
           if (!orphansRequeued) {
             // At once rather than when their lease runs out: nobody else can be running them.
-            for (const r of await requeueAllRunning(db)) {
+            for (const r of await requeueAbandoned(db, "all")) {
               logger.warn(
                 { jobId: r.id, status: r.status },
                 "job interrupted by a restart; queued again",
