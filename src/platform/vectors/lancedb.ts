@@ -72,9 +72,10 @@ export interface LanceVectorIndexOptions {
    */
   maxCompactFragments?: number;
   /**
-   * A write that leaves this many rows outside the full-text index compacts too: LanceDB scans
-   * unindexed rows on every text query, ~50 ms per 1,000 rows on 2 cores. Matters for a few
-   * large documents, which make many rows in few fragments. 0 turns it off.
+   * A write that leaves this many rows outside the full-text index compacts (which folds them
+   * in) before returning. Default 1: every chunk write folds its rows in, because LanceDB 0.29
+   * scores unindexed rows wrongly and drops some of them from text search (see `bm25`). Larger
+   * values, or 0 (off), trade that correctness for cheaper writes: for benchmarks and tests only.
    */
   ftsRefreshRows?: number;
   /**
@@ -142,7 +143,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
   const compactLimits = {
     fragments: opts.compactFragments ?? 32,
     maxFragments: opts.maxCompactFragments ?? 256,
-    unindexedTextRows: opts.ftsRefreshRows ?? 1_000,
+    unindexedTextRows: opts.ftsRefreshRows ?? 1,
   };
   const keepVersionsMs = opts.keepVersionsMs ?? 20_000;
   const compactTables = (h: TenantHandle, held: HeldTenantLock, tables?: TableName[]) =>
