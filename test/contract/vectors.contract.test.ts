@@ -137,9 +137,11 @@ describe.each(lockCases)("VectorIndex (LanceDB), writes under the $name lock", (
         ...later.map((d) => `${d}:1:0`),
         ...versions.map((v) => `${faq}:${v}:0`),
       ].sort();
-      for (const query of ["open", "open day week", "Which days are you open?"]) {
-        const hits = await index.searchText(tenant, query, 20);
-        expect(hits.map((h) => h.id).sort(), query).toEqual(expected);
+      // Concurrent searches: each one folds the new rows in or waits for the one that does.
+      const queries = ["open", "open day week", "Which days are you open?", "OPEN"];
+      const found = await Promise.all(queries.map((query) => index.searchText(tenant, query, 20)));
+      for (const [i, hits] of found.entries()) {
+        expect(hits.map((h) => h.id).sort(), queries[i]).toEqual(expected);
       }
       // Filtered to one document, its rows still all answer.
       const mine = await index.searchText(tenant, "open day week", 20, { documentIds: [faq] });

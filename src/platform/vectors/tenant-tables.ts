@@ -91,7 +91,7 @@ export async function hasFts(h: TenantHandle, t: Table): Promise<boolean> {
 /**
  * Full-text queries fail on a table without the index, so the first write creates it (over
  * that write's rows). Rows written later are not in it until a compaction folds them in, which
- * the adapter runs before each chunk write returns (see `bm25` for why).
+ * the adapter's text search runs first when there are any (see `bm25` for why).
  */
 export async function ensureFts(h: TenantHandle, t: Table): Promise<void> {
   if (await hasFts(h, t)) return;
@@ -162,8 +162,8 @@ export async function nearest(
  * term there as one more document containing it: once a term's count passes the number of
  * rows (soon, for a term repeated in new rows and common in indexed ones), its weight turns
  * negative and rows scoring ≤ 0 are dropped silently. Fixed in LanceDB 0.33, which publishes
- * binaries for linux-x64 only. Hence writes fold their rows
- * into the index before returning (`ftsRefreshRows`).
+ * binaries for linux-x64 only. Hence text search folds such rows
+ * into the index before it queries (the adapter's `searchText`).
  */
 export async function bm25(
   t: Table,
