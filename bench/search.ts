@@ -402,6 +402,8 @@ async function main() {
     // the FTS index and are scanned by every text query, until a write leaves `ftsRefreshRows`
     // (1 000 by default) of them, or enough fragments, and compacts. Same first size, plus rows
     // just below that bound written in one batch (one fragment, so only the scan is measured).
+    // Text search now folds such rows into the index before it queries (the adapter's
+    // `searchText`): only the first query of this case meets them, and pays one compaction.
     const pending = opts.unindexed;
     const first = sizes[0] as number;
     if (pending > 0 && pool.value.length >= first + pending) {

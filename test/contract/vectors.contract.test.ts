@@ -116,6 +116,38 @@ describe.each(lockCases)("VectorIndex (LanceDB), writes under the $name lock", (
       expect(again.map((h) => h.id)).toEqual([`${second}:1:1`]);
     });
 
+    it("text search finds every row written after the index, even ones repeating a query term", async () => {
+      // The index is created over the first write's one chunk; every later row starts outside
+      // it. LanceDB 0.29 scores such rows wrongly when they repeat a query term and drops them.
+      const tenant = randomUUID();
+      const faq = randomUUID();
+      const q = "Which days are you open?";
+      await index.upsertChunks(tenant, [chunk(faq, 1, 0, { text: `${q}\nEvery day.` })]);
+      const later = [randomUUID(), randomUUID()];
+      await index.upsertChunks(tenant, [chunk(later[0] as string, 1, 0, { text: "open open" })]);
+      await index.upsertChunks(tenant, [chunk(later[1] as string, 1, 0, { text: "open open" })]);
+      // An FAQ updated: each new version is a new row; the old ones stay until deleted.
+      const versions = [2, 3, 4];
+      for (const v of versions) {
+        const text = `${q}\nOpen on day ${v} of the week only.`;
+        await index.upsertChunks(tenant, [chunk(faq, v, 0, { text })]);
+      }
+      const expected = [
+        `${faq}:1:0`,
+        ...later.map((d) => `${d}:1:0`),
+        ...versions.map((v) => `${faq}:${v}:0`),
+      ].sort();
+      // Concurrent searches: each one folds the new rows in or waits for the one that does.
+      const queries = ["open", "open day week", "Which days are you open?", "OPEN"];
+      const found = await Promise.all(queries.map((query) => index.searchText(tenant, query, 20)));
+      for (const [i, hits] of found.entries()) {
+        expect(hits.map((h) => h.id).sort(), queries[i]).toEqual(expected);
+      }
+      // Filtered to one document, its rows still all answer.
+      const mine = await index.searchText(tenant, "open day week", 20, { documentIds: [faq] });
+      expect(mine).toHaveLength(1 + versions.length);
+    });
+
     it("text search ranks by BM25 and copes with any query text", async () => {
       const tenant = randomUUID();
       const doc = randomUUID();

@@ -25,6 +25,7 @@ import {
   TABLES,
   type TenantHandle,
   tableOf,
+  unindexedTextRows,
 } from "./tenant-tables.js";
 import {
   assertLimit,
@@ -74,7 +75,8 @@ export interface LanceVectorIndexOptions {
   /**
    * A write that leaves this many rows outside the full-text index compacts too: LanceDB scans
    * unindexed rows on every text query, ~50 ms per 1,000 rows on 2 cores. Matters for a few
-   * large documents, which make many rows in few fragments. 0 turns it off.
+   * large documents, which make many rows in few fragments. 0 turns it off. (Text search folds
+   * unindexed rows in itself before it queries: see `searchText`.)
    */
   ftsRefreshRows?: number;
   /**
@@ -245,6 +247,48 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
   }
 
   /**
+   * Compaction keeps the versions it replaced for keepVersionsMs (readers may be on them); the
+   * next compaction removes them, but a tenant that went quiet has none. One clean-up covers
+   * the compactions of the next few minutes.
+   */
+  function askForCleanup(tenantId: string, now: number): void {
+    const at = cleanupAt.get(tenantId);
+    if (at === undefined || at <= now + keepVersionsMs) {
+      const delayMs = keepVersionsMs + 5 * 60_000;
+      cleanupAt.set(tenantId, now + delayMs);
+      request(tenantId, delayMs, cleanupAt);
+    }
+    // Forget clean-ups that have run, so the map holds only recently written tenants.
+    for (const [t, runAt] of cleanupAt) if (runAt < now) cleanupAt.delete(t);
+  }
+
+  /**
+   * Folds the chunks written since the last compaction into the full-text index, under the
+   * lock, if there are any: LanceDB 0.29 drops some unindexed rows from text search (`bm25`).
+   * Every write that returned before this call is covered: it released the lock first.
+   */
+  async function foldInText(tenantId: string): Promise<void> {
+    const stale = await read(
+      tenantId,
+      "chunks",
+      false,
+      async (t) => (await unindexedTextRows(t)) > 0,
+    );
+    if (!stale) return;
+    await write(tenantId, async (h, held) => {
+      const t = await tableOf(h, "chunks", false);
+      // Another search may have folded them in while this one waited for the lock.
+      if (!t || (await unindexedTextRows(t)) === 0) return;
+      const started = Date.now();
+      await compactTables(h, held, ["chunks"]);
+      logger.debug({ tenantId, ms: Date.now() - started }, "folded new chunks into the text index");
+      const now = Date.now();
+      askForCleanup(tenantId, now);
+      await askForAnnBuild(tenantId, h, now, false);
+    });
+  }
+
+  /**
    * After a write, under the lock: compacts the written tables when they are due, asks for an
    * ANN build when the tenant needs one, and for a clean-up of what compaction left behind.
    */
@@ -269,20 +313,17 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       );
     }
     const now = Date.now();
-    if (due) {
-      // Compaction keeps the versions it replaced for keepVersionsMs (readers may be on
-      // them); the next compaction removes them, but a tenant that went quiet has none. One
-      // clean-up covers the compactions of the next few minutes.
-      const at = cleanupAt.get(tenantId);
-      if (at === undefined || at <= now + keepVersionsMs) {
-        const delayMs = keepVersionsMs + 5 * 60_000;
-        cleanupAt.set(tenantId, now + delayMs);
-        request(tenantId, delayMs, cleanupAt);
-      }
-      // Forget clean-ups that have run, so the map holds only recently written tenants.
-      for (const [t, runAt] of cleanupAt) if (runAt < now) cleanupAt.delete(t);
-    }
-    if (!(due || crossedAnnThreshold)) return;
+    if (due) askForCleanup(tenantId, now);
+    if (due || crossedAnnThreshold) await askForAnnBuild(tenantId, h, now, crossedAnnThreshold);
+  }
+
+  /** After a compaction or a write that crossed the ANN threshold: asks for a build if due. */
+  async function askForAnnBuild(
+    tenantId: string,
+    h: TenantHandle,
+    now: number,
+    crossedAnnThreshold: boolean,
+  ): Promise<void> {
     const chunks = h.tables.get("chunks");
     if (!chunks) return;
     const state = await annIndexState(chunks);
@@ -426,6 +467,8 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       const terms = ftsTerms(String(query));
       if (args.where === false || terms === undefined) return [];
       const { where } = args;
+      // Writes leave rows outside the index (compacting on every write costs ~50×: RESULTS).
+      await foldInText(args.tenant);
       return read(args.tenant, "chunks", [] as VectorHit[], async (t, h) => {
         if (!(await hasFts(h, t))) {
           // Only after a crash between a table's first write and its index; the next write

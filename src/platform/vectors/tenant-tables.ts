@@ -90,8 +90,8 @@ export async function hasFts(h: TenantHandle, t: Table): Promise<boolean> {
 
 /**
  * Full-text queries fail on a table without the index, so the first write creates it (over
- * that write's rows). Rows written later are not in it until `optimize`, but LanceDB scans
- * them at query time, so text search finds them as soon as the write returns.
+ * that write's rows). Rows written later are not in it until a compaction folds them in, which
+ * the adapter's text search runs first when there are any (see `bm25` for why).
  */
 export async function ensureFts(h: TenantHandle, t: Table): Promise<void> {
   if (await hasFts(h, t)) return;
@@ -99,7 +99,7 @@ export async function ensureFts(h: TenantHandle, t: Table): Promise<void> {
   h.ftsReady = true;
 }
 
-/** Rows not yet in the full-text index: LanceDB scans them on every text query. */
+/** Rows not yet in the full-text index: LanceDB scans them on every text query (see `bm25`). */
 export async function unindexedTextRows(t: Table): Promise<number> {
   const idx = (await t.listIndices()).find((i) => i.columns.includes("text"));
   if (!idx) return 0;
@@ -156,7 +156,15 @@ export async function nearest(
   return rows.map((r) => toHit(r, 1 - Number(r._distance))).sort((a, b) => b.score - a.score);
 }
 
-/** BM25 full-text matches of `terms` (see `ftsTerms`), filter applied first. */
+/**
+ * BM25 full-text matches of `terms` (see `ftsTerms`), filter applied first. Only right over
+ * rows in the full-text index: LanceDB 0.29 scans the others, but counts each occurrence of a
+ * term there as one more document containing it: once a term's count passes the number of
+ * rows (soon, for a term repeated in new rows and common in indexed ones), its weight turns
+ * negative and rows scoring ≤ 0 are dropped silently. Fixed in LanceDB 0.33, which publishes
+ * binaries for linux-x64 only. Hence text search folds such rows
+ * into the index before it queries (the adapter's `searchText`).
+ */
 export async function bm25(
   t: Table,
   terms: string,
