@@ -67,6 +67,11 @@ function credentials(req: FastifyRequest): { bearer?: string; apiKey?: string } 
   if (counts.apiKey > 1) throw ambiguous("the X-API-Key header is repeated");
   const header = req.headers.authorization;
   const apiKey = req.headers["x-api-key"];
+  // No token or key has a comma: one in the value is two headers folded into one (by Node for
+  // X-API-Key, by proxies and HTTP libraries for either), so it is as ambiguous as a repeat.
+  if (header?.includes(",")) throw ambiguous("the Authorization header is repeated");
+  if (typeof apiKey === "string" && apiKey.includes(","))
+    throw ambiguous("the X-API-Key header is repeated");
   let bearer: string | undefined;
   if (header !== undefined) {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
