@@ -221,4 +221,20 @@ describe.each(backends)("POST /api/ingest/file limits ($name)", (backend) => {
     }
     expect(await documentCount(t.app, s.token)).toBe(0);
   });
+
+  // Lone surrogates cannot arrive here: a form is bytes, and bytes that are not UTF-8 decode to
+  // U+FFFD.
+  it("form fields and the file name follow the API's text rule: NUL (and in a title control characters) is 400", async () => {
+    const s = await signup(t.app);
+    const file = { name: "a.txt", type: "text/plain", body: Buffer.from("hello") };
+    for (const [fields, part, path] of [
+      [{ docType: "t\u0000xt" }, file, "docType"],
+      [{ title: "a\u0007b" }, file, "title"],
+      [{}, { ...file, name: "a\u0000.txt" }, "file"],
+    ] as const) {
+      const body = expectError(await send(s, multipart(fields, part)), 400, "validation.failed");
+      expect(body.error.details.issues[0].path).toBe(path);
+    }
+    expect(await documentCount(t.app, s.token)).toBe(0);
+  });
 });

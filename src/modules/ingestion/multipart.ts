@@ -1,6 +1,7 @@
 import type { Multipart } from "@fastify/multipart";
 import type { FastifyRequest } from "fastify";
 import { AppError } from "../../http/errors.js";
+import { badTextReason } from "../../http/text.js";
 
 /** A multipart/form-data body read whole: its text fields and its one file. */
 export interface MultipartForm {
@@ -77,6 +78,8 @@ export async function readMultipart(
       }
       // The parser marks a cut file as truncated; its own check can miss the last chunk.
       if (part.file.truncated) throw tooLarge();
+      const badName = badTextReason(part.filename);
+      if (badName) throw invalidField("file", `file name ${badName}`);
       form.file = { filename: part.filename, bytes };
       continue;
     }
@@ -88,7 +91,11 @@ export async function readMultipart(
     if (part.valueTruncated) {
       throw invalidField(name, `longer than ${limits.fieldBytes} bytes`);
     }
-    form.fields.set(name, String(part.value));
+    // Form fields bypass the JSON body's text check: the same rule, applied here.
+    const value = String(part.value);
+    const bad = badTextReason(value);
+    if (bad) throw invalidField(name, bad);
+    form.fields.set(name, value);
   }
 }
 
