@@ -37,6 +37,7 @@ export const ERROR_STATUS = {
   "route.method_not_allowed": 405,
   "auth.email_taken": 409,
   "user.last_owner": 409,
+  "auth.too_many_api_keys": 409,
   "config.exceeds_plan": 422,
   "ingestion.max_documents": 422,
   "idempotency.key_reused": 422,

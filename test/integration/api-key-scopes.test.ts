@@ -26,6 +26,8 @@ const POLICY: Record<string, RouteScope> = {
   "GET /api/auth/me": "none",
   "POST /api/customers/api-key": "admin",
   "GET /api/customers/api-keys": "admin",
+  "POST /api/customers/api-keys": "admin",
+  "DELETE /api/customers/api-keys/:id": "admin",
   "GET /api/customers/users": "admin",
   "POST /api/customers/users": "admin",
   "DELETE /api/customers/users/:id": "admin",

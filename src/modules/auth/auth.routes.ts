@@ -7,12 +7,11 @@ import {
   idParams,
   newPassword,
   noContent,
-  plainText,
   tokenPairSchema,
   userSchema,
 } from "../../http/schemas.js";
-import { API_KEY_SCOPES, DEFAULT_API_KEY_SCOPES } from "../../tenancy.js";
 import { type TenantsService, tenantSchemas } from "../tenants/index.js";
+import { apiKeyRoutes } from "./api-keys.routes.js";
 import type { AuthService } from "./auth.service.js";
 
 const meSchema = z.object({
@@ -21,7 +20,7 @@ const meSchema = z.object({
   apiKey: apiKeyInfoSchema.nullable(),
 });
 
-/** /api/auth/* and the tenant's API keys and users under /api/customers. */
+/** /api/auth/*, and the tenant's users and (api-keys.routes.ts) API keys under /api/customers. */
 export const authRoutes: FastifyPluginAsyncZod<{
   auth: AuthService;
   tenants: TenantsService;
@@ -115,51 +114,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
     },
   );
 
-  app.post(
-    "/api/customers/api-key",
-    {
-      config: { minRole: "admin", scope: "admin" },
-      schema: {
-        tags: ["customers"],
-        summary:
-          "Regenerate the API key with the scopes asked for: every older key stops working at once",
-        body: z
-          .strictObject({
-            name: plainText().trim().min(1).max(100).optional(),
-            scopes: z
-              .array(z.enum(API_KEY_SCOPES))
-              .min(1)
-              .max(API_KEY_SCOPES.length * 2)
-              .optional()
-              .describe(
-                `what the key may do; default ${DEFAULT_API_KEY_SCOPES.join(", ")}; admin includes every scope`,
-              ),
-          })
-          .nullish(),
-        response: { 201: z.object({ apiKey: z.string(), key: apiKeyInfoSchema }) },
-      },
-    },
-    async (req, reply) =>
-      reply.status(201).send(
-        await auth.regenerateApiKey(tenantContext(req), {
-          name: req.body?.name,
-          scopes: req.body?.scopes,
-        }),
-      ),
-  );
-
-  app.get(
-    "/api/customers/api-keys",
-    {
-      config: { scope: "admin" },
-      schema: {
-        tags: ["customers"],
-        summary: "API keys: prefixes and dates, never the secret",
-        response: { 200: z.object({ items: z.array(apiKeyInfoSchema) }) },
-      },
-    },
-    async (req) => ({ items: await auth.listApiKeys(tenantContext(req)) }),
-  );
+  await app.register(apiKeyRoutes, { auth });
 
   app.get(
     "/api/customers/users",

@@ -9,7 +9,6 @@ import {
 import { type Db, isUniqueViolation, type Queryable } from "../../platform/db/index.js";
 import type { FailureThrottle } from "../../platform/ratelimit/index.js";
 import {
-  type ApiKeyScope,
   DEFAULT_API_KEY_SCOPES,
   normalizeScopes,
   type Principal,
@@ -18,12 +17,11 @@ import {
   type TenantRole,
 } from "../../tenancy.js";
 import type { Tenant, TenantStatus, TenantsService } from "../tenants/index.js";
-import { type ApiKeyRow, authStore as store, type UserRow } from "./auth.store.js";
+import { API_KEY_PREFIX, createApiKeys, issueApiKey, toKeyInfo } from "./api-keys.js";
+import { authStore as store, type UserRow } from "./auth.store.js";
 import { createLoginThrottle } from "./login-throttle.js";
 import type { TokenSigner } from "./tokens.js";
 
-export const API_KEY_PREFIX = "trk_";
-const API_KEY_VISIBLE_CHARS = 12;
 const REFRESH_PREFIX = "rtk_";
 
 export interface User {
@@ -32,16 +30,6 @@ export interface User {
   role: TenantRole | "platform_admin";
   createdAt: string;
   lastLoginAt: string | null;
-}
-
-export interface ApiKeyInfo {
-  id: string;
-  name: string;
-  prefix: string;
-  scopes: ApiKeyScope[];
-  createdAt: string;
-  lastUsedAt: string | null;
-  revokedAt: string | null;
 }
 
 export interface TokenPair {
@@ -59,18 +47,6 @@ export function toUser(row: UserRow): User {
     role: row.role,
     createdAt: row.created_at.toISOString(),
     lastLoginAt: iso(row.last_login_at),
-  };
-}
-
-function toKeyInfo(row: ApiKeyRow): ApiKeyInfo {
-  return {
-    id: row.id,
-    name: row.name,
-    prefix: row.prefix,
-    scopes: normalizeScopes(row.scopes),
-    createdAt: row.created_at.toISOString(),
-    lastUsedAt: iso(row.last_used_at),
-    revokedAt: iso(row.revoked_at),
   };
 }
 
@@ -102,25 +78,7 @@ export function createAuthService(deps: AuthDeps) {
     byEmail: deps.loginThrottle,
     byAddress: deps.loginAddressThrottle,
   });
-
-  async function newApiKey(
-    tx: Queryable,
-    tenantId: string,
-    createdBy: string | null,
-    name: string,
-    scopes: readonly ApiKeyScope[],
-  ) {
-    const secret = randomToken(API_KEY_PREFIX);
-    const row = await store.insertApiKey(tx, {
-      tenantId,
-      name,
-      prefix: secret.slice(0, API_KEY_VISIBLE_CHARS),
-      scopes: normalizeScopes(scopes),
-      keyHash: sha256Hex(secret),
-      createdBy,
-    });
-    return { secret, info: toKeyInfo(row) };
-  }
+  const apiKeys = createApiKeys({ db });
 
   /** Starts a session: one refresh-token family, and an access token bound to it. */
   async function startSession(
@@ -175,9 +133,14 @@ export function createAuthService(deps: AuthDeps) {
           passwordHash,
           role: "owner",
         });
-        const key = await newApiKey(tx, tenant.id, user.id, "default", DEFAULT_API_KEY_SCOPES);
+        const key = await issueApiKey(tx, {
+          tenantId: tenant.id,
+          createdBy: user.id,
+          name: "default",
+          scopes: DEFAULT_API_KEY_SCOPES,
+        });
         const pair = await startSession(tx, user);
-        return { ...pair, apiKey: key.secret, tenant, user: toUser(user) };
+        return { ...pair, apiKey: key.apiKey, tenant, user: toUser(user) };
       });
     },
 
@@ -318,31 +281,10 @@ export function createAuthService(deps: AuthDeps) {
       return { tenant, user: null, apiKey: key ? toKeyInfo(key) : null };
     },
 
-    /**
-     * Revokes every key of the tenant and issues a new one with `scopes` (the default scopes
-     * when none are given), shown only in this answer.
-     */
-    async regenerateApiKey(
-      ctx: TenantContext,
-      opts: { name?: string | undefined; scopes?: readonly ApiKeyScope[] | undefined } = {},
-    ): Promise<{ apiKey: string; key: ApiKeyInfo }> {
-      const createdBy = ctx.principal.kind === "user" ? ctx.principal.userId : null;
-      return db.transaction(async (tx) => {
-        await store.revokeApiKeys(tx, ctx.tenantId);
-        const key = await newApiKey(
-          tx,
-          ctx.tenantId,
-          createdBy,
-          opts.name ?? "default",
-          opts.scopes ?? DEFAULT_API_KEY_SCOPES,
-        );
-        return { apiKey: key.secret, key: key.info };
-      });
-    },
-
-    async listApiKeys(ctx: TenantContext): Promise<ApiKeyInfo[]> {
-      return (await store.apiKeysOfTenant(db, ctx.tenantId)).map(toKeyInfo);
-    },
+    regenerateApiKey: apiKeys.regenerate,
+    createApiKey: apiKeys.create,
+    revokeApiKey: apiKeys.revoke,
+    listApiKeys: apiKeys.list,
 
     async listUsers(ctx: TenantContext): Promise<User[]> {
       return (await store.usersOfTenant(db, ctx.tenantId)).map(toUser);

@@ -128,6 +128,34 @@ export const authStore = {
     );
   },
 
+  /**
+   * Makes the tenant's key changes take turns until the transaction ends: a creation counts the
+   * active keys and inserts with no other creation or regeneration in between.
+   */
+  async lockApiKeys(q: Queryable, tenantId: string): Promise<void> {
+    await q.query("select pg_advisory_xact_lock(hashtextextended($1, 0))", [
+      `api-keys:${tenantId}`,
+    ]);
+  },
+
+  async countActiveApiKeys(q: Queryable, tenantId: string): Promise<number> {
+    const rows = await q.query<{ n: number }>(
+      "select count(*)::int as n from api_keys where tenant_id = $1 and revoked_at is null",
+      [tenantId],
+    );
+    return rows[0]?.n ?? 0;
+  },
+
+  /** Revokes one key (keeping the first revocation time); false when the tenant has no such key. */
+  async revokeApiKey(q: Queryable, tenantId: string, keyId: string): Promise<boolean> {
+    const rows = await q.query(
+      `update api_keys set revoked_at = coalesce(revoked_at, now())
+       where tenant_id = $1 and id = $2 returning id`,
+      [tenantId, keyId],
+    );
+    return rows.length > 0;
+  },
+
   async apiKeysOfTenant(q: Queryable, tenantId: string): Promise<ApiKeyRow[]> {
     return q.query<ApiKeyRow>(
       `select ${KEY_COLUMNS} from api_keys where tenant_id = $1 order by created_at desc, id`,

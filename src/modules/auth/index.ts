@@ -1,4 +1,6 @@
+export type { ApiKeyInfo } from "./api-keys.js";
+export { API_KEY_PREFIX, MAX_ACTIVE_API_KEYS } from "./api-keys.js";
 export { authRoutes } from "./auth.routes.js";
-export type { ApiKeyInfo, AuthService, User } from "./auth.service.js";
-export { API_KEY_PREFIX, createAuthService, normalizeEmail } from "./auth.service.js";
+export type { AuthService, User } from "./auth.service.js";
+export { createAuthService, normalizeEmail } from "./auth.service.js";
 export { createTokenSigner, type TokenSigner } from "./tokens.js";
