@@ -137,11 +137,16 @@ describe("the README walk-through", () => {
     // What each step is there to show.
     const shows: [number, RegExp, string][] = [
       [1, /"token":"ey[^"]+".*"apiKey":"trk_/s, "a token and an API key"],
+      [
+        4,
+        /"apiKey":"trk_.*HTTP\/1\.1 204 .*"apiKey":"trk_/s,
+        "a key added, one revoked, all regenerated",
+      ],
       [5, /"token":"ey[^"]+"/, "a new session's token"],
       [6, /"documentId":"[0-9a-f-]{36}"/, "the document's id"],
       [7, /"status":"completed"/, "the document processed"],
       [8, /kitchen closes at four/, "the ingested text found"],
-      [9, /"documentId".*\n?.*"documentId"/s, "a file and a URL accepted"],
+      [9, /"documentId".*\n?.*"documentId".*"status":"completed"/s, "a file and a page ingested"],
       [10, /HTTP\/1\.1 204 /, "the document deleted"],
       [11, /HTTP\/1\.1 204 /, "the session ended"],
     ];
