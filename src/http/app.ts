@@ -64,7 +64,9 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     bodyLimit: ctx.config.bodyLimitBytes,
     trustProxy: ctx.config.trustProxy,
     requestTimeout: timeouts.requestTimeout,
-    http: timeouts.http,
+    // Node would answer a request without Host itself, outside the error shape (and before
+    // clientErrorHandler): the onRequest hook below refuses it instead.
+    http: { ...timeouts.http, requireHostHeader: false },
     clientErrorHandler: clientErrors.handle,
     // Bad percent-encoding and over-long path parameters are caught by the router before
     // there is a route: they get the same error handler (and shape) as everything else.
@@ -100,7 +102,12 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   app.addHook("onRequest", async (req, reply) => {
     reply.header("x-request-id", req.id);
     clientErrors.track(req.raw, req.id);
+    // HTTP/1.1 requires Host (RFC 9112 §3.2); HTTP/1.0 may omit it.
+    if (req.raw.headers.host === undefined && req.raw.httpVersion !== "1.0") {
+      throw new AppError("request.malformed", "an HTTP/1.1 request needs a Host header");
+    }
   });
+  app.addHook("onResponse", async (req) => clientErrors.answeredEarly(req.raw));
 
   // Security and CORS headers go on before authentication can refuse a request, so that errors
   // carry them too and a CORS preflight (which has no credentials) is answered, not refused.

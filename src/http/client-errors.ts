@@ -43,12 +43,20 @@ type InFlight = { headersSent?: boolean; req?: IncomingMessage };
 /**
  * Fastify's `clientErrorHandler`: one shape, logged at debug (a client's fault, not ours).
  * A request whose body was still arriving (a timeout mid-body) already has an id: `track`
- * remembers it so that the answer quotes it.
+ * remembers it so that the answer quotes it; `answeredEarly` (on every response) remembers a
+ * request answered before its body was in, so that it is not answered twice.
  */
 export function createClientErrorHandler(log: FastifyBaseLogger) {
   const ids = new WeakMap<IncomingMessage, string>();
+  // Sockets whose current request was answered before its body had arrived (a refusal by the
+  // auth hook, say): a later error of that request (its timeout) must not send a second answer.
+  const answered = new WeakSet<Socket>();
   const track = (raw: IncomingMessage, id: string) => {
     ids.set(raw, id);
+    answered.delete(raw.socket);
+  };
+  const answeredEarly = (raw: IncomingMessage) => {
+    if (!raw.complete) answered.add(raw.socket);
   };
   const handle = (err: NodeJS.ErrnoException, socket: Socket): void => {
     // A reset connection has no one left to answer.
@@ -58,11 +66,11 @@ export function createClientErrorHandler(log: FastifyBaseLogger) {
     // Like Node's own handler: answer only if no response of a request on this socket has
     // started, or the bytes would corrupt it.
     const inFlight = (socket as Socket & { _httpMessage?: InFlight })._httpMessage;
-    if (socket.writable && !inFlight?.headersSent) {
+    if (socket.writable && !inFlight?.headersSent && !answered.has(socket)) {
       const id = (inFlight?.req && ids.get(inFlight.req)) || randomUUID();
       socket.write(rawErrorResponse(code, MESSAGES[code] ?? code, id));
     }
     socket.destroy();
   };
-  return { handle, track };
+  return { handle, track, answeredEarly };
 }

@@ -20,6 +20,8 @@ interface RawResponse {
   // biome-ignore lint/suspicious/noExplicitAny: checked by the assertions
   body: any;
   elapsedMs: number;
+  /** Every byte received, to count responses. */
+  raw: string;
 }
 
 function parse(raw: string, elapsedMs: number): RawResponse {
@@ -30,12 +32,13 @@ function parse(raw: string, elapsedMs: number): RawResponse {
     const i = line.indexOf(":");
     headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
   }
-  const text = rest.join("\r\n\r\n");
+  const text = rest.join("\r\n\r\n").split(/\r\nHTTP\/1\.1 /)[0] ?? "";
   return {
     status: Number(statusLine.split(" ")[1]),
     headers,
     body: text ? JSON.parse(text) : undefined,
     elapsedMs,
+    raw,
   };
 }
 
@@ -118,6 +121,16 @@ describe.each(backends.slice(0, 1))("HTTP on the wire ($name)", (backend) => {
       expect(res.elapsedMs).toBeLessThan(REQUEST_TIMEOUT_MS + 1500);
     });
 
+    it("answers a request refused before its body arrived once: its later timeout sends nothing more", async () => {
+      const res = await send(
+        "POST /api/ingest/document HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+          "Content-Length: 200\r\n\r\n",
+        { trickle: "x".repeat(200), everyMs: 100 },
+      );
+      expectWireError(res, 401, "auth.unauthenticated");
+      expect(res.raw.match(/HTTP\/1\.1 \d{3} /g)).toHaveLength(1);
+    });
+
     it("cuts off headers that never end with 408", async () => {
       const res = await send("GET /healthz HTTP/1.1\r\nHost: x\r\n", {
         trickle: "X-Slow: abcdefghijklmnopqrstuvwxyz",
@@ -176,6 +189,13 @@ describe.each(backends.slice(0, 1))("HTTP on the wire ($name)", (backend) => {
       expectWireError(res, 400, "request.malformed");
       expect(res.body.requestId).toMatch(UUID_RE);
       expect(res.headers.connection).toBe("close");
+    });
+
+    it("answers an HTTP/1.1 request without Host with 400 request.malformed; HTTP/1.0 may omit it", async () => {
+      const res = await send("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+      expectWireError(res, 400, "request.malformed");
+      const old = await send("GET /healthz HTTP/1.0\r\n\r\n");
+      expect(old.status).toBe(200);
     });
 
     it("answers headers over the size limit with 431 request.headers_too_large", async () => {
