@@ -86,13 +86,17 @@ export const rejectBadTextInUrl: preValidationHookHandler = async (
   }
 };
 
-const UTF8_RE = /^"?utf-?8"?$/i;
+const UTF8_RE = /^utf-?8$/i;
 
 /** The charset parameter of a Content-Type header, if it names one. */
 function charsetOf(contentType: string | undefined): string | undefined {
   for (const param of (contentType ?? "").split(";").slice(1)) {
     const [name, ...rest] = param.split("=");
-    if (name?.trim().toLowerCase() === "charset") return rest.join("=").trim();
+    if (name?.trim().toLowerCase() === "charset")
+      return rest
+        .join("=")
+        .trim()
+        .replace(/^"(.*)"$/, "$1");
   }
   return undefined;
 }
