@@ -55,6 +55,8 @@ export const ERROR_STATUS = {
   "ingestion.upload_size_mismatch": 422,
   "ingestion.too_many_files": 413,
   "ingestion.invalid_text": 400,
+  /** A file whose bytes are not of its declared type: a PDF named .txt, a .pdf that is not. */
+  "ingestion.type_mismatch": 415,
   "request.malformed_multipart": 400,
   "document.managed_by_knowledge": 409,
   "auth.too_many_attempts": 429,

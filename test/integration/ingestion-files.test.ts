@@ -213,6 +213,23 @@ describe.each(backends)("POST /api/ingest/file limits ($name)", (backend) => {
     expect(await documentCount(t.app, s.token)).toBe(0);
   });
 
+  it("metadata with __proto__ or constructor.prototype is refused, as the JSON routes refuse it", async () => {
+    const s = await signup(t.app);
+    const file = { name: "file", file: { name: "a.txt", body: Buffer.from("hello") } };
+    for (const value of [
+      '{"__proto__":{"x":"1"},"a":"b"}',
+      '{"a":"b","constructor":{"prototype":{"x":"1"}}}',
+    ]) {
+      const res = await send(s, form([{ name: "metadata", value }, file]));
+      const body = expectError(res, 400, "validation.failed");
+      expect(body.error.details.issues[0].path).toBe("metadata");
+    }
+    expect(await documentCount(t.app, s.token)).toBe(0);
+    // A key merely named constructor is fine: only its prototype poisons.
+    const ok = await send(s, form([{ name: "metadata", value: '{"constructor":"Ada"}' }, file]));
+    expect(ok.statusCode, ok.body).toBe(202);
+  });
+
   it("a text or Markdown file with a NUL byte is refused at submit with 400", async () => {
     const s = await signup(t.app);
     for (const name of ["a.txt", "a.md", "a.html"]) {

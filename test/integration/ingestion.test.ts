@@ -10,7 +10,13 @@ import {
   type TestApp,
 } from "../fixtures/app.js";
 import { backends } from "../fixtures/db.js";
-import { multipart, search as searchAs, settle as settleDocument } from "../fixtures/ingest.js";
+import {
+  documentCount,
+  multipart,
+  search as searchAs,
+  settle as settleDocument,
+} from "../fixtures/ingest.js";
+import { buildPdf } from "../fixtures/pdf.js";
 
 const WAIT_MS = 20_000;
 
@@ -275,11 +281,73 @@ describe.each(backends)("ingestion and search ($name)", (backend) => {
     expectError(bad, 415, "ingestion.unsupported_type");
   });
 
-  it("a file whose bytes do not match its declared type ends failed with a clear code, not a crashed worker", async () => {
+  it("a file whose bytes do not match its declared type is refused at submit with its code", async () => {
     const s = await signup(t.app);
+    const cases = [
+      [{ name: "fake.pdf", body: Buffer.from("just text") }, 415, "ingestion.type_mismatch"],
+      [{ name: "doc.txt", body: buildPdf(["Hello"]) }, 415, "ingestion.type_mismatch"],
+      // Binary without a NUL byte, valid UTF-8: what the control-character rule is for.
+      [
+        { name: "blob.txt", body: Buffer.from("\u0001\u0002\u0003\u0004abc\u0005\u0006") },
+        400,
+        "ingestion.invalid_text",
+      ],
+      [
+        { name: "latin1.md", body: Buffer.from([0x63, 0x61, 0x66, 0xe9]) },
+        400,
+        "ingestion.invalid_text",
+      ],
+    ] as const;
+    for (const [file, status, code] of cases) {
+      const up = multipart({}, { ...file, type: "application/octet-stream" });
+      const res = await t.app.inject({
+        method: "POST",
+        url: "/api/ingest/file",
+        headers: { ...bearer(s.token), ...up.headers },
+        payload: up.payload,
+      });
+      expectError(res, status, code);
+    }
+    expect(await documentCount(t.app, s.token)).toBe(0);
+  });
+
+  it("a document's JSON content is text: escape and control characters complete, and its words are searchable", async () => {
+    const s = await signup(t.app);
+    const colored = await ingest(t, s, {
+      title: "Terminal",
+      content:
+        "Colored output: \u001b[31mcrimson\u001b[0m and \u001b[1;32mviridian\u001b[0m, a bell \u0007 and a backspace \b.",
+    });
+    expect(colored.statusCode, colored.body).toBe(202);
+    // Short content that is mostly control characters: still text, since it came as a string.
+    const controls = await ingest(t, s, {
+      title: "Controls",
+      content: "\u0001\u0002\u0003\u0004 ok \u0005\u0006\u0007",
+      docType: "md",
+    });
+    expect(controls.statusCode, controls.body).toBe(202);
+    for (const res of [colored, controls]) {
+      const st = await settle(t, s, res.json().documentId);
+      expect(st, res.body).toMatchObject({ status: "completed", job: { attempts: 1 } });
+    }
+    const hits = await search(t, s, { query: "crimson viridian", mode: "text" });
+    expect(hits[0]).toMatchObject({ documentId: colored.json().documentId, title: "Terminal" });
+    expect(hits[0]?.text).toContain("Colored output: crimson and viridian");
+  });
+
+  it("a .txt terminal log with colour codes is text, not binary: it completes and is searchable", async () => {
+    const s = await signup(t.app);
+    const log = Array.from(
+      { length: 40 },
+      (_, i) => `\u001b[32mPASS\u001b[0m test/case-${i}.ts \u001b[2m(${i} ms)\u001b[22m\n`,
+    ).join("");
     const up = multipart(
-      { docType: "pdf" },
-      { name: "fake.pdf", type: "application/pdf", body: Buffer.from("just text") },
+      {},
+      {
+        name: "run.txt",
+        type: "text/plain",
+        body: Buffer.from(`${log}\u001b[31mFAIL\u001b[0m quokka\n`),
+      },
     );
     const res = await t.app.inject({
       method: "POST",
@@ -288,12 +356,9 @@ describe.each(backends)("ingestion and search ($name)", (backend) => {
       payload: up.payload,
     });
     expect(res.statusCode, res.body).toBe(202);
-    const st = await settle(t, s, res.json().documentId);
-    expect(st).toMatchObject({
-      status: "failed",
-      error: { code: "ingestion.type_mismatch" },
-      job: { status: "failed", attempts: 1 },
-    });
+    expect((await settle(t, s, res.json().documentId)).status).toBe("completed");
+    const hits = await search(t, s, { query: "quokka", mode: "text" });
+    expect(hits[0]?.text).toContain("FAIL quokka");
   });
 
   it("fetches a URL, extracts the article and makes it searchable", async () => {

@@ -143,6 +143,29 @@ describe.each(backends)("direct uploads through presigned URLs ($name)", (backen
     expect((await settle(t.app, s.token, done.json().documentId)).status).toBe("completed");
   });
 
+  it("refuses to complete an upload whose bytes are not of the type its name declares, and keeps it pending", async () => {
+    const s = await signup(t.app);
+    const binary = Buffer.from("\u0001\u0002\u0003\u0004abc\u0005\u0006");
+    const ticket = (
+      await presign(t, s, { filename: "blob.txt", size: String(binary.length) })
+    ).json();
+    await put(ticket, binary);
+    expectError(await complete(t, s, ticket.uploadId), 400, "ingestion.invalid_text");
+    expect(await documentCount(t.app, s.token)).toBe(0);
+
+    const notPdf = Buffer.from("just text");
+    const pdfTicket = (
+      await presign(t, s, { filename: "fake.pdf", size: String(notPdf.length) })
+    ).json();
+    await put(pdfTicket, notPdf);
+    expectError(await complete(t, s, pdfTicket.uploadId), 415, "ingestion.type_mismatch");
+
+    // Pending still: the right file (of the announced size), sent again, completes it.
+    await put(ticket, Buffer.from("Hi there!"));
+    const done = await complete(t, s, ticket.uploadId);
+    expect(done.statusCode, done.body).toBe(202);
+  });
+
   it("refuses an uploaded object over the tenant's size limit without ingesting it", async () => {
     const s = await signup(t.app);
     await t.app.inject({

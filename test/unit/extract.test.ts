@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { ExtractionError, extractDocument } from "../../src/modules/ingestion/extract.js";
+import {
+  declaredTypeProblem,
+  ExtractionError,
+  extractDocument,
+} from "../../src/modules/ingestion/extract.js";
 import { rejectionOf } from "../fixtures/errors.js";
 import { buildPdf } from "../fixtures/pdf.js";
 
@@ -110,6 +114,36 @@ describe("extractDocument: text and Markdown", () => {
     const err = await extractionFailure(extractDocument(bytes, "md"));
     expect(err.code).toBe("ingestion.type_mismatch");
     expect(err.message).toContain("content does not look like text");
+  });
+
+  it("reads a terminal log with colour codes as text, and indexes its words without the codes", async () => {
+    const line = (n: number) =>
+      `\u001b[32m✓\u001b[0m test ${n} \u001b[1;31mred\u001b[0m \u001b]0;title\u0007ok\n`;
+    const log = Buffer.from(Array.from({ length: 50 }, (_, i) => line(i)).join(""));
+    expect(declaredTypeProblem(log, "txt")).toBeUndefined();
+    const doc = await extractDocument(log, "txt");
+    expect(doc.text.split("\n")[0]).toBe("✓ test 0 red ok");
+    expect(doc.text).not.toContain("\u001b");
+  });
+
+  it("with sniffing off (content sent as text), control characters are kept as text", async () => {
+    const bytes = Buffer.from("\u0001\u0002 bell\u0007 \u001b[31mred\u001b[0m");
+    expect((await extractDocument(bytes, "txt", { sniff: false })).text).toBe(
+      "\u0001\u0002 bell\u0007 red",
+    );
+    const pdfLike = Buffer.from("%PDF-1.7 is the version the spec names");
+    expect((await extractDocument(pdfLike, "md", { sniff: false })).text).toContain("spec names");
+  });
+
+  it("declaredTypeProblem makes extraction's checks without extracting", () => {
+    expect(declaredTypeProblem(Buffer.from("a\u0001b\u0002c\u0003d"), "txt")?.kind).toBe(
+      "not_text",
+    );
+    expect(declaredTypeProblem(Buffer.from([0x63, 0xe9, 0x20]), "md")?.kind).toBe("not_text");
+    expect(declaredTypeProblem(buildPdf(["Hello"]), "txt")?.kind).toBe("is_pdf");
+    expect(declaredTypeProblem(Buffer.from("just text"), "pdf")?.kind).toBe("not_pdf");
+    expect(declaredTypeProblem(buildPdf(["Hello"]), "pdf")).toBeUndefined();
+    expect(declaredTypeProblem(Buffer.from("<p>café</p>"), "html")).toBeUndefined();
   });
 
   it.each(["txt", "md", "html"] as const)("refuses a PDF declared as %s", async (kind) => {

@@ -4,6 +4,7 @@ import {
   type ExtractedDocument,
   ExtractionError,
   type ExtractionErrorCode,
+  type ExtractOptions,
   extractDocument,
 } from "./extract.js";
 import type { ExtractRequest } from "./extract.worker.js";
@@ -13,17 +14,23 @@ export interface Extractor {
   extract(
     bytes: Buffer,
     declared: DocumentKind,
-    opts?: { sourceUrl?: string | undefined },
+    opts?: { sourceUrl?: string | undefined; sniff?: boolean },
   ): Promise<ExtractedDocument>;
   close(): Promise<void>;
 }
 
 /** Extraction in the calling thread: for tools and tests of extraction itself. */
 export const inlineExtractor: Extractor = {
-  extract: (bytes, declared, opts) =>
-    extractDocument(bytes, declared, opts?.sourceUrl ? { sourceUrl: opts.sourceUrl } : {}),
+  extract: (bytes, declared, opts) => extractDocument(bytes, declared, extractOptions(opts)),
   close: async () => {},
 };
+
+function extractOptions(opts?: { sourceUrl?: string | undefined; sniff?: boolean }) {
+  const out: ExtractOptions = {};
+  if (opts?.sourceUrl) out.sourceUrl = opts.sourceUrl;
+  if (opts?.sniff !== undefined) out.sniff = opts.sniff;
+  return out;
+}
 
 export interface ThreadExtractorOptions {
   /** Extractions run at once; more wait their turn. */
@@ -164,7 +171,7 @@ export function createThreadExtractor(opts: ThreadExtractorOptions): Extractor {
         const request: ExtractRequest = {
           bytes,
           declared,
-          ...(extractOpts?.sourceUrl ? { sourceUrl: extractOpts.sourceUrl } : {}),
+          ...extractOptions(extractOpts),
         };
         const task: Task = { request, resolve, reject };
         const worker = idle.pop();

@@ -47,7 +47,8 @@ const CONTENT_TYPES: Record<DocumentKind, string> = {
 };
 
 /**
- * Extracts the text of a document of the declared kind. The bytes are sniffed first, so a PDF
+ * Extracts the text of a document of the declared kind. The bytes are sniffed first (unless
+ * `opts.sniff` is false; a PDF is always checked, it cannot be read otherwise), so a PDF
  * declared as text (or text declared as PDF) is refused with `ingestion.type_mismatch` rather
  * than indexed as garbage. `sourceUrl` (pages fetched from a URL) names an HTML page that has
  * no title of its own.
@@ -55,23 +56,66 @@ const CONTENT_TYPES: Record<DocumentKind, string> = {
 export async function extractDocument(
   bytes: Buffer,
   declared: DocumentKind,
-  opts: { sourceUrl?: string } = {},
+  opts: ExtractOptions = {},
 ): Promise<ExtractedDocument> {
   const contentType = CONTENT_TYPES[declared];
   if (declared === "pdf") return { ...(await extractPdf(bytes)), contentType };
-  if (isPdf(bytes)) {
+  const sniff = opts.sniff ?? true;
+  if (sniff && isPdf(bytes)) {
     throw new ExtractionError(
       "ingestion.type_mismatch",
       `declared ${declared}, but the content is a PDF`,
     );
   }
   if (declared === "html") {
-    const { text, title } = htmlToDocument(decodeHtml(bytes), opts.sourceUrl);
+    const { text, title } = htmlToDocument(decodeHtml(bytes, sniff), opts.sourceUrl);
     return { text: nonEmpty(text), ...(title ? { title } : {}), contentType };
   }
-  const text = nonEmpty(normalizeNewlines(decodeText(bytes, "utf-8")));
+  // Colour and cursor codes of terminal output are formatting, as tags are in HTML: the words
+  // between them are what a query looks for ("\u001b[31mred" would index as "31mred").
+  const decoded = decodeText(bytes, "utf-8", sniff).replace(ANSI_ESCAPE, "");
+  const text = nonEmpty(normalizeNewlines(decoded));
   const title = declared === "md" ? markdownTitle(text) : undefined;
   return { text, ...(title ? { title } : {}), contentType };
+}
+
+export interface ExtractOptions {
+  /** The page's address, for an HTML page without a title of its own. */
+  sourceUrl?: string;
+  /**
+   * Whether to check that the bytes are what they are declared to be (a PDF or binary declared
+   * as text). On by default; off for content stored at submit, which was checked there (files,
+   * uploads) or was sent as a JSON string and is text by definition.
+   */
+  sniff?: boolean;
+}
+
+/** Why bytes are not of the kind declared, checked without extracting them. */
+export type DeclaredTypeProblem = { kind: "not_pdf" | "is_pdf" | "not_text"; message: string };
+
+/**
+ * The checks extraction makes before it reads a file, for use at submit, where the bytes of a
+ * file or an upload are at hand: a refusal then beats a document that fails later. Decoding is
+ * fast next to extraction (no PDF parsing here), so it runs in the request.
+ */
+export function declaredTypeProblem(
+  bytes: Buffer,
+  declared: DocumentKind,
+): DeclaredTypeProblem | undefined {
+  if (declared === "pdf") {
+    return looksLikePdf(bytes)
+      ? undefined
+      : { kind: "not_pdf", message: "declared pdf, but the content is not a PDF" };
+  }
+  if (isPdf(bytes)) return { kind: "is_pdf", message: `declared ${declared}, but it is a PDF` };
+  try {
+    if (declared === "html") decodeHtml(bytes, true);
+    else decodeText(bytes, "utf-8", true);
+  } catch (err) {
+    if (err instanceof ExtractionError) return { kind: "not_text", message: err.message };
+    throw err;
+  }
+  return undefined;
 }
 
 /** The first level-1 ATX heading (`# Title`), if it is of a sane length. */
@@ -103,6 +147,15 @@ function normalizeNewlines(text: string): string {
 /** Control characters other than tab, line feed, form feed, carriage return (and vertical tab). */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: detecting them is the point
 const CONTROL = /[\u0001-\u0008\u000e-\u001f\u007f]/g;
+/**
+ * ANSI escape sequences, as terminal logs are full of: CSI (`ESC [ … final`, colours and cursor
+ * moves), OSC (`ESC ] … BEL` or `ESC ] … ESC \`, titles and links) and two-character escapes.
+ * They are text's formatting, so they neither count as control characters nor get indexed.
+ * Each part is a bounded character class, so matching stays linear.
+ */
+const ANSI_ESCAPE =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+  /\u001b(?:\[[0-?]*[ -/]*[@-~]|\][^\u0007\u001b]*(?:\u0007|\u001b\\)|[@-Z\\-_])/g;
 /** Text with more than this share of control characters is binary that happens to decode. */
 const MAX_CONTROL_SHARE = 0.01;
 
@@ -111,7 +164,7 @@ const MAX_CONTROL_SHARE = 0.01;
  * text: NUL bytes, bytes that are invalid in the encoding, or more than a trace of control
  * characters. Refusing beats indexing mojibake that no query will ever match.
  */
-function decodeText(bytes: Buffer, encoding: string): string {
+function decodeText(bytes: Buffer, encoding: string, sniff: boolean): string {
   const bom = byteOrderMark(bytes);
   let text: string;
   try {
@@ -120,8 +173,10 @@ function decodeText(bytes: Buffer, encoding: string): string {
     throw notText(`it is not valid ${bom ?? encoding}`);
   }
   if (text.includes("\u0000")) throw notText("it contains NUL bytes");
-  const controls = text.match(CONTROL)?.length ?? 0;
-  if (controls > text.length * MAX_CONTROL_SHARE) throw notText("it contains control characters");
+  if (sniff) {
+    const controls = text.replace(ANSI_ESCAPE, "").match(CONTROL)?.length ?? 0;
+    if (controls > text.length * MAX_CONTROL_SHARE) throw notText("it contains control characters");
+  }
   return text;
 }
 
@@ -140,14 +195,14 @@ function notText(why: string): ExtractionError {
  * A page is decoded in the charset its `<meta>` declares; without one, as UTF-8, and failing
  * that as windows-1252, the legacy default browsers use for undeclared pages.
  */
-function decodeHtml(bytes: Buffer): string {
+function decodeHtml(bytes: Buffer, sniff: boolean): string {
   const declared = declaredCharset(bytes);
-  if (declared) return decodeText(bytes, declared);
+  if (declared) return decodeText(bytes, declared, sniff);
   try {
-    return decodeText(bytes, "utf-8");
+    return decodeText(bytes, "utf-8", sniff);
   } catch (err) {
     if (byteOrderMark(bytes) || bytes.includes(0)) throw err;
-    return decodeText(bytes, "windows-1252");
+    return decodeText(bytes, "windows-1252", sniff);
   }
 }
 

@@ -6,6 +6,7 @@ export interface ExtractRequest {
   bytes: Uint8Array;
   declared: DocumentKind;
   sourceUrl?: string;
+  sniff?: boolean;
 }
 
 // Loaded: the time limit of the first request starts now, not while the thread starts up.
@@ -13,7 +14,8 @@ parentPort?.postMessage({ ready: true });
 
 parentPort?.on("message", async (req: ExtractRequest) => {
   try {
-    const opts = req.sourceUrl ? { sourceUrl: req.sourceUrl } : {};
+    const { sourceUrl, sniff } = req;
+    const opts = { ...(sourceUrl ? { sourceUrl } : {}), ...(sniff !== undefined ? { sniff } : {}) };
     const doc = await extractDocument(Buffer.from(req.bytes), req.declared, opts);
     parentPort?.postMessage({ ok: doc });
   } catch (err) {

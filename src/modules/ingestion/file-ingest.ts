@@ -2,6 +2,7 @@ import { AppError } from "../../http/errors.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { TenantsService } from "../tenants/index.js";
 import { assertAllowedType, fileDocType } from "./doc-types.js";
+import { type DocumentKind, declaredTypeProblem } from "./extract.js";
 import { documentItemSchema, externalIdSchema, metadataSchema } from "./ingestion.schemas.js";
 import type { IngestionService, IngestResult } from "./ingestion.service.js";
 import type { MultipartForm } from "./multipart.js";
@@ -33,6 +34,33 @@ function parseField<T>(
   const r = schema.safeParse(value);
   if (!r.success) throw invalid(path, r.error.issues[0]?.message ?? "invalid");
   return r.data;
+}
+
+/**
+ * The JSON body parser refuses prototype poisoning (400 `request.malformed_json`); a form's
+ * metadata is JSON too, and JSON.parse would keep a `__proto__` key that the schema then drops
+ * without a word. Refused the same way, as the field's bad JSON.
+ */
+function refusePrototypeKeys(key: string, value: unknown): unknown {
+  if (key === "__proto__") throw new SyntaxError("__proto__ key");
+  if (key === "constructor" && typeof value === "object" && value !== null) {
+    if (Object.hasOwn(value, "prototype")) throw new SyntaxError("constructor.prototype key");
+  }
+  return value;
+}
+
+/**
+ * A file's bytes are at hand at submit, so the checks extraction would make of them (a PDF
+ * declared as text, or a text file that is binary) refuse it now instead of failing it later:
+ * 400 `ingestion.invalid_text` for text that is not text, 415 `ingestion.type_mismatch` for a
+ * PDF declared otherwise or a .pdf that is not one.
+ */
+export function assertDeclaredType(bytes: Buffer, format: DocumentKind): void {
+  const problem = declaredTypeProblem(bytes, format);
+  if (!problem) return;
+  if (problem.kind === "not_text")
+    throw new AppError("ingestion.invalid_text", `the ${format} file: ${problem.message}`);
+  throw new AppError("ingestion.type_mismatch", problem.message);
 }
 
 /**
@@ -74,9 +102,12 @@ export function createFileIngestion(deps: {
       if (rawMeta !== undefined) {
         let json: unknown;
         try {
-          json = JSON.parse(rawMeta);
+          json = JSON.parse(rawMeta, refusePrototypeKeys);
         } catch {
-          throw invalid("metadata", "must be a JSON object of strings");
+          throw invalid(
+            "metadata",
+            "must be a JSON object of strings (without __proto__ or constructor.prototype)",
+          );
         }
         metadata = parseField(metadataSchema, "metadata", json);
       }
@@ -87,6 +118,7 @@ export function createFileIngestion(deps: {
           : parseField(externalIdSchema, "externalId", rawExternalId);
       if (file.bytes.length === 0)
         throw new AppError("ingestion.empty_content", "the file is empty");
+      assertDeclaredType(file.bytes, docType);
       return deps.ingestion.submit(
         ctx,
         { title, docType, externalId, metadata },

@@ -157,7 +157,12 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         }
       }
 
-      const extracted = await deps.extractor.extract(bytes, docType, { sourceUrl });
+      // Stored content was checked at submit (files, uploads) or sent as a JSON string, which is
+      // text whatever characters it holds: only a fetched page's bytes are of unknown nature.
+      const extracted = await deps.extractor.extract(bytes, docType, {
+        sourceUrl,
+        sniff: version.content_type === "url",
+      });
       const texts = await chunkText(extracted.text, {
         size: config.chunkSize,
         overlap: config.chunkOverlap,

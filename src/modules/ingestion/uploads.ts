@@ -5,6 +5,7 @@ import type { Db, Queryable } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { TenantsService } from "../tenants/index.js";
 import { assertAllowedType, type DocType, fileDocType } from "./doc-types.js";
+import { assertDeclaredType } from "./file-ingest.js";
 import { contentTypeOf, type IngestionService, type IngestResult } from "./ingestion.service.js";
 
 /** How long a presigned upload URL stays valid. */
@@ -260,6 +261,7 @@ export function createUploadsService(deps: UploadsDeps) {
       let result: IngestResult;
       try {
         const bytes = await uploadedBytes(ctx, upload);
+        assertDeclaredType(bytes, upload.doc_type);
         result = await deps.ingestion.submit(
           ctx,
           { title: upload.title, docType: upload.doc_type, externalId: upload.external_id },
