@@ -231,6 +231,20 @@ describe.each(backends)("ingestion and search ($name)", (backend) => {
     ).toEqual([]);
   });
 
+  it("refuses text content declared as a PDF at submit, naming docType", async () => {
+    const s = await signup(t.app);
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/api/ingest/document",
+      headers: bearer(s.token),
+      payload: { title: "Menu", content: "Tomato soup", docType: "pdf" },
+    });
+    expect(expectError(res, 400, "validation.failed").error.details.issues[0].path).toBe("docType");
+    expect(
+      (await t.app.inject({ url: "/api/documents", headers: bearer(s.token) })).json().items,
+    ).toEqual([]);
+  });
+
   it("an Idempotency-Key makes a retried request return the first answer", async () => {
     const s = await signup(t.app);
     const payload = { title: "Hours", content: "Open every day from nine to five." };

@@ -38,7 +38,12 @@ export const documentItemSchema = z.strictObject({
       `at most ${MAX_CONTENT_CHARS} characters; send larger content as a file`,
     )
     .refine((c) => c.trim().length > 0, "must not be empty"),
-  docType: z.enum(DOCUMENT_TYPES).default("txt"),
+  // Content sent as a string is text: a PDF comes as a file (or a URL, or a direct upload).
+  docType: z
+    .enum(["txt", "html", "md"], {
+      message: "text content is txt, md or html; send a PDF as a file",
+    })
+    .default("txt"),
   sourceUrl: z
     .url({ protocol: /^https?$/ })
     .max(2000)
