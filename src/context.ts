@@ -291,7 +291,7 @@ export async function createContext(
         first = false;
         recovering = recovery.runOnce(age).then(
           (done) => {
-            if (done.versions + done.uploads > 0)
+            if (done.versions + done.discarded + done.uploads > 0)
               logger.info(done, "recovered lost ingestion work");
           },
           (err: unknown) => logger.warn({ err }, "ingestion recovery pass failed"),

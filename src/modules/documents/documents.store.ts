@@ -56,6 +56,8 @@ export interface VersionRow {
   error_message: string | null;
   created_at: Date;
   activated_at: Date | null;
+  /** Null while the request that recorded it has not stored its bytes (migration 0010). */
+  content_stored_at: Date | null;
 }
 
 /** SQL for documents and document_versions. Every query filters by tenant id. */
@@ -225,12 +227,24 @@ export const documentsStore = {
       contentType: string;
       /** The processing job's id, recorded before the job is enqueued. */
       jobId: string;
+      /** Whether the content is in place already (a URL); bytes are marked once stored. */
+      contentStored: boolean;
     },
   ): Promise<VersionRow> {
     const rows = await q.query<VersionRow>(
-      `insert into document_versions (tenant_id, document_id, version, content_hash, blob_key, content_type, job_id)
-       values ($1, $2, $3, $4, $5, $6, $7) returning *`,
-      [v.tenantId, v.documentId, v.version, v.contentHash, v.blobKey, v.contentType, v.jobId],
+      `insert into document_versions
+         (tenant_id, document_id, version, content_hash, blob_key, content_type, job_id, content_stored_at)
+       values ($1, $2, $3, $4, $5, $6, $7, case when $8::boolean then now() end) returning *`,
+      [
+        v.tenantId,
+        v.documentId,
+        v.version,
+        v.contentHash,
+        v.blobKey,
+        v.contentType,
+        v.jobId,
+        v.contentStored,
+      ],
     );
     return rows[0] as VersionRow;
   },

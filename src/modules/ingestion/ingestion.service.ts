@@ -4,9 +4,14 @@ import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
 import type { TenantContext } from "../../tenancy.js";
-import { type DocumentRow, documentsStore as store } from "../documents/documents.store.js";
+import {
+  type DocumentRow,
+  documentsStore as store,
+  type VersionRow,
+} from "../documents/documents.store.js";
 import type { TenantsService } from "../tenants/index.js";
 import { enqueueProcessing, type IngestionJobs } from "./ingestion.jobs.js";
+import { unstoredVersions } from "./unstored.js";
 
 export type IngestStatus = "processing" | "duplicate";
 
@@ -137,6 +142,24 @@ export function createIngestionService(deps: IngestionDeps) {
     });
   }
 
+  /** Stores a version's bytes (unstored.ts): a 503 after discarding the version if it fails. */
+  function storeBytes(
+    ctx: TenantContext,
+    documentId: string,
+    v: Pick<VersionRow, "id" | "version" | "blob_key">,
+    content: { bytes: Buffer; format: ContentFormat },
+  ) {
+    const ref = { tenantId: ctx.tenantId, documentId, versionId: v.id, version: v.version };
+    const type = contentTypeOf(content.format);
+    return unstoredVersions.store(
+      db,
+      deps.blobs,
+      { ...ref, blobKey: v.blob_key },
+      content.bytes,
+      type,
+    );
+  }
+
   /**
    * Records the content as the document's next version and starts processing it. Unchanged
    * content (same hash as a live version) is answered as `duplicate` with that version.
@@ -161,10 +184,9 @@ export function createIngestionService(deps: IngestionDeps) {
         // but a newer one changed is a change back, hence a new version.
         const same = await store.versionWithHash(tx, ctx.tenantId, doc.id, hash);
         if (same && same.version === (await store.newestLiveVersion(tx, ctx.tenantId, doc.id)))
-          return { duplicate: true as const, doc, version: same.version, jobId: same.job_id };
+          return { duplicate: true as const, doc, same };
       }
       const version = doc.latest_version + 1;
-      const blobKey = content.kind === "bytes" ? blobKeyFor(ctx.tenantId, doc.id, version) : null;
       // The job's id is recorded with the version, so that a version whose job never got
       // enqueued (the process died in between) can be found and enqueued later (recovery.ts).
       const row = await store.insertVersion(tx, {
@@ -172,9 +194,10 @@ export function createIngestionService(deps: IngestionDeps) {
         documentId: doc.id,
         version,
         contentHash: hash,
-        blobKey,
+        blobKey: content.kind === "bytes" ? blobKeyFor(ctx.tenantId, doc.id, version) : null,
         contentType: content.kind === "url" ? "url" : content.format,
         jobId: randomUUID(),
+        contentStored: content.kind === "url",
       });
       await store.updateDocument(tx, ctx.tenantId, doc.id, {
         latest_version: version,
@@ -190,25 +213,32 @@ export function createIngestionService(deps: IngestionDeps) {
         doc,
         version,
         versionId: row.id,
-        blobKey,
+        row,
         jobId: row.job_id as string,
       };
     });
     if (recorded.duplicate) {
+      const { same } = recorded;
+      // Its request has not stored the bytes yet, and may have died: this one has them, and
+      // stores them too (same content, same key), lest the version it answers with be
+      // discarded as abandoned. Its job is the other request's, or crash repair's, to enqueue.
+      if (!same.content_stored_at && content.kind === "bytes") {
+        await storeBytes(ctx, recorded.doc.id, same, content);
+      }
       return {
         documentId: recorded.doc.id,
-        version: recorded.version,
-        jobId: recorded.jobId,
+        version: same.version,
+        jobId: same.job_id,
         status: "duplicate",
       };
     }
 
+    // The bytes are stored, and the version marked so, before the job is enqueued and before
+    // the answer: a version left unmarked belongs to a request that never answered 202, and is
+    // discarded (here, or by crash repair if the process dies), not failed.
+    if (content.kind === "bytes") await storeBytes(ctx, recorded.doc.id, recorded.row, content);
+
     try {
-      if (content.kind === "bytes" && recorded.blobKey) {
-        await deps.blobs.put(recorded.blobKey, content.bytes, {
-          contentType: contentTypeOf(content.format),
-        });
-      }
       const job = await enqueueProcessing(deps.queue, {
         tenantId: ctx.tenantId,
         documentId: recorded.doc.id,

@@ -5,6 +5,7 @@ import { isUniqueViolation } from "../../platform/db/index.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
 import { releaseAbandonedClaims } from "./idempotency.js";
 import { enqueueProcessing, type IngestionJobs } from "./ingestion.jobs.js";
+import { unstoredVersions } from "./unstored.js";
 import { uploadsStore } from "./uploads.js";
 
 /** How long after its URL expired an upload that was never completed is swept. */
@@ -20,8 +21,13 @@ export interface RecoveryDeps {
 /**
  * Finds work that a crash left without a way forward, and puts it back on track:
  * - a document version recorded as pending whose job never reached the queue (the process
- *   died between committing the version and enqueueing): enqueued now, under the job id
+ *   died between storing its content and enqueueing): enqueued now, under the job id
  *   recorded with it, so the document does not stay `processing` forever;
+ * - such a version whose content was never stored (the process died between recording it and
+ *   storing the bytes, so the request was never answered): discarded, with its document if it
+ *   was the only version, so that the client's retry makes one document, not a second one
+ *   beside a failed one. A version whose content was stored but has vanished since is not
+ *   this: its job fails it with `ingestion.content_missing`, for all to see;
  * - jobs recorded as queued that the broker never received (`JobQueue.recover`);
  * - direct uploads never completed: their staging object and record go an hour after the
  *   upload URL expired.
@@ -31,34 +37,93 @@ export interface RecoveryDeps {
 export function createIngestionRecovery(deps: RecoveryDeps) {
   const { db, queue, logger } = deps;
 
-  async function strandedVersions(olderThanMs: number) {
-    return db.query<{ tenant_id: string; document_id: string; version: number; job_id: string }>(
-      `select v.tenant_id, v.document_id, v.version, v.job_id
+  /** Pending versions without a job older than the age, whose content was stored or not. */
+  async function strandedVersions(olderThanMs: number, stored: boolean) {
+    return db.query<{
+      id: string;
+      tenant_id: string;
+      document_id: string;
+      version: number;
+      job_id: string;
+      blob_key: string | null;
+    }>(
+      `select v.id, v.tenant_id, v.document_id, v.version, v.job_id, v.blob_key
        from document_versions v
        where v.status = 'pending' and v.job_id is not null
+         and (v.content_stored_at is not null) = $2
          and v.created_at < now() - make_interval(secs => $1)
          and not exists (select 1 from jobs j where j.id = v.job_id)
        order by v.created_at limit 100`,
-      [olderThanMs / 1000],
+      [olderThanMs / 1000, stored],
     );
+  }
+
+  /**
+   * Their request died before storing the bytes, so it never answered 202: the client retries,
+   * and the version is discarded for the retry to make it anew (unstored.ts). In server mode
+   * its request may still be at work in another process. Not likely at the age recovery waits
+   * for (REQUEST_TIMEOUT_MS bounds receiving the body, which comes before the version is
+   * recorded; only the blob write is left after it), and not harmful either: the discard and
+   * the request's marking of the version take turns on its row, and a request that finds its
+   * version gone answers 503, to be retried. The job never finds such a version: it is
+   * enqueued only after the marking, so a blob missing then was stored and went missing since
+   * (ingestion.content_missing, shown on the document).
+   */
+  async function discardUnstored(olderThanMs: number): Promise<number> {
+    let discarded = 0;
+    for (const v of await strandedVersions(olderThanMs, false)) {
+      const gone = await unstoredVersions.discard(db, deps.blobs, {
+        tenantId: v.tenant_id,
+        documentId: v.document_id,
+        versionId: v.id,
+        version: v.version,
+        blobKey: v.blob_key,
+      });
+      if (!gone.version) continue;
+      discarded++;
+      logger.warn(
+        {
+          tenantId: v.tenant_id,
+          documentId: v.document_id,
+          version: v.version,
+          document: gone.document,
+        },
+        "discarded a version whose request died before storing its content",
+      );
+    }
+    return discarded;
   }
 
   return {
     /**
      * For a database that one process alone can open (PGlite), before it serves requests: every
      * request claim it finds (Idempotency-Keys without an answer, upload completions under way)
-     * was held by a process that died, and is dropped so that a retry runs at once.
+     * was held by a process that died, and is dropped so that a retry runs at once; and every
+     * version whose content was never stored goes, lest the retry find it (as a duplicate, or
+     * as a second document beside it).
      */
-    async releaseRequestClaims(): Promise<{ idempotencyKeys: number; uploads: number }> {
+    async releaseRequestClaims(): Promise<{
+      idempotencyKeys: number;
+      uploads: number;
+      versions: number;
+    }> {
       const idempotencyKeys = await releaseAbandonedClaims(db);
       const uploads = await uploadsStore.releaseAllClaims(db);
-      if (idempotencyKeys + uploads > 0) {
+      let versions = 0;
+      // Age 0: everything recorded before now, which no live request can be writing; in
+      // batches, until one is not full.
+      let batch: number;
+      do {
+        batch = await discardUnstored(0);
+        versions += batch;
+      } while (batch === 100);
+      if (idempotencyKeys + uploads + versions > 0) {
         logger.warn(
-          { idempotencyKeys, uploads },
+          { idempotencyKeys, uploads, versions },
           "released the claims of requests interrupted by a restart",
         );
       }
-      return { idempotencyKeys, uploads };
+      return { idempotencyKeys, uploads, versions };
     },
 
     /**
@@ -67,9 +132,10 @@ export function createIngestionRecovery(deps: RecoveryDeps) {
      */
     async runOnce(
       olderThanMs: number,
-    ): Promise<{ versions: number; queuedChecked: number; uploads: number }> {
+    ): Promise<{ versions: number; discarded: number; queuedChecked: number; uploads: number }> {
       let versions = 0;
-      for (const v of await strandedVersions(olderThanMs)) {
+      const discarded = await discardUnstored(olderThanMs);
+      for (const v of await strandedVersions(olderThanMs, true)) {
         try {
           await enqueueProcessing(queue, {
             tenantId: v.tenant_id,
@@ -98,7 +164,7 @@ export function createIngestionRecovery(deps: RecoveryDeps) {
           logger.warn({ err, blobKey: u.blob_key }, "could not delete an abandoned upload");
         });
       }
-      return { versions, queuedChecked, uploads };
+      return { versions, discarded, queuedChecked, uploads };
     },
   };
 }

@@ -8,6 +8,7 @@ import * as m0006 from "./migrations/0006-idempotency-claims.js";
 import * as m0007 from "./migrations/0007-knowledge-document-version.js";
 import * as m0008 from "./migrations/0008-api-key-scopes.js";
 import * as m0009 from "./migrations/0009-version-content-hash.js";
+import * as m0010 from "./migrations/0010-version-content-stored.js";
 
 export interface Migration {
   version: number;
@@ -26,6 +27,7 @@ export const migrations: readonly Migration[] = [
   { version: 7, name: "knowledge-document-version", sql: m0007.sql },
   { version: 8, name: "api-key-scopes", sql: m0008.sql },
   { version: 9, name: "version-content-hash", sql: m0009.sql },
+  { version: 10, name: "version-content-stored", sql: m0010.sql },
 ];
 
 /**

@@ -1,0 +1,127 @@
+import { AppError } from "../../http/errors.js";
+import type { BlobStore } from "../../platform/blobs/blobs.js";
+import type { Db, Queryable } from "../../platform/db/index.js";
+import { documentsStore as store } from "../documents/documents.store.js";
+
+/**
+ * Versions whose request never completed: the version was recorded, but its bytes never
+ * reached the blob store (the request failed there, or its process died), so the client never
+ * got a 202. Such a version is discarded, not failed: failing it would leave a document the
+ * client never had (listed for good, counted against maxDocuments), and the client's retry
+ * would then make a second one.
+ */
+/** A version, and where its bytes go. */
+export interface VersionRef {
+  tenantId: string;
+  documentId: string;
+  versionId: string;
+  version: number;
+  blobKey: string | null;
+}
+
+export const unstoredVersions = {
+  /**
+   * Stores the version's bytes and marks it stored: the step that precedes the job and the
+   * 202. If it fails, the version is discarded (it was never answered for) and the request
+   * answers 503, to be retried.
+   */
+  async store(db: Db, blobs: BlobStore, v: VersionRef, bytes: Buffer, contentType: string) {
+    try {
+      if (!v.blobKey) throw new Error("the version has no blob key");
+      await blobs.put(v.blobKey, bytes, { contentType });
+      if (!(await unstoredVersions.markStored(db, v.tenantId, v.versionId)))
+        throw new Error("the version was discarded as abandoned before its content was stored");
+    } catch (err) {
+      await unstoredVersions.discard(db, blobs, v);
+      throw new AppError("service.unavailable", "the content could not be stored; retry", {
+        reason: (err as Error).message,
+      });
+    }
+  },
+
+  /**
+   * Marks the version's bytes as stored: the last step before the job is enqueued and the
+   * request answered. False when the version is gone: crash repair took it for abandoned (see
+   * recovery.ts); the request must then fail rather than answer for a version that is no more.
+   */
+  async markStored(q: Queryable, tenantId: string, versionId: string): Promise<boolean> {
+    const rows = await q.query(
+      `update document_versions set content_stored_at = now()
+       where tenant_id = $1 and id = $2 returning id`,
+      [tenantId, versionId],
+    );
+    return rows.length > 0;
+  },
+
+  /**
+   * Discards the version if it is still unstored and unprocessed, in one transaction: the
+   * document's only version takes the document with it (nothing of it was ever indexed, and it
+   * has no job); otherwise the document's latest version and status follow the newest version
+   * that remains. Its blob, if any was written, goes under the document's lock: once the lock
+   * is let go, a new submission may record the same version number, and its blob the same key.
+   * For the same reason a request whose version was discarded under it calls this too, to drop
+   * the blob it wrote only while no version of that number exists. Returns whether the version
+   * (and the document) went; false when it was stored, or had gone, meanwhile.
+   */
+  async discard(
+    db: Db,
+    blobs: BlobStore,
+    v: VersionRef,
+  ): Promise<{ version: boolean; document: boolean }> {
+    const { tenantId, documentId } = v;
+    const dropBlob = async () => {
+      if (v.blobKey) await blobs.delete(v.blobKey);
+    };
+    return db.transaction(async (tx) => {
+      // The document first, as a submission does, so that the two take turns.
+      if (!(await store.documentForUpdate(tx, tenantId, documentId))) {
+        // Gone with all its versions: its id, hence its keys, is never used again.
+        await dropBlob();
+        return { version: false, document: false };
+      }
+      const gone = await tx.query(
+        `delete from document_versions
+         where tenant_id = $1 and id = $2 and content_stored_at is null and status = 'pending'
+         returning id`,
+        [tenantId, v.versionId],
+      );
+      const newest = await tx.query<{
+        version: number;
+        status: string;
+        error_code: string | null;
+        error_message: string | null;
+      }>(
+        `select version, status, error_code, error_message from document_versions
+         where tenant_id = $1 and document_id = $2 order by version desc limit 1`,
+        [tenantId, documentId],
+      );
+      const last = newest[0];
+      if (gone.length === 0) {
+        const taken = await tx.query(
+          "select 1 from document_versions where tenant_id = $1 and document_id = $2 and version = $3",
+          [tenantId, documentId, v.version],
+        );
+        if (taken.length === 0) await dropBlob();
+        return { version: false, document: false };
+      }
+      await dropBlob();
+      if (!last) {
+        await tx.query("delete from documents where tenant_id = $1 and id = $2", [
+          tenantId,
+          documentId,
+        ]);
+        return { version: true, document: true };
+      }
+      // As the pipeline leaves it: the document shows the state of its newest version.
+      const inFlight = last.status === "pending" || last.status === "processing";
+      const failed = last.status === "failed";
+      await store.updateDocument(tx, tenantId, documentId, {
+        latest_version: last.version,
+        status: inFlight ? "processing" : failed ? "failed" : "completed",
+        error_code: failed ? last.error_code : null,
+        error_message: failed ? last.error_message : null,
+      });
+      return { version: true, document: false };
+    });
+  },
+};
