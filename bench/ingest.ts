@@ -21,6 +21,7 @@ import type { TenantContext } from "../src/tenancy.js";
 import {
   BENCH_DATABASE_URL,
   BENCH_REDIS_URL,
+  benchContext,
   dropQueuePrefix,
   openPostgres,
   tempDir,
@@ -274,17 +275,7 @@ async function runMode(mode: Mode, docs: Doc[], idleDocs: Doc[]): Promise<ModeRe
       tenant.id,
       docs.length + idleDocs.length + 10,
     ]);
-    const t: TenantContext = {
-      tenantId: tenant.id,
-      principal: {
-        kind: "api_key",
-        keyId: "bench",
-        tenantId: tenant.id,
-        role: "admin",
-        scopes: ["admin"],
-      },
-      requestId: "bench",
-    };
+    const t = benchContext(tenant.id);
     const tracer = createStageTracer();
     tracer.wrap(ctx.embedders.local, "embed", "embed (local embedder, incl. token count)");
     tracer.wrap(ctx.blobs, "get", "blobs.get");

@@ -38,7 +38,7 @@ import {
   type LanceVectorIndex,
 } from "../src/platform/vectors/index.js";
 import type { TenantContext } from "../src/tenancy.js";
-import { openPglite, tempDir } from "./lib/backends.js";
+import { benchContext, openPglite, tempDir } from "./lib/backends.js";
 import {
   intOption,
   listOption,
@@ -148,17 +148,7 @@ async function createTenant(
   name: string,
 ): Promise<TenantContext> {
   const tenant = await db.transaction((tx) => tenants.create(tx, { name, planId: "enterprise" }));
-  return {
-    tenantId: tenant.id,
-    principal: {
-      kind: "api_key",
-      keyId: "bench",
-      tenantId: tenant.id,
-      role: "admin",
-      scopes: ["admin"],
-    },
-    requestId: "bench",
-  };
+  return benchContext(tenant.id);
 }
 
 /** Writes rows in batches as ingestion would (merge insert, full-text index kept up). */

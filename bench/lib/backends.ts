@@ -7,6 +7,7 @@ import { Redis } from "ioredis";
 import { type Db, migrate } from "../../src/platform/db/index.js";
 import { createPgliteDb } from "../../src/platform/db/pglite.js";
 import { createPostgresDb } from "../../src/platform/db/postgres.js";
+import type { TenantContext } from "../../src/tenancy.js";
 
 /**
  * Stores for benchmarks, each fresh and removed afterwards, so runs repeat on the same servers
@@ -105,4 +106,13 @@ export async function dropQueuePrefix(
   } finally {
     redis.disconnect();
   }
+}
+
+/** The context a benchmark acts in for a tenant: an admin-scoped API key of its own. */
+export function benchContext(tenantId: string): TenantContext {
+  return {
+    tenantId,
+    principal: { kind: "api_key", keyId: "bench", tenantId, role: "admin", scopes: ["admin"] },
+    requestId: "bench",
+  };
 }

@@ -13,7 +13,14 @@ import {
 } from "../fixtures/app.js";
 import { backends } from "../fixtures/db.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../fixtures/fake-openai.js";
-import { documentCount, multipart, search, settle, uploadFile } from "../fixtures/ingest.js";
+import {
+  documentCount,
+  jsonBody,
+  multipart,
+  search,
+  settle,
+  uploadFile,
+} from "../fixtures/ingest.js";
 import { buildPdf } from "../fixtures/pdf.js";
 
 const OPENAI_KEY = `sk-fake-${randomBytes(8).toString("hex")}`;
@@ -158,13 +165,10 @@ describe.each(backends)("ingestion faults ($name)", (backend) => {
       once(req, "response"),
       new Promise((_, reject) => setTimeout(() => reject(new Error("no answer in 5 s")), 5000)),
     ])) as [import("node:http").IncomingMessage];
-    const chunks: Buffer[] = [];
-    for await (const chunk of res) chunks.push(chunk as Buffer);
+    const body413 = await jsonBody(res);
     req.destroy();
     expect(res.statusCode).toBe(413);
-    expect(JSON.parse(Buffer.concat(chunks).toString()).error.code).toBe(
-      "ingestion.file_too_large",
-    );
+    expect(body413.error.code).toBe("ingestion.file_too_large");
     expect(await documentCount(t.app, s.token)).toBe(0);
   });
 

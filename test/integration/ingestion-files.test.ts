@@ -12,7 +12,7 @@ import {
   type TestApp,
 } from "../fixtures/app.js";
 import { backends } from "../fixtures/db.js";
-import { documentCount, multipart } from "../fixtures/ingest.js";
+import { documentCount, jsonBody, multipart } from "../fixtures/ingest.js";
 
 const MB = 1024 * 1024;
 const CRLF = "\r\n";
@@ -146,13 +146,10 @@ describe.each(backends)("POST /api/ingest/file limits ($name)", (backend) => {
     }
     req.end();
     const [res] = await answered;
-    const chunks: Buffer[] = [];
-    for await (const chunk of res) chunks.push(chunk as Buffer);
+    const body413 = await jsonBody(res);
     req.destroy();
     expect(res.statusCode).toBe(413);
-    expect(JSON.parse(Buffer.concat(chunks).toString()).error.code).toBe(
-      "ingestion.file_too_large",
-    );
+    expect(body413.error.code).toBe("ingestion.file_too_large");
     expect(await documentCount(t.app, s.token)).toBe(0);
   });
 
