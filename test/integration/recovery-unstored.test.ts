@@ -1,11 +1,9 @@
-import { createHash, randomUUID } from "node:crypto";
-import pino from "pino";
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createContext } from "../../src/context.js";
-import { buildApp } from "../../src/http/app.js";
 import { createIngestionService } from "../../src/modules/ingestion/ingestion.service.js";
 import type { TenantContext } from "../../src/tenancy.js";
 import { bearer, signup, startApp, type TestApp } from "../fixtures/app.js";
+import { claimOfDeadRequest, restartOn } from "../fixtures/crash.js";
 import { backends } from "../fixtures/db.js";
 import { documentCount, search, settle } from "../fixtures/ingest.js";
 
@@ -228,19 +226,9 @@ describe.each(backends)(
         const body = { title: "Keyed", content: "breakfast is served on the roof terrace" };
         const key = randomUUID();
         const stranded = await strand(s.tenantId, body, dead);
-        await dead.ctx.db.query(
-          `insert into idempotency_keys (tenant_id, key, route, request_hash, claimed_until)
-         values ($1, $2, 'document', $3, now() + interval '5 minutes')`,
-          [s.tenantId, key, createHash("sha256").update(JSON.stringify(body)).digest("hex")],
-        );
-        const ctx = await createContext(dead.ctx.config, {
-          db: dead.ctx.db,
-          logger: pino({ level: "silent" }),
-          migrations: "skip",
-        });
-        const app = await buildApp(ctx);
+        await claimOfDeadRequest(dead, s.tenantId, key, body);
+        const { ctx, app, close } = await restartOn(dead);
         try {
-          await app.ready();
           const gone = await app.inject({
             url: `/api/documents/${stranded.documentId}`,
             headers: bearer(s.token),
@@ -260,8 +248,7 @@ describe.each(backends)(
           );
           expect(await documentCount(app, s.token)).toBe(1);
         } finally {
-          await app.close();
-          await ctx.close();
+          await close();
           await dead.close();
         }
       },

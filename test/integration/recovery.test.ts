@@ -1,11 +1,9 @@
-import { createHash, randomUUID } from "node:crypto";
-import pino from "pino";
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createContext } from "../../src/context.js";
-import { buildApp } from "../../src/http/app.js";
 import { createIngestionService } from "../../src/modules/ingestion/ingestion.service.js";
 import type { TenantContext } from "../../src/tenancy.js";
 import { bearer, signup, startApp, type TestApp } from "../fixtures/app.js";
+import { claimOfDeadRequest, restartOn } from "../fixtures/crash.js";
 import { backends } from "../fixtures/db.js";
 import { search, settle } from "../fixtures/ingest.js";
 
@@ -116,20 +114,10 @@ describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => 
       // A request with an Idempotency-Key that was running when the process died.
       const key = randomUUID();
       const body = { title: "Keyed", content: "breakfast is served on the roof terrace" };
-      await dead.ctx.db.query(
-        `insert into idempotency_keys (tenant_id, key, route, request_hash, claimed_until)
-         values ($1, $2, 'document', $3, now() + interval '5 minutes')`,
-        [s.tenantId, key, createHash("sha256").update(JSON.stringify(body)).digest("hex")],
-      );
+      await claimOfDeadRequest(dead, s.tenantId, key, body);
 
-      const ctx = await createContext(dead.ctx.config, {
-        db: dead.ctx.db,
-        logger: pino({ level: "silent" }),
-        migrations: "skip",
-      });
-      const app = await buildApp(ctx);
+      const { ctx, app, close } = await restartOn(dead);
       try {
-        await app.ready();
         ctx.startWorkers();
         const retry = await app.inject({
           method: "POST",
@@ -148,8 +136,7 @@ describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => 
           "completed",
         );
       } finally {
-        await app.close();
-        await ctx.close();
+        await close();
         await dead.close();
       }
     },
