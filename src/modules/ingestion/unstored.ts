@@ -10,6 +10,7 @@ import { documentsStore as store } from "../documents/documents.store.js";
  * client never had (listed for good, counted against maxDocuments), and the client's retry
  * would then make a second one.
  */
+
 /** A version, and where its bytes go. */
 export interface VersionRef {
   tenantId: string;
