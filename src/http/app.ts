@@ -11,6 +11,7 @@ import {
 } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AppContext } from "../context.js";
+import { AppError } from "../errors.js";
 import { adminRoutes } from "../modules/admin/index.js";
 import { authRoutes } from "../modules/auth/index.js";
 import { documentsRoutes } from "../modules/documents/documents.routes.js";
@@ -22,7 +23,6 @@ import { tenantsRoutes } from "../modules/tenants/index.js";
 import { createAuthHook } from "./auth-hook.js";
 import { createClientErrorHandler } from "./client-errors.js";
 import { errorHandler } from "./error-handler.js";
-import { AppError } from "./errors.js";
 import { createNotFoundHandler } from "./not-found.js";
 import { openapiOptions } from "./openapi.js";
 import { registerJsonParser, rejectBadTextInUrl } from "./text.js";

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from "fastify";
+import { AppError } from "../errors.js";
 import type { AuthService } from "../modules/auth/index.js";
 import {
   type ApiKeyScope,
@@ -8,7 +9,6 @@ import {
   type TenantContext,
   type TenantRole,
 } from "../tenancy.js";
-import { AppError } from "./errors.js";
 
 /**
  * Who may call a route, declared in its `config.auth`:

@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import { type IncomingMessage, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import type { FastifyBaseLogger } from "fastify";
-import { ERROR_STATUS, type ErrorBody, type ErrorCode } from "./errors.js";
+import type { ErrorCode } from "../errors.js";
+import { ERROR_STATUS, type ErrorBody } from "./errors.js";
 
 /**
  * Errors of the HTTP connection itself, raised by Node's parser before there is a request:

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
-import { AppError, ERROR_STATUS, type ErrorBody, type ErrorCode } from "./errors.js";
+import { AppError, type ErrorCode } from "../errors.js";
+import { ERROR_STATUS, type ErrorBody, statusFor } from "./errors.js";
 
 /** Fastify's own request errors, by code, mapped to ours. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -51,7 +52,7 @@ export function toErrorResponse(
 
   if (err instanceof AppError) {
     return {
-      status: err.status,
+      status: statusFor(err.code),
       body: wrap(err.code, err.message, err.details),
       headers: err.headers,
     };

@@ -1,8 +1,8 @@
 /**
- * Application errors: a code that names the problem, a message for people, optional details.
- * The HTTP layer maps each code to a status with `statusFor` and renders the one error shape
- * of DESIGN.md §4. Anything thrown that is not an AppError is a bug and becomes a 500.
+ * The HTTP face of the domain's errors (`src/errors.ts`): each code's status, and the body of
+ * every error response (DESIGN.md §4). A code without a status here does not compile.
  */
+import type { ErrorCode } from "../errors.js";
 
 export const ERROR_STATUS = {
   "validation.failed": 400,
@@ -63,29 +63,11 @@ export const ERROR_STATUS = {
   internal: 500,
   "service.unavailable": 503,
   "embedding.not_configured": 409,
-} as const;
+} as const satisfies Record<ErrorCode, number>;
 
-export type ErrorCode = keyof typeof ERROR_STATUS;
-
-export class AppError extends Error {
-  override name = "AppError";
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-    readonly details?: Record<string, unknown>,
-    /** Extra response headers, e.g. Retry-After. */
-    readonly headers?: Record<string, string>,
-  ) {
-    super(message);
-  }
-
-  get status(): number {
-    return ERROR_STATUS[this.code];
-  }
-}
-
-export function notFound(what: string): AppError {
-  return new AppError("not_found", `${what} not found`);
+/** The status an error code is answered with. */
+export function statusFor(code: ErrorCode): number {
+  return ERROR_STATUS[code];
 }
 
 /** The body of every error response. */

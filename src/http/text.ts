@@ -4,7 +4,7 @@ import type {
   FastifyRequest,
   preValidationHookHandler,
 } from "fastify";
-import { AppError } from "./errors.js";
+import { AppError } from "../errors.js";
 
 /**
  * What text the API accepts, decided once for every request: any Unicode string except one

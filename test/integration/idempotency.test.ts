@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AppError } from "../../src/http/errors.js";
+import { AppError } from "../../src/errors.js";
+import { statusFor } from "../../src/http/errors.js";
 import {
   createIdempotency,
   type WithIdempotency,
@@ -49,7 +50,7 @@ describe.each(allBackends)("Idempotency-Key store: $backend.name", ({ backend, s
         }),
       );
       expect(during.code).toBe("idempotency.in_progress");
-      expect(during.status).toBe(409);
+      expect(statusFor(during.code)).toBe(409);
       expect(during.headers).toEqual({ "retry-after": "1" });
       // Another body under the running key is refused as reuse, not as "in progress".
       const reuse = await appError(

@@ -1,4 +1,4 @@
-import { AppError } from "../../http/errors.js";
+import { AppError } from "../../errors.js";
 import { randomToken, sha256Hex } from "../../platform/crypto/index.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
 import {

@@ -1,5 +1,5 @@
 import { isIPv4, isIPv6 } from "node:net";
-import { AppError } from "../../http/errors.js";
+import { AppError } from "../../errors.js";
 import type { FailureThrottle } from "../../platform/ratelimit/index.js";
 
 /**

@@ -1,5 +1,5 @@
 import { errors, jwtVerify, SignJWT } from "jose";
-import { AppError } from "../../http/errors.js";
+import { AppError } from "../../errors.js";
 import { isUuid } from "../../platform/ids.js";
 
 export type TokenRole = "owner" | "admin" | "member" | "platform_admin";

@@ -1,5 +1,5 @@
+import { notFound } from "../../errors.js";
 import { decodeCursor, encodeCursor } from "../../http/cursor.js";
-import { notFound } from "../../http/errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db } from "../../platform/db/index.js";
 import type { JobQueue, JobRegistry } from "../../platform/queue/queue.js";

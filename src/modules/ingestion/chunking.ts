@@ -1,4 +1,5 @@
 import { RecursiveCharacterTextSplitter } from "@langchain/textsplitters";
+import { assertNever } from "../../errors.js";
 
 /**
  * Splitting extracted text into the chunks that are embedded and searched.
@@ -133,8 +134,4 @@ function codePoints(text: string): number {
   let n = 0;
   for (const _ of text) n++;
   return n;
-}
-
-function assertNever(value: never): never {
-  throw new Error(`unknown chunk strategy: ${String(value)}`);
 }

@@ -1,4 +1,4 @@
-import { AppError } from "../../http/errors.js";
+import { AppError } from "../../errors.js";
 import { DOCUMENT_TYPES } from "../tenants/tenants.schemas.js";
 
 export type DocType = (typeof DOCUMENT_TYPES)[number];

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
-import { AppError } from "../../http/errors.js";
+import { AppError } from "../../errors.js";
 import type { Db } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
 

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { AppError } from "../../http/errors.js";
+import { AppError } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db } from "../../platform/db/index.js";
 import { EmbeddingError } from "../../platform/embeddings/embedder.js";

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { AppError } from "../../http/errors.js";
+import { AppError } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
 import type { JobQueue } from "../../platform/queue/queue.js";

@@ -1,6 +1,6 @@
 import type { Multipart } from "@fastify/multipart";
 import type { FastifyRequest } from "fastify";
-import { AppError } from "../../http/errors.js";
+import { AppError } from "../../errors.js";
 import { badTextReason } from "../../http/text.js";
 
 /** A multipart/form-data body read whole: its text fields and its one file. */

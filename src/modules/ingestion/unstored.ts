@@ -1,4 +1,4 @@
-import { AppError } from "../../http/errors.js";
+import { AppError } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
 import { documentsStore as store } from "../documents/documents.store.js";

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { AppError, notFound } from "../../http/errors.js";
+import { AppError, notFound } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
+import { AppError, assertNever, notFound } from "../../errors.js";
 import { decodeCursor, encodeCursor } from "../../http/cursor.js";
-import { AppError, notFound } from "../../http/errors.js";
 import type { Db } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { DocumentsService } from "../documents/documents.service.js";
@@ -32,10 +32,6 @@ const DOCUMENT_MISSING: Processing = {
 };
 
 const isNotFound = (err: unknown) => err instanceof AppError && err.code === "not_found";
-
-function assertNever(value: never): never {
-  throw new Error(`unexpected knowledge type ${String(value)}`);
-}
 
 const line = (label: string, value: string | undefined) => (value ? `${label}: ${value}` : null);
 

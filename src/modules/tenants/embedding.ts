@@ -1,4 +1,4 @@
-import { AppError } from "../../http/errors.js";
+import { AppError } from "../../errors.js";
 import type { Embedder, EmbedRequest } from "../../platform/embeddings/embedder.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { TenantsService } from "./tenants.service.js";

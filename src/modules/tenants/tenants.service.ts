@@ -1,5 +1,5 @@
+import { AppError, notFound } from "../../errors.js";
 import { decodeCursor, encodeCursor } from "../../http/cursor.js";
-import { AppError, notFound } from "../../http/errors.js";
 import { decryptSecret, encryptSecret } from "../../platform/crypto/index.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";

@@ -1,3 +1,4 @@
+import { assertNever } from "../../errors.js";
 import type { Queryable } from "../db/index.js";
 
 /**
@@ -29,10 +30,6 @@ export type Outcome =
   | { kind: "failed" | "dead"; error: string }
   /** Another worker owns the job now: nothing is written. */
   | { kind: "lost" };
-
-export function assertNever(value: never): never {
-  throw new Error(`Unexpected value: ${JSON.stringify(value)}`);
-}
 
 const CLAIM_SQL = `
   update jobs set status = 'running', attempts = attempts + 1, started_at = now(),

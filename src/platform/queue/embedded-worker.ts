@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
+import { assertNever } from "../../errors.js";
 import type { Db } from "../db/index.js";
 import {
-  assertNever,
   type ClaimedJob,
   claimJob,
   type Outcome,
