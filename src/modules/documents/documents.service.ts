@@ -1,6 +1,6 @@
 import { notFound } from "../../errors.js";
-import { decodeCursor, encodeCursor } from "../../http/cursor.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
+import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
 import type { Db } from "../../platform/db/index.js";
 import type { JobQueue, JobRegistry } from "../../platform/queue/queue.js";
 import type { VectorIndex } from "../../platform/vectors/vectors.js";

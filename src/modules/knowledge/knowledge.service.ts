@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { AppError, assertNever, notFound } from "../../errors.js";
-import { decodeCursor, encodeCursor } from "../../http/cursor.js";
+import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
 import type { Db } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { DocumentsService } from "../documents/documents.service.js";

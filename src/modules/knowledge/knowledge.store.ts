@@ -50,7 +50,7 @@ export const knowledgeStore = {
 
   /**
    * Items of one type, newest first, keyset-paginated on the millisecond timestamp the cursor
-   * carries (see src/http/cursor.ts).
+   * carries (see platform/db/cursor.ts).
    */
   async list(
     q: Queryable,

@@ -1,6 +1,6 @@
 import { AppError, notFound } from "../../errors.js";
-import { decodeCursor, encodeCursor } from "../../http/cursor.js";
 import { decryptSecret, encryptSecret } from "../../platform/crypto/index.js";
+import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { ConfigUpdate, TenantConfig } from "./tenants.schemas.js";

@@ -7,7 +7,7 @@ export interface PageAfter {
 /**
  * The SQL of one page of rows, newest first, keyset-paginated on (created_at, id). Compares
  * created_at truncated to milliseconds, because that is what a cursor carries (a JavaScript
- * Date; src/http/cursor.ts) while Postgres keeps microseconds. `filters` are column
+ * Date; cursor.ts) while Postgres keeps microseconds. `filters` are column
  * expressions and their values, all of which must match; an undefined value is no filter.
  */
 export function pageQuery(opts: {

@@ -1,5 +1,5 @@
-import { AppError } from "../errors.js";
-import { isUuid } from "../platform/ids.js";
+import { AppError } from "../../errors.js";
+import { isUuid } from "../ids.js";
 
 /**
  * Keyset-pagination cursors over (created_at, id), newest first. Opaque to clients: base64url
