@@ -29,6 +29,7 @@ import { randomUUID } from "node:crypto";
 import pino from "pino";
 import { createSearchService, reciprocalRankFusion } from "../src/modules/search/search.service.js";
 import { createTenantsService } from "../src/modules/tenants/index.js";
+import { systemClock } from "../src/platform/clock.js";
 import type { Db } from "../src/platform/db/index.js";
 import { createLocalEmbedder } from "../src/platform/embeddings/local.js";
 import {
@@ -304,7 +305,11 @@ async function main() {
   const lance = tempDir("lance");
   const store = await openPglite();
   const { db } = store;
-  const tenants = createTenantsService({ db, masterKey: Buffer.alloc(32, 7) });
+  const tenants = createTenantsService({
+    db,
+    masterKey: Buffer.alloc(32, 7),
+    clock: systemClock,
+  });
   const embedders = { local: embedder };
   const index = createLanceVectorIndex({
     uri: lance.dir,

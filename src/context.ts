@@ -16,6 +16,7 @@ import { createSearchService } from "./modules/search/search.service.js";
 import { createTenantsService } from "./modules/tenants/index.js";
 import type { BlobStore } from "./platform/blobs/blobs.js";
 import { createLocalBlobStore } from "./platform/blobs/local.js";
+import { type Clock, systemClock } from "./platform/clock.js";
 import { type Db, migrate, openDb, pendingMigrations } from "./platform/db/index.js";
 import type { Embedder } from "./platform/embeddings/embedder.js";
 import { createLocalEmbedder } from "./platform/embeddings/local.js";
@@ -38,6 +39,8 @@ import type { VectorIndex } from "./platform/vectors/vectors.js";
 export interface AppContext {
   config: Config;
   logger: Logger;
+  /** The time services decide with (platform/clock.ts). */
+  clock: Clock;
   db: Db;
   redis: Redis | undefined;
   tenants: ReturnType<typeof createTenantsService>;
@@ -64,6 +67,8 @@ export interface ContextOptions {
   /** A database opened by the caller (tests); it is closed with the context. */
   db?: Db;
   logger?: Logger;
+  /** The real clock unless given (tests move a controllable one). */
+  clock?: Clock;
   /**
    * `auto` applies pending migrations (embedded mode, tests); `check` refuses to start when
    * some are pending (server mode: migrations are an explicit `tenantrag migrate`).
@@ -100,6 +105,7 @@ export async function createContext(
         "*.refreshToken",
       ],
     });
+  const clock = opts.clock ?? systemClock;
   const db = opts.db ?? (await openDb(config));
   const redis = config.redisUrl
     ? new Redis(config.redisUrl, {
@@ -137,8 +143,9 @@ export async function createContext(
   const tokens = createTokenSigner({
     secret: config.jwtSecret,
     ttlSeconds: config.accessTokenTtlSeconds,
+    clock,
   });
-  const tenants = createTenantsService({ db, masterKey: config.masterKey });
+  const tenants = createTenantsService({ db, masterKey: config.masterKey, clock });
   // Under the queue prefix: deployments (and test runs) sharing one Redis keep apart.
   const loginThrottle = createFailureThrottle({
     maxFailures: config.loginMaxFailures,
@@ -159,6 +166,7 @@ export async function createContext(
     loginThrottle,
     loginAddressThrottle,
     refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
+    clock,
   });
 
   const blobs = await openBlobStore(config);
@@ -235,7 +243,7 @@ export async function createContext(
     extractor,
   });
   const documents = createDocumentsService({ db, blobs, vectors, queue });
-  const uploads = createUploadsService({ db, blobs, tenants, ingestion });
+  const uploads = createUploadsService({ db, blobs, tenants, ingestion, clock });
   const search = createSearchService({ db, vectors, embedders, tenants });
   const knowledge = createKnowledgeService({ db, ingestion, documents });
   const recovery = createIngestionRecovery({ db, blobs, queue, logger });
@@ -253,6 +261,7 @@ export async function createContext(
   return {
     config,
     logger,
+    clock,
     db,
     redis,
     tenants,

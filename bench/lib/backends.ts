@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -112,7 +112,7 @@ export async function dropQueuePrefix(
 export function benchContext(tenantId: string): TenantContext {
   return {
     tenantId,
-    principal: { kind: "api_key", keyId: "bench", tenantId, role: "admin", scopes: ["admin"] },
-    requestId: "bench",
+    actor: { kind: "api_key", keyId: randomUUID(), tenantId, role: "admin", scopes: ["admin"] },
+    request: { id: "bench", ip: "127.0.0.1", userAgent: "bench" },
   };
 }

@@ -99,6 +99,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     app.routeTable.push(route as RouteOptions);
   });
   app.decorateRequest("principal", undefined);
+  app.decorateRequest("requestMeta", undefined);
   app.addHook("onRequest", async (req, reply) => {
     reply.header("x-request-id", req.id);
     clientErrors.track(req.raw, req.id);

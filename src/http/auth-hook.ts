@@ -4,10 +4,13 @@ import type { AuthService } from "../modules/auth/index.js";
 import {
   type ApiKeyScope,
   hasScope,
+  type PlatformContext,
   type Principal,
+  type RequestMeta,
   ROLE_RANK,
   type TenantContext,
   type TenantRole,
+  USER_AGENT_MAX_CHARS,
 } from "../tenancy.js";
 
 /**
@@ -35,7 +38,10 @@ declare module "fastify" {
     scope?: RouteScope;
   }
   interface FastifyRequest {
+    /** Who the credentials resolve to; undefined on public routes. */
     principal: Principal | undefined;
+    /** Where the request comes from; set for every routed request, public ones included. */
+    requestMeta: RequestMeta | undefined;
   }
 }
 
@@ -90,12 +96,31 @@ function credentials(req: FastifyRequest): { bearer?: string; apiKey?: string } 
   return { ...(bearer ? { bearer } : {}), ...(key ? { apiKey: key } : {}) };
 }
 
-/** The onRequest hook: runs before the body is read, so an anonymous caller learns nothing else. */
-export function createAuthHook(auth: AuthService) {
+/**
+ * The request's id, client address and user agent. `req.ip` is Fastify's: the peer's address,
+ * or with `trustProxy` (TRUST_PROXY) the client address X-Forwarded-For reports.
+ */
+export function requestMetaOf(req: FastifyRequest): RequestMeta {
+  const ua = req.headers["user-agent"];
+  return {
+    id: req.id,
+    ip: req.ip,
+    userAgent: ua ? ua.slice(0, USER_AGENT_MAX_CHARS) : null,
+  };
+}
+
+/**
+ * The onRequest hook: runs before the body is read, so an anonymous caller learns nothing else.
+ * It resolves who acts and where the request comes from once; `tenantContext(req)` and
+ * `platformContext(req)` hand them to the services.
+ */
+export function createAuthHook(auth: Pick<AuthService, "authenticate">) {
   return async function authenticate(req: FastifyRequest): Promise<void> {
     req.principal = undefined;
+    req.requestMeta = undefined;
     // Unmatched URLs have no route config; the not-found handler answers them.
     if (!req.routeOptions.url) return;
+    req.requestMeta = requestMetaOf(req);
     const mode = req.routeOptions.config.auth ?? "tenant";
     if (mode === "public") return;
     const principal = await auth.authenticate(credentials(req));
@@ -143,7 +168,7 @@ function assertScope(scopes: readonly ApiKeyScope[], scope: RouteScope | undefin
   );
 }
 
-/** The tenant the request acts for; only on routes whose auth mode guarantees one. */
+/** Who acts, for whom, from where; only on routes whose auth mode guarantees a tenant. */
 export function tenantContext(req: FastifyRequest): TenantContext {
   const p = req.principal;
   if (!p || p.kind === "platform_admin") {
@@ -152,5 +177,20 @@ export function tenantContext(req: FastifyRequest): TenantContext {
       "this route acts for a tenant; use a tenant's credentials",
     );
   }
-  return { tenantId: p.tenantId, principal: p, requestId: req.id };
+  return { tenantId: p.tenantId, actor: p, request: routedRequest(req) };
+}
+
+/** The platform admin acting, and from where; only on `platform_admin` (or `any`) routes. */
+export function platformContext(req: FastifyRequest): PlatformContext {
+  const p = req.principal;
+  if (p?.kind !== "platform_admin") {
+    throw new AppError("auth.platform_admin_required", "this route is for platform administrators");
+  }
+  return { actor: p, request: routedRequest(req) };
+}
+
+/** The request's metadata, which the auth hook sets on every request that has a route. */
+export function routedRequest(req: FastifyRequest): RequestMeta {
+  if (!req.requestMeta) throw new Error("the auth hook has not run for this request");
+  return req.requestMeta;
 }

@@ -1,7 +1,7 @@
 import type { LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_ACTIVE_API_KEYS } from "../../src/modules/auth/index.js";
-import type { ApiKeyScope, TenantContext } from "../../src/tenancy.js";
+import type { ApiKeyScope } from "../../src/tenancy.js";
 import {
   apiKeyWithScopes,
   bearer,
@@ -12,6 +12,7 @@ import {
   type TestApp,
   uniqueEmail,
 } from "../fixtures/app.js";
+import { apiKeyContext } from "../fixtures/contexts.js";
 import { backends } from "../fixtures/db.js";
 
 const KEYS = "/api/customers/api-keys";
@@ -161,17 +162,8 @@ describe.each(backends)("several API keys per tenant ($name)", (backend) => {
     // No route lets a non-admin key reach key creation; the service refuses it regardless.
     const s = await signup(t.app);
     const narrow = await createKey(s.token, "n8n", ["ingest"]);
-    const ctx = (scopes: ApiKeyScope[]): TenantContext => ({
-      tenantId: s.tenantId,
-      requestId: "test",
-      principal: {
-        kind: "api_key",
-        keyId: narrow.key.id,
-        tenantId: s.tenantId,
-        role: "admin",
-        scopes,
-      },
-    });
+    const ctx = (scopes: ApiKeyScope[]) =>
+      apiKeyContext(s.tenantId, { keyId: narrow.key.id, scopes });
     await expect(
       t.ctx.auth.createApiKey(ctx(["ingest"]), { name: "wider", scopes: ["ingest", "admin"] }),
     ).rejects.toMatchObject({

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import type { TenantContext } from "../../src/tenancy.js";
 import {
   bearer,
   expectError,
@@ -12,6 +11,7 @@ import {
   type TestApp,
   uniqueEmail,
 } from "../fixtures/app.js";
+import { userContext } from "../fixtures/contexts.js";
 import { backends } from "../fixtures/db.js";
 
 type Role = "owner" | "admin" | "member";
@@ -189,17 +189,7 @@ describe.each(backends)("customers ($name)", (backend) => {
       expect(stored.includes(Buffer.from(key))).toBe(false);
       expect(stored.toString("hex")).not.toContain(Buffer.from(key).toString("hex"));
 
-      const ctx: TenantContext = {
-        tenantId: s.tenantId,
-        principal: {
-          kind: "user",
-          userId: s.userId,
-          tenantId: s.tenantId,
-          role: "owner",
-          sessionId: "n/a",
-        },
-        requestId: "test",
-      };
+      const ctx = userContext(s.tenantId, s.userId);
       expect(await t.ctx.tenants.providerApiKey(ctx)).toBe(key);
 
       const cleared = await put(CONFIG, s.token, { providerApiKey: null });

@@ -7,6 +7,7 @@ import {
   type WithIdempotency,
 } from "../../src/modules/ingestion/idempotency.js";
 import type { TenantContext } from "../../src/tenancy.js";
+import { apiKeyContext } from "../fixtures/contexts.js";
 import { allBackends, type TestDb } from "../fixtures/db.js";
 import { rejectionOf } from "../fixtures/errors.js";
 import { createTenant, gate } from "../fixtures/queue.js";
@@ -24,11 +25,7 @@ describe.each(allBackends)("Idempotency-Key store: $backend.name", ({ backend, s
       t = await backend.open();
       withIdempotency = createIdempotency(t.db);
       const tenantId = await createTenant(t.db);
-      ctx = {
-        tenantId,
-        principal: { kind: "api_key", keyId: "k", tenantId, role: "admin", scopes: ["admin"] },
-        requestId: "r",
-      };
+      ctx = apiKeyContext(tenantId);
     });
     afterAll(() => t?.dispose());
 
@@ -173,17 +170,7 @@ describe.each(allBackends)("Idempotency-Key store: $backend.name", ({ backend, s
     it("keeps tenants' keys apart", async () => {
       const key = randomUUID();
       const otherTenant = await createTenant(t.db);
-      const other: TenantContext = {
-        ...ctx,
-        tenantId: otherTenant,
-        principal: {
-          kind: "api_key",
-          keyId: "k2",
-          tenantId: otherTenant,
-          role: "admin",
-          scopes: ["admin"],
-        },
-      };
+      const other = apiKeyContext(otherTenant);
       await withIdempotency(ctx, key, "document", { a: 1 }, async () => ({ status: 202, body: 1 }));
       const theirs = await withIdempotency(other, key, "document", { a: 1 }, async () => ({
         status: 202,

@@ -7,6 +7,7 @@ import { loadConfig } from "../../src/config.js";
 import { type AppContext, createContext } from "../../src/context.js";
 import { buildApp } from "../../src/http/app.js";
 import { bearer, type SignedUp, signup } from "../fixtures/app.js";
+import { userContext } from "../fixtures/contexts.js";
 
 /**
  * Embedded mode keeps everything under DATA_DIR: the PGlite files and the secrets. Stopping the
@@ -103,17 +104,7 @@ describe("embedded data survives a restart", () => {
       chunkSize: 1500,
       providerApiKey: { set: true, last4: PROVIDER_KEY.slice(-4) },
     });
-    const key = await ctx.tenants.providerApiKey({
-      tenantId: owner.tenantId,
-      principal: {
-        kind: "user",
-        userId: owner.userId,
-        tenantId: owner.tenantId,
-        role: "owner",
-        sessionId: "n/a",
-      },
-      requestId: "persistence-test",
-    });
+    const key = await ctx.tenants.providerApiKey(userContext(owner.tenantId, owner.userId));
     expect(key).toBe(PROVIDER_KEY);
   });
 });

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIngestionService } from "../../src/modules/ingestion/ingestion.service.js";
-import type { TenantContext } from "../../src/tenancy.js";
 import { bearer, signup, startApp, type TestApp } from "../fixtures/app.js";
+import { apiKeyContext } from "../fixtures/contexts.js";
 import { claimOfDeadRequest, restartOn } from "../fixtures/crash.js";
 import { backends } from "../fixtures/db.js";
 import { documentCount, search, settle } from "../fixtures/ingest.js";
@@ -51,11 +51,7 @@ describe.each(backends)(
           },
         },
       });
-      const ctx: TenantContext = {
-        tenantId,
-        principal: { kind: "api_key", keyId: "k", tenantId, role: "admin", scopes: ["admin"] },
-        requestId: "dying",
-      };
+      const ctx = apiKeyContext(tenantId);
       const submitted = dying.submit(
         ctx,
         { title: body.title, docType: "txt", externalId: body.externalId ?? null },

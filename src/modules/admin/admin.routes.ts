@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { platformContext } from "../../http/auth-hook.js";
 import { idParams } from "../../http/schemas.js";
 import { type TenantsService, tenantSchemas } from "../tenants/index.js";
 
@@ -29,7 +30,7 @@ export const adminRoutes: FastifyPluginAsyncZod<{ tenants: TenantsService }> = a
         },
       },
     },
-    async (req) => tenants.adminList(req.query),
+    async (req) => tenants.adminList(platformContext(req), req.query),
   );
 
   app.get(
@@ -43,7 +44,7 @@ export const adminRoutes: FastifyPluginAsyncZod<{ tenants: TenantsService }> = a
         response: { 200: tenantSchema },
       },
     },
-    async (req) => tenants.adminGet(req.params.id),
+    async (req) => tenants.adminGet(platformContext(req), req.params.id),
   );
 
   app.post(
@@ -57,7 +58,7 @@ export const adminRoutes: FastifyPluginAsyncZod<{ tenants: TenantsService }> = a
         response: { 200: tenantSchema },
       },
     },
-    async (req) => tenants.adminSetStatus(req.params.id, "suspended"),
+    async (req) => tenants.adminSetStatus(platformContext(req), req.params.id, "suspended"),
   );
 
   app.post(
@@ -71,6 +72,6 @@ export const adminRoutes: FastifyPluginAsyncZod<{ tenants: TenantsService }> = a
         response: { 200: tenantSchema },
       },
     },
-    async (req) => tenants.adminSetStatus(req.params.id, "active"),
+    async (req) => tenants.adminSetStatus(platformContext(req), req.params.id, "active"),
   );
 };

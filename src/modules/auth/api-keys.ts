@@ -72,7 +72,7 @@ export async function issueApiKey(
  * should a route ever let it reach key creation.
  */
 function assertMayGrant(ctx: TenantContext, scopes: readonly ApiKeyScope[]): void {
-  const p = ctx.principal;
+  const p = ctx.actor;
   if (p.kind !== "api_key") return;
   const missing = scopes.filter((s) => !hasScope(p.scopes, [s]));
   if (missing.length === 0) return;
@@ -86,8 +86,7 @@ function assertMayGrant(ctx: TenantContext, scopes: readonly ApiKeyScope[]): voi
 /** The tenant's API keys: regenerate, create beside the others, revoke one, list. */
 export function createApiKeys(deps: { db: Db }) {
   const { db } = deps;
-  const createdBy = (ctx: TenantContext) =>
-    ctx.principal.kind === "user" ? ctx.principal.userId : null;
+  const createdBy = (ctx: TenantContext) => (ctx.actor.kind === "user" ? ctx.actor.userId : null);
 
   return {
     /**

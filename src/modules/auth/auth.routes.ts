@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { tenantContext } from "../../http/auth-hook.js";
+import { platformContext, routedRequest, tenantContext } from "../../http/auth-hook.js";
 import {
   apiKeyInfoSchema,
   email,
@@ -63,7 +63,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
         response: { 200: tokenPairSchema },
       },
     },
-    async (req) => auth.login(req.body, { ip: req.ip }),
+    async (req) => auth.login(req.body, routedRequest(req)),
   );
 
   app.post(
@@ -107,9 +107,10 @@ export const authRoutes: FastifyPluginAsyncZod<{
       },
     },
     async (req) => {
-      const p = req.principal;
-      if (p?.kind === "platform_admin")
-        return { tenant: null, user: await auth.platformAdmin(p.userId), apiKey: null };
+      if (req.principal?.kind === "platform_admin") {
+        const { actor } = platformContext(req);
+        return { tenant: null, user: await auth.platformAdmin(actor.userId), apiKey: null };
+      }
       return auth.me(tenantContext(req));
     },
   );

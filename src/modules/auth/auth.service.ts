@@ -1,4 +1,5 @@
 import { AppError } from "../../errors.js";
+import type { Clock } from "../../platform/clock.js";
 import {
   dummyPasswordHash,
   hashPassword,
@@ -12,7 +13,9 @@ import {
   DEFAULT_API_KEY_SCOPES,
   normalizeScopes,
   type Principal,
+  type RequestMeta,
   ROLE_RANK,
+  roleOf,
   type TenantContext,
   type TenantRole,
 } from "../../tenancy.js";
@@ -70,6 +73,8 @@ export interface AuthDeps {
   /** Failed logins per client address. */
   loginAddressThrottle: FailureThrottle;
   refreshTokenTtlSeconds: number;
+  /** Decides session expiry at start and at refresh (the access tokens' clock is the signer's). */
+  clock: Clock;
 }
 
 export function createAuthService(deps: AuthDeps) {
@@ -88,7 +93,7 @@ export function createAuthService(deps: AuthDeps) {
     const sessionId = await store.insertSession(
       tx,
       user.id,
-      new Date(Date.now() + deps.refreshTokenTtlSeconds * 1000),
+      new Date(deps.clock.now() + deps.refreshTokenTtlSeconds * 1000),
     );
     const refreshToken = randomToken(REFRESH_PREFIX);
     await store.insertRefreshToken(tx, sessionId, sha256Hex(refreshToken));
@@ -153,10 +158,10 @@ export function createAuthService(deps: AuthDeps) {
      */
     async login(
       input: { email: string; password: string },
-      client: { ip: string },
+      request: RequestMeta,
     ): Promise<TokenPair> {
       const email = normalizeEmail(input.email);
-      const reservation = await loginThrottle.reserve(email, client.ip);
+      const reservation = await loginThrottle.reserve(email, request.ip);
       const user = await store.userByEmail(db, email);
       const ok = await verifyPassword(
         user?.password_hash ?? (await dummyPasswordHash()),
@@ -179,7 +184,7 @@ export function createAuthService(deps: AuthDeps) {
     async refresh(refreshToken: string): Promise<TokenPair> {
       const outcome = await db.transaction(async (tx) => {
         const row = await store.refreshTokenForUpdate(tx, sha256Hex(refreshToken));
-        if (!row || row.session_revoked_at || row.session_expires_at < new Date()) {
+        if (!row || row.session_revoked_at || row.session_expires_at.getTime() < deps.clock.now()) {
           return { kind: "invalid" as const };
         }
         if (row.used_at || !(await store.markRefreshTokenUsed(tx, row.token_id))) {
@@ -270,15 +275,21 @@ export function createAuthService(deps: AuthDeps) {
       return row ? toUser(row) : null;
     },
 
+    /** The tenant and the user or API key acting; a visitor or a job is neither. */
     async me(ctx: TenantContext) {
       const tenant = await deps.tenants.get(ctx);
-      if (ctx.principal.kind === "user") {
-        const user = await store.userInTenant(db, ctx.tenantId, ctx.principal.userId);
+      const actor = ctx.actor;
+      if (actor.kind === "user") {
+        const user = await store.userInTenant(db, ctx.tenantId, actor.userId);
         return { tenant, user: user ? toUser(user) : null, apiKey: null };
       }
-      const keyId = ctx.principal.keyId;
-      const key = (await store.apiKeysOfTenant(db, ctx.tenantId)).find((k) => k.id === keyId);
-      return { tenant, user: null, apiKey: key ? toKeyInfo(key) : null };
+      if (actor.kind === "api_key") {
+        const key = (await store.apiKeysOfTenant(db, ctx.tenantId)).find(
+          (k) => k.id === actor.keyId,
+        );
+        return { tenant, user: null, apiKey: key ? toKeyInfo(key) : null };
+      }
+      return { tenant, user: null, apiKey: null };
     },
 
     regenerateApiKey: apiKeys.regenerate,
@@ -323,7 +334,7 @@ export function createAuthService(deps: AuthDeps) {
         if (user.role === "owner" && owners.length <= 1) {
           throw new AppError("user.last_owner", "a tenant must keep at least one owner");
         }
-        if (ctx.principal.kind === "user" && ctx.principal.userId === userId) {
+        if (ctx.actor.kind === "user" && ctx.actor.userId === userId) {
           throw new AppError(
             "auth.forbidden",
             "you cannot remove yourself; ask another owner or admin",
@@ -349,14 +360,19 @@ export function createAuthService(deps: AuthDeps) {
   };
 }
 
-/** Owners manage everyone; admins manage members; members manage nobody. */
+/**
+ * Owners manage everyone; admins manage members; members manage nobody, and neither does an
+ * actor without a role (a visitor, a job).
+ */
 function assertMayManage(ctx: TenantContext, targetRole: TenantRole): void {
-  const actor = ctx.principal.role;
-  const allowed = actor === "owner" || ROLE_RANK[actor] > ROLE_RANK[targetRole];
-  if (!allowed) {
+  const role = roleOf(ctx.actor);
+  if (role === null) {
+    throw new AppError("auth.forbidden", "only users and API keys manage users");
+  }
+  if (role !== "owner" && ROLE_RANK[role] <= ROLE_RANK[targetRole]) {
     throw new AppError(
       "auth.forbidden",
-      `role ${actor} may not manage users with role ${targetRole}`,
+      `role ${role} may not manage users with role ${targetRole}`,
     );
   }
 }

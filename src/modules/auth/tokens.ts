@@ -1,5 +1,6 @@
 import { errors, jwtVerify, SignJWT } from "jose";
 import { AppError } from "../../errors.js";
+import type { Clock } from "../../platform/clock.js";
 import { isUuid } from "../../platform/ids.js";
 
 export type TokenRole = "owner" | "admin" | "member" | "platform_admin";
@@ -18,7 +19,8 @@ export interface AccessClaims {
 const ISSUER = "tenantrag";
 const ALGORITHM = "HS256";
 
-export function createTokenSigner(opts: { secret: string; ttlSeconds: number }) {
+/** Signs and verifies access tokens; issue and expiry times are the clock's. */
+export function createTokenSigner(opts: { secret: string; ttlSeconds: number; clock: Clock }) {
   const key = new TextEncoder().encode(opts.secret);
   return {
     ttlSeconds: opts.ttlSeconds,
@@ -26,12 +28,13 @@ export function createTokenSigner(opts: { secret: string; ttlSeconds: number }) 
     /** Signs an HS256 access token that expires after the configured time. */
     async sign(claims: AccessClaims): Promise<string> {
       const { sub, ...rest } = claims;
+      const issuedAt = Math.floor(opts.clock.now() / 1000);
       return new SignJWT({ ...rest })
         .setProtectedHeader({ alg: ALGORITHM, typ: "JWT" })
         .setSubject(sub)
         .setIssuer(ISSUER)
-        .setIssuedAt()
-        .setExpirationTime(`${opts.ttlSeconds}s`)
+        .setIssuedAt(issuedAt)
+        .setExpirationTime(issuedAt + opts.ttlSeconds)
         .sign(key);
     },
 
@@ -46,6 +49,7 @@ export function createTokenSigner(opts: { secret: string; ttlSeconds: number }) 
           issuer: ISSUER,
           // A token without an expiry would never die; refuse it even when correctly signed.
           requiredClaims: ["exp", "iat"],
+          currentDate: new Date(opts.clock.now()),
         });
         const { sub, tid, role, sid } = payload as Record<string, unknown>;
         const roles: TokenRole[] = ["owner", "admin", "member", "platform_admin"];

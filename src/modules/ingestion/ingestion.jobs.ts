@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { JobQueue } from "../../platform/queue/queue.js";
+import { type Cause, causeSchema } from "../../tenancy.js";
 
 /** Jobs of the ingestion module. Every payload carries the tenant id. */
 export const ingestionJobs = {
@@ -8,6 +9,8 @@ export const ingestionJobs = {
     tenantId: z.uuid(),
     documentId: z.uuid(),
     version: z.number().int().min(1),
+    /** Who asked for the version; absent in jobs queued before causes were recorded. */
+    causedBy: causeSchema.optional(),
   }),
   /**
    * Compact the tenant's vector tables and build or rebuild its ANN index when due. Slow on
@@ -26,11 +29,22 @@ export const INGEST_MAX_ATTEMPTS = 3;
 /** Enqueues the processing of one document version under the job id recorded on it. */
 export function enqueueProcessing(
   queue: JobQueue<IngestionJobs>,
-  job: { tenantId: string; documentId: string; version: number; jobId: string },
+  job: {
+    tenantId: string;
+    documentId: string;
+    version: number;
+    jobId: string;
+    causedBy: Cause | null;
+  },
 ): Promise<{ id: string }> {
   return queue.enqueue(
     "ingest.process",
-    { tenantId: job.tenantId, documentId: job.documentId, version: job.version },
+    {
+      tenantId: job.tenantId,
+      documentId: job.documentId,
+      version: job.version,
+      ...(job.causedBy ? { causedBy: job.causedBy } : {}),
+    },
     { maxAttempts: INGEST_MAX_ATTEMPTS, jobId: job.jobId },
   );
 }

@@ -6,7 +6,7 @@ import { EmbeddingError } from "../../platform/embeddings/embedder.js";
 import { FetchError, safeFetch } from "../../platform/fetch/safe-fetch.js";
 import { type JobContext, NonRetryableError } from "../../platform/queue/queue.js";
 import type { ChunkRow, VectorIndex } from "../../platform/vectors/vectors.js";
-import type { TenantContext } from "../../tenancy.js";
+import { jobContext, type TenantContext } from "../../tenancy.js";
 import { documentsStore as store, type VersionRow } from "../documents/documents.store.js";
 import { type Embedders, tenantEmbedder } from "../tenants/embedding.js";
 import type { TenantsService } from "../tenants/index.js";
@@ -32,15 +32,6 @@ export interface PipelineDeps {
   fetchTimeoutMs: number;
   /** Text extraction, in worker threads in production (extract-pool.ts). */
   extractor: Extractor;
-}
-
-/** A pipeline context that acts for the job's tenant, as a request would. */
-function jobContext(tenantId: string, jobId: string): TenantContext {
-  return {
-    tenantId,
-    principal: { kind: "api_key", keyId: "worker", tenantId, role: "admin", scopes: ["admin"] },
-    requestId: `job:${jobId}`,
-  };
 }
 
 const FETCH_TYPES: Array<[RegExp, DocType]> = [
@@ -122,7 +113,11 @@ export function createIngestionPipeline(deps: PipelineDeps) {
 
   async function process(payload: Payload, job: JobContext<Payload>): Promise<void> {
     const started = Date.now();
-    const ctx = jobContext(payload.tenantId, job.id);
+    const ctx = jobContext({
+      tenantId: payload.tenantId,
+      job: { id: job.id, name: "ingest.process" },
+      causedBy: payload.causedBy ?? null,
+    });
     const version = await store.version(db, ctx.tenantId, payload.documentId, payload.version);
     // Deleted, or already done by an earlier run of this job: nothing to do.
     if (!version || ["active", "superseded", "duplicate"].includes(version.status)) return;
@@ -245,6 +240,11 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         summary: extracted.text.slice(0, 500),
         chunkCount: rows.length,
       });
+      // The actor (system, with the job and its cause) is what the audit log will record.
+      deps.logger.info(
+        { jobId: job.id, documentId: doc.id, version: version.version, actor: ctx.actor },
+        "document version ingested",
+      );
     } catch (err) {
       const c = classify(err);
       const last = !c.retry || job.attempt >= INGEST_MAX_ATTEMPTS;
@@ -256,6 +256,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
           version: payload.version,
           attempt: job.attempt,
           last,
+          actor: ctx.actor,
         },
         "ingestion attempt failed",
       );

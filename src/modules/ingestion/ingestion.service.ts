@@ -3,7 +3,7 @@ import { AppError } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
-import type { TenantContext } from "../../tenancy.js";
+import { causeOf, type TenantContext } from "../../tenancy.js";
 import {
   type DocumentRow,
   documentsStore as store,
@@ -244,6 +244,7 @@ export function createIngestionService(deps: IngestionDeps) {
         documentId: recorded.doc.id,
         version: recorded.version,
         jobId: recorded.jobId,
+        causedBy: causeOf(ctx),
       });
       return {
         documentId: recorded.doc.id,

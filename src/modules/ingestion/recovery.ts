@@ -142,6 +142,8 @@ export function createIngestionRecovery(deps: RecoveryDeps) {
             documentId: v.document_id,
             version: v.version,
             jobId: v.job_id,
+            // Versions do not record who sent them: the lost job's cause is lost with it.
+            causedBy: null,
           });
           versions++;
           logger.warn(

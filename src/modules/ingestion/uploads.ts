@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { AppError, notFound } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
+import type { Clock } from "../../platform/clock.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { TenantsService } from "../tenants/index.js";
@@ -151,6 +152,8 @@ export interface UploadsDeps {
   blobs: BlobStore;
   tenants: TenantsService;
   ingestion: Pick<IngestionService, "submit">;
+  /** Dates the expiry shown with a URL; the URL's own is signed by the blob store's clock. */
+  clock: Clock;
 }
 
 /**
@@ -216,7 +219,7 @@ export function createUploadsService(deps: UploadsDeps) {
           "direct uploads need S3-compatible blob storage (BLOB_URL); this server keeps files locally, so send the file to POST /api/ingest/file",
         );
       }
-      const expiresAt = new Date(Date.now() + UPLOAD_URL_TTL_SECONDS * 1000);
+      const expiresAt = new Date(deps.clock.now() + UPLOAD_URL_TTL_SECONDS * 1000);
       await uploadsStore.insert(db, {
         id,
         tenant_id: ctx.tenantId,

@@ -1,8 +1,9 @@
 import { AppError, notFound } from "../../errors.js";
+import type { Clock } from "../../platform/clock.js";
 import { decryptSecret, encryptSecret } from "../../platform/crypto/index.js";
 import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
-import type { TenantContext } from "../../tenancy.js";
+import type { PlatformContext, TenantContext } from "../../tenancy.js";
 import type { ConfigUpdate, TenantConfig } from "./tenants.schemas.js";
 import {
   type PlanRow,
@@ -34,7 +35,7 @@ export function toTenant(row: TenantRow): Tenant {
 
 const DAY_MS = 86_400_000;
 
-export function createTenantsService(deps: { db: Db; masterKey: Buffer }) {
+export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: Clock }) {
   const { db } = deps;
 
   async function planOf(q: Queryable, planId: string): Promise<PlanRow> {
@@ -79,7 +80,9 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer }) {
      */
     async create(tx: Queryable, input: { name: string; planId?: string }): Promise<Tenant> {
       const plan = await planOf(tx, input.planId ?? "trial");
-      const trialEndsAt = plan.trial_days ? new Date(Date.now() + plan.trial_days * DAY_MS) : null;
+      const trialEndsAt = plan.trial_days
+        ? new Date(deps.clock.now() + plan.trial_days * DAY_MS)
+        : null;
       const row = await store.insertTenant(tx, { name: input.name, planId: plan.id, trialEndsAt });
       await store.insertConfigFromPlan(tx, row.id, plan);
       return toTenant(row);
@@ -177,12 +180,16 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer }) {
     },
 
     // Platform administration: these act across tenants and are reachable only by platform admins.
+    // They take the admin's context as tenant methods take theirs: who acts, from where.
 
-    async adminGet(tenantId: string): Promise<Tenant> {
+    async adminGet(_ctx: PlatformContext, tenantId: string): Promise<Tenant> {
       return toTenant(await tenantRow(db, tenantId));
     },
 
-    async adminList(opts: { limit: number; cursor?: string; status?: TenantStatus }) {
+    async adminList(
+      _ctx: PlatformContext,
+      opts: { limit: number; cursor?: string; status?: TenantStatus },
+    ) {
       const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
       const rows = await store.listTenants(db, {
         limit: opts.limit + 1,
@@ -198,7 +205,11 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer }) {
       };
     },
 
-    async adminSetStatus(tenantId: string, status: TenantStatus): Promise<Tenant> {
+    async adminSetStatus(
+      _ctx: PlatformContext,
+      tenantId: string,
+      status: TenantStatus,
+    ): Promise<Tenant> {
       const row = await store.setStatus(db, tenantId, status);
       if (!row) throw notFound("tenant");
       return toTenant(row);

@@ -15,6 +15,11 @@ export type Reservation = { granted: true } | { granted: false; retryAfterMs: nu
  * made before any of them has failed; a reservation that turned out a success is released.
  * Memory-backed in embedded mode (one process); Redis-backed when a Redis client is given
  * (shared by every API process).
+ *
+ * Windows run on the store's time, not on the application's Clock (platform/clock.ts):
+ * rate-limiter-flexible takes no clock; its memory store reads `Date.now()` and expires keys
+ * with timers, and its Redis store lets Redis expire them. A test cannot move a window with a
+ * test clock; it can only wait one out (short `windowSeconds`) or watch budgets refuse.
  */
 export interface FailureThrottle {
   /**
