@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
@@ -9,6 +9,13 @@ declare module "vitest" {
   export interface ProvidedContext {
     /** A migrated PGlite data directory, as a tarball: each test file starts from a copy. */
     pgliteTemplate: string;
+    /**
+     * A DATA_DIR whose embedded database is migrated (and nothing else: no secrets), for the
+     * tests that start the CLI to copy (test/fixtures/cli.ts).
+     */
+    dataDirTemplate: string;
+    /** Where the first test that runs the built CLI builds it (test/fixtures/cli.ts). */
+    cliBuildDir: string;
   }
 }
 
@@ -24,6 +31,17 @@ export default async function setup(project: TestProject) {
   writeFileSync(file, Buffer.from(await (await db.dump()).arrayBuffer()));
   await db.close();
   project.provide("pgliteTemplate", file);
+
+  // The same database on disk, where `openDb` puts it under DATA_DIR.
+  const dataDir = path.join(dir, "data");
+  const onDisk = await createPgliteDb({
+    dataDir: path.join(dataDir, "pg"),
+    loadDataDir: new Blob([readFileSync(file)]),
+  });
+  await onDisk.close();
+  project.provide("dataDirTemplate", dataDir);
+  // Built on demand, not here: most runs (one unit test file, say) never start the CLI.
+  project.provide("cliBuildDir", path.join(dir, "build"));
 
   const skipped = [
     process.env.TEST_DATABASE_URL ? null : "PostgreSQL (set TEST_DATABASE_URL)",

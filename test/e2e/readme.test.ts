@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { builtMain, migratedDataDir } from "../fixtures/cli.js";
 
 /**
  * The README's curl walk-through, run as written against the built server: the sh blocks of its
@@ -51,22 +52,16 @@ describe("the README walk-through", () => {
 
   beforeAll(async () => {
     // What `npm start` runs: the build, then dist/main.js.
-    const build = spawnSync(
-      process.execPath,
-      ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"],
-      {
-        cwd: ROOT,
-        encoding: "utf8",
-      },
-    );
-    expect(build.status, build.stdout + build.stderr).toBe(0);
-    server = spawn(process.execPath, ["dist/main.js", "serve"], {
+    const main = await builtMain();
+    const dataDir = migratedDataDir("tenantrag-readme-data-");
+    dirs.push(dataDir);
+    server = spawn(process.execPath, [main, "serve"], {
       cwd: ROOT,
       env: {
         PATH: process.env.PATH ?? "",
         HOME: process.env.HOME ?? tmpdir(),
         PORT: "0",
-        DATA_DIR: tempDir("data"),
+        DATA_DIR: dataDir,
         // As the walk-through says to start it: step 9 ingests a page served on loopback.
         ALLOW_PRIVATE_URLS: "true",
         LOG_LEVEL: "warn",

@@ -15,6 +15,7 @@ import {
   createLanceVectorIndex,
 } from "../../src/platform/vectors/index.js";
 import { dropQueueKeys } from "../fixtures/app.js";
+import { builtMain, migratedDataDir } from "../fixtures/cli.js";
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from "../fixtures/db.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../fixtures/fake-openai.js";
 import {
@@ -63,7 +64,7 @@ function bounded<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
 
 /** The real CLI in a child process, with only the environment the test names. */
 function cli(args: string[], env: Record<string, string>): Child {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", ...args], {
+  const child = spawn(process.execPath, [main, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? tmpdir(), ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -111,9 +112,11 @@ const base = (dataDir: string) => ({
 });
 
 let fake: FakeOpenAI;
+let main: string;
 beforeAll(async () => {
   fake = await startFakeOpenAI({ keys: [OPENAI_KEY] });
-});
+  main = await builtMain();
+}, 180_000);
 afterAll(async () => {
   for (const child of children) child.kill("SIGKILL");
   await fake?.close();
@@ -241,7 +244,8 @@ describe("worker killed mid-job (embedded mode)", () => {
   it("a restarted `tenantrag serve` finishes the job: completed once, one version, no duplicate chunks", {
     timeout: 150_000,
   }, async () => {
-    const dataDir = tempDir();
+    const dataDir = migratedDataDir("tenantrag-crash-");
+    dirs.push(dataDir);
     // A lease far longer than the test: the restarted process must repair the job at start-up,
     // not when the dead one's lease runs out.
     const env = { ...base(dataDir), PORT: "0", JOB_LOCK_MS: "600000" };

@@ -70,20 +70,8 @@ describe.each(backends)(
       );
     }
 
-    async function rowsOf(documentId: string) {
-      const [docs, versions, jobs] = await Promise.all(
-        [
-          "documents where id",
-          "document_versions where document_id",
-          "jobs where payload->>'documentId'",
-        ].map((from) =>
-          t.ctx.db.query<{ n: number }>(`select count(*)::int as n from ${from} = $1`, [
-            documentId,
-          ]),
-        ),
-      );
-      return { documents: docs?.[0]?.n, versions: versions?.[0]?.n, jobs: jobs?.[0]?.n };
-    }
+    const versionsOf = (token: string, documentId: string) =>
+      t.app.inject({ url: `/api/documents/${documentId}/versions`, headers: bearer(token) });
 
     const ingest = (token: string, body: object, key?: string) =>
       t.app.inject({
@@ -132,9 +120,16 @@ describe.each(backends)(
       );
       // Too recent to touch: its request may still be writing the bytes.
       expect((await t.ctx.recovery.runOnce(120_000)).discarded).toBe(0);
+      const recorded = await versionsOf(s.token, dead.documentId);
+      expect(recorded.statusCode, recorded.body).toBe(200);
+      const [version] = recorded.json().items;
+      expect(version).toMatchObject({ jobId: expect.any(String) });
+      const jobId: string = version.jobId;
       await backdate(dead.documentId);
       expect((await t.ctx.recovery.runOnce(120_000)).discarded).toBe(1);
-      expect(await rowsOf(dead.documentId)).toEqual({ documents: 0, versions: 0, jobs: 0 });
+      // Nothing of it is left: no versions, and no job was ever queued for it.
+      expect((await versionsOf(s.token, dead.documentId)).statusCode).toBe(404);
+      expect(await t.ctx.queue.get(s.tenantId, jobId)).toBeUndefined();
       const gone = await t.app.inject({
         url: `/api/documents/${dead.documentId}`,
         headers: bearer(s.token),
