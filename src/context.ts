@@ -6,12 +6,17 @@ import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
 import { createDocumentsService } from "./modules/documents/documents.service.js";
 import { createThreadExtractor } from "./modules/ingestion/extract-pool.js";
 import { createIdempotency } from "./modules/ingestion/idempotency.js";
-import { type IngestionJobs, ingestionJobs } from "./modules/ingestion/ingestion.jobs.js";
+import {
+  ingestionJobs,
+  ingestionJobTypes,
+  ingestionSchedules,
+} from "./modules/ingestion/ingestion.jobs.js";
 import { createIngestionPipeline } from "./modules/ingestion/ingestion.pipeline.js";
 import { createIngestionService } from "./modules/ingestion/ingestion.service.js";
 import { createIngestionRecovery, type IngestionRecovery } from "./modules/ingestion/recovery.js";
 import { createUploadsService } from "./modules/ingestion/uploads.js";
 import { createKnowledgeService } from "./modules/knowledge/index.js";
+import { searchJobs, searchJobTypes } from "./modules/search/search.jobs.js";
 import { createSearchService } from "./modules/search/search.service.js";
 import { createTenantsService } from "./modules/tenants/index.js";
 import type { BlobStore } from "./platform/blobs/blobs.js";
@@ -22,7 +27,15 @@ import type { Embedder } from "./platform/embeddings/embedder.js";
 import { createLocalEmbedder } from "./platform/embeddings/local.js";
 import { createOpenAIEmbedder } from "./platform/embeddings/openai.js";
 import { createBullmqQueue } from "./platform/queue/bullmq.js";
+import {
+  catalogHandlers,
+  type JobSchedule,
+  type RegistryOf,
+  registryOf,
+  typeOptionsOf,
+} from "./platform/queue/catalog.js";
 import { createEmbeddedQueue } from "./platform/queue/embedded.js";
+import { createJobMetrics, type JobMetrics } from "./platform/queue/metrics.js";
 import type { JobQueue } from "./platform/queue/queue.js";
 import { createFailureThrottle } from "./platform/ratelimit/index.js";
 import {
@@ -46,14 +59,16 @@ export interface AppContext {
   tenants: ReturnType<typeof createTenantsService>;
   auth: ReturnType<typeof createAuthService>;
   blobs: BlobStore;
-  queue: JobQueue<IngestionJobs>;
+  queue: JobQueue<AppJobs>;
+  /** Runs of background jobs in this process, per job name. */
+  jobMetrics: JobMetrics;
   vectors: VectorIndex;
   embedders: { local: Embedder; openai?: Embedder };
   ingestion: ReturnType<typeof createIngestionService>;
   documents: ReturnType<typeof createDocumentsService>;
   search: ReturnType<typeof createSearchService>;
   knowledge: ReturnType<typeof createKnowledgeService>;
-  /** Repairs ingestion work a crash left behind; worker processes run it every minute. */
+  /** Repairs ingestion work a crash left behind; run by the `ingest.repair` schedule. */
   recovery: IngestionRecovery;
   uploads: ReturnType<typeof createUploadsService>;
   withIdempotency: ReturnType<typeof createIdempotency>;
@@ -76,12 +91,12 @@ export interface ContextOptions {
   migrations?: "auto" | "check" | "skip";
 }
 
-/**
- * How often worker processes look for lost ingestion work, and how old it must be: a version
- * younger than that may belong to a request of another process that is still storing its file.
- */
-const RECOVERY_INTERVAL_MS = 60_000;
-const RECOVERY_AGE_MS = 120_000;
+/** Every module's job types: the queue's registry (a name two modules declare fails at work). */
+const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes };
+export type AppJobs = RegistryOf<typeof appJobTypes>;
+
+/** Every module's repeatable jobs, declared by worker processes. */
+const appSchedules: JobSchedule[] = [...ingestionSchedules];
 
 export class StartupError extends Error {
   override name = "StartupError";
@@ -171,10 +186,13 @@ export async function createContext(
 
   const blobs = await openBlobStore(config);
   closers.push(() => blobs.close());
-  const queue: JobQueue<IngestionJobs> = config.redisUrl
+  const registry = registryOf(appJobTypes);
+  const typeOptions = typeOptionsOf(appJobTypes);
+  const queue: JobQueue<AppJobs> = config.redisUrl
     ? createBullmqQueue({
         db,
-        registry: ingestionJobs,
+        registry,
+        typeOptions,
         logger,
         redisUrl: config.redisUrl,
         prefix: config.queuePrefix,
@@ -184,7 +202,8 @@ export async function createContext(
       })
     : createEmbeddedQueue({
         db,
-        registry: ingestionJobs,
+        registry,
+        typeOptions,
         logger,
         backoffBaseMs: config.jobBackoffMs,
         leaseMs: config.jobLockMs,
@@ -258,6 +277,7 @@ export async function createContext(
     }
   }
   let working = false;
+  const jobMetrics = createJobMetrics();
   return {
     config,
     logger,
@@ -268,6 +288,7 @@ export async function createContext(
     auth,
     blobs,
     queue,
+    jobMetrics,
     vectors,
     embedders,
     ingestion,
@@ -280,40 +301,33 @@ export async function createContext(
     startWorkers() {
       if (working) return;
       working = true;
-      queue.work(
-        {
-          "ingest.process": (job) => pipeline.process(job.payload, job),
-          "index.optimize": async (job) => {
-            const { annIndexed } = await vectors.optimize(job.payload.tenantId);
-            logger.info({ tenantId: job.payload.tenantId, annIndexed }, "tenant index optimized");
-          },
-        },
-        { concurrency: config.workerConcurrency },
-      );
-      // Repairs what a crash left behind (recovery.ts): at once, then every minute. On PGlite,
-      // the first pass takes everything recorded before this process started: no other process
-      // can be in the middle of it.
-      let recovering: Promise<unknown> = Promise.resolve();
-      let first = db.kind === "pglite";
-      const recover = () => {
-        const age = first ? Date.now() - startedAt : RECOVERY_AGE_MS;
-        first = false;
-        recovering = recovery.runOnce(age).then(
-          (done) => {
-            if (done.versions + done.discarded + done.uploads > 0)
-              logger.info(done, "recovered lost ingestion work");
-          },
-          (err: unknown) => logger.warn({ err }, "ingestion recovery pass failed"),
-        );
-      };
-      recover();
-      const timer = setInterval(recover, RECOVERY_INTERVAL_MS);
-      timer.unref();
-      // Runs before the queue and database close (closers run in reverse).
-      closers.push(async () => {
-        clearInterval(timer);
-        await recovering;
+      const jobs = [
+        ...ingestionJobs({ pipeline, recovery, logger }),
+        ...searchJobs({ vectors, logger }),
+      ];
+      queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
+        concurrency: config.workerConcurrency,
       });
+      // Declared by every worker process at start; each due time runs once across them all.
+      const scheduling = Promise.all(
+        appSchedules.map((s) =>
+          queue.schedule(s.key, s.type as keyof AppJobs & string, s.payload as never, s.timing),
+        ),
+      ).catch((err: unknown) => logger.error({ err }, "scheduled jobs could not be declared"));
+      // Start-up repair: on PGlite no other process can be in the middle of anything, so what
+      // was recorded before this process started is taken at once, whatever its age.
+      const startup =
+        db.kind === "pglite"
+          ? recovery.runOnce(Date.now() - startedAt).then(
+              (done) => {
+                if (done.versions + done.discarded + done.uploads > 0)
+                  logger.info(done, "recovered lost ingestion work");
+              },
+              (err: unknown) => logger.warn({ err }, "ingestion recovery pass failed"),
+            )
+          : Promise.resolve();
+      // Runs before the queue and database close (closers run in reverse).
+      closers.push(() => Promise.all([scheduling, startup]));
     },
     close,
   };

@@ -7,9 +7,10 @@ import { claimOfDeadRequest, restartOn } from "../fixtures/crash.js";
 import { backends } from "../fixtures/db.js";
 import { search, settle } from "../fixtures/ingest.js";
 
-// A process that dies between committing a document version and enqueueing its job: the
-// document must not stay "processing" forever. The death is simulated by a queue whose enqueue
-// never returns, so the version and its blob are written and nothing else happens.
+// A document version recorded and stored whose job never reached the queue: what a process
+// that died between committing the version and enqueueing its job left behind, before the two
+// were committed together. Such rows may still exist; the document must not stay "processing"
+// forever. They are made by a queue that answers an enqueue without writing anything.
 
 describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => {
   let t: TestApp;
@@ -18,31 +19,24 @@ describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => 
   });
   afterAll(() => t?.close());
 
-  /** Ingests `content` as a process would that dies once the version is recorded and stored. */
+  /** Ingests `content`, leaving its version recorded and stored, and no job for it. */
   async function strand(tenantId: string, title: string, content: string, app = t) {
-    let died!: (payload: { documentId: string }) => void;
-    const atEnqueue = new Promise<{ documentId: string }>((resolve) => {
-      died = resolve;
-    });
     const dying = createIngestionService({
       db: app.ctx.db,
       blobs: app.ctx.blobs,
       tenants: app.ctx.tenants,
       queue: {
         ...app.ctx.queue,
-        enqueue: (_type, payload) => {
-          died(payload as { documentId: string });
-          return new Promise<never>(() => {});
-        },
+        enqueue: async (_type, _payload, opts) => ({ id: opts?.jobId ?? randomUUID() }),
       },
     });
     const ctx = apiKeyContext(tenantId);
-    void dying.submit(
+    const submitted = await dying.submit(
       ctx,
       { title, docType: "txt" },
       { kind: "bytes", bytes: Buffer.from(content), format: "txt" },
     );
-    return (await atEnqueue).documentId;
+    return submitted.documentId;
   }
 
   it("enqueues a version whose job was lost, once, and the document completes", async () => {

@@ -8,7 +8,7 @@ import {
   tenantContext,
 } from "../../src/http/auth-hook.js";
 import { errorHandler } from "../../src/http/error-handler.js";
-import { ingestionJobs } from "../../src/modules/ingestion/ingestion.jobs.js";
+import { ingestionJobTypes } from "../../src/modules/ingestion/ingestion.jobs.js";
 import {
   causeOf,
   jobContext,
@@ -150,7 +150,7 @@ describe("the context of a job", () => {
   });
 
   it("reads the cause from the payload, which older jobs do not carry", () => {
-    const schema = ingestionJobs["ingest.process"];
+    const schema = ingestionJobTypes["ingest.process"].schema;
     const payload = { tenantId, documentId: randomUUID(), version: 1 };
     expect(schema.parse(payload).causedBy).toBeUndefined();
     const causedBy = { actor: { kind: "user", userId: randomUUID() }, requestId: null };

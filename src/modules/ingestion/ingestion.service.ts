@@ -142,12 +142,16 @@ export function createIngestionService(deps: IngestionDeps) {
     });
   }
 
-  /** Stores a version's bytes (unstored.ts): a 503 after discarding the version if it fails. */
+  /**
+   * Stores a version's bytes (unstored.ts): a 503 after discarding the version if it fails.
+   * `stored` runs in the transaction that marks them stored.
+   */
   function storeBytes(
     ctx: TenantContext,
     documentId: string,
     v: Pick<VersionRow, "id" | "version" | "blob_key">,
     content: { bytes: Buffer; format: ContentFormat },
+    stored?: (tx: Queryable) => Promise<unknown>,
   ) {
     const ref = { tenantId: ctx.tenantId, documentId, versionId: v.id, version: v.version };
     const type = contentTypeOf(content.format);
@@ -157,7 +161,21 @@ export function createIngestionService(deps: IngestionDeps) {
       { ...ref, blobKey: v.blob_key },
       content.bytes,
       type,
+      stored,
     );
+  }
+
+  /** Enqueues a version's job in `tx`; a 503 (and the transaction rolled back) if it fails. */
+  async function enqueueIn(tx: Queryable, job: Parameters<typeof enqueueProcessing>[1]) {
+    try {
+      await enqueueProcessing(deps.queue, job, tx);
+    } catch (err) {
+      throw new AppError(
+        "service.unavailable",
+        "the document could not be queued for processing; retry",
+        { reason: (err as Error).message },
+      );
+    }
   }
 
   /**
@@ -187,8 +205,8 @@ export function createIngestionService(deps: IngestionDeps) {
           return { duplicate: true as const, doc, same };
       }
       const version = doc.latest_version + 1;
-      // The job's id is recorded with the version, so that a version whose job never got
-      // enqueued (the process died in between) can be found and enqueued later (recovery.ts).
+      // The job's id is recorded with the version; versions recorded before jobs were
+      // enqueued in the same transaction may lack their job, and recovery.ts enqueues it.
       const row = await store.insertVersion(tx, {
         tenantId: ctx.tenantId,
         documentId: doc.id,
@@ -208,6 +226,16 @@ export function createIngestionService(deps: IngestionDeps) {
         metadata: input.metadata ?? doc.metadata,
         ...(input.sourceUrl !== undefined ? { source_url: input.sourceUrl } : {}),
       });
+      // A URL's content is in place at once (the worker fetches it): its job commits with it.
+      if (content.kind === "url") {
+        await enqueueIn(tx, {
+          tenantId: ctx.tenantId,
+          documentId: doc.id,
+          version,
+          jobId: row.job_id as string,
+          causedBy: causeOf(ctx),
+        });
+      }
       return {
         duplicate: false as const,
         doc,
@@ -233,47 +261,26 @@ export function createIngestionService(deps: IngestionDeps) {
       };
     }
 
-    // The bytes are stored, and the version marked so, before the job is enqueued and before
-    // the answer: a version left unmarked belongs to a request that never answered 202, and is
-    // discarded (here, or by crash repair if the process dies), not failed.
-    if (content.kind === "bytes") await storeBytes(ctx, recorded.doc.id, recorded.row, content);
-
-    try {
-      const job = await enqueueProcessing(deps.queue, {
-        tenantId: ctx.tenantId,
-        documentId: recorded.doc.id,
-        version: recorded.version,
-        jobId: recorded.jobId,
-        causedBy: causeOf(ctx),
-      });
-      return {
-        documentId: recorded.doc.id,
-        version: recorded.version,
-        jobId: job.id,
-        status: "processing",
-      };
-    } catch (err) {
-      // Nothing will process this version: say so on it and on the document, then report.
-      const message = (err as Error).message;
-      await store.updateVersion(db, ctx.tenantId, recorded.versionId, {
-        status: "failed",
-        job_id: null,
-        error_code: "ingestion.not_queued",
-        error_message: message,
-      });
-      await store.updateDocument(db, ctx.tenantId, recorded.doc.id, {
-        status: recorded.doc.active_version ? "completed" : "failed",
-        error_code: "ingestion.not_queued",
-        error_message: message,
-      });
-      throw new AppError(
-        "service.unavailable",
-        "the document could not be queued for processing; retry",
-        {
-          reason: message,
-        },
+    // The bytes are stored before the version is marked so, with its job in the same
+    // transaction, and before the answer: a version left unmarked belongs to a request that
+    // never answered 202, and is discarded (here, or by crash repair if the process dies).
+    if (content.kind === "bytes") {
+      await storeBytes(ctx, recorded.doc.id, recorded.row, content, (tx) =>
+        enqueueIn(tx, {
+          tenantId: ctx.tenantId,
+          documentId: recorded.doc.id,
+          version: recorded.version,
+          jobId: recorded.jobId,
+          causedBy: causeOf(ctx),
+        }),
       );
     }
+    return {
+      documentId: recorded.doc.id,
+      version: recorded.version,
+      jobId: recorded.jobId,
+      status: "processing",
+    };
   }
 
   return { submit };

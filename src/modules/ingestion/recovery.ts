@@ -14,21 +14,23 @@ const ABANDONED_UPLOAD_GRACE_SECONDS = 3_600;
 export interface RecoveryDeps {
   db: Db;
   blobs: BlobStore;
-  queue: JobQueue<IngestionJobs>;
+  queue: Pick<JobQueue<IngestionJobs>, "enqueue" | "recover">;
   logger: Pick<Logger, "info" | "warn" | "error">;
 }
 
 /**
  * Finds work that a crash left without a way forward, and puts it back on track:
- * - a document version recorded as pending whose job never reached the queue (the process
- *   died between storing its content and enqueueing): enqueued now, under the job id
- *   recorded with it, so the document does not stay `processing` forever;
+ * - a document version recorded as pending without its job: recorded before versions and
+ *   their jobs were committed together (the process died between storing its content and
+ *   enqueueing); enqueued now, under the job id recorded with it, so the document does not
+ *   stay `processing` forever;
  * - such a version whose content was never stored (the process died between recording it and
  *   storing the bytes, so the request was never answered): discarded, with its document if it
  *   was the only version, so that the client's retry makes one document, not a second one
  *   beside a failed one. A version whose content was stored but has vanished since is not
  *   this: its job fails it with `ingestion.content_missing`, for all to see;
- * - jobs recorded as queued that the broker never received (`JobQueue.recover`);
+ * - jobs recorded as queued that the broker lost (`JobQueue.recover`; those it never received
+ *   are the queue's own relay's);
  * - direct uploads never completed: their staging object and record go an hour after the
  *   upload URL expired.
  * Safe to run from several worker processes at once: enqueueing a recorded id twice fails the
@@ -127,12 +129,12 @@ export function createIngestionRecovery(deps: RecoveryDeps) {
     },
 
     /**
-     * One pass over what is older than `olderThanMs` (long enough for a request in flight to
-     * have enqueued its job). Returns what it repaired.
+     * One repair pass over what is older than `olderThanMs` (long enough for a request in
+     * flight to have enqueued its job): the `ingest.repair` job. Returns what it repaired.
      */
-    async runOnce(
+    async repair(
       olderThanMs: number,
-    ): Promise<{ versions: number; discarded: number; queuedChecked: number; uploads: number }> {
+    ): Promise<{ versions: number; discarded: number; queuedChecked: number }> {
       let versions = 0;
       const discarded = await discardUnstored(olderThanMs);
       for (const v of await strandedVersions(olderThanMs, true)) {
@@ -156,6 +158,11 @@ export function createIngestionRecovery(deps: RecoveryDeps) {
         }
       }
       const queuedChecked = await queue.recover(olderThanMs);
+      return { versions, discarded, queuedChecked };
+    },
+
+    /** Removes direct uploads never completed (the `uploads.sweep` job); returns how many. */
+    async sweepUploads(): Promise<number> {
       let uploads = 0;
       for (const u of await uploadsStore.abandoned(db, ABANDONED_UPLOAD_GRACE_SECONDS, 100)) {
         // The record first, so that a completion arriving now finds nothing rather than a
@@ -166,7 +173,15 @@ export function createIngestionRecovery(deps: RecoveryDeps) {
           logger.warn({ err, blobKey: u.blob_key }, "could not delete an abandoned upload");
         });
       }
-      return { versions, discarded, queuedChecked, uploads };
+      return uploads;
+    },
+
+    /** Both passes at once: what a process that has just started runs. */
+    async runOnce(
+      olderThanMs: number,
+    ): Promise<{ versions: number; discarded: number; queuedChecked: number; uploads: number }> {
+      const repaired = await this.repair(olderThanMs);
+      return { ...repaired, uploads: await this.sweepUploads() };
     },
   };
 }

@@ -22,16 +22,27 @@ export interface VersionRef {
 
 export const unstoredVersions = {
   /**
-   * Stores the version's bytes and marks it stored: the step that precedes the job and the
-   * 202. If it fails, the version is discarded (it was never answered for) and the request
-   * answers 503, to be retried.
+   * Stores the version's bytes and marks it stored: the step that precedes the 202. `stored`
+   * runs in the transaction of the mark (the ingestion service enqueues the version's job
+   * there, so a stored version always has its job). If any of it fails, the version is
+   * discarded (it was never answered for) and the request answers 503, to be retried.
    */
-  async store(db: Db, blobs: BlobStore, v: VersionRef, bytes: Buffer, contentType: string) {
+  async store(
+    db: Db,
+    blobs: BlobStore,
+    v: VersionRef,
+    bytes: Buffer,
+    contentType: string,
+    stored?: (tx: Queryable) => Promise<unknown>,
+  ) {
     try {
       if (!v.blobKey) throw new Error("the version has no blob key");
       await blobs.put(v.blobKey, bytes, { contentType });
-      if (!(await unstoredVersions.markStored(db, v.tenantId, v.versionId)))
-        throw new Error("the version was discarded as abandoned before its content was stored");
+      await db.transaction(async (tx) => {
+        if (!(await unstoredVersions.markStored(tx, v.tenantId, v.versionId)))
+          throw new Error("the version was discarded as abandoned before its content was stored");
+        await stored?.(tx);
+      });
     } catch (err) {
       await unstoredVersions.discard(db, blobs, v);
       throw new AppError("service.unavailable", "the content could not be stored; retry", {
@@ -41,8 +52,8 @@ export const unstoredVersions = {
   },
 
   /**
-   * Marks the version's bytes as stored: the last step before the job is enqueued and the
-   * request answered. False when the version is gone: crash repair took it for abandoned (see
+   * Marks the version's bytes as stored: with its job, the last step before the request is
+   * answered. False when the version is gone: crash repair took it for abandoned (see
    * recovery.ts); the request must then fail rather than answer for a version that is no more.
    */
   async markStored(q: Queryable, tenantId: string, versionId: string): Promise<boolean> {

@@ -11,6 +11,24 @@ export interface Queryable {
   query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>;
   /** Runs a script of one or more statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
+  /**
+   * Only on the handle `Db.transaction` gives: runs `fn` once the transaction has committed,
+   * never when it rolls back (e.g. to hand a committed job to a broker). `fn` must not throw.
+   */
+  afterCommit?(fn: () => void): void;
+}
+
+/**
+ * Runs `run` with a collector of after-commit callbacks and calls them once it resolved,
+ * i.e. once the adapter's transaction committed. Shared by both adapters.
+ */
+export async function withAfterCommit<T>(
+  run: (afterCommit: (fn: () => void) => void) => Promise<T>,
+): Promise<T> {
+  const callbacks: Array<() => void> = [];
+  const result = await run((fn) => callbacks.push(fn));
+  for (const fn of callbacks) fn();
+  return result;
 }
 
 export interface Db extends Queryable {

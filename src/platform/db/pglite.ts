@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
-import { type Db, INT8_OID, parseInt8, type Queryable } from "./db.js";
+import { type Db, INT8_OID, parseInt8, type Queryable, withAfterCommit } from "./db.js";
 
 export interface PgliteOptions {
   /** Directory of the database files; omitted → in memory (tests). */
@@ -32,7 +32,8 @@ export async function createPgliteDb(
   return {
     kind: "pglite",
     ...wrap(pg),
-    transaction: (fn) => pg.transaction((tx) => fn(wrap(tx))),
+    transaction: (fn) =>
+      withAfterCommit((afterCommit) => pg.transaction((tx) => fn({ ...wrap(tx), afterCommit }))),
     async ping() {
       await pg.query("select 1");
     },

@@ -1,5 +1,5 @@
 import pg from "pg";
-import { type Db, INT8_OID, parseInt8, type Queryable } from "./db.js";
+import { type Db, INT8_OID, parseInt8, type Queryable, withAfterCommit } from "./db.js";
 
 export interface PostgresOptions {
   url: string;
@@ -34,30 +34,34 @@ export function createPostgresDb(opts: PostgresOptions): Db {
     },
   });
   let closed = false;
+  async function inTransaction<T>(
+    fn: (tx: Queryable) => Promise<T>,
+    afterCommit: (cb: () => void) => void,
+  ): Promise<T> {
+    const client = await pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query("begin");
+      const result = await fn({ ...wrap(client), afterCommit });
+      await client.query("commit");
+      return result;
+    } catch (err) {
+      try {
+        await client.query("rollback");
+      } catch (rollbackErr) {
+        // The connection is unusable: hand it back as broken so the pool discards it.
+        // The transaction's own error is the one the caller sees.
+        broken = rollbackErr as Error;
+      }
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
   return {
     kind: "postgres",
     ...wrap(pool),
-    async transaction(fn) {
-      const client = await pool.connect();
-      let broken: Error | undefined;
-      try {
-        await client.query("begin");
-        const result = await fn(wrap(client));
-        await client.query("commit");
-        return result;
-      } catch (err) {
-        try {
-          await client.query("rollback");
-        } catch (rollbackErr) {
-          // The connection is unusable: hand it back as broken so the pool discards it.
-          // The transaction's own error is the one the caller sees.
-          broken = rollbackErr as Error;
-        }
-        throw err;
-      } finally {
-        client.release(broken);
-      }
-    },
+    transaction: (fn) => withAfterCommit((afterCommit) => inTransaction(fn, afterCommit)),
     async ping() {
       await pool.query("select 1");
     },

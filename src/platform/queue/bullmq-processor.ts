@@ -1,8 +1,9 @@
 import { type Job, UnrecoverableError, WaitingError } from "bullmq";
 import type { Logger } from "pino";
 import type { Db } from "../db/index.js";
-import { errorText, isNonRetryable, parsePayload } from "./jobs-store.js";
-import { backoffMs, type JobHandlers, type JobRegistry } from "./queue.js";
+import { backoffBaseOf, errorText, isNonRetryable, parsePayload } from "./jobs-store.js";
+import { backoffMs, type JobHandlers, type JobRegistry, type JobTypeOptions } from "./queue.js";
+import { uuidFrom } from "./schedules.js";
 
 /**
  * The BullMQ processor of the queue: runs a handler and mirrors the job's progress into its
@@ -11,11 +12,15 @@ import { backoffMs, type JobHandlers, type JobRegistry } from "./queue.js";
  * Writes after the start are fenced on `locked_by` = BullMQ's lock token of this run: a worker
  * that lost the job (its lock expired, another worker runs it) cannot overwrite the new run's
  * record. `attempts` in the row counts runs started, as BullMQ's `attemptsStarted` does.
+ *
+ * A run of a job scheduler has no row until it starts: it gets one then, under a UUID derived
+ * from BullMQ's job id (`repeat:<key>:<due time>`), so its retries find the same row.
  */
 
 export interface BullmqProcessorDeps {
   db: Db;
   registry: JobRegistry;
+  typeOptions: JobTypeOptions<JobRegistry>;
   handlers: JobHandlers<JobRegistry>;
   logger: Logger;
   backoffBaseMs: number;
@@ -29,6 +34,16 @@ const START_SQL = `
   returning id`;
 
 const FENCE = "where id = $1 and locked_by = $2 and status = 'running'";
+
+const SCHEDULED_ROW_SQL = `
+  insert into jobs (id, tenant_id, type, payload, max_attempts, relayed_at)
+  values ($1::uuid, $2::uuid, $3, $4::jsonb, $5::int, now())
+  on conflict (id) do nothing`;
+
+/** The `jobs` row id of a BullMQ job: its own id, or one derived for a scheduler's run. */
+function rowIdOf(job: Job): string {
+  return job.repeatJobKey ? uuidFrom(`bullmq:${job.id}`) : (job.id as string);
+}
 
 export function createBullmqProcessor(deps: BullmqProcessorDeps) {
   const { db, logger } = deps;
@@ -63,13 +78,23 @@ export function createBullmqProcessor(deps: BullmqProcessorDeps) {
   }
 
   async function run(job: Job, token: string, signal: AbortSignal) {
-    const id = job.id as string;
+    const id = rowIdOf(job);
     const attempt = Math.max(1, job.attemptsStarted);
     const log = logger.child({ jobId: id, jobType: job.name, attempt });
     if (deps.isClosing()) {
       // Fetched as the queue was closing: hand it back untouched.
       await job.moveToWait(token);
       throw new WaitingError();
+    }
+    if (job.repeatJobKey) {
+      const tenantId = (job.data as { tenantId?: unknown } | null)?.tenantId ?? null;
+      await db.query(SCHEDULED_ROW_SQL, [
+        id,
+        typeof tenantId === "string" ? tenantId : null,
+        job.name,
+        JSON.stringify(job.data),
+        job.opts.attempts ?? 1,
+      ]);
     }
     const started = await db.query(START_SQL, [id, attempt, token]);
     if (started.length === 0) {
@@ -86,7 +111,13 @@ export function createBullmqProcessor(deps: BullmqProcessorDeps) {
       throw new UnrecoverableError(error);
     }
     try {
-      await handler({ id, payload: parsed.value, attempt, signal });
+      await handler({
+        id,
+        payload: parsed.value,
+        attempt,
+        maxAttempts: job.opts.attempts ?? 1,
+        signal,
+      });
     } catch (err) {
       const error = errorText(err);
       if (deps.isClosing() && signal.aborted) {
@@ -104,7 +135,8 @@ export function createBullmqProcessor(deps: BullmqProcessorDeps) {
       // BullMQ retries while attemptsMade + 1 < attempts, waiting base · 2^(attemptsMade).
       const made = job.attemptsMade + 1;
       if (made < (job.opts.attempts ?? 1)) {
-        const delayMs = backoffMs(made, deps.backoffBaseMs);
+        const baseMs = backoffBaseOf(deps.typeOptions, job.name, deps.backoffBaseMs);
+        const delayMs = backoffMs(made, baseMs);
         log.warn({ err: error, delayMs }, "job failed; retry");
         await mirror(log, requeue(fence, error, delayMs));
       } else {
@@ -144,7 +176,8 @@ export function createBullmqProcessor(deps: BullmqProcessorDeps) {
     runningIds: () => [...running.values()].map((r) => r.jobId),
 
     /** Records a job BullMQ failed for stalling too often (its handler never ran this time). */
-    markStalledDead(id: string, err: Error) {
+    markStalledDead(job: Job, err: Error) {
+      const id = rowIdOf(job);
       db.query(
         `update jobs set status = 'dead', last_error = $2, finished_at = now(),
            locked_until = null, updated_at = now()

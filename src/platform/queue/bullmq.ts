@@ -1,20 +1,24 @@
 import { type JobsOptions, Queue, Worker } from "bullmq";
 import type { Logger } from "pino";
-import type { Db } from "../db/index.js";
+import type { Db, Queryable } from "../db/index.js";
 import { type BullmqProcessorDeps, createBullmqProcessor } from "./bullmq-processor.js";
 import {
+  backoffBaseOf,
   DEFAULT_CLOSE_GRACE_MS,
-  deleteJobs,
   getJob,
   insertJobs,
   type NewJob,
   prepareJob,
 } from "./jobs-store.js";
-import type { JobHandlers, JobQueue, JobRegistry } from "./queue.js";
+import type { JobHandlers, JobQueue, JobRegistry, JobTypeOptions } from "./queue.js";
+import { validateTiming } from "./schedules.js";
+import { startTicker, type Ticker } from "./ticker.js";
 
 export interface BullmqQueueOptions<R extends JobRegistry> {
   db: Db;
   registry: R;
+  /** Attempts and first retry delay of particular job types. */
+  typeOptions?: JobTypeOptions<R>;
   logger: Logger;
   redisUrl: string;
   queueName?: string;
@@ -31,14 +35,40 @@ export interface BullmqQueueOptions<R extends JobRegistry> {
   stalledIntervalMs?: number;
   /** Times a job may stall (its worker dies) and be run again before it is `dead`. */
   maxStalledCount?: number;
+  /** How often a working queue looks for committed jobs not yet handed to Redis. */
+  relayIntervalMs?: number;
 }
 
+/** A queued row of `jobs`, as the relay and `recover` read it to hand it to Redis. */
+interface QueuedRow {
+  id: string;
+  tenant_id: string | null;
+  type: string;
+  payload: unknown;
+  priority: number;
+  max_attempts: number;
+  delay_ms: number;
+}
+
+const QUEUED_COLUMNS = `id, tenant_id, type, payload, priority, max_attempts,
+  greatest(0, extract(epoch from run_at - now()) * 1000)::int as delay_ms`;
+
 /**
- * The server-mode job queue: BullMQ on Redis. The `jobs` row is written first (`queued`) and
- * its id is the BullMQ job id; the worker mirrors every status change into it, so the status
- * API reads the same table in both modes. The row is the authority on whether a job should
- * run: a BullMQ job without a live row (enqueue failed half-way, tenant deleted, job already
- * finished) is dropped without running its handler.
+ * The server-mode job queue: BullMQ on Redis. The `jobs` row is written first (`queued`, in
+ * the caller's transaction with `tx`) and its id is the BullMQ job id; the worker mirrors
+ * every status change into it, so the status API reads the same table in both modes. The row
+ * is the authority on whether a job should run: a BullMQ job without a live row (tenant
+ * deleted, job already finished) is dropped without running its handler.
+ *
+ * The rows are an outbox. Once the row is committed the job is handed to Redis (at once by
+ * `enqueue`, or after the caller's commit with `tx`) and the row marked `relayed_at`. If the
+ * process dies in between, or Redis refuses, the row stays unmarked and the relay of every
+ * working queue (FOR UPDATE SKIP LOCKED, every `relayIntervalMs`) hands it over. A hand-over
+ * twice is harmless: BullMQ ignores an add whose job id it holds, and the processor skips a
+ * job whose row is no longer live.
+ *
+ * Schedules are BullMQ job schedulers (one run per due time, whichever worker takes it); a
+ * run gets its `jobs` row when it starts, under an id derived from BullMQ's.
  *
  * Priorities map to BullMQ's (1 = first): 101 − priority, so every job is prioritized and
  * equal priorities keep FIFO order. Retries use BullMQ's exponential backoff with the same
@@ -55,6 +85,7 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
   const queueName = opts.queueName ?? "tenantrag";
   const prefix = opts.prefix ?? "tenantrag";
   const backoffBaseMs = opts.backoffBaseMs ?? 2_000;
+  const typeOptions = (opts.typeOptions ?? {}) as JobTypeOptions<JobRegistry>;
   // Enqueue fails fast when Redis is unreachable instead of hanging an HTTP request.
   const queue = new Queue(queueName, {
     connection: { url: opts.redisUrl, maxRetriesPerRequest: 3 },
@@ -62,6 +93,7 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
   });
   queue.on("error", (err) => logger.error({ err }, "job queue: redis error"));
   let worker: Worker | undefined;
+  let relay: Ticker | undefined;
   let processor: ReturnType<typeof createBullmqProcessor> | undefined;
   let closed = false;
   let closing: Promise<void> | undefined;
@@ -69,7 +101,7 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
   const jobOptions = (job: NewJob): JobsOptions => ({
     jobId: job.id,
     attempts: job.maxAttempts,
-    backoff: { type: "exponential", delay: backoffBaseMs },
+    backoff: { type: "exponential", delay: backoffBaseOf(typeOptions, job.type, backoffBaseMs) },
     priority: 101 - job.priority,
     ...(job.delayMs > 0 ? { delay: job.delayMs } : {}),
     // The jobs table is the record; Redis keeps a bounded tail for BullMQ's own tooling.
@@ -77,64 +109,117 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
     removeOnFail: { count: 10_000 },
   });
 
-  /** Rows first (so a worker never meets a job without its row), then Redis. */
-  async function submit(jobs: NewJob[]): Promise<void> {
-    if (closed) throw new Error("The job queue is closed");
-    if (jobs.length === 1) await insertJobs(db, jobs);
-    else await db.transaction((tx) => insertJobs(tx, jobs));
+  const fromRow = (r: QueuedRow): NewJob => ({
+    id: r.id,
+    tenantId: r.tenant_id,
+    type: r.type,
+    payload: r.payload,
+    priority: r.priority,
+    delayMs: r.delay_ms,
+    maxAttempts: r.max_attempts,
+  });
+
+  async function addToRedis(jobs: readonly NewJob[]): Promise<void> {
+    if (jobs.length === 1) {
+      const [job] = jobs as [NewJob];
+      await queue.add(job.type, job.payload, jobOptions(job));
+    } else {
+      await queue.addBulk(
+        jobs.map((j) => ({ name: j.type, data: j.payload, opts: jobOptions(j) })),
+      );
+    }
+  }
+
+  async function markRelayed(q: Queryable, ids: readonly string[]): Promise<void> {
+    await q.query(
+      "update jobs set relayed_at = now() where id = any($1::uuid[]) and relayed_at is null",
+      [ids],
+    );
+  }
+
+  /**
+   * The fast path, for committed rows: hands them to Redis now. A failure is not the
+   * caller's: the jobs are durable, and the relay hands them over later.
+   */
+  async function handOver(jobs: readonly NewJob[]): Promise<void> {
     try {
-      if (jobs.length === 1) {
-        const [job] = jobs as [NewJob];
-        await queue.add(job.type, job.payload, jobOptions(job));
-      } else {
-        await queue.addBulk(
-          jobs.map((j) => ({ name: j.type, data: j.payload, opts: jobOptions(j) })),
-        );
-      }
-    } catch (err) {
-      // Without its row a job that did reach Redis is dropped by the worker: all or nothing.
-      await deleteJobs(
+      await addToRedis(jobs);
+      await markRelayed(
         db,
         jobs.map((j) => j.id),
-      ).catch((deleteErr) =>
-        logger.error(
-          { err: deleteErr, jobIds: jobs.map((j) => j.id) },
-          "job rows of a failed enqueue could not be removed; they stay queued",
-        ),
       );
-      throw err;
+    } catch (err) {
+      logger.warn(
+        { err, jobIds: jobs.map((j) => j.id) },
+        "jobs recorded but not yet handed to redis; the relay will",
+      );
     }
+  }
+
+  async function submit(jobs: NewJob[], tx: Queryable | undefined): Promise<void> {
+    if (closed) throw new Error("The job queue is closed");
+    if (jobs.length === 0) return;
+    if (tx && tx !== db) {
+      await insertJobs(tx, jobs);
+      // Without a commit hook (a wrapped handle) the relay hands them over.
+      tx.afterCommit?.(() => void handOver(jobs));
+      return;
+    }
+    if (jobs.length === 1) await insertJobs(db, jobs);
+    else await db.transaction((t) => insertJobs(t, jobs));
+    await handOver(jobs);
+  }
+
+  /** One relay pass: committed rows not yet handed over, oldest first, 500 at most. */
+  async function relayOnce(): Promise<number> {
+    return db.transaction(async (tx) => {
+      const rows = await tx.query<QueuedRow>(
+        `select ${QUEUED_COLUMNS} from jobs
+         where status = 'queued' and relayed_at is null
+         order by created_at limit 500
+         for update skip locked`,
+      );
+      if (rows.length === 0) return 0;
+      await addToRedis(rows.map(fromRow));
+      await markRelayed(
+        tx,
+        rows.map((r) => r.id),
+      );
+      return rows.length;
+    });
   }
 
   return {
     async enqueue(type, payload, enqueueOpts) {
-      const job = prepareJob(registry, type, payload, enqueueOpts);
-      await submit([job]);
+      const job = prepareJob(registry, type, payload, enqueueOpts, typeOptions);
+      await submit([job], enqueueOpts?.tx);
       return { id: job.id };
     },
 
-    async enqueueBatch(items) {
-      const jobs = items.map((i) => prepareJob(registry, i.type, i.payload, i.opts));
-      if (jobs.length > 0) await submit(jobs);
+    async enqueueBatch(items, batchOpts) {
+      const jobs = items.map((i) => prepareJob(registry, i.type, i.payload, i.opts, typeOptions));
+      await submit(jobs, batchOpts?.tx);
       return jobs.map((j) => ({ id: j.id }));
+    },
+
+    async schedule(key, type, payload, timing) {
+      if (closed) throw new Error("The job queue is closed");
+      const job = prepareJob(registry, type, payload, {}, typeOptions);
+      validateTiming(timing);
+      const { jobId: _, ...template } = jobOptions(job);
+      await queue.upsertJobScheduler(
+        key,
+        "cron" in timing ? { pattern: timing.cron, tz: "UTC" } : { every: timing.everyMs },
+        { name: type, data: payload, opts: template },
+      );
     },
 
     get: (tenantId, jobId) => getJob(db, tenantId, jobId),
 
     async recover(olderThanMs) {
       if (closed) return 0;
-      const rows = await db.query<{
-        id: string;
-        tenant_id: string;
-        type: string;
-        payload: unknown;
-        priority: number;
-        max_attempts: number;
-        delay_ms: number;
-      }>(
-        `select id, tenant_id, type, payload, priority, max_attempts,
-                greatest(0, extract(epoch from run_at - now()) * 1000)::int as delay_ms
-         from jobs
+      const rows = await db.query<QueuedRow>(
+        `select ${QUEUED_COLUMNS} from jobs
          where status = 'queued' and run_at < now() - make_interval(secs => $1)
          order by run_at limit 500`,
         [olderThanMs / 1000],
@@ -142,21 +227,7 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
       if (rows.length === 0) return 0;
       // Rows due for a while but still queued: lost, or waiting behind a backlog. BullMQ
       // ignores an add whose job id it already holds, so only lost jobs are added.
-      await queue.addBulk(
-        rows.map((r) => ({
-          name: r.type,
-          data: r.payload,
-          opts: jobOptions({
-            id: r.id,
-            tenantId: r.tenant_id,
-            type: r.type,
-            payload: r.payload,
-            priority: r.priority,
-            delayMs: r.delay_ms,
-            maxAttempts: r.max_attempts,
-          }),
-        })),
-      );
+      await addToRedis(rows.map(fromRow));
       return rows.length;
     },
 
@@ -167,6 +238,7 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
       const deps: BullmqProcessorDeps = {
         db,
         registry,
+        typeOptions,
         handlers: handlers as unknown as JobHandlers<JobRegistry>,
         logger,
         backoffBaseMs,
@@ -184,13 +256,22 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
       worker.on("error", (err) => logger.error({ err }, "job worker: redis error"));
       // A job that stalled too often is failed by BullMQ without reaching the processor.
       worker.on("failed", (job, err) => {
-        if (job?.id && job.deferredFailure) processor?.markStalledDead(job.id, err);
+        if (job?.id && job.deferredFailure) processor?.markStalledDead(job, err);
+      });
+      relay = startTicker({
+        everyMs: opts.relayIntervalMs ?? 1_000,
+        logger,
+        what: "relaying recorded jobs to redis",
+        async tick() {
+          while ((await relayOnce()) === 500) {}
+        },
       });
     },
 
     close(graceMs = DEFAULT_CLOSE_GRACE_MS) {
       closed = true;
       closing ??= (async () => {
+        await relay?.stop(graceMs);
         if (worker && processor) {
           worker.cancelAllJobs("job queue closing");
           // Stop fetching now; jobs fetched meanwhile are handed back by the processor.

@@ -9,8 +9,8 @@ import {
   renewLeases,
   requeueAbandoned,
 } from "./embedded-store.js";
-import { errorText, isNonRetryable, parsePayload } from "./jobs-store.js";
-import { backoffMs, type JobHandlers, type JobRegistry } from "./queue.js";
+import { backoffBaseOf, errorText, isNonRetryable, parsePayload } from "./jobs-store.js";
+import { backoffMs, type JobHandlers, type JobRegistry, type JobTypeOptions } from "./queue.js";
 
 /**
  * The worker side of the embedded queue: claims ready rows of the `jobs` table one statement at
@@ -22,6 +22,7 @@ import { backoffMs, type JobHandlers, type JobRegistry } from "./queue.js";
 export interface EmbeddedWorkerDeps {
   db: Db;
   registry: JobRegistry;
+  typeOptions: JobTypeOptions<JobRegistry>;
   handlers: JobHandlers<JobRegistry>;
   logger: Logger;
   workerId: string;
@@ -163,6 +164,7 @@ export function startEmbeddedWorker(deps: EmbeddedWorkerDeps): EmbeddedWorker {
           id: job.id,
           payload: parsed.value,
           attempt: job.attempts,
+          maxAttempts: job.max_attempts,
           signal: controller.signal,
         });
         outcome = { kind: "completed" };
@@ -182,7 +184,8 @@ export function startEmbeddedWorker(deps: EmbeddedWorkerDeps): EmbeddedWorker {
     if (closing && entry.controller.signal.aborted) return { kind: "interrupted", error };
     if (isNonRetryable(err)) return { kind: "failed", error };
     if (job.attempts < job.max_attempts) {
-      return { kind: "retry", error, delayMs: backoffMs(job.attempts, deps.backoffBaseMs) };
+      const baseMs = backoffBaseOf(deps.typeOptions, job.type, deps.backoffBaseMs);
+      return { kind: "retry", error, delayMs: backoffMs(job.attempts, baseMs) };
     }
     return { kind: "dead", error };
   }

@@ -1,15 +1,35 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { Logger } from "pino";
-import type { Db } from "../db/index.js";
+import type { Db, Queryable } from "../db/index.js";
 import { type EmbeddedWorker, startEmbeddedWorker } from "./embedded-worker.js";
-import { DEFAULT_CLOSE_GRACE_MS, getJob, insertJobs, prepareJob } from "./jobs-store.js";
-import type { JobHandlers, JobQueue, JobRegistry } from "./queue.js";
+import {
+  DEFAULT_CLOSE_GRACE_MS,
+  getJob,
+  InvalidJobError,
+  insertJobs,
+  type NewJob,
+  prepareJob,
+} from "./jobs-store.js";
+import {
+  type Clock,
+  type JobHandlers,
+  type JobQueue,
+  type JobRegistry,
+  type JobTypeOptions,
+  systemClock,
+} from "./queue.js";
+import { enqueueDueRun, upsertSchedule, validateTiming } from "./schedules.js";
+import { startTicker, type Ticker } from "./ticker.js";
 
 export interface EmbeddedQueueOptions<R extends JobRegistry> {
   db: Db;
   registry: R;
+  /** Attempts and first retry delay of particular job types. */
+  typeOptions?: JobTypeOptions<R>;
   logger: Logger;
+  /** What schedules compare their due times with; the system clock by default. */
+  clock?: Clock;
   /** First retry delay; doubles with each attempt. */
   backoffBaseMs?: number;
   /**
@@ -18,7 +38,11 @@ export interface EmbeddedQueueOptions<R extends JobRegistry> {
    * interval) later.
    */
   leaseMs?: number;
-  /** How often an idle worker looks for jobs enqueued elsewhere or whose delay has passed. */
+  /**
+   * How often an idle worker looks for jobs enqueued elsewhere or whose delay has passed, for
+   * jobs enqueued in a transaction here whose commit it could not observe, and for due
+   * schedules.
+   */
   pollMs?: number;
   /** Recorded as `locked_by`; default host:pid:random. Unique per queue instance. */
   workerId?: string;
@@ -34,7 +58,11 @@ export interface EmbeddedQueueOptions<R extends JobRegistry> {
  * The embedded job queue: jobs are rows of the `jobs` table, worked by in-process workers.
  * Works on PGlite and PostgreSQL alike; on PostgreSQL any number of processes can work the same
  * table (claims use FOR UPDATE SKIP LOCKED). An enqueue in this process wakes the local worker at
- * once; jobs from other processes and delayed jobs are found by polling every `pollMs`.
+ * once (one in a transaction, once it commits); jobs from other processes and delayed jobs are
+ * found by polling every `pollMs`. A job enqueued with `tx` is a row of that transaction.
+ *
+ * Schedules are rows of `job_schedules`; a working queue looks for due ones every `pollMs`
+ * and enqueues each run in one transaction with the advance of its schedule (schedules.ts).
  *
  * `close(graceMs)` stops claiming, aborts the handlers' signals and waits up to `graceMs`. A job
  * whose handler throws after its signal was aborted by close goes straight back to `queued`
@@ -47,9 +75,13 @@ export function createEmbeddedQueue<R extends JobRegistry>(
   opts: EmbeddedQueueOptions<R>,
 ): JobQueue<R> {
   const { db, registry, logger } = opts;
+  const typeOptions = (opts.typeOptions ?? {}) as JobTypeOptions<JobRegistry>;
+  const clock = opts.clock ?? systemClock;
+  const pollMs = opts.pollMs ?? 500;
   const workerId =
     opts.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
   let worker: EmbeddedWorker | undefined;
+  let scheduler: Ticker | undefined;
   let closed = false;
   let closing: Promise<void> | undefined;
 
@@ -57,22 +89,41 @@ export function createEmbeddedQueue<R extends JobRegistry>(
     if (closed) throw new Error("The job queue is closed");
   };
 
+  /** Writes the jobs in `tx` (committed with it) or on their own, then wakes the worker. */
+  async function write(jobs: NewJob[], tx: Queryable | undefined) {
+    assertOpen();
+    if (jobs.length === 0) return;
+    const ready = jobs.some((j) => j.delayMs === 0);
+    if (tx && tx !== db) {
+      await insertJobs(tx, jobs);
+      // Without a commit hook (a wrapped handle) the worker's next poll finds them.
+      if (ready) tx.afterCommit?.(() => worker?.wake());
+      return;
+    }
+    if (jobs.length === 1) await insertJobs(db, jobs);
+    else await db.transaction((t) => insertJobs(t, jobs));
+    if (ready) worker?.wake();
+  }
+
   return {
     async enqueue(type, payload, enqueueOpts) {
-      assertOpen();
-      const job = prepareJob(registry, type, payload, enqueueOpts);
-      await insertJobs(db, [job]);
-      if (job.delayMs === 0) worker?.wake();
+      const job = prepareJob(registry, type, payload, enqueueOpts, typeOptions);
+      await write([job], enqueueOpts?.tx);
       return { id: job.id };
     },
 
-    async enqueueBatch(items) {
-      assertOpen();
-      const jobs = items.map((i) => prepareJob(registry, i.type, i.payload, i.opts));
-      if (jobs.length === 0) return [];
-      await db.transaction((tx) => insertJobs(tx, jobs));
-      worker?.wake();
+    async enqueueBatch(items, batchOpts) {
+      const jobs = items.map((i) => prepareJob(registry, i.type, i.payload, i.opts, typeOptions));
+      await write(jobs, batchOpts?.tx);
       return jobs.map((j) => ({ id: j.id }));
+    },
+
+    async schedule(key, type, payload, timing) {
+      assertOpen();
+      // The payload is checked now, as an enqueue would, and again at every run.
+      prepareJob(registry, type, payload, {}, typeOptions);
+      validateTiming(timing);
+      await upsertSchedule(db, { key, type, payload, timing, now: clock.now() });
     },
 
     get: (tenantId, jobId) => getJob(db, tenantId, jobId),
@@ -87,23 +138,51 @@ export function createEmbeddedQueue<R extends JobRegistry>(
       if (!Number.isInteger(concurrency) || concurrency < 1) {
         throw new Error(`concurrency must be a positive integer, got ${concurrency}`);
       }
+      const types = Object.keys(handlers);
       worker = startEmbeddedWorker({
         db,
         registry,
+        typeOptions,
         handlers: handlers as unknown as JobHandlers<JobRegistry>,
         logger,
         workerId,
         concurrency,
         leaseMs: opts.leaseMs ?? 30_000,
-        pollMs: opts.pollMs ?? 500,
+        pollMs,
         backoffBaseMs: opts.backoffBaseMs ?? 2_000,
         singleProcess: opts.singleProcess ?? false,
+      });
+      scheduler = startTicker({
+        everyMs: pollMs,
+        logger,
+        what: "enqueueing due scheduled jobs",
+        async tick() {
+          for (;;) {
+            const run = await enqueueDueRun(db, {
+              now: clock.now(),
+              types,
+              prepare: ({ key, type, payload, jobId }) => {
+                try {
+                  return prepareJob(registry, type, payload, { jobId }, typeOptions);
+                } catch (err) {
+                  // Its payload no longer validates (the schema changed): the due time is
+                  // skipped, loudly, rather than blocking the schedules behind it.
+                  if (!(err instanceof InvalidJobError)) throw err;
+                  logger.error({ err, scheduleKey: key }, "scheduled job skipped: invalid payload");
+                  return undefined;
+                }
+              },
+            });
+            if (!run) return;
+            if (run.job) worker?.wake();
+          }
+        },
       });
     },
 
     close(graceMs = DEFAULT_CLOSE_GRACE_MS) {
       closed = true;
-      closing ??= worker ? worker.close(graceMs) : Promise.resolve();
+      closing ??= Promise.all([scheduler?.stop(graceMs), worker?.close(graceMs)]).then(() => {});
       return closing;
     },
   };

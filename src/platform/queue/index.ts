@@ -2,7 +2,9 @@ export { type BullmqQueueOptions, createBullmqQueue } from "./bullmq.js";
 export { createEmbeddedQueue, type EmbeddedQueueOptions } from "./embedded.js";
 export { InvalidJobError } from "./jobs-store.js";
 export {
+  type BatchOptions,
   backoffMs,
+  type Clock,
   type EnqueueOptions,
   type JobContext,
   type JobHandlers,
@@ -10,6 +12,9 @@ export {
   type JobRecord,
   type JobRegistry,
   type JobStatus,
+  type JobTypeOptions,
   NonRetryableError,
+  type ScheduleTiming,
+  systemClock,
   type WorkOptions,
 } from "./queue.js";

@@ -6,6 +6,7 @@ import {
   type JobRecord,
   type JobRegistry,
   type JobStatus,
+  type JobTypeOptions,
   NonRetryableError,
 } from "./queue.js";
 
@@ -22,7 +23,8 @@ export class InvalidJobError extends Error {
 /** A validated job, ready to insert. `payload` is what the caller gave, not the parsed form. */
 export interface NewJob {
   id: string;
-  tenantId: string;
+  /** Null for a platform job. */
+  tenantId: string | null;
   type: string;
   payload: unknown;
   priority: number;
@@ -44,15 +46,17 @@ export function prepareJob(
   type: string,
   payload: unknown,
   opts: EnqueueOptions = {},
+  typeOptions: JobTypeOptions<JobRegistry> = {},
 ): NewJob {
   const parsed = parsePayload(registry, type, payload);
   if (!parsed.ok) throw new InvalidJobError(parsed.error);
-  if (!isUuid(parsed.value.tenantId)) {
+  const { tenantId } = parsed.value;
+  if (tenantId !== null && !isUuid(tenantId)) {
     throw new InvalidJobError(`Invalid payload for job "${type}": tenantId must be a UUID`);
   }
   const priority = opts.priority ?? 0;
   const delayMs = opts.delayMs ?? 0;
-  const maxAttempts = opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  const maxAttempts = opts.maxAttempts ?? typeOptions[type]?.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   if (!Number.isInteger(priority) || priority < -100 || priority > 100) {
     throw new InvalidJobError(`priority must be an integer in -100..100, got ${priority}`);
   }
@@ -67,7 +71,7 @@ export function prepareJob(
   }
   return {
     id: opts.jobId ?? randomUUID(),
-    tenantId: parsed.value.tenantId,
+    tenantId,
     type,
     payload,
     priority,
@@ -105,9 +109,13 @@ export async function insertJobs(q: Queryable, jobs: readonly NewJob[]): Promise
   }
 }
 
-/** Removes jobs that were inserted but could not be handed to the queue. */
-export async function deleteJobs(q: Queryable, ids: readonly string[]): Promise<void> {
-  await q.query("delete from jobs where id = any($1::uuid[])", [ids]);
+/** The first retry delay of a job type: its own, or the queue's. */
+export function backoffBaseOf(
+  typeOptions: JobTypeOptions<JobRegistry>,
+  type: string,
+  queueBaseMs: number,
+): number {
+  return typeOptions[type]?.backoffBaseMs ?? queueBaseMs;
 }
 
 interface JobRow {
@@ -174,7 +182,7 @@ export function parsePayload(
   registry: JobRegistry,
   type: string,
   payload: unknown,
-): { ok: true; value: { tenantId: string } } | { ok: false; error: string } {
+): { ok: true; value: { tenantId: string | null } } | { ok: false; error: string } {
   const schema = Object.hasOwn(registry, type) ? registry[type] : undefined;
   if (!schema) return { ok: false, error: `Unknown job type "${type}"` };
   const parsed = schema.safeParse(payload);

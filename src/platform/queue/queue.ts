@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import type { Queryable } from "../db/index.js";
 
 /**
  * The job queue port. Two adapters: `embedded` (rows in the `jobs` table, claimed with
@@ -7,8 +8,27 @@ import type { z } from "zod";
  * and the admin read, whichever adapter runs the work.
  */
 
-/** Maps each job type to the zod schema of its payload; every payload carries `tenantId`. */
-export type JobRegistry = Record<string, z.ZodType<{ tenantId: string }>>;
+/**
+ * Maps each job type to the zod schema of its payload. Every payload carries `tenantId`: the
+ * tenant the job works for, or `null` for a platform job (crash repair, sweeps) that works
+ * across tenants and is visible to none.
+ */
+export type JobRegistry = Record<string, z.ZodType<{ tenantId: string | null }>>;
+
+/** Per job type: attempts and the first retry delay, when they differ from the queue's. */
+export type JobTypeOptions<R extends JobRegistry> = {
+  [K in keyof R]?: { maxAttempts?: number; backoffBaseMs?: number };
+};
+
+/** Where "now" comes from for schedules: the real clock, or one a test moves by hand. */
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+/** When a scheduled job is due: a cron expression (UTC), or a fixed interval. */
+export type ScheduleTiming = { cron: string } | { everyMs: number };
 
 export type JobStatus = "queued" | "running" | "completed" | "failed" | "dead";
 
@@ -24,6 +44,17 @@ export interface EnqueueOptions {
    * between can be told from a job that exists). Enqueueing an id that exists fails.
    */
   jobId?: string;
+  /**
+   * Write the job in the caller's transaction (the handle `Db.transaction` gave): it exists,
+   * and workers see it, only if that transaction commits. Without it the job is written on its
+   * own and is durable once `enqueue` resolves.
+   */
+  tx?: Queryable;
+}
+
+export interface BatchOptions {
+  /** As `EnqueueOptions.tx`, for the whole batch. */
+  tx?: Queryable;
 }
 
 export interface JobRecord {
@@ -44,6 +75,8 @@ export interface JobContext<P> {
   payload: P;
   /** 1 for the first attempt. */
   attempt: number;
+  /** Attempts in all; the job is `dead` if attempt `maxAttempts` fails. */
+  maxAttempts: number;
   /** Aborted when the queue shuts down; long work should stop and let the job run again. */
   signal: AbortSignal;
 }
@@ -61,17 +94,37 @@ export interface JobQueue<R extends JobRegistry> {
   /**
    * Validates the payload against the registry (a bad payload throws before anything is
    * written), records the job as `queued` and makes it available to workers. Durable once the
-   * promise resolves: a crash afterwards does not lose the job.
+   * promise resolves (with `opts.tx`: once that transaction commits): a crash afterwards,
+   * even before a broker received the job, does not lose it. A rolled-back transaction leaves
+   * no job.
    */
   enqueue<K extends keyof R & string>(
     type: K,
     payload: z.infer<R[K]>,
     opts?: EnqueueOptions,
   ): Promise<{ id: string }>;
-  /** Enqueues many jobs at once, all or none. Ids come back in input order. */
+  /**
+   * Enqueues many jobs at once, all or none (in `opts.tx` when given; a `tx` in an item's
+   * options is ignored). Ids come back in input order.
+   */
   enqueueBatch<K extends keyof R & string>(
     items: Array<{ type: K; payload: z.infer<R[K]>; opts?: EnqueueOptions }>,
+    opts?: BatchOptions,
   ): Promise<Array<{ id: string }>>;
+  /**
+   * Declares a repeatable job under `key` (created, or its type, payload and timing replaced;
+   * unchanged timing keeps its next due time). Each due time runs exactly once across all
+   * processes working the queue, as an ordinary job (attempts, backoff and status included).
+   * `everyMs` runs first at once, then every interval; `cron` at its next time. A due time
+   * missed while no worker ran is run once when one starts, not once per missed time.
+   * Due runs are enqueued by processes that called `work()`.
+   */
+  schedule<K extends keyof R & string>(
+    key: string,
+    type: K,
+    payload: z.infer<R[K]>,
+    timing: ScheduleTiming,
+  ): Promise<void>;
   /** A job of the tenant; undefined for another tenant's job or an unknown id. */
   get(tenantId: string, jobId: string): Promise<JobRecord | undefined>;
   /**
@@ -85,8 +138,9 @@ export interface JobQueue<R extends JobRegistry> {
    * Makes sure every job recorded as `queued` and due for longer than `olderThanMs` can be
    * picked up (the 500 longest overdue per call):
    * the BullMQ adapter re-submits such rows to Redis (a no-op for those already there), which
-   * repairs a crash between writing a job's row and handing it to Redis. Nothing to do for the
-   * embedded queue, whose rows are the queue. Returns how many rows it looked at.
+   * repairs what the relay cannot see: rows marked handed over that Redis lost since (a
+   * flushed or failed-over Redis). Nothing to do for the embedded queue, whose rows are the
+   * queue. Returns how many rows it looked at.
    */
   recover(olderThanMs: number): Promise<number>;
   /**
