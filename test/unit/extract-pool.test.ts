@@ -90,6 +90,41 @@ describe("extraction limits", () => {
     }
   });
 
+  it("gives a document waiting for a thread its whole time limit once it starts", async () => {
+    const slow = createThreadExtractor({ threads: 1, timeoutMs: 200 });
+    try {
+      // The second waits longer than 200 ms for the one thread (and its replacement): it must
+      // still run, because its time counts only from its own start.
+      const first = extractionError(slow.extract(page(40_000), "html"));
+      const second = slow.extract(Buffer.from("waited its turn"), "txt");
+      expect((await first).code).toBe("ingestion.extraction_timeout");
+      expect((await second).text).toBe("waited its turn");
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it("stops an extraction when its caller aborts, with the caller's reason", async () => {
+    const pool = createThreadExtractor({ threads: 1, timeoutMs: 60_000 });
+    try {
+      const controller = new AbortController();
+      const reason = new Error("the job was cancelled");
+      const aborted = pool
+        .extract(page(40_000), "html", { signal: controller.signal })
+        .catch((e: unknown) => e);
+      const queued = pool.extract(Buffer.from("next in line"), "txt");
+      setTimeout(() => controller.abort(reason), 100);
+      expect(await aborted).toBe(reason);
+      // The thread was stopped and replaced: what waited behind it runs.
+      expect((await queued).text).toBe("next in line");
+      await expect(
+        pool.extract(Buffer.from("x"), "txt", { signal: AbortSignal.abort(reason) }),
+      ).rejects.toBe(reason);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it("fails a document that needs more memory than a thread may use, not the process", async () => {
     const small = createThreadExtractor({ threads: 1, timeoutMs: 60_000, maxHeapMb: 16 });
     try {

@@ -1,31 +1,42 @@
-import { Worker } from "node:worker_threads";
+import { createRequire } from "node:module";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Piscina } from "piscina";
 import {
   type DocumentKind,
   type ExtractedDocument,
   ExtractionError,
-  type ExtractionErrorCode,
   type ExtractOptions,
   extractDocument,
 } from "./extract.js";
-import type { ExtractRequest } from "./extract.worker.js";
+import type { ExtractReply, ExtractRequest, StartedMessage } from "./extract.worker.js";
+
+export interface ExtractCallOptions {
+  sourceUrl?: string | undefined;
+  sniff?: boolean;
+  /** Aborting stops the extraction (its thread is replaced); it rejects with the reason. */
+  signal?: AbortSignal | undefined;
+}
 
 /** Text extraction as the pipeline calls it (extract.ts does the work). */
 export interface Extractor {
   extract(
     bytes: Buffer,
     declared: DocumentKind,
-    opts?: { sourceUrl?: string | undefined; sniff?: boolean },
+    opts?: ExtractCallOptions,
   ): Promise<ExtractedDocument>;
   close(): Promise<void>;
 }
 
 /** Extraction in the calling thread: for tools and tests of extraction itself. */
 export const inlineExtractor: Extractor = {
-  extract: (bytes, declared, opts) => extractDocument(bytes, declared, extractOptions(opts)),
+  extract: (bytes, declared, opts) => {
+    opts?.signal?.throwIfAborted();
+    return extractDocument(bytes, declared, extractOptions(opts));
+  },
   close: async () => {},
 };
 
-function extractOptions(opts?: { sourceUrl?: string | undefined; sniff?: boolean }) {
+function extractOptions(opts?: ExtractCallOptions) {
   const out: ExtractOptions = {};
   if (opts?.sourceUrl) out.sourceUrl = opts.sourceUrl;
   if (opts?.sniff !== undefined) out.sniff = opts.sniff;
@@ -41,154 +52,119 @@ export interface ThreadExtractorOptions {
   maxHeapMb?: number;
 }
 
-interface Task {
-  request: ExtractRequest;
-  resolve(doc: ExtractedDocument): void;
-  reject(err: Error): void;
+/**
+ * The thread's module. From the TypeScript sources (tests, `tsx`) it is the .ts file, which
+ * the thread loads through tsx's loader; from the build, the .js file beside this one.
+ */
+function workerModule(): { filename: string; execArgv?: string[] } {
+  const fromSource = import.meta.url.endsWith(".ts");
+  const filename = fileURLToPath(
+    new URL(`./extract.worker.${fromSource ? "ts" : "js"}`, import.meta.url),
+  );
+  if (!fromSource) return { filename };
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
+  return { filename, execArgv: ["--import", tsx] };
 }
 
-type Reply = { ok: ExtractedDocument } | { error: { message: string; code?: ExtractionErrorCode } };
+const isStarted = (m: unknown): m is StartedMessage =>
+  typeof m === "object" && m !== null && typeof (m as StartedMessage).started === "number";
 
 /**
- * Runs extractions in worker threads. Parsing a large HTML page or PDF is synchronous work of
- * up to seconds (bench/RESULTS.md: ~0.33 s per MB of HTML), which in the calling thread would
- * stall every request the process serves. A thread also bounds an extraction in time and
- * memory: past either limit the thread is terminated and the document fails with a code,
- * while the worker process carries on. Threads start on first use.
+ * Runs extractions in worker threads (a piscina pool). Parsing a large HTML page or PDF is
+ * synchronous work of up to seconds (bench/RESULTS.md: ~0.33 s per MB of HTML), which in the
+ * calling thread would stall every request the process serves. A thread also bounds an
+ * extraction in time and memory: past either limit the thread is terminated and replaced, and
+ * the document fails with a code, while the worker process carries on.
+ *
+ * The threads start together on first use and stay. The time limit counts from the moment a
+ * thread starts the task (the thread says so), not from the call: a document waiting its
+ * turn behind slow ones has not used any of its time.
  */
 export function createThreadExtractor(opts: ThreadExtractorOptions): Extractor {
   if (!Number.isInteger(opts.threads) || opts.threads < 1) {
     throw new RangeError("threads must be a positive integer");
   }
-  const idle: Worker[] = [];
-  /** Threads whose module has loaded (they say so once). */
-  const loaded = new WeakMap<Worker, Promise<void>>();
-  const waiting: Task[] = [];
-  const busy = new Set<Worker>();
+  /** Tasks that have been handed out, by id: each starts its own time limit. */
+  const starting = new Map<number, () => void>();
+  let lastId = 0;
+  let pool: Piscina<ExtractRequest, ExtractReply> | undefined;
   let closed = false;
 
-  function spawn(): Worker {
-    // From the TypeScript sources (tests, `tsx`), the thread loads them through tsx too.
-    const fromSource = import.meta.url.endsWith(".ts");
-    const url = new URL(`./extract.worker.${fromSource ? "ts" : "js"}`, import.meta.url);
-    const resourceLimits = { maxOldGenerationSizeMb: opts.maxHeapMb ?? 512 };
-    const worker = fromSource
-      ? new Worker(
-          `import("tsx/esm/api").then((m) => m.register()).then(() => import(${JSON.stringify(url.href)}))`,
-          { eval: true, resourceLimits },
-        )
-      : new Worker(url, { resourceLimits });
-    worker.unref();
-    loaded.set(
-      worker,
-      new Promise<void>((resolve) => {
-        const onReady = (m: { ready?: boolean }) => {
-          if (!m?.ready) return;
-          worker.off("message", onReady);
-          resolve();
-        };
-        worker.on("message", onReady);
-      }),
-    );
-    return worker;
+  function poolOf(): Piscina<ExtractRequest, ExtractReply> {
+    if (pool) return pool;
+    pool = new Piscina<ExtractRequest, ExtractReply>({
+      ...workerModule(),
+      // As many threads as the bound, kept: piscina 5.3 replaces a thread lost to an abort or
+      // a crash only up to `minThreads`, and below that leaves queued tasks waiting for good.
+      minThreads: opts.threads,
+      maxThreads: opts.threads,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      resourceLimits: { maxOldGenerationSizeMb: opts.maxHeapMb ?? 512 },
+      recordTiming: false,
+    });
+    pool.on("message", (m: unknown) => {
+      if (isStarted(m)) starting.get(m.started)?.();
+    });
+    return pool;
   }
 
-  function run(worker: Worker, task: Task): void {
-    busy.add(worker);
-    let settled = false;
-    const finish = (fn: () => void, reusable: boolean) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      worker.off("message", onMessage);
-      worker.off("error", onError);
-      worker.off("exit", onExit);
-      busy.delete(worker);
-      fn();
-      if (reusable && !closed) release(worker);
-      else {
-        void worker.terminate();
-        if (!closed) next();
-      }
-    };
-    const onMessage = (reply: Reply | { ready: true }) => {
-      if ("ready" in reply) return;
-      if ("ok" in reply) finish(() => task.resolve(reply.ok), true);
-      else {
-        const { message, code } = reply.error;
-        const err = code ? new ExtractionError(code, message) : new Error(message);
-        finish(() => task.reject(err), true);
-      }
-    };
-    const failed = (message: string) =>
-      finish(() => task.reject(new ExtractionError("ingestion.extraction_failed", message)), false);
-    const onError = (err: Error) => failed(`the extraction thread failed: ${err.message}`);
-    const onExit = (code: number) => failed(`the extraction thread exited (code ${code})`);
+  const closedError = () => new Error("the extractor is closed");
+
+  async function run(
+    bytes: Buffer,
+    declared: DocumentKind,
+    extractOpts?: ExtractCallOptions,
+  ): Promise<ExtractedDocument> {
+    const id = ++lastId;
+    const deadline = new AbortController();
     let timer: NodeJS.Timeout | undefined;
-    const startTimer = () => {
-      if (settled) return;
-      timer = setTimeout(
-        () =>
-          finish(
-            () =>
-              task.reject(
-                new ExtractionError(
-                  "ingestion.extraction_timeout",
-                  `extracting the text took longer than ${opts.timeoutMs} ms`,
-                ),
-              ),
-            false,
-          ),
-        opts.timeoutMs,
+    starting.set(id, () => {
+      timer = setTimeout(() => deadline.abort(), opts.timeoutMs);
+    });
+    const caller = extractOpts?.signal;
+    // The bytes are copied once into a buffer the thread then owns.
+    const copy = new Uint8Array(bytes);
+    const request: ExtractRequest = { id, bytes: copy, declared, ...extractOptions(extractOpts) };
+    let reply: ExtractReply;
+    try {
+      reply = await poolOf().run(request, {
+        transferList: [copy.buffer],
+        signal: caller ? AbortSignal.any([caller, deadline.signal]) : deadline.signal,
+      });
+    } catch (err) {
+      if (closed) throw closedError();
+      if (caller?.aborted) throw caller.reason;
+      if (deadline.signal.aborted) {
+        throw new ExtractionError(
+          "ingestion.extraction_timeout",
+          `extracting the text took longer than ${opts.timeoutMs} ms`,
+        );
+      }
+      // The thread died under the document (out of memory, a crash): piscina replaces it.
+      throw new ExtractionError(
+        "ingestion.extraction_failed",
+        `the extraction thread failed: ${(err as Error).message}`,
       );
-    };
-    worker.on("message", onMessage);
-    worker.on("error", onError);
-    worker.on("exit", onExit);
-    // The bytes are copied once into a buffer the thread then owns. The thread reads its
-    // messages once loaded, and the time limit counts from then.
-    const bytes = new Uint8Array(task.request.bytes);
-    worker.postMessage({ ...task.request, bytes }, [bytes.buffer]);
-    void loaded.get(worker)?.then(startTimer);
-  }
-
-  function release(worker: Worker): void {
-    const task = waiting.shift();
-    if (task) run(worker, task);
-    else idle.push(worker);
-  }
-
-  /** Starts the next waiting task on a new thread, if a slot is free. */
-  function next(): void {
-    if (waiting.length === 0 || busy.size + idle.length >= opts.threads) return;
-    run(spawn(), waiting.shift() as Task);
+    } finally {
+      starting.delete(id);
+      clearTimeout(timer);
+    }
+    if ("ok" in reply) return reply.ok;
+    const { message, code } = reply.error;
+    throw code ? new ExtractionError(code, message) : new Error(message);
   }
 
   return {
     extract(bytes, declared, extractOpts) {
-      if (closed) return Promise.reject(new Error("the extractor is closed"));
-      return new Promise<ExtractedDocument>((resolve, reject) => {
-        const request: ExtractRequest = {
-          bytes,
-          declared,
-          ...extractOptions(extractOpts),
-        };
-        const task: Task = { request, resolve, reject };
-        const worker = idle.pop();
-        if (worker) run(worker, task);
-        else {
-          waiting.push(task);
-          next();
-        }
-      });
+      if (closed) return Promise.reject(closedError());
+      return run(bytes, declared, extractOpts);
     },
 
     /** Stops every thread; extractions still running or waiting fail. Idempotent. */
     async close() {
       if (closed) return;
       closed = true;
-      for (const task of waiting.splice(0)) task.reject(new Error("the extractor is closed"));
-      await Promise.all([...idle.splice(0), ...busy].map((w) => w.terminate()));
+      await pool?.destroy();
     },
   };
 }

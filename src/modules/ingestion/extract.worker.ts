@@ -1,30 +1,45 @@
 import { parentPort } from "node:worker_threads";
-import { type DocumentKind, ExtractionError, extractDocument } from "./extract.js";
+import {
+  type DocumentKind,
+  type ExtractedDocument,
+  ExtractionError,
+  type ExtractionErrorCode,
+  extractDocument,
+} from "./extract.js";
 
-/** One extraction thread of extract-pool.ts: a request in, the text or the error out. */
+/** One task of extract-pool.ts's threads: a request in, the text or the error out. */
 export interface ExtractRequest {
+  /** Names the task in its `started` message. */
+  id: number;
   bytes: Uint8Array;
   declared: DocumentKind;
   sourceUrl?: string;
   sniff?: boolean;
 }
 
-// Loaded: the time limit of the first request starts now, not while the thread starts up.
-parentPort?.postMessage({ ready: true });
+/** A document's own failure travels as a value: a thrown error would lose its code. */
+export type ExtractReply =
+  | { ok: ExtractedDocument }
+  | { error: { message: string; code?: ExtractionErrorCode } };
 
-parentPort?.on("message", async (req: ExtractRequest) => {
+/** Posted when a task starts, so that its time limit leaves out its wait in the queue. */
+export interface StartedMessage {
+  started: number;
+}
+
+export default async function extract(req: ExtractRequest): Promise<ExtractReply> {
+  parentPort?.postMessage({ started: req.id } satisfies StartedMessage);
   try {
     const { sourceUrl, sniff } = req;
     const opts = { ...(sourceUrl ? { sourceUrl } : {}), ...(sniff !== undefined ? { sniff } : {}) };
-    const doc = await extractDocument(Buffer.from(req.bytes), req.declared, opts);
-    parentPort?.postMessage({ ok: doc });
+    return { ok: await extractDocument(Buffer.from(req.bytes), req.declared, opts) };
   } catch (err) {
     const e = err as Error;
-    parentPort?.postMessage({
+    return {
       error: {
         message: e?.message ?? String(err),
-        code: err instanceof ExtractionError ? err.code : undefined,
+        ...(err instanceof ExtractionError ? { code: err.code } : {}),
       },
-    });
+    };
   }
-});
+}

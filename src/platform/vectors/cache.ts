@@ -1,3 +1,5 @@
+import { LRUCache } from "lru-cache";
+
 /**
  * A keyed pool of open resources (here: one tenant's LanceDB connection and tables), bounded
  * by count, least recently used first out, closed after `idleMs` without use.
@@ -42,11 +44,18 @@ interface Entry<T> {
   markClosed: () => void;
 }
 
+/**
+ * The order and the bound are lru-cache's; the references and the idle clock are ours. Idle
+ * here means "no user since the last one left", which lru-cache's TTL (the age since the last
+ * get or set, users or not) does not express: a long search would expire under its caller.
+ */
 export function createLruPool<T>(opts: LruPoolOptions<T>): LruPool<T> {
   const now = opts.now ?? Date.now;
-  const max = Math.max(1, opts.max);
-  // Map iteration is insertion order: re-inserting on use keeps the least recent first.
-  const entries = new Map<string, Entry<T>>();
+  const entries = new LRUCache<string, Entry<T>>({
+    max: Math.max(1, opts.max),
+    // Every way out of the cache (pushed out past `max`, idle, evicted, closed) lands here.
+    dispose: (e) => retire(e),
+  });
   const draining = new Set<Entry<T>>();
   let closing: Promise<void> | undefined;
 
@@ -83,34 +92,30 @@ export function createLruPool<T>(opts: LruPoolOptions<T>): LruPool<T> {
       .finally(e.markClosed);
   }
 
+  /** An entry has left the cache: closed now if unused, else once its last user is done. */
   function retire(e: Entry<T>): void {
     if (e.retired) return;
     e.retired = true;
-    if (entries.get(e.key) === e) entries.delete(e.key);
     if (e.refs === 0) finish(e);
     else draining.add(e);
   }
 
-  function sweep(): void {
-    const t = now();
-    for (const e of [...entries.values()]) {
-      if (e.refs === 0 && t - e.lastUsed >= opts.idleMs) retire(e);
-    }
+  /** Takes `e` out of the cache, which retires it; one already out was retired on the way. */
+  function remove(e: Entry<T>): void {
+    if (entries.peek(e.key) === e) entries.delete(e.key);
   }
 
-  /** Retires the least recently used entries past `max`, busy or not (see the module doc). */
-  function trim(): void {
-    for (const e of [...entries.values()]) {
-      if (entries.size <= max) return;
-      retire(e);
-    }
+  function sweep(): void {
+    const t = now();
+    const idle = [...entries.values()].filter((e) => e.refs === 0 && t - e.lastUsed >= opts.idleMs);
+    for (const e of idle) remove(e);
   }
 
   function acquire(key: string): Entry<T> {
+    // `get` makes it the most recently used; a new entry may push out the least recent one,
+    // busy or not (see the module doc).
     const existing = entries.get(key);
     if (existing) {
-      entries.delete(key);
-      entries.set(key, existing);
       existing.refs++;
       return existing;
     }
@@ -131,10 +136,9 @@ export function createLruPool<T>(opts: LruPoolOptions<T>): LruPool<T> {
       (v) => {
         e.resolved = v;
       },
-      () => retire(e), // a failed open is not cached: the next `use` tries again
+      () => remove(e), // a failed open is not cached: the next `use` tries again
     );
     entries.set(key, e);
-    trim();
     return e;
   }
 
@@ -152,9 +156,9 @@ export function createLruPool<T>(opts: LruPoolOptions<T>): LruPool<T> {
       }
     },
     async evict(key) {
-      const e = entries.get(key);
+      const e = entries.peek(key);
       if (!e) return;
-      retire(e);
+      remove(e);
       await e.closed;
     },
     sweep,
@@ -166,7 +170,7 @@ export function createLruPool<T>(opts: LruPoolOptions<T>): LruPool<T> {
       if (!closing) {
         clearInterval(timer);
         const all = [...entries.values(), ...draining];
-        for (const e of all) retire(e);
+        entries.clear();
         closing = Promise.all(all.map((e) => e.closed)).then(() => undefined);
       }
       return closing;
