@@ -110,7 +110,7 @@ admin
   .requiredOption("--password <password>", "at least 10 characters")
   .action((opts: { email: string; password: string }) =>
     run(async () => {
-      const { email, newPassword } = await import("./http/schemas.js");
+      const { email, newPassword } = (await import("./modules/auth/index.js")).authSchemas;
       const e = email.safeParse(opts.email);
       const p = newPassword.safeParse(opts.password);
       if (!e.success || !p.success) {

@@ -155,7 +155,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   );
 
   await app.register(authRoutes, { auth: ctx.auth, tenants: ctx.tenants });
-  await app.register(tenantsRoutes, { auth: ctx.auth, tenants: ctx.tenants });
+  await app.register(tenantsRoutes, { tenants: ctx.tenants });
   await app.register(adminRoutes, { tenants: ctx.tenants });
   await app.register(ingestionRoutes, {
     ingestion: ctx.ingestion,

@@ -1,9 +1,10 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { tenantContext } from "../../http/auth-hook.js";
-import { apiKeyInfoSchema, idParams, noContent, plainText } from "../../http/schemas.js";
+import { idParams, noContent, plainText } from "../../http/schemas.js";
 import { API_KEY_SCOPES, DEFAULT_API_KEY_SCOPES } from "../../tenancy.js";
 import { MAX_ACTIVE_API_KEYS } from "./api-keys.js";
+import { apiKeyInfoSchema } from "./auth.schemas.js";
 import type { AuthService } from "./auth.service.js";
 
 const keyName = plainText().trim().min(1).max(100);

@@ -8,6 +8,7 @@ import {
   normalizeScopes,
   type TenantContext,
 } from "../../tenancy.js";
+import type { ApiKeyInfo } from "./auth.schemas.js";
 import { type ApiKeyRow, authStore as store } from "./auth.store.js";
 
 export const API_KEY_PREFIX = "trk_";
@@ -18,16 +19,6 @@ const API_KEY_VISIBLE_CHARS = 12;
  * tenant that hits it has keys nobody uses, and the list shows which (`lastUsedAt`).
  */
 export const MAX_ACTIVE_API_KEYS = 20;
-
-export interface ApiKeyInfo {
-  id: string;
-  name: string;
-  prefix: string;
-  scopes: ApiKeyScope[];
-  createdAt: string;
-  lastUsedAt: string | null;
-  revokedAt: string | null;
-}
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 

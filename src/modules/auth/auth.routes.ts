@@ -1,17 +1,16 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { platformContext, routedRequest, tenantContext } from "../../http/auth-hook.js";
+import { idParams, noContent } from "../../http/schemas.js";
+import { type TenantsService, tenantSchemas } from "../tenants/index.js";
+import { apiKeyRoutes } from "./api-keys.routes.js";
 import {
   apiKeyInfoSchema,
   email,
-  idParams,
   newPassword,
-  noContent,
   tokenPairSchema,
   userSchema,
-} from "../../http/schemas.js";
-import { type TenantsService, tenantSchemas } from "../tenants/index.js";
-import { apiKeyRoutes } from "./api-keys.routes.js";
+} from "./auth.schemas.js";
 import type { AuthService } from "./auth.service.js";
 
 const meSchema = z.object({
@@ -20,11 +19,15 @@ const meSchema = z.object({
   apiKey: apiKeyInfoSchema.nullable(),
 });
 
-/** /api/auth/*, and the tenant's users and (api-keys.routes.ts) API keys under /api/customers. */
+/**
+ * /api/auth/*, and under /api/customers the tenant's profile (the tenant and the calling user),
+ * users and (api-keys.routes.ts) API keys. The profile is here, not in the tenants module,
+ * because it answers with the user: tenants knows nothing of auth, auth uses tenants.
+ */
 export const authRoutes: FastifyPluginAsyncZod<{
   auth: AuthService;
   tenants: TenantsService;
-}> = async (app, { auth }) => {
+}> = async (app, { auth, tenants }) => {
   app.post(
     "/api/auth/signup",
     {
@@ -116,6 +119,46 @@ export const authRoutes: FastifyPluginAsyncZod<{
   );
 
   await app.register(apiKeyRoutes, { auth });
+
+  const profileSchema = z.object({
+    tenant: tenantSchemas.tenantSchema,
+    user: userSchema.nullable(),
+  });
+
+  app.get(
+    "/api/customers/profile",
+    {
+      config: { scope: "read" },
+      schema: {
+        tags: ["customers"],
+        summary: "The tenant and the calling user",
+        response: { 200: profileSchema },
+      },
+    },
+    async (req) => {
+      const me = await auth.me(tenantContext(req));
+      return { tenant: me.tenant, user: me.user };
+    },
+  );
+
+  app.put(
+    "/api/customers/profile",
+    {
+      config: { minRole: "admin", scope: "admin" },
+      schema: {
+        tags: ["customers"],
+        summary: "Update the tenant's profile",
+        body: tenantSchemas.profileUpdateSchema,
+        response: { 200: profileSchema },
+      },
+    },
+    async (req) => {
+      const ctx = tenantContext(req);
+      await tenants.rename(ctx, req.body.companyName);
+      const me = await auth.me(ctx);
+      return { tenant: me.tenant, user: me.user };
+    },
+  );
 
   app.get(
     "/api/customers/users",

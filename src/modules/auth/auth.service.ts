@@ -21,25 +21,12 @@ import {
 } from "../../tenancy.js";
 import type { Tenant, TenantStatus, TenantsService } from "../tenants/index.js";
 import { API_KEY_PREFIX, createApiKeys, issueApiKey, toKeyInfo } from "./api-keys.js";
+import type { TokenPair, User } from "./auth.schemas.js";
 import { authStore as store, type UserRow } from "./auth.store.js";
 import { createLoginThrottle } from "./login-throttle.js";
 import type { TokenSigner } from "./tokens.js";
 
 const REFRESH_PREFIX = "rtk_";
-
-export interface User {
-  id: string;
-  email: string;
-  role: TenantRole | "platform_admin";
-  createdAt: string;
-  lastLoginAt: string | null;
-}
-
-export interface TokenPair {
-  token: string;
-  refreshToken: string;
-  expiresIn: number;
-}
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 

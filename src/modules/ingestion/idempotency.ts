@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { AppError } from "../../errors.js";
-import type { Db } from "../../platform/db/index.js";
+import { type Db, kysely, sql } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
 
 const KEY_RE = /^[\x21-\x7e]{1,255}$/;
@@ -19,13 +19,6 @@ export interface StoredReply {
  */
 const CLAIM_SECONDS = 30;
 
-interface KeyRow {
-  route: string;
-  request_hash: string;
-  status_code: number | null;
-  response: unknown;
-}
-
 /**
  * Runs `fn` once per (tenant, Idempotency-Key): a retried request with the same key and the
  * same body gets the first answer again instead of a second effect. The key is claimed before
@@ -40,6 +33,8 @@ export function createIdempotency(
   opts: { claimSeconds?: number; logger?: Pick<Logger, "warn"> } = {},
 ) {
   const claimSeconds = opts.claimSeconds ?? CLAIM_SECONDS;
+  // The database's clock, as every other lease: processes' clocks may disagree.
+  const leaseEnd = () => sql<Date>`now() + make_interval(secs => ${claimSeconds})`;
   return async function withIdempotency(
     ctx: TenantContext,
     key: string | undefined,
@@ -62,25 +57,35 @@ export function createIdempotency(
       .update(JSON.stringify(request ?? null))
       .digest("hex");
     // Claim the key, or take over the claim of the same request whose holder died.
-    const claimed = await db.query(
-      `insert into idempotency_keys (tenant_id, key, route, request_hash, claimed_until)
-       values ($1, $2, $3, $4, now() + make_interval(secs => $5))
-       on conflict (tenant_id, key) do update set claimed_until = excluded.claimed_until
-       where idempotency_keys.status_code is null
-         and idempotency_keys.claimed_until < now()
-         and idempotency_keys.route = excluded.route
-         and idempotency_keys.request_hash = excluded.request_hash
-       returning key`,
-      [ctx.tenantId, key, route, hash, claimSeconds],
-    );
-    if (claimed.length === 0) return priorAnswer(ctx, key, route, hash);
+    const claimed = await kysely(db)
+      .insertInto("idempotency_keys")
+      .values({
+        tenant_id: ctx.tenantId,
+        key,
+        route,
+        request_hash: hash,
+        claimed_until: leaseEnd(),
+      })
+      .onConflict((oc) =>
+        oc
+          .columns(["tenant_id", "key"])
+          .doUpdateSet({ claimed_until: (eb) => eb.ref("excluded.claimed_until") })
+          .where("idempotency_keys.status_code", "is", null)
+          .where("idempotency_keys.claimed_until", "<", sql<Date>`now()`)
+          .whereRef("idempotency_keys.route", "=", "excluded.route")
+          .whereRef("idempotency_keys.request_hash", "=", "excluded.request_hash"),
+      )
+      .executeTakeFirstOrThrow();
+    if (claimed.numInsertedOrUpdatedRows === 0n) return priorAnswer(ctx, key, route, hash);
     // The lease lives as long as the request: renewed until `fn` settles.
     const renew = () =>
-      db.query(
-        `update idempotency_keys set claimed_until = now() + make_interval(secs => $3)
-         where tenant_id = $1 and key = $2 and status_code is null`,
-        [ctx.tenantId, key, claimSeconds],
-      );
+      kysely(db)
+        .updateTable("idempotency_keys")
+        .set({ claimed_until: leaseEnd() })
+        .where("tenant_id", "=", ctx.tenantId)
+        .where("key", "=", key)
+        .where("status_code", "is", null)
+        .execute();
     let renewing: Promise<unknown> = Promise.resolve();
     const renewal = setInterval(
       () => {
@@ -99,19 +104,22 @@ export function createIdempotency(
     } catch (err) {
       clearInterval(renewal);
       await renewing;
-      await db.query(
-        "delete from idempotency_keys where tenant_id = $1 and key = $2 and status_code is null",
-        [ctx.tenantId, key],
-      );
+      await kysely(db)
+        .deleteFrom("idempotency_keys")
+        .where("tenant_id", "=", ctx.tenantId)
+        .where("key", "=", key)
+        .where("status_code", "is", null)
+        .execute();
       throw err;
     }
     clearInterval(renewal);
     await renewing;
-    await db.query(
-      `update idempotency_keys set status_code = $3, response = $4, claimed_until = null
-       where tenant_id = $1 and key = $2`,
-      [ctx.tenantId, key, reply.status, JSON.stringify(reply.body)],
-    );
+    await kysely(db)
+      .updateTable("idempotency_keys")
+      .set({ status_code: reply.status, response: JSON.stringify(reply.body), claimed_until: null })
+      .where("tenant_id", "=", ctx.tenantId)
+      .where("key", "=", key)
+      .execute();
     return reply;
   };
 
@@ -122,11 +130,12 @@ export function createIdempotency(
     route: string,
     hash: string,
   ): Promise<StoredReply> {
-    const [prior] = await db.query<KeyRow>(
-      `select route, request_hash, status_code, response from idempotency_keys
-       where tenant_id = $1 and key = $2`,
-      [ctx.tenantId, key],
-    );
+    const prior = await kysely(db)
+      .selectFrom("idempotency_keys")
+      .select(["route", "request_hash", "status_code", "response"])
+      .where("tenant_id", "=", ctx.tenantId)
+      .where("key", "=", key)
+      .executeTakeFirst();
     if (prior && (prior.route !== route || prior.request_hash !== hash)) {
       throw new AppError(
         "idempotency.key_reused",
@@ -152,8 +161,9 @@ export type WithIdempotency = ReturnType<typeof createIdempotency>;
  * may run at once. Returns how many were dropped.
  */
 export async function releaseAbandonedClaims(db: Db): Promise<number> {
-  const rows = await db.query(
-    "delete from idempotency_keys where status_code is null returning key",
-  );
-  return rows.length;
+  const res = await kysely(db)
+    .deleteFrom("idempotency_keys")
+    .where("status_code", "is", null)
+    .executeTakeFirstOrThrow();
+  return Number(res.numDeletedRows);
 }

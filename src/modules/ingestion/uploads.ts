@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { AppError, notFound } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Clock } from "../../platform/clock.js";
-import type { Db, Queryable } from "../../platform/db/index.js";
+import { type Db, kysely, type Queryable, type Row, sql } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { TenantsService } from "../tenants/index.js";
 import { assertAllowedType, type DocType, fileDocType } from "./doc-types.js";
@@ -15,19 +15,30 @@ export const UPLOAD_URL_TTL_SECONDS = 15 * 60;
 const CLAIM_SECONDS = 5 * 60;
 const MB = 1024 * 1024;
 
-export interface UploadRow {
-  id: string;
-  tenant_id: string;
-  blob_key: string;
-  filename: string;
-  title: string;
+const UPLOAD_COLUMNS = [
+  "id",
+  "tenant_id",
+  "blob_key",
+  "filename",
+  "title",
+  "doc_type",
+  "content_type",
+  "size_bytes",
+  "external_id",
+  "status",
+  "result",
+] as const;
+
+type Stored = Row<"uploads", (typeof UPLOAD_COLUMNS)[number]>;
+
+/** An upload as stored; `doc_type` and `result` (jsonb) were written by this module only. */
+export type UploadRow = Omit<Stored, "doc_type" | "result"> & {
   doc_type: DocType;
-  content_type: string;
-  size_bytes: number;
-  external_id: string | null;
-  status: "pending" | "completing" | "completed";
   result: IngestResult | null;
-}
+};
+
+const asUpload = (row: Stored | undefined): UploadRow | undefined =>
+  row && { ...row, doc_type: row.doc_type as DocType, result: row.result as IngestResult | null };
 
 /** SQL for the `uploads` table. Every query filters by tenant id. */
 export const uploadsStore = {
@@ -35,61 +46,72 @@ export const uploadsStore = {
     q: Queryable,
     u: Omit<UploadRow, "status" | "result"> & { expiresAt: Date },
   ): Promise<void> {
-    await q.query(
-      `insert into uploads (id, tenant_id, blob_key, filename, title, doc_type, content_type,
-         size_bytes, external_id, expires_at)
-       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [
-        u.id,
-        u.tenant_id,
-        u.blob_key,
-        u.filename,
-        u.title,
-        u.doc_type,
-        u.content_type,
-        u.size_bytes,
-        u.external_id,
-        u.expiresAt,
-      ],
-    );
+    await kysely(q)
+      .insertInto("uploads")
+      .values({
+        id: u.id,
+        tenant_id: u.tenant_id,
+        blob_key: u.blob_key,
+        filename: u.filename,
+        title: u.title,
+        doc_type: u.doc_type,
+        content_type: u.content_type,
+        size_bytes: u.size_bytes,
+        external_id: u.external_id,
+        expires_at: u.expiresAt,
+      })
+      .execute();
   },
 
   async get(q: Queryable, tenantId: string, id: string): Promise<UploadRow | undefined> {
-    const rows = await q.query<UploadRow>(
-      "select * from uploads where tenant_id = $1 and id = $2",
-      [tenantId, id],
-    );
-    return rows[0];
+    const row = await kysely(q)
+      .selectFrom("uploads")
+      .select(UPLOAD_COLUMNS)
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id)
+      .executeTakeFirst();
+    return asUpload(row);
   },
 
   /** Takes a pending upload (or one whose completion died) for completion; one taker wins. */
   async claim(q: Queryable, tenantId: string, id: string): Promise<UploadRow | undefined> {
-    const rows = await q.query<UploadRow>(
-      `update uploads set status = 'completing',
-         claimed_until = now() + $3::int * interval '1 second'
-       where tenant_id = $1 and id = $2
-         and (status = 'pending' or (status = 'completing' and claimed_until < now()))
-       returning *`,
-      [tenantId, id, CLAIM_SECONDS],
-    );
-    return rows[0];
+    const row = await kysely(q)
+      .updateTable("uploads")
+      .set({
+        status: "completing",
+        claimed_until: sql<Date>`now() + make_interval(secs => ${CLAIM_SECONDS})`,
+      })
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id)
+      .where((eb) =>
+        eb.or([
+          eb("status", "=", "pending"),
+          eb.and([eb("status", "=", "completing"), eb("claimed_until", "<", sql<Date>`now()`)]),
+        ]),
+      )
+      .returning(UPLOAD_COLUMNS)
+      .executeTakeFirst();
+    return asUpload(row);
   },
 
   /** Releases every completion under way: at start-up, when only this process opens the db. */
   async releaseAllClaims(q: Queryable): Promise<number> {
-    const rows = await q.query(
-      `update uploads set status = 'pending', claimed_until = null
-       where status = 'completing' returning id`,
-    );
-    return rows.length;
+    const res = await kysely(q)
+      .updateTable("uploads")
+      .set({ status: "pending", claimed_until: null })
+      .where("status", "=", "completing")
+      .executeTakeFirstOrThrow();
+    return Number(res.numUpdatedRows);
   },
 
   async release(q: Queryable, tenantId: string, id: string): Promise<void> {
-    await q.query(
-      `update uploads set status = 'pending', claimed_until = null
-       where tenant_id = $1 and id = $2 and status = 'completing'`,
-      [tenantId, id],
-    );
+    await kysely(q)
+      .updateTable("uploads")
+      .set({ status: "pending", claimed_until: null })
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id)
+      .where("status", "=", "completing")
+      .execute();
   },
 
   /**
@@ -101,30 +123,39 @@ export const uploadsStore = {
     graceSeconds: number,
     limit: number,
   ): Promise<Array<Pick<UploadRow, "id" | "tenant_id" | "blob_key">>> {
-    return q.query(
-      `select id, tenant_id, blob_key from uploads
-       where status = 'pending' and expires_at < now() - make_interval(secs => $1)
-       order by expires_at limit $2`,
-      [graceSeconds, limit],
-    );
+    return kysely(q)
+      .selectFrom("uploads")
+      .select(["id", "tenant_id", "blob_key"])
+      .where("status", "=", "pending")
+      .where("expires_at", "<", sql<Date>`now() - make_interval(secs => ${graceSeconds})`)
+      .orderBy("expires_at")
+      .limit(limit)
+      .execute();
   },
 
   /** Forgets an upload that is still pending (a completion that started keeps it). */
   async removePending(q: Queryable, tenantId: string, id: string): Promise<boolean> {
-    const rows = await q.query(
-      "delete from uploads where tenant_id = $1 and id = $2 and status = 'pending' returning id",
-      [tenantId, id],
-    );
-    return rows.length > 0;
+    const res = await kysely(q)
+      .deleteFrom("uploads")
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id)
+      .where("status", "=", "pending")
+      .executeTakeFirstOrThrow();
+    return res.numDeletedRows > 0n;
   },
 
   async complete(q: Queryable, tenantId: string, id: string, result: IngestResult) {
-    await q.query(
-      `update uploads set status = 'completed', result = $3, claimed_until = null,
-         completed_at = now()
-       where tenant_id = $1 and id = $2`,
-      [tenantId, id, JSON.stringify(result)],
-    );
+    await kysely(q)
+      .updateTable("uploads")
+      .set({
+        status: "completed",
+        result: JSON.stringify(result),
+        claimed_until: null,
+        completed_at: sql<Date>`now()`,
+      })
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id)
+      .execute();
   },
 };
 

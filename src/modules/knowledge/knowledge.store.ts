@@ -1,18 +1,38 @@
-import type { Queryable } from "../../platform/db/index.js";
-import { pageQuery } from "../../platform/db/page.js";
+import {
+  keysetPage,
+  kysely,
+  type PageAfter,
+  type Queryable,
+  type Row,
+  sql,
+} from "../../platform/db/index.js";
 import type { KnowledgeFields, KnowledgeType } from "./knowledge.schemas.js";
 
-export interface KnowledgeItemRow {
-  id: string;
-  tenant_id: string;
-  type: KnowledgeType;
-  fields: KnowledgeFields;
-  document_id: string | null;
-  /** The document version the fields were submitted as (null before migration 7). */
-  document_version: number | null;
-  created_at: Date;
-  updated_at: Date;
-}
+const ITEM_COLUMNS = [
+  "id",
+  "tenant_id",
+  "type",
+  "fields",
+  "document_id",
+  "document_version",
+  "created_at",
+  "updated_at",
+] as const;
+
+type Stored = Row<"knowledge_items", (typeof ITEM_COLUMNS)[number]>;
+
+/**
+ * A knowledge item as stored. `fields` is jsonb, written only by this store after the service
+ * validated it against the item's type; `document_version` is null for items saved before
+ * migration 7.
+ */
+export type KnowledgeItemRow = Omit<Stored, "fields"> & { fields: KnowledgeFields };
+
+const asItem = (row: Stored): KnowledgeItemRow => ({
+  ...row,
+  fields: row.fields as KnowledgeFields,
+});
+const asItemOrNone = (row: Stored | undefined) => (row ? asItem(row) : undefined);
 
 /** SQL for knowledge_items. Every query filters by tenant id and by the item's type. */
 export const knowledgeStore = {
@@ -27,12 +47,19 @@ export const knowledgeStore = {
       documentVersion: number;
     },
   ): Promise<KnowledgeItemRow> {
-    const rows = await q.query<KnowledgeItemRow>(
-      `insert into knowledge_items (id, tenant_id, type, fields, document_id, document_version)
-       values ($1, $2, $3, $4, $5, $6) returning *`,
-      [i.id, i.tenantId, i.type, JSON.stringify(i.fields), i.documentId, i.documentVersion],
-    );
-    return rows[0] as KnowledgeItemRow;
+    const row = await kysely(q)
+      .insertInto("knowledge_items")
+      .values({
+        id: i.id,
+        tenant_id: i.tenantId,
+        type: i.type,
+        fields: JSON.stringify(i.fields),
+        document_id: i.documentId,
+        document_version: i.documentVersion,
+      })
+      .returning(ITEM_COLUMNS)
+      .executeTakeFirstOrThrow();
+    return asItem(row);
   },
 
   async get(
@@ -41,35 +68,30 @@ export const knowledgeStore = {
     type: KnowledgeType,
     id: string,
   ): Promise<KnowledgeItemRow | undefined> {
-    const rows = await q.query<KnowledgeItemRow>(
-      "select * from knowledge_items where tenant_id = $1 and type = $2 and id = $3",
-      [tenantId, type, id],
-    );
-    return rows[0];
+    const row = await kysely(q)
+      .selectFrom("knowledge_items")
+      .select(ITEM_COLUMNS)
+      .where("tenant_id", "=", tenantId)
+      .where("type", "=", type)
+      .where("id", "=", id)
+      .executeTakeFirst();
+    return asItemOrNone(row);
   },
 
-  /**
-   * Items of one type, newest first, keyset-paginated on the millisecond timestamp the cursor
-   * carries (see platform/db/cursor.ts).
-   */
+  /** Items of one type, newest first, keyset-paginated (see platform/db/page.ts). */
   async list(
     q: Queryable,
     tenantId: string,
     type: KnowledgeType,
-    opts: { limit: number; after?: { createdAt: Date; id: string }; category?: string },
+    opts: { limit: number; after?: PageAfter | undefined; category?: string | undefined },
   ): Promise<KnowledgeItemRow[]> {
-    const page = pageQuery({
-      select: "*",
-      from: "knowledge_items",
-      filters: [
-        ["tenant_id", tenantId],
-        ["type", type],
-        ["fields->>'category'", opts.category || undefined],
-      ],
-      after: opts.after,
-      limit: opts.limit,
-    });
-    return q.query<KnowledgeItemRow>(page.sql, page.params);
+    let query = kysely(q)
+      .selectFrom("knowledge_items")
+      .select(ITEM_COLUMNS)
+      .where("tenant_id", "=", tenantId)
+      .where("type", "=", type);
+    if (opts.category) query = query.where(sql`fields->>'category'`, "=", opts.category);
+    return (await keysetPage(query, opts).execute()).map(asItem);
   },
 
   async update(
@@ -81,16 +103,27 @@ export const knowledgeStore = {
   ): Promise<KnowledgeItemRow | undefined> {
     // Fields submitted as an older version of the same document than the saved ones lost a
     // race to a newer update: they are not saved (the caller reads what is).
-    const rows = await q.query<KnowledgeItemRow>(
-      `update knowledge_items
-       set fields = $4, document_id = $5, document_version = $6, updated_at = now()
-       where tenant_id = $1 and type = $2 and id = $3
-         and (document_id is distinct from $5 or document_version is null
-              or document_version <= $6)
-       returning *`,
-      [tenantId, type, id, JSON.stringify(patch.fields), patch.documentId, patch.documentVersion],
-    );
-    return rows[0];
+    const row = await kysely(q)
+      .updateTable("knowledge_items")
+      .set({
+        fields: JSON.stringify(patch.fields),
+        document_id: patch.documentId,
+        document_version: patch.documentVersion,
+        updated_at: sql`now()`,
+      })
+      .where("tenant_id", "=", tenantId)
+      .where("type", "=", type)
+      .where("id", "=", id)
+      .where((eb) =>
+        eb.or([
+          eb("document_id", "is distinct from", patch.documentId),
+          eb("document_version", "is", null),
+          eb("document_version", "<=", patch.documentVersion),
+        ]),
+      )
+      .returning(ITEM_COLUMNS)
+      .executeTakeFirst();
+    return asItemOrNone(row);
   },
 
   async delete(
@@ -99,10 +132,13 @@ export const knowledgeStore = {
     type: KnowledgeType,
     id: string,
   ): Promise<KnowledgeItemRow | undefined> {
-    const rows = await q.query<KnowledgeItemRow>(
-      "delete from knowledge_items where tenant_id = $1 and type = $2 and id = $3 returning *",
-      [tenantId, type, id],
-    );
-    return rows[0];
+    const row = await kysely(q)
+      .deleteFrom("knowledge_items")
+      .where("tenant_id", "=", tenantId)
+      .where("type", "=", type)
+      .where("id", "=", id)
+      .returning(ITEM_COLUMNS)
+      .executeTakeFirst();
+    return asItemOrNone(row);
   },
 };

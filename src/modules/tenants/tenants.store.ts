@@ -1,93 +1,104 @@
-import type { Queryable } from "../../platform/db/index.js";
-import { pageQuery } from "../../platform/db/page.js";
+import {
+  keysetPage,
+  kysely,
+  type PageAfter,
+  type Patch,
+  type Queryable,
+  type Row,
+  sql,
+} from "../../platform/db/index.js";
 
-export type TenantStatus = "active" | "suspended" | "deleted";
+const TENANT_COLUMNS = [
+  "id",
+  "name",
+  "status",
+  "plan_id",
+  "trial_ends_at",
+  "created_at",
+  "updated_at",
+] as const;
+const PLAN_COLUMNS = [
+  "id",
+  "name",
+  "rate_limit_rpm",
+  "rate_limit_per_day",
+  "max_documents",
+  "max_file_size_mb",
+  "trial_days",
+] as const;
+const CONFIG_COLUMNS = [
+  "tenant_id",
+  "rate_limit_rpm",
+  "rate_limit_per_day",
+  "max_documents",
+  "max_file_size_mb",
+  "allowed_document_types",
+  "chunk_size",
+  "chunk_overlap",
+  "chunk_strategy",
+  "embedding_provider",
+  "embedding_model",
+  "provider_api_key_enc",
+  "provider_api_key_last4",
+  "updated_at",
+] as const;
 
-export interface TenantRow {
-  id: string;
-  name: string;
-  status: TenantStatus;
-  plan_id: string;
-  trial_ends_at: Date | null;
-  created_at: Date;
-  updated_at: Date;
-}
-
-export interface PlanRow {
-  id: string;
-  name: string;
-  rate_limit_rpm: number;
-  rate_limit_per_day: number;
-  max_documents: number;
-  max_file_size_mb: number;
-  trial_days: number | null;
-}
-
-export interface TenantConfigRow {
-  tenant_id: string;
-  rate_limit_rpm: number;
-  rate_limit_per_day: number;
-  max_documents: number;
-  max_file_size_mb: number;
-  allowed_document_types: string[];
-  chunk_size: number;
-  chunk_overlap: number;
-  chunk_strategy: string;
-  embedding_provider: string;
-  embedding_model: string | null;
-  provider_api_key_enc: Uint8Array | null;
-  provider_api_key_last4: string | null;
-  updated_at: Date;
-}
-
-const TENANT_COLUMNS = "id, name, status, plan_id, trial_ends_at, created_at, updated_at";
+export type TenantRow = Row<"tenants", (typeof TENANT_COLUMNS)[number]>;
+export type TenantStatus = TenantRow["status"];
+export type PlanRow = Row<"plans", (typeof PLAN_COLUMNS)[number]>;
+export type TenantConfigRow = Row<"tenant_config", (typeof CONFIG_COLUMNS)[number]>;
+/** The settings a tenant may change; `updated_at` is the store's. */
+export type TenantConfigPatch = Omit<Patch<"tenant_config">, "tenant_id" | "updated_at">;
 
 /** SQL for tenants, plans and tenant_config. Every tenant-owned query filters by tenant id. */
 export const tenantsStore = {
   async plan(q: Queryable, planId: string): Promise<PlanRow | undefined> {
-    const rows = await q.query<PlanRow>(
-      `select id, name, rate_limit_rpm, rate_limit_per_day, max_documents, max_file_size_mb, trial_days
-       from plans where id = $1`,
-      [planId],
-    );
-    return rows[0];
+    return kysely(q)
+      .selectFrom("plans")
+      .select(PLAN_COLUMNS)
+      .where("id", "=", planId)
+      .executeTakeFirst();
   },
 
-  async insertTenant(q: Queryable, t: { name: string; planId: string; trialEndsAt: Date | null }) {
-    const rows = await q.query<TenantRow>(
-      `insert into tenants (name, plan_id, trial_ends_at) values ($1, $2, $3) returning ${TENANT_COLUMNS}`,
-      [t.name, t.planId, t.trialEndsAt],
-    );
-    return rows[0] as TenantRow;
+  async insertTenant(
+    q: Queryable,
+    t: { name: string; planId: string; trialEndsAt: Date | null },
+  ): Promise<TenantRow> {
+    return kysely(q)
+      .insertInto("tenants")
+      .values({ name: t.name, plan_id: t.planId, trial_ends_at: t.trialEndsAt })
+      .returning(TENANT_COLUMNS)
+      .executeTakeFirstOrThrow();
   },
 
   async insertConfigFromPlan(q: Queryable, tenantId: string, plan: PlanRow): Promise<void> {
-    await q.query(
-      `insert into tenant_config (tenant_id, rate_limit_rpm, rate_limit_per_day, max_documents, max_file_size_mb)
-       values ($1, $2, $3, $4, $5)`,
-      [
-        tenantId,
-        plan.rate_limit_rpm,
-        plan.rate_limit_per_day,
-        plan.max_documents,
-        plan.max_file_size_mb,
-      ],
-    );
+    await kysely(q)
+      .insertInto("tenant_config")
+      .values({
+        tenant_id: tenantId,
+        rate_limit_rpm: plan.rate_limit_rpm,
+        rate_limit_per_day: plan.rate_limit_per_day,
+        max_documents: plan.max_documents,
+        max_file_size_mb: plan.max_file_size_mb,
+      })
+      .execute();
   },
 
   async tenant(q: Queryable, tenantId: string): Promise<TenantRow | undefined> {
-    const rows = await q.query<TenantRow>(`select ${TENANT_COLUMNS} from tenants where id = $1`, [
-      tenantId,
-    ]);
-    return rows[0];
+    return kysely(q)
+      .selectFrom("tenants")
+      .select(TENANT_COLUMNS)
+      .where("id", "=", tenantId)
+      .executeTakeFirst();
   },
 
   async renameTenant(q: Queryable, tenantId: string, name: string): Promise<TenantRow | undefined> {
-    const rows = await q.query<TenantRow>(
-      `update tenants set name = $2, updated_at = now() where id = $1 returning ${TENANT_COLUMNS}`,
-      [tenantId, name],
-    );
-    return rows[0];
+    return kysely(q)
+      .updateTable("tenants")
+      .set({ name, updated_at: sql`now()` })
+      .where("id", "=", tenantId)
+      .returning(TENANT_COLUMNS)
+      .executeTakeFirst();
   },
 
   async setStatus(
@@ -95,52 +106,46 @@ export const tenantsStore = {
     tenantId: string,
     status: TenantStatus,
   ): Promise<TenantRow | undefined> {
-    const rows = await q.query<TenantRow>(
-      `update tenants set status = $2, updated_at = now() where id = $1 returning ${TENANT_COLUMNS}`,
-      [tenantId, status],
-    );
-    return rows[0];
+    return kysely(q)
+      .updateTable("tenants")
+      .set({ status, updated_at: sql`now()` })
+      .where("id", "=", tenantId)
+      .returning(TENANT_COLUMNS)
+      .executeTakeFirst();
   },
 
-  /**
-   * Tenants newest first, keyset-paginated by (created_at, id). The comparison truncates to
-   * milliseconds because the cursor carries a JavaScript Date; Postgres keeps microseconds.
-   */
+  /** Tenants newest first, keyset-paginated by (created_at, id) (see platform/db/page.ts). */
   async listTenants(
     q: Queryable,
-    opts: { limit: number; after?: { createdAt: Date; id: string }; status?: TenantStatus },
+    opts: { limit: number; after?: PageAfter | undefined; status?: TenantStatus | undefined },
   ): Promise<TenantRow[]> {
-    const page = pageQuery({
-      select: TENANT_COLUMNS,
-      from: "tenants",
-      filters: [["status", opts.status || undefined]],
-      after: opts.after,
-      limit: opts.limit,
-    });
-    return q.query<TenantRow>(page.sql, page.params);
+    let query = kysely(q).selectFrom("tenants").select(TENANT_COLUMNS);
+    if (opts.status) query = query.where("status", "=", opts.status);
+    return keysetPage(query, opts).execute();
   },
 
   async config(q: Queryable, tenantId: string): Promise<TenantConfigRow | undefined> {
-    const rows = await q.query<TenantConfigRow>(
-      "select * from tenant_config where tenant_id = $1",
-      [tenantId],
-    );
-    return rows[0];
+    return kysely(q)
+      .selectFrom("tenant_config")
+      .select(CONFIG_COLUMNS)
+      .where("tenant_id", "=", tenantId)
+      .executeTakeFirst();
   },
 
-  /** Writes the given columns (already validated) and returns the whole row. */
+  /**
+   * Writes the given columns (already validated; undefined ones are left alone) and returns the
+   * whole row. An empty patch still touches `updated_at`, so it is always a valid UPDATE.
+   */
   async updateConfig(
     q: Queryable,
     tenantId: string,
-    patch: Partial<Omit<TenantConfigRow, "tenant_id" | "updated_at">>,
+    patch: TenantConfigPatch,
   ): Promise<TenantConfigRow | undefined> {
-    const entries = Object.entries(patch).filter(([, v]) => v !== undefined);
-    const sets = entries.map(([col], i) => `${col} = $${i + 2}`);
-    sets.push("updated_at = now()");
-    const rows = await q.query<TenantConfigRow>(
-      `update tenant_config set ${sets.join(", ")} where tenant_id = $1 returning *`,
-      [tenantId, ...entries.map(([, v]) => v)],
-    );
-    return rows[0];
+    return kysely(q)
+      .updateTable("tenant_config")
+      .set({ ...patch, updated_at: sql`now()` })
+      .where("tenant_id", "=", tenantId)
+      .returning(CONFIG_COLUMNS)
+      .executeTakeFirst();
   },
 };

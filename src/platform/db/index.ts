@@ -4,9 +4,13 @@ import type { Db } from "./db.js";
 import { createPgliteDb } from "./pglite.js";
 import { createPostgresDb } from "./postgres.js";
 
+export { sql } from "kysely";
 export type { Db, Queryable } from "./db.js";
 export { isUniqueViolation } from "./db.js";
+export { kysely } from "./kysely.js";
 export { migrate, pendingMigrations } from "./migrate.js";
+export { keysetPage, type PageAfter } from "./page.js";
+export type { Database, Patch, Row } from "./schema.js";
 
 /** Opens the store the configuration names: PostgreSQL when DATABASE_URL is set, else PGlite. */
 export async function openDb(config: Config): Promise<Db> {

@@ -1,3 +1,5 @@
+import { type SelectQueryBuilder, sql } from "kysely";
+
 /** Where the previous page ended: its last row's creation time (milliseconds) and id. */
 export interface PageAfter {
   createdAt: Date;
@@ -34,4 +36,22 @@ export function pageQuery(opts: {
     ${where.length > 0 ? `where ${where.join(" and ")}` : ""}
     order by date_trunc('milliseconds', created_at) desc, id desc limit $1`;
   return { sql, params };
+}
+
+/**
+ * One page of a typed query, newest first, keyset-paginated on (created_at, id) of the query's
+ * table, with the same millisecond truncation as `pageQuery`. The query's filters stay the
+ * caller's; its selection must include `created_at` and `id`, which the next cursor is made of.
+ * Ask for `limit + 1` rows to learn whether another page follows.
+ */
+export function keysetPage<DB, TB extends keyof DB, O extends { created_at: Date; id: string }>(
+  query: SelectQueryBuilder<DB, TB, O>,
+  page: { after?: PageAfter | undefined; limit: number },
+): SelectQueryBuilder<DB, TB, O> {
+  const createdAt = sql`date_trunc('milliseconds', created_at)`;
+  const after = page.after;
+  const filtered = after
+    ? query.where(sql<boolean>`(${createdAt}, id) < (${after.createdAt}, ${after.id})`)
+    : query;
+  return filtered.orderBy(createdAt, "desc").orderBy(sql`id`, "desc").limit(page.limit);
 }

@@ -1,0 +1,343 @@
+import type { ColumnType, Selectable, Updateable } from "kysely";
+
+/**
+ * Every table and column the migrations create, declared once, by hand. The Kysely `Database`
+ * type is derived from this object, and test/contract/schema-drift.test.ts compares it with
+ * `information_schema` of a freshly migrated PGlite and PostgreSQL, both ways: a column that a
+ * migration adds, drops or changes without a matching change here fails CI.
+ *
+ * A column is `"<pg type>[ null][ default]"`: `null` when it is nullable, `default` when the
+ * database fills it in (a default, or a generated value) so that an insert may omit it. A
+ * text column restricted by a check constraint may name its values with `oneOf` (checked
+ * only by that constraint; the drift test sees `text`).
+ *
+ * Adding a table (a new migration): add an entry below with the table's columns in migration
+ * order, with the types of PG_TYPES (add one there, and to `Types` below, if a migration needs it).
+ * Keep it beside the migration's number, as the comments below do.
+ */
+
+/** The column types in use, and the `information_schema.columns.udt_name` of each. */
+export const PG_TYPES = {
+  uuid: "uuid",
+  text: "text",
+  integer: "int4",
+  bigint: "int8",
+  numeric: "numeric",
+  boolean: "bool",
+  timestamptz: "timestamptz",
+  jsonb: "jsonb",
+  bytea: "bytea",
+  "text[]": "_text",
+} as const;
+
+export type PgType = keyof typeof PG_TYPES;
+type Modifiers = "" | " null" | " default" | " null default";
+export type ColumnSpec = `${PgType}${Modifiers}`;
+
+/** A text column limited to `values` by a check constraint. */
+export interface OneOf<S extends ColumnSpec, V extends string> {
+  spec: S;
+  values: readonly V[];
+}
+
+export function oneOf<S extends ColumnSpec, const V extends string>(
+  spec: S,
+  values: readonly V[],
+): OneOf<S, V> {
+  return { spec, values };
+}
+
+type Column = ColumnSpec | OneOf<ColumnSpec, string>;
+
+export const schema = {
+  schema_migrations: {
+    version: "integer",
+    name: "text",
+    applied_at: "timestamptz default",
+  },
+
+  // 0001 tenants and auth
+  plans: {
+    id: "text",
+    name: "text",
+    rate_limit_rpm: "integer",
+    rate_limit_per_day: "integer",
+    max_documents: "integer",
+    max_file_size_mb: "integer",
+    quotas: "jsonb default",
+    trial_days: "integer null",
+  },
+  tenants: {
+    id: "uuid default",
+    name: "text",
+    status: oneOf("text default", ["active", "suspended", "deleted"]),
+    plan_id: "text",
+    trial_ends_at: "timestamptz null",
+    created_at: "timestamptz default",
+    updated_at: "timestamptz default",
+  },
+  tenant_config: {
+    tenant_id: "uuid",
+    rate_limit_rpm: "integer",
+    rate_limit_per_day: "integer",
+    max_documents: "integer",
+    max_file_size_mb: "integer",
+    allowed_document_types: "text[] default",
+    chunk_size: "integer default",
+    chunk_overlap: "integer default",
+    chunk_strategy: "text default",
+    embedding_provider: "text default",
+    embedding_model: "text null",
+    provider_api_key_enc: "bytea null",
+    provider_api_key_last4: "text null",
+    quota_overrides: "jsonb default",
+    updated_at: "timestamptz default",
+  },
+  users: {
+    id: "uuid default",
+    tenant_id: "uuid null",
+    email: "text",
+    password_hash: "text",
+    role: oneOf("text", ["owner", "admin", "member", "platform_admin"]),
+    created_at: "timestamptz default",
+    updated_at: "timestamptz default",
+    last_login_at: "timestamptz null",
+  },
+  api_keys: {
+    id: "uuid default",
+    tenant_id: "uuid",
+    name: "text",
+    prefix: "text",
+    key_hash: "text",
+    created_by: "uuid null",
+    created_at: "timestamptz default",
+    last_used_at: "timestamptz null",
+    revoked_at: "timestamptz null",
+    // 0008
+    scopes: oneOf("text[]", ["ingest", "read", "chat", "admin"]),
+  },
+  auth_sessions: {
+    id: "uuid default",
+    user_id: "uuid",
+    created_at: "timestamptz default",
+    expires_at: "timestamptz",
+    revoked_at: "timestamptz null",
+    revoked_reason: "text null",
+  },
+  refresh_tokens: {
+    id: "uuid default",
+    session_id: "uuid",
+    token_hash: "text",
+    created_at: "timestamptz default",
+    used_at: "timestamptz null",
+  },
+
+  // 0002 jobs
+  jobs: {
+    id: "uuid default",
+    // null since 0011: a platform job acts for no tenant.
+    tenant_id: "uuid null",
+    type: "text",
+    payload: "jsonb",
+    status: oneOf("text default", ["queued", "running", "completed", "failed", "dead"]),
+    priority: "integer default",
+    attempts: "integer default",
+    max_attempts: "integer default",
+    run_at: "timestamptz default",
+    locked_by: "text null",
+    locked_until: "timestamptz null",
+    last_error: "text null",
+    created_at: "timestamptz default",
+    started_at: "timestamptz null",
+    finished_at: "timestamptz null",
+    updated_at: "timestamptz default",
+    // 0011
+    relayed_at: "timestamptz null",
+  },
+
+  // 0003 documents
+  documents: {
+    id: "uuid default",
+    tenant_id: "uuid",
+    external_id: "text null",
+    title: "text",
+    doc_type: "text",
+    source_url: "text null",
+    metadata: "jsonb default",
+    status: oneOf("text default", ["processing", "completed", "failed"]),
+    error_code: "text null",
+    error_message: "text null",
+    active_version: "integer null",
+    latest_version: "integer default",
+    content_hash: "text null",
+    blob_key: "text null",
+    file_size_bytes: "bigint null",
+    page_count: "integer null",
+    chunk_count: "integer default",
+    character_count: "integer default",
+    embedding_tokens: "bigint default",
+    embedding_cost_usd: "numeric default",
+    processing_time_ms: "integer null",
+    created_at: "timestamptz default",
+    updated_at: "timestamptz default",
+  },
+  document_versions: {
+    id: "uuid default",
+    tenant_id: "uuid",
+    document_id: "uuid",
+    version: "integer",
+    content_hash: "text null",
+    blob_key: "text null",
+    content_type: "text",
+    status: oneOf("text default", [
+      "pending",
+      "processing",
+      "active",
+      "superseded",
+      "duplicate",
+      "failed",
+    ]),
+    is_active: "boolean default",
+    job_id: "uuid null",
+    chunk_count: "integer default",
+    character_count: "integer default",
+    page_count: "integer null",
+    embedding_tokens: "bigint default",
+    embedding_model: "text null",
+    error_code: "text null",
+    error_message: "text null",
+    created_at: "timestamptz default",
+    activated_at: "timestamptz null",
+    // 0010
+    content_stored_at: "timestamptz null",
+  },
+  idempotency_keys: {
+    tenant_id: "uuid",
+    key: "text",
+    route: "text",
+    request_hash: "text",
+    // 0006: null while the key is claimed and its request runs
+    status_code: "integer null",
+    response: "jsonb null",
+    created_at: "timestamptz default",
+    claimed_until: "timestamptz null",
+  },
+
+  // 0004 knowledge
+  knowledge_items: {
+    id: "uuid default",
+    tenant_id: "uuid",
+    type: oneOf("text", ["faq", "menu_item", "policy"]),
+    fields: "jsonb",
+    document_id: "uuid null",
+    created_at: "timestamptz default",
+    updated_at: "timestamptz default",
+    // 0007
+    document_version: "integer null",
+  },
+
+  // 0005 uploads
+  uploads: {
+    id: "uuid",
+    tenant_id: "uuid",
+    blob_key: "text",
+    filename: "text",
+    title: "text",
+    doc_type: "text",
+    content_type: "text",
+    size_bytes: "bigint",
+    external_id: "text null",
+    status: oneOf("text default", ["pending", "completing", "completed"]),
+    claimed_until: "timestamptz null",
+    result: "jsonb null",
+    expires_at: "timestamptz",
+    created_at: "timestamptz default",
+    completed_at: "timestamptz null",
+  },
+
+  // 0011 job schedules (embedded queue)
+  job_schedules: {
+    key: "text",
+    type: "text",
+    payload: "jsonb",
+    cron: "text null",
+    every_ms: "integer null",
+    next_run_at: "timestamptz",
+    last_run_at: "timestamptz null",
+    updated_at: "timestamptz default",
+  },
+} as const satisfies Record<string, Record<string, Column>>;
+
+/** A column's parts, parsed from its spec at run time (the drift test compares these). */
+export function describeColumn(column: Column): {
+  type: PgType;
+  nullable: boolean;
+  hasDefault: boolean;
+} {
+  const spec = typeof column === "string" ? column : column.spec;
+  const [type, ...mods] = spec.split(" ") as [PgType, ...string[]];
+  return { type, nullable: mods.includes("null"), hasDefault: mods.includes("default") };
+}
+
+// The TypeScript side: what the drivers return for each type (see db.ts: int8 as number,
+// numeric as string, timestamps as Date, jsonb parsed) and what a write may pass.
+
+interface Types {
+  uuid: [select: string, write: string];
+  text: [string, string];
+  integer: [number, number];
+  bigint: [number, number];
+  numeric: [string, string | number];
+  boolean: [boolean, boolean];
+  timestamptz: [Date, Date | string];
+  // Written as JSON text (JSON.stringify): `pg` would turn a JavaScript array into a Postgres
+  // array, not JSON, so the stores serialise jsonb themselves on both drivers.
+  jsonb: [unknown, string];
+  bytea: [Uint8Array, Uint8Array];
+  "text[]": [string[], readonly string[]];
+}
+
+type Parse<S> = S extends `${infer T extends PgType} null default`
+  ? [T, "null", "default"]
+  : S extends `${infer T extends PgType} null`
+    ? [T, "null", ""]
+    : S extends `${infer T extends PgType} default`
+      ? [T, "", "default"]
+      : S extends PgType
+        ? [S, "", ""]
+        : never;
+
+/** [select, write] of a column: its type's, or its named values'. */
+type Values<C, T extends PgType> =
+  C extends OneOf<ColumnSpec, infer V>
+    ? T extends "text[]"
+      ? [V[], readonly V[]]
+      : [V, V]
+    : Types[T];
+
+type ColumnOf<C> =
+  Parse<C extends OneOf<infer S, string> ? S : C> extends [infer T extends PgType, infer N, infer D]
+    ? Values<C, T> extends [infer Sel, infer W]
+      ? N extends "null"
+        ? ColumnType<Sel | null, W | null | undefined, W | null>
+        : D extends "default"
+          ? ColumnType<Sel, W | undefined, W>
+          : ColumnType<Sel, W, W>
+      : never
+    : never;
+
+type Schema = typeof schema;
+
+/** The Kysely database type: every table of `schema`, with its columns' select/insert/update types. */
+export type Database = {
+  [T in keyof Schema]: { [C in keyof Schema[T]]: ColumnOf<Schema[T][C]> };
+};
+
+/** A row of `table` as selected with `columns` (e.g. `Row<"users", "id" | "email">`). */
+export type Row<
+  T extends keyof Database,
+  C extends keyof Selectable<Database[T]> = keyof Selectable<Database[T]>,
+> = Pick<Selectable<Database[T]>, C>;
+
+/** The columns of `table` an UPDATE may set (undefined ones are left alone). */
+export type Patch<T extends keyof Database> = Updateable<Database[T]>;
