@@ -3,16 +3,20 @@ import { Redis } from "ioredis";
 import pino, { type Logger } from "pino";
 import type { Config } from "./config.js";
 import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
-import { createDocumentsService } from "./modules/documents/documents.service.js";
-import { createThreadExtractor } from "./modules/ingestion/extract-pool.js";
-import { createIdempotency } from "./modules/ingestion/idempotency.js";
-import { type IngestionJobs, ingestionJobs } from "./modules/ingestion/ingestion.jobs.js";
-import { createIngestionPipeline } from "./modules/ingestion/ingestion.pipeline.js";
-import { createIngestionService } from "./modules/ingestion/ingestion.service.js";
-import { createIngestionRecovery, type IngestionRecovery } from "./modules/ingestion/recovery.js";
-import { createUploadsService } from "./modules/ingestion/uploads.js";
+import {
+  createDocumentsService,
+  createIdempotency,
+  createIngestionPipeline,
+  createIngestionRecovery,
+  createIngestionService,
+  createThreadExtractor,
+  createUploadsService,
+  type IngestionJobs,
+  type IngestionRecovery,
+  ingestionJobs,
+} from "./modules/ingestion/index.js";
 import { createKnowledgeService } from "./modules/knowledge/index.js";
-import { createSearchService } from "./modules/search/search.service.js";
+import { createSearchService } from "./modules/search/index.js";
 import { createTenantsService } from "./modules/tenants/index.js";
 import type { BlobStore } from "./platform/blobs/blobs.js";
 import { createLocalBlobStore } from "./platform/blobs/local.js";
@@ -221,7 +225,13 @@ export async function createContext(
         }
       : {}),
   };
-  const ingestion = createIngestionService({ db, blobs, queue, tenants });
+  const ingestion = createIngestionService({
+    db,
+    blobs,
+    queue,
+    tenants,
+    allowPrivateUrls: config.allowPrivateUrls,
+  });
   const pipeline = createIngestionPipeline({
     db,
     blobs,
@@ -235,8 +245,8 @@ export async function createContext(
     extractor,
   });
   const documents = createDocumentsService({ db, blobs, vectors, queue });
-  const uploads = createUploadsService({ db, blobs, tenants, ingestion });
-  const search = createSearchService({ db, vectors, embedders, tenants });
+  const uploads = createUploadsService({ db, blobs, ingestion });
+  const search = createSearchService({ documents, vectors, embedders, tenants });
   const knowledge = createKnowledgeService({ db, ingestion, documents });
   const recovery = createIngestionRecovery({ db, blobs, queue, logger });
   // Before any request is served: claims held by the requests of a process that died (embedded

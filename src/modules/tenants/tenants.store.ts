@@ -143,4 +143,13 @@ export const tenantsStore = {
     );
     return rows[0];
   },
+
+  /** The tenant's document limit, its configuration row locked until the transaction ends. */
+  async maxDocumentsForUpdate(q: Queryable, tenantId: string): Promise<number | undefined> {
+    const rows = await q.query<{ max_documents: number }>(
+      "select max_documents from tenant_config where tenant_id = $1 for update",
+      [tenantId],
+    );
+    return rows[0]?.max_documents;
+  },
 };
