@@ -27,8 +27,10 @@
  */
 import { randomUUID } from "node:crypto";
 import pino from "pino";
-import { createSearchService, reciprocalRankFusion } from "../src/modules/search/search.service.js";
+import { createDocumentsService } from "../src/modules/ingestion/index.js";
+import { createSearchService, reciprocalRankFusion } from "../src/modules/search/index.js";
 import { createTenantsService } from "../src/modules/tenants/index.js";
+import { createLocalBlobStore } from "../src/platform/blobs/local.js";
 import { systemClock } from "../src/platform/clock.js";
 import type { Db } from "../src/platform/db/index.js";
 import { createLocalEmbedder } from "../src/platform/embeddings/local.js";
@@ -300,9 +302,16 @@ async function burst(
   return { label, rows, searches: opts.burst, wallMs, rssGrowthMiB: (peak - before) / 2 ** 20 };
 }
 
+/** The documents service as search reads it (active versions); it deletes nothing here. */
+function catalog(db: Db, vectors: LanceVectorIndex, blobsDir: string) {
+  const blobs = createLocalBlobStore({ root: blobsDir });
+  return createDocumentsService({ db, vectors, blobs, queue: { get: async () => undefined } });
+}
+
 async function main() {
   printHeader("tenantrag search benchmark", opts);
   const lance = tempDir("lance");
+  const blobs = tempDir("blobs");
   const store = await openPglite();
   const { db } = store;
   const tenants = createTenantsService({
@@ -319,7 +328,12 @@ async function main() {
     cacheSize: opts.cacheSize,
     logger: silent,
   });
-  const search = createSearchService({ db, vectors: index, embedders, tenants });
+  const search = createSearchService({
+    documents: catalog(db, index, blobs.dir),
+    vectors: index,
+    embedders,
+    tenants,
+  });
   const cells: Cell[] = [];
   const builds: Array<[string, string]> = [];
   const bursts: Burst[] = [];
@@ -462,7 +476,12 @@ async function main() {
         cacheSize: all,
         logger: silent,
       });
-      const warmSearch = createSearchService({ db, vectors: warm, embedders, tenants });
+      const warmSearch = createSearchService({
+        documents: catalog(db, warm, blobs.dir),
+        vectors: warm,
+        embedders,
+        tenants,
+      });
       // Open every tenant first, so that the baseline measures a warm cache only.
       for (const [i, ctx] of contexts.entries()) {
         const q = queries[i % queries.length] as Query;
@@ -486,6 +505,7 @@ async function main() {
     await index.close();
     await store.dispose();
     lance.remove();
+    blobs.remove();
   }
 
   console.log("\n## Corpus build\n");

@@ -3,21 +3,21 @@ import { Redis } from "ioredis";
 import pino, { type Logger } from "pino";
 import type { Config } from "./config.js";
 import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
-import { createDocumentsService } from "./modules/documents/documents.service.js";
-import { createThreadExtractor } from "./modules/ingestion/extract-pool.js";
-import { createIdempotency } from "./modules/ingestion/idempotency.js";
 import {
+  createDocumentsService,
+  createIdempotency,
+  createIngestionPipeline,
+  createIngestionRecovery,
+  createIngestionService,
+  createThreadExtractor,
+  createUploadsService,
+  type IngestionRecovery,
   ingestionJobs,
   ingestionJobTypes,
   ingestionSchedules,
-} from "./modules/ingestion/ingestion.jobs.js";
-import { createIngestionPipeline } from "./modules/ingestion/ingestion.pipeline.js";
-import { createIngestionService } from "./modules/ingestion/ingestion.service.js";
-import { createIngestionRecovery, type IngestionRecovery } from "./modules/ingestion/recovery.js";
-import { createUploadsService } from "./modules/ingestion/uploads.js";
+} from "./modules/ingestion/index.js";
 import { createKnowledgeService } from "./modules/knowledge/index.js";
-import { searchJobs, searchJobTypes } from "./modules/search/search.jobs.js";
-import { createSearchService } from "./modules/search/search.service.js";
+import { createSearchService, searchJobs, searchJobTypes } from "./modules/search/index.js";
 import { createTenantsService } from "./modules/tenants/index.js";
 import type { BlobStore } from "./platform/blobs/blobs.js";
 import { createLocalBlobStore } from "./platform/blobs/local.js";
@@ -248,7 +248,13 @@ export async function createContext(
         }
       : {}),
   };
-  const ingestion = createIngestionService({ db, blobs, queue, tenants });
+  const ingestion = createIngestionService({
+    db,
+    blobs,
+    queue,
+    tenants,
+    allowPrivateUrls: config.allowPrivateUrls,
+  });
   const pipeline = createIngestionPipeline({
     db,
     blobs,
@@ -262,8 +268,8 @@ export async function createContext(
     extractor,
   });
   const documents = createDocumentsService({ db, blobs, vectors, queue });
-  const uploads = createUploadsService({ db, blobs, tenants, ingestion, clock });
-  const search = createSearchService({ db, vectors, embedders, tenants });
+  const uploads = createUploadsService({ db, blobs, ingestion, clock });
+  const search = createSearchService({ documents, vectors, embedders, tenants });
   const knowledge = createKnowledgeService({ db, ingestion, documents });
   const recovery = createIngestionRecovery({ db, blobs, queue, logger });
   // Before any request is served: claims held by the requests of a process that died (embedded

@@ -14,11 +14,9 @@ import type { AppContext } from "../context.js";
 import { AppError } from "../errors.js";
 import { adminRoutes } from "../modules/admin/index.js";
 import { authRoutes } from "../modules/auth/index.js";
-import { documentsRoutes } from "../modules/documents/documents.routes.js";
-import { ingestionRoutes } from "../modules/ingestion/ingestion.routes.js";
-import { uploadsRoutes } from "../modules/ingestion/uploads.routes.js";
+import { documentsRoutes, ingestionRoutes, uploadsRoutes } from "../modules/ingestion/index.js";
 import { knowledgeRoutes } from "../modules/knowledge/index.js";
-import { searchRoutes } from "../modules/search/search.routes.js";
+import { searchRoutes } from "../modules/search/index.js";
 import { tenantsRoutes } from "../modules/tenants/index.js";
 import { createAuthHook } from "./auth-hook.js";
 import { createClientErrorHandler } from "./client-errors.js";
@@ -159,15 +157,12 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(adminRoutes, { tenants: ctx.tenants });
   await app.register(ingestionRoutes, {
     ingestion: ctx.ingestion,
-    tenants: ctx.tenants,
     withIdempotency: ctx.withIdempotency,
     bodyLimitBytes: ctx.config.ingestBodyLimitBytes,
-    allowPrivateUrls: ctx.config.allowPrivateUrls,
   });
   await app.register(documentsRoutes, {
     documents: ctx.documents,
     ingestion: ctx.ingestion,
-    tenants: ctx.tenants,
     bodyLimitBytes: ctx.config.ingestBodyLimitBytes,
   });
   await app.register(uploadsRoutes, { uploads: ctx.uploads });

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createIngestionService } from "../../src/modules/ingestion/ingestion.service.js";
+import { createIngestionService } from "../../src/modules/ingestion/index.js";
 import { bearer, signup, startApp, type TestApp } from "../fixtures/app.js";
 import { apiKeyContext } from "../fixtures/contexts.js";
 import { claimOfDeadRequest, restartOn } from "../fixtures/crash.js";
@@ -25,6 +25,7 @@ describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => 
       db: app.ctx.db,
       blobs: app.ctx.blobs,
       tenants: app.ctx.tenants,
+      allowPrivateUrls: app.ctx.config.allowPrivateUrls,
       queue: {
         ...app.ctx.queue,
         enqueue: async (_type, _payload, opts) => ({ id: opts?.jobId ?? randomUUID() }),

@@ -1,20 +1,7 @@
 import { AppError } from "../../errors.js";
-import { DOCUMENT_TYPES } from "../tenants/tenants.schemas.js";
+import { DOCUMENT_TYPES } from "../tenants/index.js";
 
 export type DocType = (typeof DOCUMENT_TYPES)[number];
-
-/** Refuses a type the tenant's settings do not allow (422, with the allowed list). */
-export function assertAllowedType(allowed: string[], docType: string): void {
-  if (!allowed.includes(docType)) {
-    throw new AppError(
-      "ingestion.type_not_allowed",
-      `this tenant does not ingest '${docType}' documents`,
-      {
-        allowedDocumentTypes: allowed,
-      },
-    );
-  }
-}
 
 /** Document type from a file's name, or undefined when the extension is not one we parse. */
 export function typeFromFilename(name: string): DocType | undefined {

@@ -1,5 +1,6 @@
 /** The error codes the ingestion module raises; their HTTP statuses are in `src/http/errors.ts`. */
 export type IngestionErrorCode =
+  | "document.managed_by_knowledge"
   | "ingestion.max_documents"
   | "idempotency.key_reused"
   | "idempotency.in_progress"

@@ -1,18 +1,15 @@
 import { AppError } from "../../errors.js";
-import type { TenantContext } from "../../tenancy.js";
-import type { TenantsService } from "../tenants/index.js";
-import { assertAllowedType, fileDocType } from "./doc-types.js";
+import { type DocType, fileDocType } from "./doc-types.js";
 import { type DocumentKind, declaredTypeProblem } from "./extract.js";
 import { documentItemSchema, externalIdSchema, metadataSchema } from "./ingestion.schemas.js";
-import type { IngestionService, IngestResult } from "./ingestion.service.js";
+import type { DocumentInput } from "./ingestion.service.js";
+import type { TenantLimits } from "./limits.js";
 import type { MultipartForm } from "./multipart.js";
 
 /** The form fields of POST /api/ingest/file, besides the file. */
 export const FILE_FIELDS = ["title", "docType", "externalId", "metadata"] as const;
 /** Largest field value: metadata (50 keys of 64 + 500 characters) fits with room. */
 export const FILE_FIELD_BYTES = 100_000;
-
-const MB = 1024 * 1024;
 
 const invalid = (path: string, message: string) =>
   new AppError("validation.failed", `${path}: ${message}`, {
@@ -64,66 +61,48 @@ export function assertDeclaredType(bytes: Buffer, format: DocumentKind): void {
 }
 
 /**
- * An uploaded file as a submission: the tenant's size limit (known before the body is read),
- * then the form's fields checked as the JSON routes check theirs, the type, and the content.
+ * An uploaded form as a submission: the file within the tenant's limits, then the form's
+ * fields checked as the JSON routes check theirs, the type, and the content.
  */
-export function createFileIngestion(deps: {
-  tenants: TenantsService;
-  ingestion: IngestionService;
-}) {
-  return {
-    /** The largest file this tenant may upload, in bytes. */
-    async maxFileBytes(ctx: TenantContext): Promise<number> {
-      return (await deps.tenants.getConfig(ctx)).maxFileSizeMb * MB;
-    },
-
-    async submit(ctx: TenantContext, form: MultipartForm): Promise<IngestResult> {
-      const config = await deps.tenants.getConfig(ctx);
-      const { file, fields } = form;
-      if (!file) throw invalid("file", "required");
-      // The reader refused larger bodies already; this holds whatever read the form.
-      if (file.bytes.length > config.maxFileSizeMb * MB) {
-        throw new AppError(
-          "ingestion.file_too_large",
-          `files may be at most ${config.maxFileSizeMb} MB`,
-          { maxFileSizeMb: config.maxFileSizeMb },
-        );
-      }
-      const docType = fileDocType(fields.get("docType"), file.filename);
-      assertAllowedType(config.allowedDocumentTypes, docType);
-      const rawTitle = fields.get("title");
-      const title =
-        rawTitle !== undefined && rawTitle.trim() !== ""
-          ? parseField(documentItemSchema.shape.title, "title", rawTitle)
-          : // The name is the title then: held to the same rules (a 400 rather than a cut).
-            parseField(documentItemSchema.shape.title, "filename", file.filename || "untitled");
-      const rawMeta = fields.get("metadata");
-      let metadata: Record<string, string> | undefined;
-      if (rawMeta !== undefined) {
-        let json: unknown;
-        try {
-          json = JSON.parse(rawMeta, refusePrototypeKeys);
-        } catch {
-          throw invalid(
-            "metadata",
-            "must be a JSON object of strings (without __proto__ or constructor.prototype)",
-          );
-        }
-        metadata = parseField(metadataSchema, "metadata", json);
-      }
-      const rawExternalId = fields.get("externalId");
-      const externalId =
-        rawExternalId === undefined
-          ? undefined
-          : parseField(externalIdSchema, "externalId", rawExternalId);
-      if (file.bytes.length === 0)
-        throw new AppError("ingestion.empty_content", "the file is empty");
-      assertDeclaredType(file.bytes, docType);
-      return deps.ingestion.submit(
-        ctx,
-        { title, docType, externalId, metadata },
-        { kind: "bytes", bytes: file.bytes, format: docType },
+export function fileSubmission(
+  form: MultipartForm,
+  limits: TenantLimits,
+): { input: DocumentInput; content: { kind: "bytes"; bytes: Buffer; format: DocType } } {
+  const { file, fields } = form;
+  if (!file) throw invalid("file", "required");
+  // The reader refused larger bodies already; this holds whatever read the form.
+  limits.assertFileSize(file.bytes.length);
+  const docType = fileDocType(fields.get("docType"), file.filename);
+  limits.assertType(docType);
+  const rawTitle = fields.get("title");
+  const title =
+    rawTitle !== undefined && rawTitle.trim() !== ""
+      ? parseField(documentItemSchema.shape.title, "title", rawTitle)
+      : // The name is the title then: held to the same rules (a 400 rather than a cut).
+        parseField(documentItemSchema.shape.title, "filename", file.filename || "untitled");
+  const rawMeta = fields.get("metadata");
+  let metadata: Record<string, string> | undefined;
+  if (rawMeta !== undefined) {
+    let json: unknown;
+    try {
+      json = JSON.parse(rawMeta, refusePrototypeKeys);
+    } catch {
+      throw invalid(
+        "metadata",
+        "must be a JSON object of strings (without __proto__ or constructor.prototype)",
       );
-    },
+    }
+    metadata = parseField(metadataSchema, "metadata", json);
+  }
+  const rawExternalId = fields.get("externalId");
+  const externalId =
+    rawExternalId === undefined
+      ? undefined
+      : parseField(externalIdSchema, "externalId", rawExternalId);
+  if (file.bytes.length === 0) throw new AppError("ingestion.empty_content", "the file is empty");
+  assertDeclaredType(file.bytes, docType);
+  return {
+    input: { title, docType, externalId, metadata },
+    content: { kind: "bytes", bytes: file.bytes, format: docType },
   };
 }

@@ -1,20 +1,17 @@
 import type { Logger } from "pino";
-import { AppError } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db } from "../../platform/db/index.js";
-import { EmbeddingError } from "../../platform/embeddings/embedder.js";
-import { FetchError, safeFetch } from "../../platform/fetch/safe-fetch.js";
+import { safeFetch } from "../../platform/fetch/safe-fetch.js";
 import { type JobContext, NonRetryableError } from "../../platform/queue/queue.js";
 import type { ChunkRow, VectorIndex } from "../../platform/vectors/vectors.js";
 import { jobContext, type TenantContext } from "../../tenancy.js";
-import { documentsStore as store, type VersionRow } from "../documents/documents.store.js";
-import { type Embedders, tenantEmbedder } from "../tenants/embedding.js";
-import type { TenantsService } from "../tenants/index.js";
+import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
 import { chunkText } from "./chunking.js";
-import { ExtractionError } from "./extract.js";
+import { blobKeyFor, contentHash } from "./content.js";
+import { documentsStore as store, type VersionRow } from "./documents.store.js";
 import type { Extractor } from "./extract-pool.js";
 import { INGEST_MAX_ATTEMPTS, type IngestionJobs } from "./ingestion.jobs.js";
-import { blobKeyFor, contentHash } from "./ingestion.service.js";
+import { classify, IngestionJobError } from "./job-failures.js";
 
 type Payload = ReturnType<IngestionJobs["ingest.process"]["parse"]>;
 type DocType = "pdf" | "txt" | "html" | "md";
@@ -41,24 +38,6 @@ const FETCH_TYPES: Array<[RegExp, DocType]> = [
   [/^text\/plain/i, "txt"],
 ];
 
-/** Maps an error to a retry decision: failures that a retry cannot fix stop at once. */
-function classify(err: unknown): { retry: boolean; code: string; message: string } {
-  const message = (err as Error)?.message ?? String(err);
-  if (err instanceof NonRetryableError) return { retry: false, code: err.code, message };
-  if (err instanceof ExtractionError) return { retry: false, code: err.code, message };
-  if (err instanceof AppError) return { retry: false, code: err.code, message };
-  if (err instanceof EmbeddingError)
-    return { retry: err.retryable, code: "ingestion.embedding_failed", message };
-  if (err instanceof FetchError) {
-    const permanent =
-      err.code === "ingestion.url_forbidden" ||
-      err.code === "ingestion.url_too_large" ||
-      (err.code === "ingestion.url_http_error" && (err.status ?? 500) < 500 && err.status !== 429);
-    return { retry: !permanent, code: err.code, message };
-  }
-  return { retry: true, code: "ingestion.internal", message };
-}
-
 /**
  * The worker side of ingestion, one version at a time: fetch or load the bytes, extract text,
  * chunk with the tenant's settings, embed, write the chunks, then in one transaction make the
@@ -78,7 +57,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
     if (version.content_type !== "url") {
       const bytes = version.blob_key ? await deps.blobs.get(version.blob_key) : undefined;
       if (!bytes)
-        throw new NonRetryableError(
+        throw new IngestionJobError(
           `the content of version ${version.version} is missing from the blob store; send it again`,
           "ingestion.content_missing",
         );
@@ -86,7 +65,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
     }
     const doc = await store.document(db, ctx.tenantId, version.document_id);
     if (!doc?.source_url)
-      throw new NonRetryableError("the document has no URL to fetch", "ingestion.no_url");
+      throw new IngestionJobError("the document has no URL to fetch", "ingestion.no_url");
     const res = await safeFetch(doc.source_url, {
       allowPrivate: deps.allowPrivateUrls,
       maxBytes: deps.maxFetchBytes,
@@ -95,7 +74,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
     });
     const docType = FETCH_TYPES.find(([re]) => re.test(res.contentType ?? ""))?.[1];
     if (!docType || !allowed.includes(docType)) {
-      throw new NonRetryableError(
+      throw new IngestionJobError(
         `the URL answered with ${res.contentType || "no content type"}, which this tenant does not ingest`,
         "ingestion.unsupported_type",
       );
@@ -157,6 +136,8 @@ export function createIngestionPipeline(deps: PipelineDeps) {
       const extracted = await deps.extractor.extract(bytes, docType, {
         sourceUrl,
         sniff: version.content_type === "url",
+        // The queue closing stops the extraction; the job runs again after the restart.
+        signal: job.signal,
       });
       const texts = await chunkText(extracted.text, {
         size: config.chunkSize,

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { plainText } from "../../http/schemas.js";
-import { DOCUMENT_TYPES } from "../tenants/tenants.schemas.js";
+import { DOCUMENT_TYPES } from "../tenants/index.js";
 
 /** Largest text accepted in one JSON document (characters); bigger content goes as a file. */
 export const MAX_CONTENT_CHARS = 5_000_000;
@@ -61,6 +61,17 @@ export const urlItemSchema = z.strictObject({
   metadata: metadataSchema.optional(),
 });
 
+export type UrlItem = z.infer<typeof urlItemSchema>;
+
+/** PUT /api/documents/:id: new content makes a new version; title and metadata may change. */
+export const contentUpdateSchema = z.strictObject({
+  content: documentItemSchema.shape.content,
+  title: documentItemSchema.shape.title.optional(),
+  metadata: metadataSchema.optional(),
+});
+
+export type ContentUpdate = z.infer<typeof contentUpdateSchema>;
+
 export const batchSchema = z.strictObject({
   // Items are checked one by one, so that one bad item does not sink the rest.
   documents: z
@@ -76,12 +87,16 @@ export const webhookSchema = z.union([
   documentItemSchema,
 ]);
 
+/** What every submission answers: the version it made, or the live one it duplicates. */
 export const ingestResultSchema = z.object({
   documentId: z.uuid(),
   version: z.number().int(),
   jobId: z.uuid().nullable(),
   status: z.enum(["processing", "duplicate"]),
 });
+
+export type IngestResult = z.infer<typeof ingestResultSchema>;
+export type IngestStatus = IngestResult["status"];
 
 export const batchResultSchema = z.object({
   results: z.array(
@@ -95,6 +110,20 @@ export const batchResultSchema = z.object({
   accepted: z.number().int(),
   rejected: z.number().int(),
 });
+
+export type BatchResult = z.infer<typeof batchResultSchema>;
+
+/** A signed URL for a direct upload, and how to PUT the file to it. */
+export const uploadTicketSchema = z.object({
+  uploadUrl: z.string(),
+  uploadId: z.uuid(),
+  method: z.literal("PUT"),
+  /** Headers the PUT must carry: the content type is part of the signature. */
+  headers: z.object({ "content-type": z.string() }),
+  expiresAt: z.iso.datetime(),
+});
+
+export type UploadTicket = z.infer<typeof uploadTicketSchema>;
 
 /**
  * The multipart form of POST /api/ingest/file, for the OpenAPI document (and so the API explorer

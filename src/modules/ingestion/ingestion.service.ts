@@ -1,26 +1,33 @@
-import { createHash, randomUUID } from "node:crypto";
-import { AppError } from "../../errors.js";
+import { randomUUID } from "node:crypto";
+import { AppError, notFound } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
+import { checkUrlTarget, FetchError } from "../../platform/fetch/safe-fetch.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
 import { causeOf, type TenantContext } from "../../tenancy.js";
-import {
-  type DocumentRow,
-  documentsStore as store,
-  type VersionRow,
-} from "../documents/documents.store.js";
 import type { TenantsService } from "../tenants/index.js";
+import {
+  blobKeyFor,
+  type ContentFormat,
+  type ContentInput,
+  contentHash,
+  contentTypeOf,
+} from "./content.js";
+import { type DocumentRow, documentsStore as store, type VersionRow } from "./documents.store.js";
+import { FILE_FIELD_BYTES, FILE_FIELDS, fileSubmission } from "./file-ingest.js";
 import { enqueueProcessing, type IngestionJobs } from "./ingestion.jobs.js";
+import {
+  type BatchResult,
+  type ContentUpdate,
+  type DocumentItem,
+  documentItemSchema,
+  type IngestResult,
+  type UrlItem,
+} from "./ingestion.schemas.js";
+import { isKnowledgeDocument, managedByKnowledge } from "./knowledge-documents.js";
+import { fileTooLarge, type TenantLimits, tenantLimits } from "./limits.js";
+import type { MultipartForm, MultipartLimits } from "./multipart.js";
 import { unstoredVersions } from "./unstored.js";
-
-export type IngestStatus = "processing" | "duplicate";
-
-export interface IngestResult {
-  documentId: string;
-  version: number;
-  jobId: string | null;
-  status: IngestStatus;
-}
 
 /** What identifies a document across re-ingestion, and the fields kept on it. */
 export interface DocumentInput {
@@ -31,40 +38,6 @@ export interface DocumentInput {
   metadata?: Record<string, string>;
 }
 
-/** How the bytes are to be read: the parsers tenantrag has. */
-export type ContentFormat = "pdf" | "txt" | "html" | "md";
-
-/**
- * Content known at request time (text, upload) with its format, or a URL the worker will
- * fetch and whose format its Content-Type tells. The format is separate from the document's
- * type, which is a category (e.g. `faq` for knowledge items written as Markdown).
- */
-export type ContentInput =
-  | { kind: "bytes"; bytes: Buffer; format: ContentFormat }
-  | { kind: "url"; url: string };
-
-export function contentHash(bytes: Buffer): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
-/**
- * The prefix of the externalIds of the documents behind knowledge items (FAQs, menu items,
- * policies). Such a document is written only through the knowledge service, which keeps the
- * item's fields and its document in step; the generic routes answer 409 for it.
- */
-export const KNOWLEDGE_PREFIX = "knowledge:";
-
-export function isKnowledgeDocument(externalId: string | null | undefined): boolean {
-  return externalId?.startsWith(KNOWLEDGE_PREFIX) ?? false;
-}
-
-export function managedByKnowledge(): AppError {
-  return new AppError(
-    "document.managed_by_knowledge",
-    "this document belongs to a knowledge item: change or delete it through /api/knowledge (faqs, menu-items, policies)",
-  );
-}
-
 /** Which document a submission is for, and on whose behalf. */
 export interface SubmitOptions {
   /** The document to add a version to (PUT /api/documents/:id, a knowledge item's update). */
@@ -73,21 +46,31 @@ export interface SubmitOptions {
   knowledge?: boolean;
 }
 
-export function blobKeyFor(tenantId: string, documentId: string, version: number): string {
-  return `${tenantId}/documents/${documentId}/v${version}`;
+/** A multipart body yet to be read: its announced length, and a reader bound to the request. */
+export interface FileUpload {
+  /** Content-Length, or 0 when the body is chunked. */
+  announcedBytes: number;
+  read(limits: MultipartLimits): Promise<MultipartForm>;
 }
+
+/** Room for the form's fields and part headers beside the file in an announced length. */
+const FORM_OVERHEAD_BYTES = 64 * 1024;
 
 export interface IngestionDeps {
   db: Db;
   blobs: BlobStore;
   queue: JobQueue<IngestionJobs>;
   tenants: TenantsService;
+  /** Lets URL ingestion reach private addresses (tests, local use). Off in production. */
+  allowPrivateUrls: boolean;
 }
 
 /**
  * The request side of ingestion: checks the tenant's limits, records a new version (or
  * recognises unchanged content as a duplicate of the version that has it), stores the raw
- * bytes, and enqueues the processing job. The API answers without waiting for the work.
+ * bytes, and enqueues the processing job. The API answers without waiting for the work. Every
+ * way in (text, batch, URL, file, new content for a document, direct uploads through
+ * `limits`) goes through here, so the tenant's limits are checked in one place.
  */
 export function createIngestionService(deps: IngestionDeps) {
   const { db } = deps;
@@ -105,7 +88,7 @@ export function createIngestionService(deps: IngestionDeps) {
     };
     if (opts.documentId) {
       const doc = await store.documentForUpdate(tx, ctx.tenantId, opts.documentId);
-      if (!doc) throw new AppError("not_found", "document not found");
+      if (!doc) throw notFound("document");
       return writable(doc);
     }
     if (isKnowledgeDocument(input.externalId) && !opts.knowledge) throw managedByKnowledge();
@@ -118,11 +101,7 @@ export function createIngestionService(deps: IngestionDeps) {
     const found = await store.documentByIdentity(tx, ctx.tenantId, { ...input, contentHash: hash });
     if (found) return writable(found);
     // Counting under the tenant's config row lock keeps concurrent creations from overshooting.
-    const limit = await tx.query<{ max_documents: number }>(
-      "select max_documents from tenant_config where tenant_id = $1 for update",
-      [ctx.tenantId],
-    );
-    const maxDocuments = limit[0]?.max_documents ?? 0;
+    const maxDocuments = await deps.tenants.maxDocumentsForUpdate(ctx, tx);
     if ((await store.countDocuments(tx, ctx.tenantId)) >= maxDocuments) {
       throw new AppError(
         "ingestion.max_documents",
@@ -283,7 +262,139 @@ export function createIngestionService(deps: IngestionDeps) {
     };
   }
 
-  return { submit };
+  async function limits(ctx: TenantContext): Promise<TenantLimits> {
+    return tenantLimits(await deps.tenants.getConfig(ctx));
+  }
+
+  async function submitText(ctx: TenantContext, item: DocumentItem): Promise<IngestResult> {
+    (await limits(ctx)).assertType(item.docType);
+    return submit(
+      ctx,
+      {
+        title: item.title,
+        docType: item.docType,
+        sourceUrl: item.sourceUrl,
+        externalId: item.externalId,
+        metadata: item.metadata,
+      },
+      { kind: "bytes", bytes: Buffer.from(item.content, "utf8"), format: item.docType },
+    );
+  }
+
+  async function submitUrl(ctx: TenantContext, item: UrlItem): Promise<IngestResult> {
+    (await limits(ctx)).assertType("html");
+    // Refused targets get a clear 4xx now; the worker checks again when it fetches (DNS can change).
+    try {
+      await checkUrlTarget(item.url, { allowPrivate: deps.allowPrivateUrls });
+    } catch (err) {
+      if (!(err instanceof FetchError)) throw err;
+      throw new AppError(
+        err.code === "ingestion.url_forbidden"
+          ? "ingestion.url_forbidden"
+          : "ingestion.url_unreachable",
+        err.message,
+      );
+    }
+    return submit(
+      ctx,
+      {
+        title: item.title ?? item.url,
+        docType: "html",
+        sourceUrl: item.url,
+        externalId: item.externalId,
+        metadata: item.metadata,
+      },
+      { kind: "url", url: item.url },
+    );
+  }
+
+  return {
+    submit,
+    submitText,
+    submitUrl,
+
+    /** The tenant's limits, for the checks of direct uploads (uploads.ts). */
+    limits,
+
+    /**
+     * Text documents one by one: each item is checked and submitted on its own, and one that
+     * is refused (as invalid, or by an AppError) is reported in its place without stopping the
+     * rest. Any other error fails the request.
+     */
+    async submitBatch(ctx: TenantContext, items: unknown[]): Promise<BatchResult> {
+      const results: BatchResult["results"] = [];
+      for (const [index, raw] of items.entries()) {
+        const parsed = documentItemSchema.safeParse(raw);
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0];
+          results.push({
+            index,
+            ok: false,
+            error: {
+              code: "validation.failed",
+              message: `${issue?.path.join(".") || "item"}: ${issue?.message ?? "invalid"}`,
+            },
+          });
+          continue;
+        }
+        try {
+          results.push({ index, ok: true, result: await submitText(ctx, parsed.data) });
+        } catch (err) {
+          if (!(err instanceof AppError)) throw err;
+          results.push({ index, ok: false, error: { code: err.code, message: err.message } });
+        }
+      }
+      const accepted = results.filter((r) => r.ok).length;
+      return { results, accepted, rejected: results.length - accepted };
+    },
+
+    /**
+     * A file sent as multipart/form-data. An announced oversize body is refused before any of
+     * it is read; an unannounced one (chunked) is refused by the reader at the first byte over
+     * the tenant's limit.
+     */
+    async submitFile(ctx: TenantContext, upload: FileUpload): Promise<IngestResult> {
+      const tenant = await limits(ctx);
+      if (upload.announcedBytes > tenant.maxFileBytes + FORM_OVERHEAD_BYTES) {
+        throw fileTooLarge(tenant.maxFileBytes);
+      }
+      const form = await upload.read({
+        fileBytes: tenant.maxFileBytes,
+        fieldNames: FILE_FIELDS,
+        fieldBytes: FILE_FIELD_BYTES,
+      });
+      const { input, content } = fileSubmission(form, tenant);
+      return submit(ctx, input, content);
+    },
+
+    /**
+     * New content for a document (PUT /api/documents/:id): a new version, titled and described
+     * as the document is unless the update says otherwise.
+     */
+    async replaceContent(
+      ctx: TenantContext,
+      documentId: string,
+      update: ContentUpdate,
+    ): Promise<IngestResult> {
+      const doc = await store.document(db, ctx.tenantId, documentId);
+      if (!doc) throw notFound("document");
+      return submit(
+        ctx,
+        {
+          title: update.title ?? doc.title,
+          docType: doc.doc_type,
+          metadata: update.metadata ?? doc.metadata,
+        },
+        {
+          kind: "bytes",
+          bytes: Buffer.from(update.content, "utf8"),
+          // New content arrives as text: kept in the document's own text format, else plain.
+          format: doc.doc_type === "md" || doc.doc_type === "html" ? doc.doc_type : "txt",
+        },
+        { documentId: doc.id },
+      );
+    },
+  };
 }
 
 export type IngestionService = ReturnType<typeof createIngestionService>;
@@ -308,18 +419,4 @@ function assertStorableText(content: { bytes: Buffer; format: ContentFormat }): 
     "ingestion.invalid_text",
     `the ${content.format} content contains a NUL byte; send text (UTF-8), or a PDF as pdf`,
   );
-}
-
-/** The MIME type a blob of this format is stored with. */
-export function contentTypeOf(format: ContentFormat): string {
-  switch (format) {
-    case "pdf":
-      return "application/pdf";
-    case "html":
-      return "text/html; charset=utf-8";
-    case "md":
-      return "text/markdown; charset=utf-8";
-    default:
-      return "text/plain; charset=utf-8";
-  }
 }

@@ -2,6 +2,7 @@ import type { Multipart } from "@fastify/multipart";
 import type { FastifyRequest } from "fastify";
 import { AppError } from "../../errors.js";
 import { badTextReason } from "../../http/text.js";
+import { fileTooLarge } from "./limits.js";
 
 /** A multipart/form-data body read whole: its text fields and its one file. */
 export interface MultipartForm {
@@ -36,12 +37,7 @@ export async function readMultipart(
   limits: MultipartLimits,
 ): Promise<MultipartForm> {
   const form: MultipartForm = { fields: new Map(), file: undefined };
-  const tooLarge = () =>
-    new AppError(
-      "ingestion.file_too_large",
-      `files may be at most ${limits.fileBytes / 1024 / 1024} MB`,
-      { maxFileSizeMb: limits.fileBytes / 1024 / 1024 },
-    );
+  const tooLarge = () => fileTooLarge(limits.fileBytes);
   let parts: AsyncIterator<Multipart>;
   try {
     parts = req

@@ -1,7 +1,7 @@
 import { AppError } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db, Queryable } from "../../platform/db/index.js";
-import { documentsStore as store } from "../documents/documents.store.js";
+import { documentsStore as store } from "./documents.store.js";
 
 /**
  * Versions whose request never completed: the version was recorded, but its bytes never

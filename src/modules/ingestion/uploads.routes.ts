@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { tenantContext } from "../../http/auth-hook.js";
 import { idParams, plainText } from "../../http/schemas.js";
-import { externalIdSchema, ingestResultSchema } from "./ingestion.schemas.js";
+import { externalIdSchema, ingestResultSchema, uploadTicketSchema } from "./ingestion.schemas.js";
 import type { UploadsService } from "./uploads.js";
 
 export interface UploadsRouteDeps {
@@ -30,14 +30,6 @@ const presignQuery = z.strictObject({
   externalId: externalIdSchema.optional(),
 });
 
-const ticketSchema = z.object({
-  uploadUrl: z.string(),
-  uploadId: z.uuid(),
-  method: z.literal("PUT"),
-  headers: z.object({ "content-type": z.string() }),
-  expiresAt: z.iso.datetime(),
-});
-
 /**
  * Direct uploads (S3-compatible blob storage only): sign a URL, the client PUTs the file to it,
  * then completes the upload, which ingests the file as POST /api/ingest/file would.
@@ -52,7 +44,7 @@ export const uploadsRoutes: FastifyPluginAsyncZod<UploadsRouteDeps> = async (app
         summary:
           "Sign a URL to PUT a file to object storage directly; then POST /api/ingest/uploads/:id/complete",
         querystring: presignQuery,
-        response: { 200: ticketSchema },
+        response: { 200: uploadTicketSchema },
       },
     },
     async (req) => uploads.create(tenantContext(req), req.query),

@@ -4,16 +4,16 @@ import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Clock } from "../../platform/clock.js";
 import { type Db, kysely, type Queryable, type Row, sql } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
-import type { TenantsService } from "../tenants/index.js";
-import { assertAllowedType, type DocType, fileDocType } from "./doc-types.js";
+import { contentTypeOf } from "./content.js";
+import { type DocType, fileDocType } from "./doc-types.js";
 import { assertDeclaredType } from "./file-ingest.js";
-import { contentTypeOf, type IngestionService, type IngestResult } from "./ingestion.service.js";
+import type { IngestResult, UploadTicket } from "./ingestion.schemas.js";
+import type { IngestionService } from "./ingestion.service.js";
 
 /** How long a presigned upload URL stays valid. */
 export const UPLOAD_URL_TTL_SECONDS = 15 * 60;
 /** How long a completion holds its upload; one cut short by a crash can be retried after it. */
 const CLAIM_SECONDS = 5 * 60;
-const MB = 1024 * 1024;
 
 const UPLOAD_COLUMNS = [
   "id",
@@ -169,20 +169,10 @@ export interface UploadRequest {
   externalId?: string | undefined;
 }
 
-export interface UploadTicket {
-  uploadUrl: string;
-  uploadId: string;
-  method: "PUT";
-  /** Headers the PUT must carry: the content type is part of the signature. */
-  headers: { "content-type": string };
-  expiresAt: string;
-}
-
 export interface UploadsDeps {
   db: Db;
   blobs: BlobStore;
-  tenants: TenantsService;
-  ingestion: Pick<IngestionService, "submit">;
+  ingestion: Pick<IngestionService, "submit" | "limits">;
   /** Dates the expiry shown with a URL; the URL's own is signed by the blob store's clock. */
   clock: Clock;
 }
@@ -197,17 +187,11 @@ export interface UploadsDeps {
 export function createUploadsService(deps: UploadsDeps) {
   const { db, blobs } = deps;
 
-  function tooLarge(maxFileSizeMb: number): AppError {
-    return new AppError("ingestion.file_too_large", `files may be at most ${maxFileSizeMb} MB`, {
-      maxFileSizeMb,
-    });
-  }
-
   /** Reads the uploaded object after checking it against the tenant's limits and the announcement. */
   async function uploadedBytes(ctx: TenantContext, upload: UploadRow): Promise<Buffer> {
-    const config = await deps.tenants.getConfig(ctx);
+    const limits = await deps.ingestion.limits(ctx);
     // The tenant's settings may have changed since the URL was signed.
-    assertAllowedType(config.allowedDocumentTypes, upload.doc_type);
+    limits.assertType(upload.doc_type);
     const missing = () =>
       new AppError(
         "ingestion.upload_missing",
@@ -216,7 +200,7 @@ export function createUploadsService(deps: UploadsDeps) {
     // The size first: an object far larger than announced is refused without reading it.
     const size = await blobs.size(upload.blob_key);
     if (size === undefined) throw missing();
-    if (size > config.maxFileSizeMb * MB) throw tooLarge(config.maxFileSizeMb);
+    limits.assertFileSize(size);
     const bytes = await blobs.get(upload.blob_key);
     if (!bytes) throw missing();
     if (bytes.length === 0) throw new AppError("ingestion.empty_content", "the file is empty");
@@ -232,11 +216,11 @@ export function createUploadsService(deps: UploadsDeps) {
 
   return {
     async create(ctx: TenantContext, req: UploadRequest): Promise<UploadTicket> {
-      const config = await deps.tenants.getConfig(ctx);
+      const limits = await deps.ingestion.limits(ctx);
       const docType = fileDocType(req.docType, req.filename);
-      assertAllowedType(config.allowedDocumentTypes, docType);
+      limits.assertType(docType);
       if (req.size === 0) throw new AppError("ingestion.empty_content", "the file is empty");
-      if (req.size > config.maxFileSizeMb * MB) throw tooLarge(config.maxFileSizeMb);
+      limits.assertFileSize(req.size);
       const id = randomUUID();
       const key = `${ctx.tenantId}/uploads/${id}`;
       const contentType = req.contentType ?? contentTypeOf(docType);

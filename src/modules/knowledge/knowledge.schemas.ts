@@ -1,7 +1,11 @@
 import { z } from "zod";
 import { plainText } from "../../http/schemas.js";
-import { ingestResultSchema } from "../ingestion/ingestion.schemas.js";
-import type { IngestResult } from "../ingestion/ingestion.service.js";
+import {
+  type IngestResult,
+  ingestResultSchema,
+  type JobState,
+  jobStateSchema,
+} from "../ingestion/index.js";
 
 /** The kinds of knowledge item; each is also the `docType` of its backing document in search. */
 export const KNOWLEDGE_TYPES = ["faq", "menu_item", "policy"] as const;
@@ -106,22 +110,42 @@ export type KnowledgePage<T extends KnowledgeType = KnowledgeType> = T extends K
 
 const errorSchema = z.object({ code: z.string(), message: z.string() }).nullable();
 
-const jobSchema = z
-  .object({
-    id: z.uuid(),
-    status: z.enum(["queued", "running", "completed", "failed", "dead"]),
-    attempts: z.number().int(),
-    maxAttempts: z.number().int(),
-    lastError: z.string().nullable(),
-  })
-  .nullable();
+/**
+ * The fields of an item as answered. Their own shapes, not the request's: not strict, and
+ * without the request's limits and refinements, so that a rule tightened on input later does
+ * not break reading the items written before it.
+ */
+const labelsOut = z.array(z.string());
+const fieldsOutput = {
+  faq: {
+    question: z.string(),
+    answer: z.string(),
+    category: z.string().optional(),
+    tags: labelsOut.optional(),
+  },
+  menu_item: {
+    name: z.string(),
+    description: z.string(),
+    price: z.number(),
+    currency: z.string().optional(),
+    category: z.string(),
+    dietary: labelsOut.optional(),
+    allergens: labelsOut.optional(),
+    available: z.boolean().optional(),
+  },
+  policy: {
+    title: z.string(),
+    content: z.string(),
+    category: z.string().optional(),
+    effectiveDate: z.iso.date().optional(),
+  },
+} satisfies Record<KnowledgeType, z.ZodRawShape>;
 
 /** An item as listed: its fields and where its indexing stands. */
 function itemSchema<T extends KnowledgeType, S extends z.ZodRawShape>(type: T, shape: S) {
   return z.object({
     id: z.uuid(),
     type: z.literal(type),
-    // Not strict on the way out: a field dropped from the schema later must not break reads.
     fields: z.object(shape),
     documentId: z.uuid().nullable(),
     status: z.enum(["processing", "completed", "failed"]),
@@ -136,7 +160,7 @@ function itemSchema<T extends KnowledgeType, S extends z.ZodRawShape>(type: T, s
 /** Response schemas of one item type: list entry, single item (with its job), write result. */
 function responses<T extends KnowledgeType, S extends z.ZodRawShape>(type: T, shape: S) {
   const item = itemSchema(type, shape);
-  const detail = item.extend({ job: jobSchema });
+  const detail = item.extend({ job: jobStateSchema });
   return {
     list: z.object({ items: z.array(item), nextCursor: z.string().nullable() }),
     detail,
@@ -144,12 +168,12 @@ function responses<T extends KnowledgeType, S extends z.ZodRawShape>(type: T, sh
   };
 }
 
-export type JobState = z.infer<typeof jobSchema>;
+export type { JobState };
 
 export const responseSchemas = {
-  faq: responses("faq", faqShape),
-  menu_item: responses("menu_item", menuItemShape),
-  policy: responses("policy", policyShape),
+  faq: responses("faq", fieldsOutput.faq),
+  menu_item: responses("menu_item", fieldsOutput.menu_item),
+  policy: responses("policy", fieldsOutput.policy),
 } as const;
 
 export const listQuery = z.strictObject({

@@ -3,12 +3,12 @@ import { AppError, assertNever, notFound } from "../../errors.js";
 import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
 import type { Db } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
-import type { DocumentsService } from "../documents/documents.service.js";
 import type {
   DocumentInput,
+  DocumentsService,
   IngestionService,
   IngestResult,
-} from "../ingestion/ingestion.service.js";
+} from "../ingestion/index.js";
 import type {
   JobState,
   KnowledgeInput,

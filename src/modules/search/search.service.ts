@@ -1,9 +1,8 @@
-import type { Db } from "../../platform/db/index.js";
 import type { SearchFilters, VectorHit, VectorIndex } from "../../platform/vectors/vectors.js";
 import type { TenantContext } from "../../tenancy.js";
-import { documentsStore } from "../documents/documents.store.js";
-import { type Embedders, tenantEmbedder } from "../tenants/embedding.js";
-import type { TenantsService } from "../tenants/index.js";
+import type { DocumentsService } from "../ingestion/index.js";
+import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
+import type { SearchResult } from "./search.schemas.js";
 
 export type SearchMode = "vector" | "text" | "hybrid";
 
@@ -12,17 +11,6 @@ export interface SearchQuery {
   mode: SearchMode;
   limit: number;
   filters?: SearchFilters;
-}
-
-export interface SearchResult {
-  text: string;
-  score: number;
-  documentId: string;
-  title: string;
-  version: number;
-  chunkIndex: number;
-  docType: string;
-  metadata: Record<string, string>;
 }
 
 /** Reciprocal-rank-fusion constant: 60 is the value of the original paper and most engines. */
@@ -45,7 +33,7 @@ export function reciprocalRankFusion(lists: VectorHit[][], k = RRF_K): VectorHit
 }
 
 export interface SearchDeps {
-  db: Db;
+  documents: Pick<DocumentsService, "activeVersions">;
   vectors: VectorIndex;
   embedders: Embedders;
   tenants: TenantsService;
@@ -61,7 +49,7 @@ export function createSearchService(deps: SearchDeps) {
   /** Keeps only chunks of the active version of documents that still exist. */
   async function activeOnly(ctx: TenantContext, hits: VectorHit[]): Promise<VectorHit[]> {
     const ids = [...new Set(hits.map((h) => h.documentId))];
-    const active = await documentsStore.activeVersions(deps.db, ctx.tenantId, ids);
+    const active = await deps.documents.activeVersions(ctx, ids);
     return hits.filter((h) => active.get(h.documentId) === h.version);
   }
 

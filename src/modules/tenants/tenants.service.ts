@@ -106,6 +106,15 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: C
     },
 
     /**
+     * The tenant's document limit, read on the caller's transaction with its configuration
+     * locked until that ends: documents created under the lock are counted one after another,
+     * so concurrent creations cannot overshoot the limit (the ingestion service).
+     */
+    async maxDocumentsForUpdate(ctx: TenantContext, tx: Queryable): Promise<number> {
+      return (await store.maxDocumentsForUpdate(tx, ctx.tenantId)) ?? 0;
+    },
+
+    /**
      * Applies a validated partial update. Limits may not exceed the plan's; chunk overlap must
      * stay below chunk size after the change. The provider key is encrypted before it is stored.
      */

@@ -148,4 +148,13 @@ export const tenantsStore = {
       .returning(CONFIG_COLUMNS)
       .executeTakeFirst();
   },
+
+  /** The tenant's document limit, its configuration row locked until the transaction ends. */
+  async maxDocumentsForUpdate(q: Queryable, tenantId: string): Promise<number | undefined> {
+    const rows = await q.query<{ max_documents: number }>(
+      "select max_documents from tenant_config where tenant_id = $1 for update",
+      [tenantId],
+    );
+    return rows[0]?.max_documents;
+  },
 };

@@ -5,52 +5,19 @@ import type { Db } from "../../platform/db/index.js";
 import type { JobQueue, JobRegistry } from "../../platform/queue/queue.js";
 import type { VectorIndex } from "../../platform/vectors/vectors.js";
 import type { TenantContext } from "../../tenancy.js";
-import { isKnowledgeDocument, managedByKnowledge } from "../ingestion/ingestion.service.js";
+import type {
+  DocumentPage,
+  DocumentProcessing,
+  DocumentView,
+  VersionView,
+} from "./documents.schemas.js";
 import {
   type DocumentRow,
   type DocumentStatus,
   documentsStore as store,
   type VersionRow,
 } from "./documents.store.js";
-
-export interface DocumentView {
-  id: string;
-  externalId: string | null;
-  title: string;
-  docType: string;
-  sourceUrl: string | null;
-  metadata: Record<string, string>;
-  status: DocumentStatus;
-  error: { code: string; message: string } | null;
-  activeVersion: number | null;
-  latestVersion: number;
-  contentHash: string | null;
-  fileSizeBytes: number | null;
-  pageCount: number | null;
-  chunkCount: number;
-  characterCount: number;
-  embeddingTokens: number;
-  embeddingCostUsd: string;
-  processingTimeMs: number | null;
-  createdAt: string;
-  updatedAt: string;
-}
-
-export interface VersionView {
-  version: number;
-  status: VersionRow["status"];
-  isActive: boolean;
-  contentHash: string | null;
-  chunkCount: number;
-  characterCount: number;
-  pageCount: number | null;
-  embeddingTokens: number;
-  embeddingModel: string | null;
-  jobId: string | null;
-  error: { code: string; message: string } | null;
-  createdAt: string;
-  activatedAt: string | null;
-}
+import { isKnowledgeDocument, managedByKnowledge } from "./knowledge-documents.js";
 
 const err = (code: string | null, message: string | null) =>
   code ? { code, message: message ?? code } : null;
@@ -105,7 +72,10 @@ export interface DocumentsDeps {
   queue: Pick<JobQueue<JobRegistry>, "get">;
 }
 
-/** Reading and deleting a tenant's documents. Creation and new versions go through ingestion. */
+/**
+ * Reading and deleting a tenant's documents, for the documents routes and for other modules
+ * (knowledge, search). Creation and new versions go through the ingestion service.
+ */
 export function createDocumentsService(deps: DocumentsDeps) {
   const { db } = deps;
 
@@ -119,7 +89,7 @@ export function createDocumentsService(deps: DocumentsDeps) {
     async list(
       ctx: TenantContext,
       opts: { limit: number; cursor?: string; status?: DocumentStatus; docType?: string },
-    ) {
+    ): Promise<DocumentPage> {
       const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
       const rows = await store.listDocuments(db, ctx.tenantId, {
         ...opts,
@@ -145,7 +115,7 @@ export function createDocumentsService(deps: DocumentsDeps) {
     },
 
     /** Processing state of the latest version, with its job's attempts and last error. */
-    async status(ctx: TenantContext, id: string) {
+    async status(ctx: TenantContext, id: string): Promise<DocumentProcessing> {
       const doc = await row(ctx, id);
       const latest = await store.version(db, ctx.tenantId, id, doc.latest_version);
       const job = latest?.job_id ? await deps.queue.get(ctx.tenantId, latest.job_id) : undefined;
@@ -165,6 +135,14 @@ export function createDocumentsService(deps: DocumentsDeps) {
             }
           : null,
       };
+    },
+
+    /**
+     * Of these documents, the active version of each: the only version whose chunks search may
+     * show. A document that is gone, or has no active version yet, is absent from the map.
+     */
+    async activeVersions(ctx: TenantContext, documentIds: string[]): Promise<Map<string, number>> {
+      return store.activeVersions(db, ctx.tenantId, documentIds);
     },
 
     /**
