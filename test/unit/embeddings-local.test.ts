@@ -161,15 +161,18 @@ describe("local embedder", () => {
     await expect(pending).rejects.toMatchObject({ name: "AbortError" });
   });
 
-  it("embeds a thousand 2 KB chunks in well under a second", async () => {
+  // Its speed is measured in bench/ (search and ingestion), not here.
+  it("embeds a batch of a thousand 2 KB chunks as it embeds each one alone", async () => {
     const texts = Array.from(
       { length: 1000 },
       (_, i) => `${i} ${"retrieval chunk text ".repeat(100)}`,
     );
-    const started = performance.now();
     const res = await embedder.embed({ texts });
     expect(res.vectors).toHaveLength(1000);
-    expect(performance.now() - started).toBeLessThan(1000);
+    for (const i of [0, 499, 999]) {
+      const alone = await embedder.embed({ texts: [texts[i] as string] });
+      expect(res.vectors[i]).toEqual(alone.vectors[0]);
+    }
   });
 });
 
