@@ -489,6 +489,27 @@ describe.each(queueAdapters)("JobQueue port: $name", ({ name, skip, open }) => {
         expect(seen.every((s) => s.title === `t-${tenantId}`)).toBe(true);
       });
 
+      it("a committed job starts at once, not at the next poll or relay pass", async () => {
+        // Only the transaction's after-commit hook can start it in time: the job row is
+        // written with the typed builder over `tx`, the hook is called on the same handle.
+        await fresh();
+        const q = h.make({ pollMs: 60_000, relayMs: 60_000 });
+        let startedAt = 0;
+        q.work(
+          handlers(async () => {
+            startedAt = Date.now();
+          }),
+        );
+        await sleep(300); // let the worker go idle and the relay make its first pass
+        const t0 = Date.now();
+        const { id } = await h.db.transaction((tx) =>
+          q.enqueue("test.echo", { tenantId, n: 1 }, { tx }),
+        );
+        await waitFor("the job to start", () => startedAt, 5_000);
+        expect(startedAt - t0).toBeLessThan(2_000);
+        await until(q, id, "completed");
+      });
+
       it("a committed job runs even if its process dies between the commit and the hand-over", async () => {
         await fresh();
         const dying = h.make();

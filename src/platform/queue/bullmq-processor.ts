@@ -1,7 +1,7 @@
 import { type Job, UnrecoverableError, WaitingError } from "bullmq";
 import type { Logger } from "pino";
-import type { Db } from "../db/index.js";
-import { backoffBaseOf, errorText, isNonRetryable, parsePayload } from "./jobs-store.js";
+import { type Db, kysely, sql } from "../db/index.js";
+import { backoffBaseOf, errorText, isNonRetryable, msFromNow, parsePayload } from "./jobs-store.js";
 import { backoffMs, type JobHandlers, type JobRegistry, type JobTypeOptions } from "./queue.js";
 import { uuidFrom } from "./schedules.js";
 
@@ -27,19 +27,6 @@ export interface BullmqProcessorDeps {
   isClosing: () => boolean;
 }
 
-const START_SQL = `
-  update jobs set status = 'running', attempts = $2, started_at = now(), locked_by = $3,
-    locked_until = null, finished_at = null, updated_at = now()
-  where id = $1 and status in ('queued', 'running')
-  returning id`;
-
-const FENCE = "where id = $1 and locked_by = $2 and status = 'running'";
-
-const SCHEDULED_ROW_SQL = `
-  insert into jobs (id, tenant_id, type, payload, max_attempts, relayed_at)
-  values ($1::uuid, $2::uuid, $3, $4::jsonb, $5::int, now())
-  on conflict (id) do nothing`;
-
 /** The `jobs` row id of a BullMQ job: its own id, or one derived for a scheduler's run. */
 function rowIdOf(job: Job): string {
   return job.repeatJobKey ? uuidFrom(`bullmq:${job.id}`) : (job.id as string);
@@ -51,21 +38,84 @@ export function createBullmqProcessor(deps: BullmqProcessorDeps) {
   const running = new Map<string, { jobId: string; done: Promise<unknown> }>();
   const neverAborted = new AbortController().signal;
 
-  async function finish(fence: unknown[], status: string, error: string | null) {
-    return db.query(
-      `update jobs set status = $3, last_error = coalesce($4, last_error), finished_at = now(),
-         updated_at = now() ${FENCE} returning id`,
-      [...fence, status, error],
-    );
+  /** An update of this run's row, fenced on its lock token: a no-op for a lost run. */
+  const ownRun = (id: string, token: string) =>
+    kysely(db)
+      .updateTable("jobs")
+      .where("id", "=", id)
+      .where("locked_by", "=", token)
+      .where("status", "=", "running");
+
+  /** Moves this run's row to `status`; its last error is kept unless a new one is given. */
+  function finish(
+    id: string,
+    token: string,
+    status: "completed" | "failed" | "dead",
+    error: string | null,
+  ) {
+    return ownRun(id, token)
+      .set({
+        status,
+        ...(error !== null ? { last_error: error } : {}),
+        finished_at: sql`now()`,
+        updated_at: sql`now()`,
+      })
+      .returning("id")
+      .execute();
   }
 
-  async function requeue(fence: unknown[], error: string, delayMs: number) {
-    return db.query(
-      `update jobs set status = 'queued', last_error = $3, locked_by = null,
-         run_at = now() + $4::int * interval '1 millisecond', updated_at = now() ${FENCE}
-       returning id`,
-      [...fence, error, delayMs],
-    );
+  /** Queues this run's row again, due in `delayMs`. */
+  function requeue(id: string, token: string, error: string, delayMs: number) {
+    return ownRun(id, token)
+      .set({
+        status: "queued",
+        last_error: error,
+        locked_by: null,
+        run_at: msFromNow(delayMs),
+        updated_at: sql`now()`,
+      })
+      .returning("id")
+      .execute();
+  }
+
+  /**
+   * Marks the row running for this attempt, under this run's lock token; false when it is no
+   * longer live (never committed, its tenant deleted, or already finished).
+   */
+  async function start(id: string, attempt: number, token: string): Promise<boolean> {
+    const row = await kysely(db)
+      .updateTable("jobs")
+      .set({
+        status: "running",
+        attempts: attempt,
+        started_at: sql`now()`,
+        locked_by: token,
+        locked_until: null,
+        finished_at: null,
+        updated_at: sql`now()`,
+      })
+      .where("id", "=", id)
+      .where("status", "in", ["queued", "running"])
+      .returning("id")
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** A scheduler's run gets its row when it first starts; a retry finds it there. */
+  async function insertScheduledRow(id: string, job: Job): Promise<void> {
+    const tenantId = (job.data as { tenantId?: unknown } | null)?.tenantId ?? null;
+    await kysely(db)
+      .insertInto("jobs")
+      .values({
+        id,
+        tenant_id: typeof tenantId === "string" ? tenantId : null,
+        type: job.name,
+        payload: JSON.stringify(job.data),
+        max_attempts: job.opts.attempts ?? 1,
+        relayed_at: sql`now()`,
+      })
+      .onConflict((oc) => oc.column("id").doNothing())
+      .execute();
   }
 
   /** Records a failure; the handler's own error is what BullMQ must see, not a mirror error. */
@@ -86,28 +136,17 @@ export function createBullmqProcessor(deps: BullmqProcessorDeps) {
       await job.moveToWait(token);
       throw new WaitingError();
     }
-    if (job.repeatJobKey) {
-      const tenantId = (job.data as { tenantId?: unknown } | null)?.tenantId ?? null;
-      await db.query(SCHEDULED_ROW_SQL, [
-        id,
-        typeof tenantId === "string" ? tenantId : null,
-        job.name,
-        JSON.stringify(job.data),
-        job.opts.attempts ?? 1,
-      ]);
-    }
-    const started = await db.query(START_SQL, [id, attempt, token]);
-    if (started.length === 0) {
+    if (job.repeatJobKey) await insertScheduledRow(id, job);
+    if (!(await start(id, attempt, token))) {
       log.warn("job has no live row (enqueue failed, tenant deleted or already done); skipped");
       return;
     }
-    const fence = [id, token];
     const parsed = parsePayload(deps.registry, job.name, job.data);
     const handler = deps.handlers[job.name];
     if (!parsed.ok || !handler) {
       const error = parsed.ok ? `No handler for "${job.name}"` : parsed.error;
       log.error({ err: error }, "job failed for good");
-      await mirror(log, finish(fence, "failed", error));
+      await mirror(log, finish(id, token, "failed", error));
       throw new UnrecoverableError(error);
     }
     try {
@@ -123,13 +162,13 @@ export function createBullmqProcessor(deps: BullmqProcessorDeps) {
       if (deps.isClosing() && signal.aborted) {
         // Stopped because we asked it to: not the job's fault, so it runs again at once.
         log.info({ err: error }, "job interrupted by shutdown; queued again");
-        await mirror(log, requeue(fence, error, 0));
+        await mirror(log, requeue(id, token, error, 0));
         await job.moveToWait(token);
         throw new WaitingError();
       }
       if (isNonRetryable(err)) {
         log.error({ err: error, status: "failed" }, "job failed for good");
-        await mirror(log, finish(fence, "failed", error));
+        await mirror(log, finish(id, token, "failed", error));
         throw new UnrecoverableError(error);
       }
       // BullMQ retries while attemptsMade + 1 < attempts, waiting base · 2^(attemptsMade).
@@ -138,15 +177,15 @@ export function createBullmqProcessor(deps: BullmqProcessorDeps) {
         const baseMs = backoffBaseOf(deps.typeOptions, job.name, deps.backoffBaseMs);
         const delayMs = backoffMs(made, baseMs);
         log.warn({ err: error, delayMs }, "job failed; retry");
-        await mirror(log, requeue(fence, error, delayMs));
+        await mirror(log, requeue(id, token, error, delayMs));
       } else {
         log.error({ err: error, status: "dead" }, "job failed for good");
-        await mirror(log, finish(fence, "dead", error));
+        await mirror(log, finish(id, token, "dead", error));
       }
       throw err;
     }
     // Not swallowed: if the success cannot be recorded, BullMQ runs the job again.
-    const done = await finish(fence, "completed", null);
+    const done = await finish(id, token, "completed", null);
     if (done.length === 0) log.warn("job was taken over by another run; success not recorded");
   }
 
@@ -178,12 +217,19 @@ export function createBullmqProcessor(deps: BullmqProcessorDeps) {
     /** Records a job BullMQ failed for stalling too often (its handler never ran this time). */
     markStalledDead(job: Job, err: Error) {
       const id = rowIdOf(job);
-      db.query(
-        `update jobs set status = 'dead', last_error = $2, finished_at = now(),
-           locked_until = null, updated_at = now()
-         where id = $1 and status in ('queued', 'running')`,
-        [id, errorText(err)],
-      ).catch((dbErr) => logger.error({ err: dbErr, jobId: id }, "job status not recorded"));
+      kysely(db)
+        .updateTable("jobs")
+        .set({
+          status: "dead",
+          last_error: errorText(err),
+          finished_at: sql`now()`,
+          locked_until: null,
+          updated_at: sql`now()`,
+        })
+        .where("id", "=", id)
+        .where("status", "in", ["queued", "running"])
+        .execute()
+        .catch((dbErr) => logger.error({ err: dbErr, jobId: id }, "job status not recorded"));
     },
   };
 }

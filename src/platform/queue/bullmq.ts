@@ -1,6 +1,7 @@
 import { type JobsOptions, Queue, Worker } from "bullmq";
+import type { InferResult } from "kysely";
 import type { Logger } from "pino";
-import type { Db, Queryable } from "../db/index.js";
+import { type Db, kysely, type Queryable, sql } from "../db/index.js";
 import { type BullmqProcessorDeps, createBullmqProcessor } from "./bullmq-processor.js";
 import {
   backoffBaseOf,
@@ -39,19 +40,26 @@ export interface BullmqQueueOptions<R extends JobRegistry> {
   relayIntervalMs?: number;
 }
 
-/** A queued row of `jobs`, as the relay and `recover` read it to hand it to Redis. */
-interface QueuedRow {
-  id: string;
-  tenant_id: string | null;
-  type: string;
-  payload: unknown;
-  priority: number;
-  max_attempts: number;
-  delay_ms: number;
+/**
+ * A queued row of `jobs` as the relay and `recover` read it to hand it to Redis: what is left
+ * of its delay is computed by the database, whose clock set `run_at`.
+ */
+function queuedRows(q: Queryable) {
+  return kysely(q)
+    .selectFrom("jobs")
+    .select([
+      "id",
+      "tenant_id",
+      "type",
+      "payload",
+      "priority",
+      "max_attempts",
+      sql<number>`greatest(0, extract(epoch from run_at - now()) * 1000)::int`.as("delay_ms"),
+    ])
+    .where("status", "=", "queued");
 }
 
-const QUEUED_COLUMNS = `id, tenant_id, type, payload, priority, max_attempts,
-  greatest(0, extract(epoch from run_at - now()) * 1000)::int as delay_ms`;
+type QueuedRow = InferResult<ReturnType<typeof queuedRows>>[number];
 
 /**
  * The server-mode job queue: BullMQ on Redis. The `jobs` row is written first (`queued`, in
@@ -131,10 +139,12 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
   }
 
   async function markRelayed(q: Queryable, ids: readonly string[]): Promise<void> {
-    await q.query(
-      "update jobs set relayed_at = now() where id = any($1::uuid[]) and relayed_at is null",
-      [ids],
-    );
+    await kysely(q)
+      .updateTable("jobs")
+      .set({ relayed_at: sql`now()` })
+      .where(sql<boolean>`id = any(${ids}::uuid[])`)
+      .where("relayed_at", "is", null)
+      .execute();
   }
 
   /**
@@ -173,12 +183,13 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
   /** One relay pass: committed rows not yet handed over, oldest first, 500 at most. */
   async function relayOnce(): Promise<number> {
     return db.transaction(async (tx) => {
-      const rows = await tx.query<QueuedRow>(
-        `select ${QUEUED_COLUMNS} from jobs
-         where status = 'queued' and relayed_at is null
-         order by created_at limit 500
-         for update skip locked`,
-      );
+      const rows = await queuedRows(tx)
+        .where("relayed_at", "is", null)
+        .orderBy("created_at")
+        .limit(500)
+        .forUpdate()
+        .skipLocked()
+        .execute();
       if (rows.length === 0) return 0;
       await addToRedis(rows.map(fromRow));
       await markRelayed(
@@ -218,12 +229,11 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
 
     async recover(olderThanMs) {
       if (closed) return 0;
-      const rows = await db.query<QueuedRow>(
-        `select ${QUEUED_COLUMNS} from jobs
-         where status = 'queued' and run_at < now() - make_interval(secs => $1)
-         order by run_at limit 500`,
-        [olderThanMs / 1000],
-      );
+      const rows = await queuedRows(db)
+        .where("run_at", "<", sql<Date>`now() - make_interval(secs => ${olderThanMs / 1000})`)
+        .orderBy("run_at")
+        .limit(500)
+        .execute();
       if (rows.length === 0) return 0;
       // Rows due for a while but still queued: lost, or waiting behind a backlog. BullMQ
       // ignores an add whose job id it already holds, so only lost jobs are added.

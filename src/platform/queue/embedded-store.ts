@@ -1,5 +1,7 @@
+import type { UpdateObject } from "kysely";
 import { assertNever } from "../../errors.js";
-import type { Queryable } from "../db/index.js";
+import { type Database, kysely, type Queryable, type Row, sql } from "../db/index.js";
+import { msFromNow, typeIn } from "./jobs-store.js";
 
 /**
  * The statements of the embedded worker on the `jobs` table: claim, lease renewal, sweep of
@@ -11,14 +13,10 @@ import type { Queryable } from "../db/index.js";
  * no longer write over the new owner's record.
  */
 
-export interface ClaimedJob {
-  id: string;
-  type: string;
-  payload: unknown;
-  /** Attempts including this one. */
-  attempts: number;
-  max_attempts: number;
-}
+const CLAIMED_COLUMNS = ["id", "type", "payload", "attempts", "max_attempts"] as const;
+
+/** A job as claimed; `attempts` includes this run. */
+export type ClaimedJob = Row<"jobs", (typeof CLAIMED_COLUMNS)[number]>;
 
 export type Outcome =
   | { kind: "completed" }
@@ -31,18 +29,6 @@ export type Outcome =
   /** Another worker owns the job now: nothing is written. */
   | { kind: "lost" };
 
-const CLAIM_SQL = `
-  update jobs set status = 'running', attempts = attempts + 1, started_at = now(),
-    updated_at = now(), locked_by = $1, locked_until = now() + $2::int * interval '1 millisecond'
-  where id = (
-    select id from jobs
-    where status = 'queued' and run_at <= now() and type = any($3::text[])
-    order by priority desc, run_at, created_at
-    limit 1
-    for update skip locked
-  )
-  returning id, type, payload, attempts, max_attempts`;
-
 /**
  * Takes the first ready job of the given types, or none. One statement: the row lock taken by
  * FOR UPDATE SKIP LOCKED makes concurrent claimers (other processes too) take different rows.
@@ -51,8 +37,32 @@ export async function claimJob(
   q: Queryable,
   opts: { workerId: string; leaseMs: number; types: string[] },
 ): Promise<ClaimedJob | undefined> {
-  const [job] = await q.query<ClaimedJob>(CLAIM_SQL, [opts.workerId, opts.leaseMs, opts.types]);
-  return job;
+  const k = kysely(q);
+  const next = k
+    .selectFrom("jobs")
+    .select("id")
+    .where("status", "=", "queued")
+    .where("run_at", "<=", sql<Date>`now()`)
+    .where(typeIn(opts.types))
+    .orderBy("priority", "desc")
+    .orderBy("run_at")
+    .orderBy("created_at")
+    .limit(1)
+    .forUpdate()
+    .skipLocked();
+  return k
+    .updateTable("jobs")
+    .set((eb) => ({
+      status: "running",
+      attempts: eb("attempts", "+", 1),
+      started_at: sql`now()`,
+      updated_at: sql`now()`,
+      locked_by: opts.workerId,
+      locked_until: msFromNow(opts.leaseMs),
+    }))
+    .where("id", "=", next)
+    .returning(CLAIMED_COLUMNS)
+    .executeTakeFirst();
 }
 
 /**
@@ -65,19 +75,31 @@ export async function claimJob(
 export async function requeueAbandoned(
   q: Queryable,
   which: "expired" | "all",
-): Promise<Array<{ id: string; status: string }>> {
-  const [reason, where] =
-    which === "expired"
-      ? ["' stopped renewing its lease'", "and locked_until < now()"]
-      : ["' died (process restarted)'", ""];
-  return q.query(`
-    update jobs set
-      status = case when attempts >= max_attempts then 'dead' else 'queued' end,
-      finished_at = case when attempts >= max_attempts then now() end,
-      last_error = 'worker ' || coalesce(locked_by, '?') || ${reason},
-      run_at = now(), locked_by = null, locked_until = null, updated_at = now()
-    where status = 'running' ${where}
-    returning id, status`);
+): Promise<Array<Row<"jobs", "id" | "status">>> {
+  const reason = which === "expired" ? " stopped renewing its lease" : " died (process restarted)";
+  return kysely(q)
+    .updateTable("jobs")
+    .set((eb) => {
+      const spent = eb("attempts", ">=", eb.ref("max_attempts"));
+      return {
+        status: eb
+          .case()
+          .when(spent)
+          .then("dead" as const)
+          .else("queued" as const)
+          .end(),
+        finished_at: eb.case().when(spent).then(sql<Date>`now()`).end(),
+        last_error: sql<string>`'worker ' || coalesce(locked_by, '?') || ${reason}`,
+        run_at: sql`now()`,
+        locked_by: null,
+        locked_until: null,
+        updated_at: sql`now()`,
+      };
+    })
+    .where("status", "=", "running")
+    .$if(which === "expired", (qb) => qb.where("locked_until", "<", sql<Date>`now()`))
+    .returning(["id", "status"])
+    .execute();
 }
 
 /** Extends the leases of jobs still ours; returns the ids renewed (the others were lost). */
@@ -85,17 +107,43 @@ export async function renewLeases(
   q: Queryable,
   opts: { workerId: string; leaseMs: number; jobs: ClaimedJob[] },
 ): Promise<Set<string>> {
-  const rows = await q.query<{ id: string }>(
-    `update jobs j set locked_until = now() + $3::int * interval '1 millisecond'
-     from unnest($1::uuid[], $2::int[]) as r(id, attempts)
-     where j.id = r.id and j.attempts = r.attempts and j.locked_by = $4 and j.status = 'running'
-     returning j.id`,
-    [opts.jobs.map((j) => j.id), opts.jobs.map((j) => j.attempts), opts.leaseMs, opts.workerId],
-  );
+  const ids = opts.jobs.map((j) => j.id);
+  const attempts = opts.jobs.map((j) => j.attempts);
+  const ours = sql<{ id: string; attempts: number }>`unnest(${ids}::uuid[], ${attempts}::int[])`;
+  const rows = await kysely(q)
+    .updateTable("jobs as j")
+    .from(ours.as<"r">(sql`r(id, attempts)`))
+    .set({ locked_until: msFromNow(opts.leaseMs) })
+    .whereRef("j.id", "=", "r.id")
+    .whereRef("j.attempts", "=", "r.attempts")
+    .where("j.locked_by", "=", opts.workerId)
+    .where("j.status", "=", "running")
+    .returning("j.id")
+    .execute();
   return new Set(rows.map((r) => r.id));
 }
 
-const FENCE = "where id = $1 and locked_by = $2 and attempts = $3 and status = 'running'";
+/**
+ * Writes `set` on the job if it is still this worker's run (the fence above); false when it is
+ * not, and nothing was written.
+ */
+async function updateOwnRun(
+  q: Queryable,
+  job: ClaimedJob,
+  workerId: string,
+  set: UpdateObject<Database, "jobs">,
+): Promise<boolean> {
+  const row = await kysely(q)
+    .updateTable("jobs")
+    .set({ ...set, updated_at: sql`now()` })
+    .where("id", "=", job.id)
+    .where("locked_by", "=", workerId)
+    .where("attempts", "=", job.attempts)
+    .where("status", "=", "running")
+    .returning("id")
+    .executeTakeFirst();
+  return row !== undefined;
+}
 
 /** Records how a run ended; false when the job was no longer ours (nothing written). */
 export async function recordOutcome(
@@ -104,44 +152,40 @@ export async function recordOutcome(
   workerId: string,
   outcome: Outcome,
 ): Promise<boolean> {
-  const fence = [job.id, workerId, job.attempts];
-  let rows: unknown[];
   switch (outcome.kind) {
     case "lost":
       return false;
     case "released":
-      rows = await q.query(
-        `update jobs set status = 'queued', attempts = attempts - 1, locked_by = null,
-           locked_until = null, updated_at = now() ${FENCE} returning id`,
-        fence,
-      );
-      break;
+      return updateOwnRun(q, job, workerId, {
+        status: "queued",
+        attempts: sql`attempts - 1`,
+        locked_by: null,
+        locked_until: null,
+      });
     case "completed":
-      rows = await q.query(
-        `update jobs set status = 'completed', finished_at = now(), locked_until = null,
-           updated_at = now() ${FENCE} returning id`,
-        fence,
-      );
-      break;
+      return updateOwnRun(q, job, workerId, {
+        status: "completed",
+        finished_at: sql`now()`,
+        locked_until: null,
+      });
     case "retry":
     case "interrupted":
-      rows = await q.query(
-        `update jobs set status = 'queued', last_error = $4, locked_by = null,
-           locked_until = null, run_at = now() + $5::int * interval '1 millisecond',
-           updated_at = now() ${FENCE} returning id`,
-        [...fence, outcome.error, outcome.kind === "retry" ? outcome.delayMs : 0],
-      );
-      break;
+      return updateOwnRun(q, job, workerId, {
+        status: "queued",
+        last_error: outcome.error,
+        locked_by: null,
+        locked_until: null,
+        run_at: msFromNow(outcome.kind === "retry" ? outcome.delayMs : 0),
+      });
     case "failed":
     case "dead":
-      rows = await q.query(
-        `update jobs set status = $4, last_error = $5, finished_at = now(),
-           locked_until = null, updated_at = now() ${FENCE} returning id`,
-        [...fence, outcome.kind, outcome.error],
-      );
-      break;
+      return updateOwnRun(q, job, workerId, {
+        status: outcome.kind,
+        last_error: outcome.error,
+        finished_at: sql`now()`,
+        locked_until: null,
+      });
     default:
       return assertNever(outcome);
   }
-  return rows.length > 0;
 }

@@ -1,11 +1,10 @@
 import { randomUUID } from "node:crypto";
-import type { Queryable } from "../db/index.js";
+import { kysely, type Queryable, sql } from "../db/index.js";
 import { isUuid } from "../ids.js";
 import {
   type EnqueueOptions,
   type JobRecord,
   type JobRegistry,
-  type JobStatus,
   type JobTypeOptions,
   NonRetryableError,
 } from "./queue.js";
@@ -83,29 +82,34 @@ export function prepareJob(
 /** Rows per insert statement: 7 parameters each, far below Postgres' 65 535 limit. */
 const INSERT_CHUNK = 500;
 
+/** The database's `now()` plus `ms` milliseconds: run_at and lease times use its clock. */
+export function msFromNow(ms: number) {
+  return sql<Date>`now() + ${ms}::int * interval '1 millisecond'`;
+}
+
+/** `type = any(types)`: one array parameter, whatever the number of types. */
+export function typeIn(types: readonly string[]) {
+  return sql<boolean>`type = any(${types}::text[])`;
+}
+
 /** Inserts the jobs as `queued`; run inside a transaction for all-or-nothing batches. */
 export async function insertJobs(q: Queryable, jobs: readonly NewJob[]): Promise<void> {
   for (let start = 0; start < jobs.length; start += INSERT_CHUNK) {
     const chunk = jobs.slice(start, start + INSERT_CHUNK);
-    const params: unknown[] = [];
-    const values = chunk.map((j) => {
-      const n = params.length;
-      params.push(
-        j.id,
-        j.tenantId,
-        j.type,
-        JSON.stringify(j.payload),
-        j.priority,
-        j.maxAttempts,
-        j.delayMs,
-      );
-      return `($${n + 1}::uuid, $${n + 2}::uuid, $${n + 3}, $${n + 4}::jsonb, $${n + 5}::int, $${n + 6}::int, now() + $${n + 7}::int * interval '1 millisecond')`;
-    });
-    await q.query(
-      `insert into jobs (id, tenant_id, type, payload, priority, max_attempts, run_at)
-       values ${values.join(", ")}`,
-      params,
-    );
+    await kysely(q)
+      .insertInto("jobs")
+      .values(
+        chunk.map((j) => ({
+          id: j.id,
+          tenant_id: j.tenantId,
+          type: j.type,
+          payload: JSON.stringify(j.payload),
+          priority: j.priority,
+          max_attempts: j.maxAttempts,
+          run_at: msFromNow(j.delayMs),
+        })),
+      )
+      .execute();
   }
 }
 
@@ -118,18 +122,17 @@ export function backoffBaseOf(
   return typeOptions[type]?.backoffBaseMs ?? queueBaseMs;
 }
 
-interface JobRow {
-  id: string;
-  tenant_id: string;
-  type: string;
-  status: JobStatus;
-  attempts: number;
-  max_attempts: number;
-  last_error: string | null;
-  created_at: Date;
-  started_at: Date | null;
-  finished_at: Date | null;
-}
+const JOB_COLUMNS = [
+  "id",
+  "type",
+  "status",
+  "attempts",
+  "max_attempts",
+  "last_error",
+  "created_at",
+  "started_at",
+  "finished_at",
+] as const;
 
 /** The tenant's job; undefined for another tenant's, an unknown or a malformed id. */
 export async function getJob(
@@ -138,16 +141,17 @@ export async function getJob(
   jobId: string,
 ): Promise<JobRecord | undefined> {
   if (!isUuid(tenantId) || !isUuid(jobId)) return undefined;
-  const [row] = await q.query<JobRow>(
-    `select id, tenant_id, type, status, attempts, max_attempts, last_error,
-            created_at, started_at, finished_at
-     from jobs where id = $1 and tenant_id = $2`,
-    [jobId, tenantId],
-  );
+  const row = await kysely(q)
+    .selectFrom("jobs")
+    .select(JOB_COLUMNS)
+    .where("id", "=", jobId)
+    .where("tenant_id", "=", tenantId)
+    .executeTakeFirst();
   if (!row) return undefined;
   return {
     id: row.id,
-    tenantId: row.tenant_id,
+    // The row's, by the filter: a platform job (tenant_id null) is never found here.
+    tenantId,
     type: row.type,
     status: row.status,
     attempts: row.attempts,

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { CronExpressionParser } from "cron-parser";
-import type { Db, Queryable } from "../db/index.js";
-import { InvalidJobError, insertJobs, type NewJob } from "./jobs-store.js";
+import { type Db, kysely, type Queryable, sql } from "../db/index.js";
+import { InvalidJobError, insertJobs, type NewJob, typeIn } from "./jobs-store.js";
 import type { ScheduleTiming } from "./queue.js";
 
 /**
@@ -71,27 +71,40 @@ export async function upsertSchedule(
   const cron = "cron" in s.timing ? s.timing.cron : null;
   const everyMs = "everyMs" in s.timing ? s.timing.everyMs : null;
   const first = firstDue({ cron }, s.now);
-  await q.query(
-    `insert into job_schedules (key, type, payload, cron, every_ms, next_run_at)
-     values ($1, $2, $3::jsonb, $4, $5::int, $6)
-     on conflict (key) do update set type = excluded.type, payload = excluded.payload,
-       cron = excluded.cron, every_ms = excluded.every_ms, updated_at = now(),
-       next_run_at = case
-         when job_schedules.cron is not distinct from excluded.cron
-          and job_schedules.every_ms is not distinct from excluded.every_ms
-         then job_schedules.next_run_at else excluded.next_run_at end`,
-    [s.key, s.type, JSON.stringify(s.payload), cron, everyMs, first],
-  );
+  await kysely(q)
+    .insertInto("job_schedules")
+    .values({
+      key: s.key,
+      type: s.type,
+      payload: JSON.stringify(s.payload),
+      cron,
+      every_ms: everyMs,
+      next_run_at: first,
+    })
+    .onConflict((oc) =>
+      oc.column("key").doUpdateSet((eb) => ({
+        type: eb.ref("excluded.type"),
+        payload: eb.ref("excluded.payload"),
+        cron: eb.ref("excluded.cron"),
+        every_ms: eb.ref("excluded.every_ms"),
+        updated_at: sql`now()`,
+        next_run_at: eb
+          .case()
+          .when(
+            eb.and([
+              eb("job_schedules.cron", "is not distinct from", eb.ref("excluded.cron")),
+              eb("job_schedules.every_ms", "is not distinct from", eb.ref("excluded.every_ms")),
+            ]),
+          )
+          .then(eb.ref("job_schedules.next_run_at"))
+          .else(eb.ref("excluded.next_run_at"))
+          .end(),
+      })),
+    )
+    .execute();
 }
 
-interface DueRow {
-  key: string;
-  type: string;
-  payload: { tenantId: string | null };
-  cron: string | null;
-  every_ms: number | null;
-  next_run_at: Date;
-}
+const DUE_COLUMNS = ["key", "type", "payload", "cron", "every_ms", "next_run_at"] as const;
 
 /**
  * Enqueues the run of one schedule due at `now` (of the given types), in one transaction with
@@ -114,19 +127,26 @@ export async function enqueueDueRun(
 ): Promise<{ job: NewJob | undefined } | undefined> {
   // A look first, outside a transaction: nearly always nothing is due, and on PGlite a
   // transaction every poll would hold the one connection from everything else.
-  const due = await db.query(
-    "select 1 from job_schedules where next_run_at <= $1 and type = any($2::text[]) limit 1",
-    [opts.now, opts.types],
-  );
-  if (due.length === 0) return undefined;
+  const due = await kysely(db)
+    .selectFrom("job_schedules")
+    .select("key")
+    .where("next_run_at", "<=", opts.now)
+    .where(typeIn(opts.types))
+    .limit(1)
+    .executeTakeFirst();
+  if (!due) return undefined;
   return db.transaction(async (tx) => {
-    const [row] = await tx.query<DueRow>(
-      `select key, type, payload, cron, every_ms, next_run_at from job_schedules
-       where next_run_at <= $1 and type = any($2::text[])
-       order by next_run_at limit 1
-       for update skip locked`,
-      [opts.now, opts.types],
-    );
+    const k = kysely(tx);
+    const row = await k
+      .selectFrom("job_schedules")
+      .select(DUE_COLUMNS)
+      .where("next_run_at", "<=", opts.now)
+      .where(typeIn(opts.types))
+      .orderBy("next_run_at")
+      .limit(1)
+      .forUpdate()
+      .skipLocked()
+      .executeTakeFirst();
     if (!row) return undefined;
     const job = opts.prepare({
       key: row.key,
@@ -134,11 +154,15 @@ export async function enqueueDueRun(
       payload: row.payload,
       jobId: uuidFrom(`${row.key}@${row.next_run_at.toISOString()}`),
     });
-    await tx.query(
-      `update job_schedules set next_run_at = $2, last_run_at = $3, updated_at = now()
-       where key = $1`,
-      [row.key, nextDue(row, row.next_run_at, opts.now), row.next_run_at],
-    );
+    await k
+      .updateTable("job_schedules")
+      .set({
+        next_run_at: nextDue(row, row.next_run_at, opts.now),
+        last_run_at: row.next_run_at,
+        updated_at: sql`now()`,
+      })
+      .where("key", "=", row.key)
+      .execute();
     if (job) await insertJobs(tx, [job]);
     return { job };
   });
