@@ -9,6 +9,14 @@ export interface Queryable {
    * as numbers, numeric as strings, timestamps as Dates, jsonb as parsed values.
    */
   query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  /**
+   * `query`, also telling how many rows the statement inserted, updated or deleted (0 for
+   * other statements): what a typed UPDATE or DELETE without RETURNING reports.
+   */
+  run<T = Record<string, unknown>>(
+    sql: string,
+    params?: readonly unknown[],
+  ): Promise<{ rows: T[]; affected: number }>;
   /** Runs a script of one or more statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
   /**

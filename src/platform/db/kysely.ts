@@ -1,18 +1,12 @@
 import {
-  AliasNode,
   type CompiledQuery,
   type DatabaseConnection,
   type Driver,
-  IdentifierNode,
   Kysely,
   PostgresAdapter,
   PostgresIntrospector,
   PostgresQueryCompiler,
-  type QueryId,
   type QueryResult,
-  RawNode,
-  ReturningNode,
-  SelectionNode,
 } from "kysely";
 import type { Queryable } from "./db.js";
 import type { Database } from "./schema.js";
@@ -32,10 +26,8 @@ class QueryableDriver implements Driver {
   constructor(q: Queryable) {
     this.#connection = {
       async executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
-        const rows = await q.query<R>(compiled.sql, compiled.parameters);
-        return countsRows(compiled.query)
-          ? { rows: [], numAffectedRows: BigInt(rows.length) }
-          : { rows };
+        const { rows, affected } = await q.run<R>(compiled.sql, compiled.parameters);
+        return writes(compiled.query) ? { rows, numAffectedRows: BigInt(affected) } : { rows };
       },
       streamQuery(): never {
         throw new Error("streaming queries are not supported by the Db port");
@@ -61,31 +53,15 @@ class QueryableDriver implements Driver {
   async destroy(): Promise<void> {}
 }
 
-type Root = Parameters<PostgresQueryCompiler["compileQuery"]>[0];
+type Root = CompiledQuery["query"];
 
-/** An INSERT, UPDATE or DELETE whose caller asked for no rows, only how many it touched. */
-function countsRows(node: Root): boolean {
+/** An INSERT, UPDATE or DELETE: Kysely reads its row count (`numUpdatedRows`, …). */
+function writes(node: Root): boolean {
   return (
-    (node.kind === "InsertQueryNode" ||
-      node.kind === "UpdateQueryNode" ||
-      node.kind === "DeleteQueryNode") &&
-    !node.returning
+    node.kind === "InsertQueryNode" ||
+    node.kind === "UpdateQueryNode" ||
+    node.kind === "DeleteQueryNode"
   );
-}
-
-/**
- * The port returns rows, not row counts. So that `numUpdatedRows`, `numDeletedRows` and
- * `numInsertedOrUpdatedRows` are right, a statement that `countsRows` is sent with
- * `returning 1`; the compiled query keeps the original node, by which the connection knows to
- * count the rows and drop them. Raw `sql` statements report their rows only.
- */
-class CountingCompiler extends PostgresQueryCompiler {
-  override compileQuery(node: Root, queryId: QueryId): CompiledQuery {
-    if (!countsRows(node)) return super.compileQuery(node, queryId);
-    const one = AliasNode.create(RawNode.createWithSql("1"), IdentifierNode.create("affected"));
-    const counted = { ...node, returning: ReturningNode.create([SelectionNode.create(one)]) };
-    return { ...super.compileQuery(counted as Root, queryId), query: node };
-  }
 }
 
 const instances = new WeakMap<Queryable, Kysely<Database>>();
@@ -103,7 +79,7 @@ export function kysely(q: Queryable): Kysely<Database> {
         createAdapter: () => new PostgresAdapter(),
         createDriver: () => new QueryableDriver(q),
         createIntrospector: (db) => new PostgresIntrospector(db),
-        createQueryCompiler: () => new CountingCompiler(),
+        createQueryCompiler: () => new PostgresQueryCompiler(),
       },
     });
     instances.set(q, k);

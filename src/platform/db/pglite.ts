@@ -24,6 +24,10 @@ export async function createPgliteDb(
       const res = await q.query<T>(sql, params as unknown[]);
       return res.rows;
     },
+    async run<T>(sql: string, params: readonly unknown[] = []) {
+      const res = await q.query<T>(sql, params as unknown[]);
+      return { rows: res.rows, affected: res.affectedRows ?? 0 };
+    },
     async exec(sql: string) {
       await q.exec(sql);
     },

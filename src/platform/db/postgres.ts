@@ -29,6 +29,10 @@ export function createPostgresDb(opts: PostgresOptions): Db {
       const res = await q.query(sql, params as unknown[]);
       return res.rows as T[];
     },
+    async run<T>(sql: string, params: readonly unknown[] = []) {
+      const res = await q.query(sql, params as unknown[]);
+      return { rows: res.rows as T[], affected: res.rowCount ?? 0 };
+    },
     async exec(sql: string) {
       await q.query(sql);
     },
