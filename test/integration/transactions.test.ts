@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bearer, type SignedUp, signup, startApp, type TestApp } from "../fixtures/app.js";
 import { apiKeyContext } from "../fixtures/contexts.js";
 import { backends } from "../fixtures/db.js";
+import { FAQS } from "../fixtures/knowledge.js";
 
 /**
  * The services' writes join a caller's transaction (`{ tx }`): they commit with the caller's
@@ -72,6 +73,29 @@ describe.each(backends)("writes in a caller's transaction ($name)", (backend) =>
     expect(versions.json().items).toMatchObject([{ version: 1 }]);
 
     await t.ctx.db.transaction((tx) => t.ctx.documents.delete(ctx, documentId, { tx }));
+    expect(await documentStatus(s, documentId)).toBe(404);
+  });
+
+  it("keeps a knowledge item deleted in a transaction that rolls back, with its document", async () => {
+    const s = await signup(t.app);
+    const ctx = apiKeyContext(s.tenantId);
+    const res = await t.app.inject({
+      method: "POST",
+      url: FAQS,
+      headers: bearer(s.token),
+      payload: { question: "Is there parking?", answer: "Yes, behind the building." },
+    });
+    expect(res.statusCode, res.body).toBe(202);
+    const { id, documentId } = res.json();
+    const item = async () =>
+      (await t.app.inject({ url: `${FAQS}/${id}`, headers: bearer(s.token) })).statusCode;
+
+    await rolledBack((tx) => t.ctx.knowledge.delete(ctx, "faq", id, { tx }));
+    expect(await item()).toBe(200);
+    expect(await documentStatus(s, documentId)).toBe(200);
+
+    await t.ctx.db.transaction((tx) => t.ctx.knowledge.delete(ctx, "faq", id, { tx }));
+    expect(await item()).toBe(404);
     expect(await documentStatus(s, documentId)).toBe(404);
   });
 });
