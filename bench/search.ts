@@ -305,7 +305,13 @@ async function burst(
 /** The documents service as search reads it (active versions); it deletes nothing here. */
 function catalog(db: Db, vectors: LanceVectorIndex, blobsDir: string) {
   const blobs = createLocalBlobStore({ root: blobsDir });
-  return createDocumentsService({ db, vectors, blobs, queue: { get: async () => undefined } });
+  return createDocumentsService({
+    db,
+    vectors,
+    blobs,
+    queue: { get: async () => undefined },
+    logger: silent,
+  });
 }
 
 async function main() {

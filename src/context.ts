@@ -267,7 +267,7 @@ export async function createContext(
     fetchTimeoutMs: config.fetchTimeoutMs,
     extractor,
   });
-  const documents = createDocumentsService({ db, blobs, vectors, queue });
+  const documents = createDocumentsService({ db, blobs, vectors, queue, logger });
   const uploads = createUploadsService({ db, blobs, ingestion, clock });
   const search = createSearchService({ documents, vectors, embedders, tenants });
   const knowledge = createKnowledgeService({ db, ingestion, documents });

@@ -1,7 +1,8 @@
+import type { Logger } from "pino";
 import { notFound } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
-import type { Db } from "../../platform/db/index.js";
+import type { Db, InTransaction } from "../../platform/db/index.js";
 import type { JobQueue, JobRegistry } from "../../platform/queue/queue.js";
 import type { VectorIndex } from "../../platform/vectors/vectors.js";
 import type { TenantContext } from "../../tenancy.js";
@@ -70,6 +71,8 @@ export interface DocumentsDeps {
   blobs: BlobStore;
   vectors: VectorIndex;
   queue: Pick<JobQueue<JobRegistry>, "get">;
+  /** Told when the chunks or blobs of a document deleted in a caller's transaction stay. */
+  logger: Pick<Logger, "error">;
 }
 
 /**
@@ -151,18 +154,38 @@ export function createDocumentsService(deps: DocumentsDeps) {
      * nothing of it from that moment; the chunks and blobs follow before the answer. A document
      * behind a knowledge item goes only with its item (`opts.knowledge`, the knowledge service):
      * otherwise 409 `document.managed_by_knowledge`.
+     *
+     * In a caller's transaction (`opts.tx`) only the rows go with it: the chunks and blobs,
+     * which no transaction covers, go once it has committed (logged if that fails; search shows
+     * nothing of a document without its row), and stay if it rolls back.
      */
-    async delete(ctx: TenantContext, id: string, opts: { knowledge?: boolean } = {}) {
-      const doc = await store.deleteDocument(db, ctx.tenantId, id, {
+    async delete(
+      ctx: TenantContext,
+      id: string,
+      opts: { knowledge?: boolean } & InTransaction = {},
+    ) {
+      const q = opts.tx ?? db;
+      const doc = await store.deleteDocument(q, ctx.tenantId, id, {
         knowledge: opts.knowledge ?? false,
       });
       if (!doc) {
-        const kept = await store.document(db, ctx.tenantId, id);
+        const kept = await store.document(q, ctx.tenantId, id);
         if (kept && isKnowledgeDocument(kept.external_id)) throw managedByKnowledge();
         throw notFound("document");
       }
-      await deps.vectors.deleteDocument(ctx.tenantId, id);
-      await deps.blobs.deletePrefix(`${ctx.tenantId}/documents/${id}/`);
+      const removeContent = async () => {
+        await deps.vectors.deleteDocument(ctx.tenantId, id);
+        await deps.blobs.deletePrefix(`${ctx.tenantId}/documents/${id}/`);
+      };
+      if (!opts.tx?.afterCommit) return removeContent();
+      opts.tx.afterCommit(() => {
+        removeContent().catch((err: unknown) => {
+          deps.logger.error(
+            { err, tenantId: ctx.tenantId, documentId: id },
+            "a deleted document's chunks or blobs could not be removed",
+          );
+        });
+      });
     },
   };
 }

@@ -1,64 +1,93 @@
-import type { Queryable } from "../../platform/db/index.js";
-import { pageQuery } from "../../platform/db/page.js";
+import {
+  keysetPage,
+  kysely,
+  type PageAfter,
+  type Patch,
+  type Queryable,
+  type Row,
+  sql,
+} from "../../platform/db/index.js";
 
-export type DocumentStatus = "processing" | "completed" | "failed";
-export type VersionStatus =
-  | "pending"
-  | "processing"
-  | "active"
-  | "superseded"
-  | "duplicate"
-  | "failed";
+const DOCUMENT_COLUMNS = [
+  "id",
+  "tenant_id",
+  "external_id",
+  "title",
+  "doc_type",
+  "source_url",
+  "metadata",
+  "status",
+  "error_code",
+  "error_message",
+  "active_version",
+  "latest_version",
+  "content_hash",
+  "blob_key",
+  "file_size_bytes",
+  "page_count",
+  "chunk_count",
+  "character_count",
+  "embedding_tokens",
+  "embedding_cost_usd",
+  "processing_time_ms",
+  "created_at",
+  "updated_at",
+] as const;
+const VERSION_COLUMNS = [
+  "id",
+  "tenant_id",
+  "document_id",
+  "version",
+  "content_hash",
+  "blob_key",
+  "content_type",
+  "status",
+  "is_active",
+  "job_id",
+  "chunk_count",
+  "character_count",
+  "page_count",
+  "embedding_tokens",
+  "embedding_model",
+  "error_code",
+  "error_message",
+  "created_at",
+  "activated_at",
+  "content_stored_at",
+] as const;
+/** The document's columns qualified by the alias `d`, for a query that joins its versions. */
+const D_COLUMNS = DOCUMENT_COLUMNS.map((c) => `d.${c}` as const);
+/** Version states that are live or on their way (not failed, duplicate or superseded). */
+const LIVE = ["pending", "processing", "active"] as const;
 
-export interface DocumentRow {
-  id: string;
-  tenant_id: string;
-  external_id: string | null;
-  title: string;
-  doc_type: string;
-  source_url: string | null;
-  metadata: Record<string, string>;
-  status: DocumentStatus;
-  error_code: string | null;
-  error_message: string | null;
-  active_version: number | null;
-  latest_version: number;
-  content_hash: string | null;
-  blob_key: string | null;
-  file_size_bytes: number | null;
-  page_count: number | null;
-  chunk_count: number;
-  character_count: number;
-  embedding_tokens: number;
-  embedding_cost_usd: string;
-  processing_time_ms: number | null;
-  created_at: Date;
-  updated_at: Date;
-}
+type StoredDocument = Row<"documents", (typeof DOCUMENT_COLUMNS)[number]>;
 
-export interface VersionRow {
-  id: string;
-  tenant_id: string;
-  document_id: string;
-  version: number;
-  content_hash: string | null;
-  blob_key: string | null;
-  content_type: string;
-  status: VersionStatus;
-  is_active: boolean;
-  job_id: string | null;
-  chunk_count: number;
-  character_count: number;
-  page_count: number | null;
-  embedding_tokens: number;
-  embedding_model: string | null;
-  error_code: string | null;
-  error_message: string | null;
-  created_at: Date;
-  activated_at: Date | null;
-  /** Null while the request that recorded it has not stored its bytes (migration 0010). */
-  content_stored_at: Date | null;
-}
+/** A document as stored. `metadata` is jsonb, written only by this store as string pairs. */
+export type DocumentRow = Omit<StoredDocument, "metadata"> & { metadata: Record<string, string> };
+export type DocumentStatus = DocumentRow["status"];
+/**
+ * A version as stored. `content_stored_at` is null while the request that recorded it has not
+ * stored its bytes (migration 0010).
+ */
+export type VersionRow = Row<"document_versions", (typeof VERSION_COLUMNS)[number]>;
+export type VersionStatus = VersionRow["status"];
+
+/** What a change of a document may set; `updated_at` is the store's. */
+export type DocumentPatch = Omit<
+  Patch<"documents">,
+  "id" | "tenant_id" | "created_at" | "updated_at" | "metadata"
+> & { metadata?: Record<string, string> };
+/** What a change of a version may set; its identity is fixed. */
+export type VersionPatch = Omit<
+  Patch<"document_versions">,
+  "id" | "tenant_id" | "document_id" | "version" | "created_at"
+>;
+
+const asDocument = (row: StoredDocument): DocumentRow => ({
+  ...row,
+  metadata: row.metadata as Record<string, string>,
+});
+const asDocumentOrNone = (row: StoredDocument | undefined) => (row ? asDocument(row) : undefined);
 
 /** SQL for documents and document_versions. Every query filters by tenant id. */
 export const documentsStore = {
@@ -73,12 +102,19 @@ export const documentsStore = {
       metadata: Record<string, string>;
     },
   ): Promise<DocumentRow> {
-    const rows = await q.query<DocumentRow>(
-      `insert into documents (tenant_id, external_id, title, doc_type, source_url, metadata)
-       values ($1, $2, $3, $4, $5, $6) returning *`,
-      [d.tenantId, d.externalId, d.title, d.docType, d.sourceUrl, JSON.stringify(d.metadata)],
-    );
-    return rows[0] as DocumentRow;
+    const row = await kysely(q)
+      .insertInto("documents")
+      .values({
+        tenant_id: d.tenantId,
+        external_id: d.externalId,
+        title: d.title,
+        doc_type: d.docType,
+        source_url: d.sourceUrl,
+        metadata: JSON.stringify(d.metadata),
+      })
+      .returning(DOCUMENT_COLUMNS)
+      .executeTakeFirstOrThrow();
+    return asDocument(row);
   },
 
   /** The document, locked for a change of versions. */
@@ -87,11 +123,14 @@ export const documentsStore = {
     tenantId: string,
     id: string,
   ): Promise<DocumentRow | undefined> {
-    const rows = await q.query<DocumentRow>(
-      "select * from documents where tenant_id = $1 and id = $2 for update",
-      [tenantId, id],
-    );
-    return rows[0];
+    const row = await kysely(q)
+      .selectFrom("documents")
+      .select(DOCUMENT_COLUMNS)
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id)
+      .forUpdate()
+      .executeTakeFirst();
+    return asDocumentOrNone(row);
   },
 
   /**
@@ -108,93 +147,123 @@ export const documentsStore = {
       contentHash?: string | null;
     },
   ): Promise<DocumentRow | undefined> {
+    const k = kysely(q);
     if (identity.externalId) {
-      const rows = await q.query<DocumentRow>(
-        "select * from documents where tenant_id = $1 and external_id = $2 for update",
-        [tenantId, identity.externalId],
-      );
-      return rows[0];
+      const row = await k
+        .selectFrom("documents")
+        .select(DOCUMENT_COLUMNS)
+        .where("tenant_id", "=", tenantId)
+        .where("external_id", "=", identity.externalId)
+        .forUpdate()
+        .executeTakeFirst();
+      return asDocumentOrNone(row);
     }
     if (identity.sourceUrl) {
-      const rows = await q.query<DocumentRow>(
-        `select * from documents where tenant_id = $1 and source_url = $2 and external_id is null
-         order by created_at limit 1 for update`,
-        [tenantId, identity.sourceUrl],
-      );
-      return rows[0];
+      const row = await k
+        .selectFrom("documents")
+        .select(DOCUMENT_COLUMNS)
+        .where("tenant_id", "=", tenantId)
+        .where("source_url", "=", identity.sourceUrl)
+        .where("external_id", "is", null)
+        .orderBy("created_at")
+        .limit(1)
+        .forUpdate()
+        .executeTakeFirst();
+      return asDocumentOrNone(row);
     }
     if (identity.contentHash) {
-      const rows = await q.query<DocumentRow>(
-        `select d.* from document_versions v join documents d on d.id = v.document_id
-         where v.tenant_id = $1 and v.content_hash = $2
-           and v.status in ('pending', 'processing', 'active')
-           and d.external_id is null and d.source_url is null
-           and v.version = (select max(w.version) from document_versions w
-                            where w.document_id = d.id
-                              and w.status in ('pending', 'processing', 'active'))
-         order by d.created_at limit 1 for update of d`,
-        [tenantId, identity.contentHash],
-      );
-      return rows[0];
+      const row = await k
+        .selectFrom("document_versions as v")
+        .innerJoin("documents as d", "d.id", "v.document_id")
+        .select(D_COLUMNS)
+        .where("v.tenant_id", "=", tenantId)
+        .where("v.content_hash", "=", identity.contentHash)
+        .where("v.status", "in", LIVE)
+        .where("d.external_id", "is", null)
+        .where("d.source_url", "is", null)
+        .where("v.version", "=", (eb) =>
+          eb
+            .selectFrom("document_versions as w")
+            .select((w) => w.fn.max("w.version").as("newest"))
+            .whereRef("w.document_id", "=", "d.id")
+            .where("w.status", "in", LIVE),
+        )
+        .orderBy("d.created_at")
+        .limit(1)
+        .forUpdate("d")
+        .executeTakeFirst();
+      return asDocumentOrNone(row);
     }
     return undefined;
   },
 
+  /** Takes the advisory lock named `key` until the transaction `q` ends (waits its turn). */
+  async lockUntilCommit(q: Queryable, key: string): Promise<void> {
+    await sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`.execute(kysely(q));
+  },
+
   async document(q: Queryable, tenantId: string, id: string): Promise<DocumentRow | undefined> {
-    const rows = await q.query<DocumentRow>(
-      "select * from documents where tenant_id = $1 and id = $2",
-      [tenantId, id],
-    );
-    return rows[0];
+    const row = await kysely(q)
+      .selectFrom("documents")
+      .select(DOCUMENT_COLUMNS)
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id)
+      .executeTakeFirst();
+    return asDocumentOrNone(row);
   },
 
   async countDocuments(q: Queryable, tenantId: string): Promise<number> {
-    const rows = await q.query<{ n: number }>(
-      "select count(*)::int as n from documents where tenant_id = $1",
-      [tenantId],
-    );
-    return rows[0]?.n ?? 0;
+    const row = await kysely(q)
+      .selectFrom("documents")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("tenant_id", "=", tenantId)
+      .executeTakeFirst();
+    return row?.n ?? 0;
   },
 
-  /** Documents newest first, keyset-paginated; see the tenants store for the millisecond note. */
+  /** Documents newest first, keyset-paginated by (created_at, id) (see platform/db/page.ts). */
   async listDocuments(
     q: Queryable,
     tenantId: string,
     opts: {
       limit: number;
-      after?: { createdAt: Date; id: string };
-      status?: DocumentStatus;
-      docType?: string;
+      after?: PageAfter | undefined;
+      status?: DocumentStatus | undefined;
+      docType?: string | undefined;
     },
   ): Promise<DocumentRow[]> {
-    const page = pageQuery({
-      select: "*",
-      from: "documents",
-      filters: [
-        ["tenant_id", tenantId],
-        ["status", opts.status || undefined],
-        ["doc_type", opts.docType || undefined],
-      ],
-      after: opts.after,
-      limit: opts.limit,
-    });
-    return q.query<DocumentRow>(page.sql, page.params);
+    let query = kysely(q)
+      .selectFrom("documents")
+      .select(DOCUMENT_COLUMNS)
+      .where("tenant_id", "=", tenantId);
+    if (opts.status) query = query.where("status", "=", opts.status);
+    if (opts.docType) query = query.where("doc_type", "=", opts.docType);
+    return (await keysetPage(query, opts).execute()).map(asDocument);
   },
 
+  /**
+   * Sets the given columns (undefined ones are left alone) and `updated_at`, so that an empty
+   * patch is still a valid UPDATE; returns the whole row.
+   */
   async updateDocument(
     q: Queryable,
     tenantId: string,
     id: string,
-    patch: Partial<Omit<DocumentRow, "id" | "tenant_id" | "created_at" | "updated_at">>,
+    patch: DocumentPatch,
   ): Promise<DocumentRow | undefined> {
-    const entries = Object.entries(patch).filter(([, v]) => v !== undefined);
-    const sets = entries.map(([col], i) => `${col} = $${i + 3}`);
-    sets.push("updated_at = now()");
-    const rows = await q.query<DocumentRow>(
-      `update documents set ${sets.join(", ")} where tenant_id = $1 and id = $2 returning *`,
-      [tenantId, id, ...entries.map(([col, v]) => (col === "metadata" ? JSON.stringify(v) : v))],
-    );
-    return rows[0];
+    const { metadata, ...rest } = patch;
+    const row = await kysely(q)
+      .updateTable("documents")
+      .set({
+        ...rest,
+        metadata: metadata === undefined ? undefined : JSON.stringify(metadata),
+        updated_at: sql`now()`,
+      })
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id)
+      .returning(DOCUMENT_COLUMNS)
+      .executeTakeFirst();
+    return asDocumentOrNone(row);
   },
 
   /**
@@ -207,13 +276,19 @@ export const documentsStore = {
     id: string,
     opts: { knowledge: boolean },
   ): Promise<DocumentRow | undefined> {
-    const rows = await q.query<DocumentRow>(
-      `delete from documents where tenant_id = $1 and id = $2
-         and ($3 or external_id is null or not starts_with(external_id, 'knowledge:'))
-       returning *`,
-      [tenantId, id, opts.knowledge],
-    );
-    return rows[0];
+    let query = kysely(q)
+      .deleteFrom("documents")
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id);
+    if (!opts.knowledge) {
+      query = query.where((eb) =>
+        eb.or([
+          eb("external_id", "is", null),
+          eb.not(eb.fn<boolean>("starts_with", ["external_id", sql.lit("knowledge:")])),
+        ]),
+      );
+    }
+    return asDocumentOrNone(await query.returning(DOCUMENT_COLUMNS).executeTakeFirst());
   },
 
   async insertVersion(
@@ -231,22 +306,20 @@ export const documentsStore = {
       contentStored: boolean;
     },
   ): Promise<VersionRow> {
-    const rows = await q.query<VersionRow>(
-      `insert into document_versions
-         (tenant_id, document_id, version, content_hash, blob_key, content_type, job_id, content_stored_at)
-       values ($1, $2, $3, $4, $5, $6, $7, case when $8::boolean then now() end) returning *`,
-      [
-        v.tenantId,
-        v.documentId,
-        v.version,
-        v.contentHash,
-        v.blobKey,
-        v.contentType,
-        v.jobId,
-        v.contentStored,
-      ],
-    );
-    return rows[0] as VersionRow;
+    return kysely(q)
+      .insertInto("document_versions")
+      .values({
+        tenant_id: v.tenantId,
+        document_id: v.documentId,
+        version: v.version,
+        content_hash: v.contentHash,
+        blob_key: v.blobKey,
+        content_type: v.contentType,
+        job_id: v.jobId,
+        content_stored_at: v.contentStored ? sql`now()` : null,
+      })
+      .returning(VERSION_COLUMNS)
+      .executeTakeFirstOrThrow();
   },
 
   async version(
@@ -255,18 +328,23 @@ export const documentsStore = {
     documentId: string,
     version: number,
   ): Promise<VersionRow | undefined> {
-    const rows = await q.query<VersionRow>(
-      "select * from document_versions where tenant_id = $1 and document_id = $2 and version = $3",
-      [tenantId, documentId, version],
-    );
-    return rows[0];
+    return kysely(q)
+      .selectFrom("document_versions")
+      .select(VERSION_COLUMNS)
+      .where("tenant_id", "=", tenantId)
+      .where("document_id", "=", documentId)
+      .where("version", "=", version)
+      .executeTakeFirst();
   },
 
   async versions(q: Queryable, tenantId: string, documentId: string): Promise<VersionRow[]> {
-    return q.query<VersionRow>(
-      "select * from document_versions where tenant_id = $1 and document_id = $2 order by version desc",
-      [tenantId, documentId],
-    );
+    return kysely(q)
+      .selectFrom("document_versions")
+      .select(VERSION_COLUMNS)
+      .where("tenant_id", "=", tenantId)
+      .where("document_id", "=", documentId)
+      .orderBy("version", "desc")
+      .execute();
   },
 
   /** A version of the document with this content that is live or on its way (not failed). */
@@ -276,14 +354,16 @@ export const documentsStore = {
     documentId: string,
     hash: string,
   ): Promise<VersionRow | undefined> {
-    const rows = await q.query<VersionRow>(
-      `select * from document_versions
-       where tenant_id = $1 and document_id = $2 and content_hash = $3
-         and status in ('pending', 'processing', 'active')
-       order by version desc limit 1`,
-      [tenantId, documentId, hash],
-    );
-    return rows[0];
+    return kysely(q)
+      .selectFrom("document_versions")
+      .select(VERSION_COLUMNS)
+      .where("tenant_id", "=", tenantId)
+      .where("document_id", "=", documentId)
+      .where("content_hash", "=", hash)
+      .where("status", "in", LIVE)
+      .orderBy("version", "desc")
+      .limit(1)
+      .executeTakeFirst();
   },
 
   /** The number of the document's newest version that is live or on its way (not failed). */
@@ -292,27 +372,81 @@ export const documentsStore = {
     tenantId: string,
     documentId: string,
   ): Promise<number | undefined> {
-    const rows = await q.query<{ version: number | null }>(
-      `select max(version) as version from document_versions
-       where tenant_id = $1 and document_id = $2
-         and status in ('pending', 'processing', 'active')`,
-      [tenantId, documentId],
-    );
-    return rows[0]?.version ?? undefined;
+    const row = await kysely(q)
+      .selectFrom("document_versions")
+      .select((eb) => eb.fn.max("version").as("version"))
+      .where("tenant_id", "=", tenantId)
+      .where("document_id", "=", documentId)
+      .where("status", "in", LIVE)
+      .executeTakeFirst();
+    return row?.version ?? undefined;
   },
 
+  /** The newest version of the document, whatever its state. */
+  async newestVersion(
+    q: Queryable,
+    tenantId: string,
+    documentId: string,
+  ): Promise<Pick<VersionRow, "version" | "status" | "error_code" | "error_message"> | undefined> {
+    return kysely(q)
+      .selectFrom("document_versions")
+      .select(["version", "status", "error_code", "error_message"])
+      .where("tenant_id", "=", tenantId)
+      .where("document_id", "=", documentId)
+      .orderBy("version", "desc")
+      .limit(1)
+      .executeTakeFirst();
+  },
+
+  /**
+   * Sets the given columns (undefined ones are left alone). A version has no column of the
+   * store's own to set, so a patch with nothing in it sends no statement.
+   */
   async updateVersion(
     q: Queryable,
     tenantId: string,
     id: string,
-    patch: Partial<Omit<VersionRow, "id" | "tenant_id" | "document_id" | "version" | "created_at">>,
+    patch: VersionPatch,
   ): Promise<void> {
-    const entries = Object.entries(patch).filter(([, v]) => v !== undefined);
-    const sets = entries.map(([col], i) => `${col} = $${i + 3}`);
-    await q.query(
-      `update document_versions set ${sets.join(", ")} where tenant_id = $1 and id = $2`,
-      [tenantId, id, ...entries.map(([, v]) => v)],
-    );
+    if (Object.values(patch).every((v) => v === undefined)) return;
+    await kysely(q)
+      .updateTable("document_versions")
+      .set(patch)
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id)
+      .execute();
+  },
+
+  /** Marks the version's bytes stored; false when there is no such version (any more). */
+  async markVersionStored(q: Queryable, tenantId: string, id: string): Promise<boolean> {
+    const { numUpdatedRows } = await kysely(q)
+      .updateTable("document_versions")
+      .set({ content_stored_at: sql`now()` })
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id)
+      .executeTakeFirst();
+    return numUpdatedRows > 0n;
+  },
+
+  /** Deletes the version if its bytes were never stored and no job took it; true if it went. */
+  async deleteUnstoredVersion(q: Queryable, tenantId: string, id: string): Promise<boolean> {
+    const { numDeletedRows } = await kysely(q)
+      .deleteFrom("document_versions")
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id)
+      .where("content_stored_at", "is", null)
+      .where("status", "=", "pending")
+      .executeTakeFirst();
+    return numDeletedRows > 0n;
+  },
+
+  /** Deletes the document with whatever versions it has (cascade); no knowledge check. */
+  async removeDocument(q: Queryable, tenantId: string, id: string): Promise<void> {
+    await kysely(q)
+      .deleteFrom("documents")
+      .where("tenant_id", "=", tenantId)
+      .where("id", "=", id)
+      .execute();
   },
 
   /** Makes `version` the only active one; the previous active one becomes superseded. */
@@ -322,16 +456,22 @@ export const documentsStore = {
     documentId: string,
     version: number,
   ): Promise<void> {
-    await q.query(
-      `update document_versions set is_active = false, status = 'superseded'
-       where tenant_id = $1 and document_id = $2 and is_active and version <> $3`,
-      [tenantId, documentId, version],
-    );
-    await q.query(
-      `update document_versions set is_active = true, status = 'active', activated_at = now()
-       where tenant_id = $1 and document_id = $2 and version = $3`,
-      [tenantId, documentId, version],
-    );
+    const k = kysely(q);
+    await k
+      .updateTable("document_versions")
+      .set({ is_active: false, status: "superseded" })
+      .where("tenant_id", "=", tenantId)
+      .where("document_id", "=", documentId)
+      .where("is_active", "=", true)
+      .where("version", "<>", version)
+      .execute();
+    await k
+      .updateTable("document_versions")
+      .set({ is_active: true, status: "active", activated_at: sql`now()` })
+      .where("tenant_id", "=", tenantId)
+      .where("document_id", "=", documentId)
+      .where("version", "=", version)
+      .execute();
   },
 
   /** Of these documents, the active version of each (the only chunks search may show). */
@@ -341,11 +481,14 @@ export const documentsStore = {
     documentIds: string[],
   ): Promise<Map<string, number>> {
     if (documentIds.length === 0) return new Map();
-    const rows = await q.query<{ document_id: string; version: number }>(
-      `select document_id, version from document_versions
-       where tenant_id = $1 and is_active and document_id = any($2::uuid[])`,
-      [tenantId, documentIds],
-    );
+    // One array parameter rather than one per id: search asks for many at once.
+    const rows = await kysely(q)
+      .selectFrom("document_versions")
+      .select(["document_id", "version"])
+      .where("tenant_id", "=", tenantId)
+      .where("is_active", "=", true)
+      .where(sql<boolean>`document_id = any(${documentIds}::uuid[])`)
+      .execute();
     return new Map(rows.map((r) => [r.document_id, r.version]));
   },
 };

@@ -95,9 +95,7 @@ export function createIngestionService(deps: IngestionDeps) {
     // Concurrent submissions of one identity take turns from here to the commit, so that the
     // second finds the document (and the version) the first created instead of creating its
     // own: there is no unique key on a source URL or a content hash to fall back on.
-    await tx.query("select pg_advisory_xact_lock(hashtextextended($1, 0))", [
-      `ingest:${ctx.tenantId}:${identityKey(input, hash)}`,
-    ]);
+    await store.lockUntilCommit(tx, `ingest:${ctx.tenantId}:${identityKey(input, hash)}`);
     const found = await store.documentByIdentity(tx, ctx.tenantId, { ...input, contentHash: hash });
     if (found) return writable(found);
     // Counting under the tenant's config row lock keeps concurrent creations from overshooting.

@@ -1,7 +1,6 @@
 import type { Logger } from "pino";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
-import type { Db } from "../../platform/db/index.js";
-import { isUniqueViolation } from "../../platform/db/index.js";
+import { type Db, isUniqueViolation, kysely, sql } from "../../platform/db/index.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
 import { releaseAbandonedClaims } from "./idempotency.js";
 import { enqueueProcessing, type IngestionJobs } from "./ingestion.jobs.js";
@@ -41,23 +40,26 @@ export function createIngestionRecovery(deps: RecoveryDeps) {
 
   /** Pending versions without a job older than the age, whose content was stored or not. */
   async function strandedVersions(olderThanMs: number, stored: boolean) {
-    return db.query<{
-      id: string;
-      tenant_id: string;
-      document_id: string;
-      version: number;
-      job_id: string;
-      blob_key: string | null;
-    }>(
-      `select v.id, v.tenant_id, v.document_id, v.version, v.job_id, v.blob_key
-       from document_versions v
-       where v.status = 'pending' and v.job_id is not null
-         and (v.content_stored_at is not null) = $2
-         and v.created_at < now() - make_interval(secs => $1)
-         and not exists (select 1 from jobs j where j.id = v.job_id)
-       order by v.created_at limit 100`,
-      [olderThanMs / 1000, stored],
-    );
+    // The one query of this module on the queue's table: a version is stranded when no jobs
+    // row has the id it recorded, which only the two tables together can say.
+    return kysely(db)
+      .selectFrom("document_versions as v")
+      .select(["v.id", "v.tenant_id", "v.document_id", "v.version", "v.job_id", "v.blob_key"])
+      .where("v.status", "=", "pending")
+      .where("v.job_id", "is not", null)
+      .where("v.content_stored_at", stored ? "is not" : "is", null)
+      .where("v.created_at", "<", sql<Date>`now() - make_interval(secs => ${olderThanMs / 1000})`)
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom("jobs as j").select(sql.lit(1).as("one")).whereRef("j.id", "=", "v.job_id"),
+          ),
+        ),
+      )
+      .orderBy("v.created_at")
+      .limit(100)
+      .$narrowType<{ job_id: string }>()
+      .execute();
   }
 
   /**

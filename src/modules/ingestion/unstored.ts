@@ -57,12 +57,7 @@ export const unstoredVersions = {
    * recovery.ts); the request must then fail rather than answer for a version that is no more.
    */
   async markStored(q: Queryable, tenantId: string, versionId: string): Promise<boolean> {
-    const rows = await q.query(
-      `update document_versions set content_stored_at = now()
-       where tenant_id = $1 and id = $2 returning id`,
-      [tenantId, versionId],
-    );
-    return rows.length > 0;
+    return store.markVersionStored(q, tenantId, versionId);
   },
 
   /**
@@ -91,37 +86,15 @@ export const unstoredVersions = {
         await dropBlob();
         return { version: false, document: false };
       }
-      const gone = await tx.query(
-        `delete from document_versions
-         where tenant_id = $1 and id = $2 and content_stored_at is null and status = 'pending'
-         returning id`,
-        [tenantId, v.versionId],
-      );
-      const newest = await tx.query<{
-        version: number;
-        status: string;
-        error_code: string | null;
-        error_message: string | null;
-      }>(
-        `select version, status, error_code, error_message from document_versions
-         where tenant_id = $1 and document_id = $2 order by version desc limit 1`,
-        [tenantId, documentId],
-      );
-      const last = newest[0];
-      if (gone.length === 0) {
-        const taken = await tx.query(
-          "select 1 from document_versions where tenant_id = $1 and document_id = $2 and version = $3",
-          [tenantId, documentId, v.version],
-        );
-        if (taken.length === 0) await dropBlob();
+      const gone = await store.deleteUnstoredVersion(tx, tenantId, v.versionId);
+      if (!gone) {
+        if (!(await store.version(tx, tenantId, documentId, v.version))) await dropBlob();
         return { version: false, document: false };
       }
       await dropBlob();
+      const last = await store.newestVersion(tx, tenantId, documentId);
       if (!last) {
-        await tx.query("delete from documents where tenant_id = $1 and id = $2", [
-          tenantId,
-          documentId,
-        ]);
+        await store.removeDocument(tx, tenantId, documentId);
         return { version: true, document: true };
       }
       // As the pipeline leaves it: the document shows the state of its newest version.

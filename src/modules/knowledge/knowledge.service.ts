@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { AppError, assertNever, notFound } from "../../errors.js";
 import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
-import type { Db } from "../../platform/db/index.js";
+import type { Db, InTransaction, Queryable } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
 import type {
   DocumentInput,
@@ -131,16 +131,20 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
     return ingestion.submit(ctx, input, content, { knowledge: true });
   }
 
-  async function removeDocument(ctx: TenantContext, documentId: string): Promise<void> {
+  async function removeDocument(
+    ctx: TenantContext,
+    documentId: string,
+    opts: InTransaction = {},
+  ): Promise<void> {
     try {
-      await documents.delete(ctx, documentId, { knowledge: true });
+      await documents.delete(ctx, documentId, { knowledge: true, tx: opts.tx });
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
   }
 
-  async function row(ctx: TenantContext, type: KnowledgeType, id: string) {
-    const found = await store.get(db, ctx.tenantId, type, id);
+  async function row(ctx: TenantContext, type: KnowledgeType, id: string, q: Queryable = db) {
+    const found = await store.get(q, ctx.tenantId, type, id);
     if (!found) throw notFound("knowledge item");
     return found;
   }
@@ -277,11 +281,18 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
     /**
      * Deletes the item and its document (chunks and blobs with it); search stops showing it at
      * once. The document goes first: if that fails, the item is still there to delete again.
+     * In a caller's transaction (`opts.tx`) both rows go with it; the document's chunks and
+     * blobs once it has committed (see the documents service).
      */
-    async delete(ctx: TenantContext, type: KnowledgeType, id: string): Promise<void> {
-      const current = await row(ctx, type, id);
-      if (current.document_id) await removeDocument(ctx, current.document_id);
-      await store.delete(db, ctx.tenantId, type, id);
+    async delete(
+      ctx: TenantContext,
+      type: KnowledgeType,
+      id: string,
+      opts: InTransaction = {},
+    ): Promise<void> {
+      const current = await row(ctx, type, id, opts.tx);
+      if (current.document_id) await removeDocument(ctx, current.document_id, opts);
+      await store.delete(opts.tx ?? db, ctx.tenantId, type, id);
     },
   };
 }

@@ -2,7 +2,12 @@ import { AppError, notFound } from "../../errors.js";
 import type { Clock } from "../../platform/clock.js";
 import { decryptSecret, encryptSecret } from "../../platform/crypto/index.js";
 import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
-import type { Db, Queryable } from "../../platform/db/index.js";
+import {
+  type Db,
+  type InTransaction,
+  inTransaction,
+  type Queryable,
+} from "../../platform/db/index.js";
 import type { PlatformContext, TenantContext } from "../../tenancy.js";
 import type { ConfigUpdate, TenantConfig } from "./tenants.schemas.js";
 import {
@@ -92,8 +97,9 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: C
       return toTenant(await tenantRow(db, ctx.tenantId));
     },
 
-    async rename(ctx: TenantContext, name: string): Promise<Tenant> {
-      const row = await store.renameTenant(db, ctx.tenantId, name);
+    /** Writes on `opts.tx` when given (so do the other writes here), else on their own. */
+    async rename(ctx: TenantContext, name: string, opts: InTransaction = {}): Promise<Tenant> {
+      const row = await store.renameTenant(opts.tx ?? db, ctx.tenantId, name);
       if (!row) throw notFound("tenant");
       return toTenant(row);
     },
@@ -118,8 +124,12 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: C
      * Applies a validated partial update. Limits may not exceed the plan's; chunk overlap must
      * stay below chunk size after the change. The provider key is encrypted before it is stored.
      */
-    async updateConfig(ctx: TenantContext, patch: ConfigUpdate): Promise<TenantConfig> {
-      return db.transaction(async (tx) => {
+    async updateConfig(
+      ctx: TenantContext,
+      patch: ConfigUpdate,
+      opts: InTransaction = {},
+    ): Promise<TenantConfig> {
+      return inTransaction(db, opts.tx, async (tx) => {
         const tenant = await tenantRow(tx, ctx.tenantId);
         const plan = await planOf(tx, tenant.plan_id);
         const current = await store.config(tx, ctx.tenantId);
@@ -218,8 +228,9 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: C
       _ctx: PlatformContext,
       tenantId: string,
       status: TenantStatus,
+      opts: InTransaction = {},
     ): Promise<Tenant> {
-      const row = await store.setStatus(db, tenantId, status);
+      const row = await store.setStatus(opts.tx ?? db, tenantId, status);
       if (!row) throw notFound("tenant");
       return toTenant(row);
     },

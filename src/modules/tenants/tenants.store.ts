@@ -151,10 +151,12 @@ export const tenantsStore = {
 
   /** The tenant's document limit, its configuration row locked until the transaction ends. */
   async maxDocumentsForUpdate(q: Queryable, tenantId: string): Promise<number | undefined> {
-    const rows = await q.query<{ max_documents: number }>(
-      "select max_documents from tenant_config where tenant_id = $1 for update",
-      [tenantId],
-    );
-    return rows[0]?.max_documents;
+    const row = await kysely(q)
+      .selectFrom("tenant_config")
+      .select("max_documents")
+      .where("tenant_id", "=", tenantId)
+      .forUpdate()
+      .executeTakeFirst();
+    return row?.max_documents;
   },
 };

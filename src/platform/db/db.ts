@@ -53,6 +53,24 @@ export interface Db extends Queryable {
   close(): Promise<void>;
 }
 
+/** The transaction a service's write may join: the caller's, so that both commit together. */
+export interface InTransaction {
+  tx?: Queryable | undefined;
+}
+
+/**
+ * Runs `fn` on the caller's `tx` when there is one, else in a transaction of its own. Never a
+ * transaction inside the caller's: on PGlite's single connection, `db.transaction` while
+ * another is open waits for it to end, i.e. for ever.
+ */
+export function inTransaction<T>(
+  db: Db,
+  tx: Queryable | undefined,
+  fn: (tx: Queryable) => Promise<T>,
+): Promise<T> {
+  return tx ? fn(tx) : db.transaction(fn);
+}
+
 /** A Postgres error as raised by either driver. */
 export interface PgError extends Error {
   code?: string;

@@ -5,8 +5,8 @@ import { createPgliteDb } from "./pglite.js";
 import { createPostgresDb } from "./postgres.js";
 
 export { sql } from "kysely";
-export type { Db, Queryable } from "./db.js";
-export { isUniqueViolation } from "./db.js";
+export type { Db, InTransaction, Queryable } from "./db.js";
+export { inTransaction, isUniqueViolation } from "./db.js";
 export { kysely } from "./kysely.js";
 export { migrate, pendingMigrations } from "./migrate.js";
 export { keysetPage, type PageAfter } from "./page.js";
