@@ -73,30 +73,20 @@ describe.each(allBackends)("typed SQL: $backend.name", ({ backend, skip }) => {
         .where("id", "=", randomUUID())
         .executeTakeFirstOrThrow();
       expect(none.numUpdatedRows).toBe(0n);
-      const inserted = await kysely(db)
-        .insertInto("tenant_config")
-        .values({
-          tenant_id: a.id,
-          rate_limit_rpm: 1,
-          rate_limit_per_day: 1,
-          max_documents: 1,
-          max_file_size_mb: 1,
-        })
-        .onConflict((oc) => oc.column("tenant_id").doNothing())
-        .executeTakeFirstOrThrow();
-      expect(inserted.numInsertedOrUpdatedRows).toBe(1n);
-      const again = await kysely(db)
-        .insertInto("tenant_config")
-        .values({
-          tenant_id: a.id,
-          rate_limit_rpm: 1,
-          rate_limit_per_day: 1,
-          max_documents: 1,
-          max_file_size_mb: 1,
-        })
-        .onConflict((oc) => oc.column("tenant_id").doNothing())
-        .executeTakeFirstOrThrow();
-      expect(again.numInsertedOrUpdatedRows).toBe(0n);
+      const insertConfigOnce = () =>
+        kysely(db)
+          .insertInto("tenant_config")
+          .values({
+            tenant_id: a.id,
+            rate_limit_rpm: 1,
+            rate_limit_per_day: 1,
+            max_documents: 1,
+            max_file_size_mb: 1,
+          })
+          .onConflict((oc) => oc.column("tenant_id").doNothing())
+          .executeTakeFirstOrThrow();
+      expect((await insertConfigOnce()).numInsertedOrUpdatedRows).toBe(1n);
+      expect((await insertConfigOnce()).numInsertedOrUpdatedRows).toBe(0n);
       const deleted = await kysely(db)
         .deleteFrom("tenants")
         .where("id", "in", ids)
