@@ -177,7 +177,10 @@ export function createDocumentsService(deps: DocumentsDeps) {
         await deps.vectors.deleteDocument(ctx.tenantId, id);
         await deps.blobs.deletePrefix(`${ctx.tenantId}/documents/${id}/`);
       };
-      if (!opts.tx?.afterCommit) return removeContent();
+      if (!opts.tx) return removeContent();
+      // Removed before the commit, the content would be gone from a document a rollback keeps.
+      if (!opts.tx.afterCommit)
+        throw new Error("documents.delete needs the transaction handle db.transaction gives");
       opts.tx.afterCommit(() => {
         removeContent().catch((err: unknown) => {
           deps.logger.error(

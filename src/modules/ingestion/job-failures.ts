@@ -18,8 +18,6 @@ export type JobFailureCode =
   /** The URL answered with a type the tenant does not ingest. */
   | "ingestion.unsupported_type"
   | "ingestion.embedding_failed"
-  /** The job could not be enqueued at submit (recorded by the service, never retried). */
-  | "ingestion.not_queued"
   /** Anything unforeseen: retried, since it may pass. */
   | "ingestion.internal";
 
@@ -87,7 +85,6 @@ function retryable(code: JobFailureCode, err: unknown): boolean {
     case "ingestion.content_missing":
     case "ingestion.no_url":
     case "ingestion.unsupported_type":
-    case "ingestion.not_queued":
       return false;
     default:
       return assertNever(code);
