@@ -26,6 +26,7 @@ import { type Db, migrate, openDb, pendingMigrations } from "./platform/db/index
 import type { Embedder } from "./platform/embeddings/embedder.js";
 import { createLocalEmbedder } from "./platform/embeddings/local.js";
 import { createOpenAIEmbedder } from "./platform/embeddings/openai.js";
+import { createMetrics, type Metrics } from "./platform/metrics/index.js";
 import { createBullmqQueue } from "./platform/queue/bullmq.js";
 import {
   catalogHandlers,
@@ -62,6 +63,8 @@ export interface AppContext {
   queue: JobQueue<AppJobs>;
   /** Runs of background jobs in this process, per job name. */
   jobMetrics: JobMetrics;
+  /** This process's Prometheus registry (platform/metrics). */
+  metrics: Metrics;
   vectors: VectorIndex;
   embedders: { local: Embedder; openai?: Embedder };
   ingestion: ReturnType<typeof createIngestionService>;
@@ -89,6 +92,8 @@ export interface ContextOptions {
    * some are pending (server mode: migrations are an explicit `tenantrag migrate`).
    */
   migrations?: "auto" | "check" | "skip";
+  /** Node's process metrics (CPU, memory, event loop) on the registry: on for `serve`/`worker`. */
+  defaultMetrics?: boolean;
 }
 
 /** Every module's job types: the queue's registry (a name two modules declare fails at work). */
@@ -108,6 +113,7 @@ export async function createContext(
 ): Promise<AppContext> {
   // Anything recorded before this moment on a single-process database was left by a dead process.
   const startedAt = Date.now();
+  const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics ?? false });
   const logger =
     opts.logger ??
     pino({
@@ -285,6 +291,7 @@ export async function createContext(
   let working = false;
   const jobMetrics = createJobMetrics();
   return {
+    metrics,
     config,
     logger,
     clock,

@@ -10,6 +10,7 @@ import * as m0008 from "./migrations/0008-api-key-scopes.js";
 import * as m0009 from "./migrations/0009-version-content-hash.js";
 import * as m0010 from "./migrations/0010-version-content-stored.js";
 import * as m0011 from "./migrations/0011-job-outbox-and-schedules.js";
+import * as m0012 from "./migrations/0012-usage-ledger.js";
 
 export interface Migration {
   version: number;
@@ -30,6 +31,7 @@ export const migrations: readonly Migration[] = [
   { version: 9, name: "version-content-hash", sql: m0009.sql },
   { version: 10, name: "version-content-stored", sql: m0010.sql },
   { version: 11, name: "job-outbox-and-schedules", sql: m0011.sql },
+  { version: 12, name: "usage-ledger", sql: m0012.sql },
 ];
 
 /**

@@ -23,6 +23,7 @@ export const PG_TYPES = {
   integer: "int4",
   bigint: "int8",
   numeric: "numeric",
+  double: "float8",
   boolean: "bool",
   timestamptz: "timestamptz",
   jsonb: "jsonb",
@@ -266,6 +267,65 @@ export const schema = {
     last_run_at: "timestamptz null",
     updated_at: "timestamptz default",
   },
+  // 0012 usage ledger
+  prices: {
+    id: "uuid default",
+    provider: "text",
+    model: "text",
+    unit: oneOf("text", ["input_token", "output_token", "call", "byte", "document"]),
+    usd_per_unit: "numeric",
+    effective_from: "timestamptz",
+    note: "text null",
+    created_by: "uuid null",
+    created_at: "timestamptz default",
+  },
+  usage_events: {
+    id: "uuid",
+    tenant_id: "uuid",
+    metric: oneOf("text", [
+      "embedding_tokens",
+      "search_queries",
+      "chat_input_tokens",
+      "chat_output_tokens",
+      "chat_messages",
+      "documents_stored",
+      "storage_bytes",
+    ]),
+    quantity: "bigint",
+    items: "integer default",
+    unit: oneOf("text", ["input_token", "output_token", "call", "byte", "document"]),
+    provider: "text",
+    model: "text",
+    payer: oneOf("text", ["platform", "tenant"]),
+    price_id: "uuid null",
+    cost_usd: "numeric default",
+    subject_type: "text",
+    subject_id: "text",
+    document_id: "uuid null",
+    actor_type: "text",
+    actor_id: "text null",
+    request_id: "text null",
+    occurred_at: "timestamptz",
+    recorded_at: "timestamptz default",
+    rated_at: "timestamptz default",
+    metadata: "jsonb default",
+  },
+  api_calls: {
+    id: "uuid",
+    tenant_id: "uuid",
+    occurred_at: "timestamptz",
+    request_id: "text",
+    method: "text",
+    route: "text",
+    route_group: "text",
+    status: "integer",
+    error_code: "text null",
+    latency_ms: "double",
+    bytes_in: "bigint",
+    bytes_out: "bigint",
+    actor_type: "text",
+    actor_id: "text null",
+  },
 } as const satisfies Record<string, Record<string, Column>>;
 
 /** A column's parts, parsed from its spec at run time (the drift test compares these). */
@@ -288,6 +348,7 @@ interface Types {
   integer: [number, number];
   bigint: [number, number];
   numeric: [string, string | number];
+  double: [number, number];
   boolean: [boolean, boolean];
   timestamptz: [Date, Date | string];
   // Written as JSON text (JSON.stringify): `pg` would turn a JavaScript array into a Postgres
