@@ -30,6 +30,7 @@ import pino from "pino";
 import { createDocumentsService } from "../src/modules/ingestion/index.js";
 import { createSearchService, reciprocalRankFusion } from "../src/modules/search/index.js";
 import { createTenantsService } from "../src/modules/tenants/index.js";
+import { createUsageService } from "../src/modules/usage/index.js";
 import { createLocalBlobStore } from "../src/platform/blobs/local.js";
 import { systemClock } from "../src/platform/clock.js";
 import type { Db } from "../src/platform/db/index.js";
@@ -310,6 +311,7 @@ function catalog(db: Db, vectors: LanceVectorIndex, blobsDir: string) {
     vectors,
     blobs,
     queue: { get: async () => undefined },
+    usage: createUsageService({ db, clock: systemClock, logger: silent }),
     logger: silent,
   });
 }
@@ -339,6 +341,7 @@ async function main() {
     vectors: index,
     embedders,
     tenants,
+    usage: createUsageService({ db, clock: systemClock, logger: silent }),
   });
   const cells: Cell[] = [];
   const builds: Array<[string, string]> = [];
@@ -487,6 +490,7 @@ async function main() {
         vectors: warm,
         embedders,
         tenants,
+        usage: createUsageService({ db, clock: systemClock, logger: silent }),
       });
       // Open every tenant first, so that the baseline measures a warm cache only.
       for (const [i, ctx] of contexts.entries()) {

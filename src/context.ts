@@ -19,6 +19,13 @@ import {
 import { createKnowledgeService } from "./modules/knowledge/index.js";
 import { createSearchService, searchJobs, searchJobTypes } from "./modules/search/index.js";
 import { createTenantsService } from "./modules/tenants/index.js";
+import {
+  createUsageService,
+  type RerateHooks,
+  usageJobs,
+  usageJobTypes,
+  usageSchedules,
+} from "./modules/usage/index.js";
 import type { BlobStore } from "./platform/blobs/blobs.js";
 import { createLocalBlobStore } from "./platform/blobs/local.js";
 import { type Clock, systemClock } from "./platform/clock.js";
@@ -71,6 +78,8 @@ export interface AppContext {
   documents: ReturnType<typeof createDocumentsService>;
   search: ReturnType<typeof createSearchService>;
   knowledge: ReturnType<typeof createKnowledgeService>;
+  /** The billable usage ledger, the price book and re-rating. */
+  usage: ReturnType<typeof createUsageService>;
   /** Repairs ingestion work a crash left behind; run by the `ingest.repair` schedule. */
   recovery: IngestionRecovery;
   uploads: ReturnType<typeof createUploadsService>;
@@ -88,6 +97,11 @@ export interface ContextOptions {
   /** The real clock unless given (tests move a controllable one). */
   clock?: Clock;
   /**
+   * Told, in a re-rating run's transaction, of the hours whose events it changed (roll-ups
+   * recompute them there). Document costs are wired here already.
+   */
+  onRerated?: RerateHooks["onRerated"];
+  /**
    * `auto` applies pending migrations (embedded mode, tests); `check` refuses to start when
    * some are pending (server mode: migrations are an explicit `tenantrag migrate`).
    */
@@ -97,11 +111,11 @@ export interface ContextOptions {
 }
 
 /** Every module's job types: the queue's registry (a name two modules declare fails at work). */
-const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes };
+const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes, ...usageJobTypes };
 export type AppJobs = RegistryOf<typeof appJobTypes>;
 
 /** Every module's repeatable jobs, declared by worker processes. */
-const appSchedules: JobSchedule[] = [...ingestionSchedules];
+const appSchedules: JobSchedule[] = [...ingestionSchedules, ...usageSchedules];
 
 export class StartupError extends Error {
   override name = "StartupError";
@@ -254,6 +268,19 @@ export async function createContext(
         }
       : {}),
   };
+  // Document costs follow the ledger through re-rating (`documents` is made below; the hook
+  // runs only in a re-rating run, long after).
+  const usage = createUsageService({
+    db,
+    clock,
+    logger,
+    rerateHooks: {
+      async onVersionCosts(changes, { tx }) {
+        await documents.setEmbeddingCosts(changes, { tx });
+      },
+      ...(opts.onRerated ? { onRerated: opts.onRerated } : {}),
+    },
+  });
   const ingestion = createIngestionService({
     db,
     blobs,
@@ -267,15 +294,16 @@ export async function createContext(
     vectors,
     embedders,
     tenants,
+    usage,
     logger,
     allowPrivateUrls: config.allowPrivateUrls,
     maxFetchBytes: config.fetchMaxBytes,
     fetchTimeoutMs: config.fetchTimeoutMs,
     extractor,
   });
-  const documents = createDocumentsService({ db, blobs, vectors, queue, logger });
+  const documents = createDocumentsService({ db, blobs, vectors, queue, usage, logger });
   const uploads = createUploadsService({ db, blobs, ingestion, clock });
-  const search = createSearchService({ documents, vectors, embedders, tenants });
+  const search = createSearchService({ documents, vectors, embedders, tenants, usage });
   const knowledge = createKnowledgeService({ db, ingestion, documents });
   const recovery = createIngestionRecovery({ db, blobs, queue, logger });
   // Before any request is served: claims held by the requests of a process that died (embedded
@@ -308,6 +336,7 @@ export async function createContext(
     documents,
     search,
     knowledge,
+    usage,
     recovery,
     uploads,
     withIdempotency: createIdempotency(db, { logger }),
@@ -317,6 +346,15 @@ export async function createContext(
       const jobs = [
         ...ingestionJobs({ pipeline, recovery, logger }),
         ...searchJobs({ vectors, logger }),
+        ...usageJobs({
+          usage,
+          clock,
+          logger,
+          // Every tenant not deleted, with its storage level (zero when it has no documents).
+          async levels(page) {
+            return documents.storageLevels(await tenants.tenantIds(page));
+          },
+        }),
       ];
       queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
         concurrency: config.workerConcurrency,

@@ -18,6 +18,7 @@ import { documentsRoutes, ingestionRoutes, uploadsRoutes } from "../modules/inge
 import { knowledgeRoutes } from "../modules/knowledge/index.js";
 import { searchRoutes } from "../modules/search/index.js";
 import { tenantsRoutes } from "../modules/tenants/index.js";
+import { usageAdminRoutes } from "../modules/usage/index.js";
 import { createAuthHook } from "./auth-hook.js";
 import { createClientErrorHandler } from "./client-errors.js";
 import { errorHandler } from "./error-handler.js";
@@ -155,6 +156,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(authRoutes, { auth: ctx.auth, tenants: ctx.tenants });
   await app.register(tenantsRoutes, { tenants: ctx.tenants });
   await app.register(adminRoutes, { tenants: ctx.tenants });
+  await app.register(usageAdminRoutes, { usage: ctx.usage });
   await app.register(ingestionRoutes, {
     ingestion: ctx.ingestion,
     withIdempotency: ctx.withIdempotency,

@@ -49,6 +49,8 @@ export const versionSchema = z.object({
   pageCount: z.number().int().nullable(),
   embeddingTokens: z.number().int(),
   embeddingModel: z.string().nullable(),
+  /** The ledger's cost of this version's embedding (an exact decimal). */
+  embeddingCostUsd: z.string(),
   jobId: z.uuid().nullable(),
   error: errorSchema,
   createdAt: z.iso.datetime(),

@@ -2,10 +2,11 @@ import type { Logger } from "pino";
 import { notFound } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
-import type { Db, InTransaction } from "../../platform/db/index.js";
+import type { Db, InTransaction, Queryable } from "../../platform/db/index.js";
 import type { JobQueue, JobRegistry } from "../../platform/queue/queue.js";
 import type { VectorIndex } from "../../platform/vectors/vectors.js";
 import type { TenantContext } from "../../tenancy.js";
+import type { UsageRecorder } from "../usage/index.js";
 import type {
   DocumentPage,
   DocumentProcessing,
@@ -19,6 +20,7 @@ import {
   type VersionRow,
 } from "./documents.store.js";
 import { isKnowledgeDocument, managedByKnowledge } from "./knowledge-documents.js";
+import { recordStorageChange } from "./usage-facts.js";
 
 const err = (code: string | null, message: string | null) =>
   code ? { code, message: message ?? code } : null;
@@ -59,6 +61,7 @@ function toVersionView(r: VersionRow): VersionView {
     pageCount: r.page_count,
     embeddingTokens: r.embedding_tokens,
     embeddingModel: r.embedding_model,
+    embeddingCostUsd: r.embedding_cost_usd,
     jobId: r.job_id,
     error: err(r.error_code, r.error_message),
     createdAt: r.created_at.toISOString(),
@@ -71,6 +74,8 @@ export interface DocumentsDeps {
   blobs: BlobStore;
   vectors: VectorIndex;
   queue: Pick<JobQueue<JobRegistry>, "get">;
+  /** The usage ledger: a delete changes the storage gauges. */
+  usage: UsageRecorder;
   /** Told when the chunks or blobs of a document deleted in a caller's transaction stay. */
   logger: Pick<Logger, "error">;
 }
@@ -149,6 +154,31 @@ export function createDocumentsService(deps: DocumentsDeps) {
     },
 
     /**
+     * Storage levels (documents, bytes) of the given tenants, zero for those with none: the
+     * daily usage snapshot. Across tenants: for platform jobs only, never a request.
+     */
+    async storageLevels(
+      tenantIds: readonly string[],
+    ): Promise<Array<{ tenantId: string; documents: number; bytes: number }>> {
+      const levels = await store.storageLevels(db, tenantIds);
+      return tenantIds.map((tenantId) => ({
+        tenantId,
+        ...(levels.get(tenantId) ?? { documents: 0, bytes: 0 }),
+      }));
+    },
+
+    /**
+     * Sets versions' embedding costs from the ledger (a re-rating run changed them), and the
+     * document's where the version is the active one, in the run's transaction.
+     */
+    async setEmbeddingCosts(
+      items: ReadonlyArray<{ tenantId: string; versionId: string; costUsd: string }>,
+      opts: { tx: Queryable },
+    ): Promise<void> {
+      await store.setEmbeddingCosts(opts.tx, items);
+    },
+
+    /**
      * Deletes the document with its versions, its chunks and its blobs. The rows go first, in
      * one statement, so search (which keeps only active versions of existing documents) shows
      * nothing of it from that moment; the chunks and blobs follow before the answer. A document
@@ -164,15 +194,20 @@ export function createDocumentsService(deps: DocumentsDeps) {
       id: string,
       opts: { knowledge?: boolean } & InTransaction = {},
     ) {
-      const q = opts.tx ?? db;
-      const doc = await store.deleteDocument(q, ctx.tenantId, id, {
-        knowledge: opts.knowledge ?? false,
-      });
-      if (!doc) {
-        const kept = await store.document(q, ctx.tenantId, id);
-        if (kept && isKnowledgeDocument(kept.external_id)) throw managedByKnowledge();
-        throw notFound("document");
-      }
+      // The rows and the storage gauges they change commit together.
+      const removeRows = async (q: Queryable) => {
+        const doc = await store.deleteDocument(q, ctx.tenantId, id, {
+          knowledge: opts.knowledge ?? false,
+        });
+        if (!doc) {
+          const kept = await store.document(q, ctx.tenantId, id);
+          if (kept && isKnowledgeDocument(kept.external_id)) throw managedByKnowledge();
+          throw notFound("document");
+        }
+        await recordStorageChange(deps.usage, ctx, q, `delete:${id}`);
+      };
+      if (opts.tx) await removeRows(opts.tx);
+      else await db.transaction(removeRows);
       const removeContent = async () => {
         await deps.vectors.deleteDocument(ctx.tenantId, id);
         await deps.blobs.deletePrefix(`${ctx.tenantId}/documents/${id}/`);

@@ -49,6 +49,7 @@ const VERSION_COLUMNS = [
   "page_count",
   "embedding_tokens",
   "embedding_model",
+  "embedding_cost_usd",
   "error_code",
   "error_message",
   "created_at",
@@ -219,6 +220,72 @@ export const documentsStore = {
       .where("tenant_id", "=", tenantId)
       .executeTakeFirst();
     return row?.n ?? 0;
+  },
+
+  /**
+   * The tenant's storage level: its documents and the bytes of their stored content (the
+   * usage ledger's gauges `documents_stored` and `storage_bytes`).
+   */
+  async storageLevel(
+    q: Queryable,
+    tenantId: string,
+  ): Promise<{ documents: number; bytes: number }> {
+    const row = await kysely(q)
+      .selectFrom("documents")
+      .select((eb) => [
+        eb.fn.countAll<number>().as("documents"),
+        sql<string>`coalesce(sum(file_size_bytes), 0)::text`.as("bytes"),
+      ])
+      .where("tenant_id", "=", tenantId)
+      .executeTakeFirst();
+    return { documents: Number(row?.documents ?? 0), bytes: Number(row?.bytes ?? 0) };
+  },
+
+  /** Storage levels of the given tenants (absent: no documents, level 0). */
+  async storageLevels(
+    q: Queryable,
+    tenantIds: readonly string[],
+  ): Promise<Map<string, { documents: number; bytes: number }>> {
+    if (tenantIds.length === 0) return new Map();
+    const rows = await kysely(q)
+      .selectFrom("documents")
+      .select((eb) => [
+        "tenant_id",
+        eb.fn.countAll<number>().as("documents"),
+        sql<string>`coalesce(sum(file_size_bytes), 0)::text`.as("bytes"),
+      ])
+      .where("tenant_id", "in", tenantIds)
+      .groupBy("tenant_id")
+      .execute();
+    return new Map(
+      rows.map((r) => [r.tenant_id, { documents: Number(r.documents), bytes: Number(r.bytes) }]),
+    );
+  },
+
+  /**
+   * Sets versions' ledger costs and, where the version is its document's active one, the
+   * document's (re-rating). Each item names its tenant.
+   */
+  async setEmbeddingCosts(
+    q: Queryable,
+    items: ReadonlyArray<{ tenantId: string; versionId: string; costUsd: string }>,
+  ): Promise<void> {
+    if (items.length === 0) return;
+    const k = kysely(q);
+    const tenants = items.map((i) => i.tenantId);
+    const ids = items.map((i) => i.versionId);
+    const costs = items.map((i) => i.costUsd);
+    await sql`
+      update document_versions v set embedding_cost_usd = x.cost
+      from unnest(${tenants}::uuid[], ${ids}::uuid[], ${costs}::numeric[]) as x(tenant_id, id, cost)
+      where v.tenant_id = x.tenant_id and v.id = x.id`.execute(k);
+    await sql`
+      update documents d set embedding_cost_usd = v.embedding_cost_usd, updated_at = now()
+      from document_versions v
+      join unnest(${tenants}::uuid[], ${ids}::uuid[]) as x(tenant_id, id)
+        on v.tenant_id = x.tenant_id and v.id = x.id
+      where d.tenant_id = v.tenant_id and d.id = v.document_id
+        and d.active_version = v.version`.execute(k);
   },
 
   /** Documents newest first, keyset-paginated by (created_at, id) (see platform/db/page.ts). */

@@ -6,12 +6,15 @@ import { type JobContext, NonRetryableError } from "../../platform/queue/queue.j
 import type { ChunkRow, VectorIndex } from "../../platform/vectors/vectors.js";
 import { jobContext, type TenantContext } from "../../tenancy.js";
 import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
+import type { UsageRecorder } from "../usage/index.js";
 import { chunkText } from "./chunking.js";
 import { blobKeyFor, contentHash } from "./content.js";
 import { documentsStore as store, type VersionRow } from "./documents.store.js";
 import type { Extractor } from "./extract-pool.js";
 import { INGEST_MAX_ATTEMPTS, type IngestionJobs } from "./ingestion.jobs.js";
 import { classify, IngestionJobError } from "./job-failures.js";
+import { knowledgeItemIdOf } from "./knowledge-documents.js";
+import { recordStorageChange } from "./usage-facts.js";
 
 type Payload = ReturnType<IngestionJobs["ingest.process"]["parse"]>;
 type DocType = "pdf" | "txt" | "html" | "md";
@@ -22,6 +25,8 @@ export interface PipelineDeps {
   vectors: VectorIndex;
   embedders: Embedders;
   tenants: TenantsService;
+  /** The usage ledger: a version's embedding and the storage gauges, in the activation. */
+  usage: UsageRecorder;
   logger: Logger;
   /** Lets URL ingestion reach private addresses (tests, local use). Off in production. */
   allowPrivateUrls: boolean;
@@ -172,9 +177,33 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         // Under the document's row lock, so that versions finishing at once take turns.
         const current = await store.documentForUpdate(tx, ctx.tenantId, doc.id);
         if (!current) return "deleted";
+        // The embedding is billed with the version's write, superseded or not (its tokens were
+        // spent): the event id is the version's, so a rerun of this job bills it once.
+        const knowledgeItemId = knowledgeItemIdOf(current.external_id);
+        const [billed] = await deps.usage.record(
+          ctx,
+          [
+            {
+              metric: "embedding_tokens",
+              quantity: embedded.tokens,
+              items: texts.length,
+              provider: embedder.provider,
+              model: embedded.model,
+              payer: request.apiKey ? "tenant" : "platform",
+              subject: { type: "document_version", id: version.id },
+              documentId: doc.id,
+              metadata: {
+                version: version.version,
+                ...(knowledgeItemId ? { knowledgeItemId } : {}),
+              },
+            },
+          ],
+          { tx },
+        );
         const versionStats = {
           ...stats,
           embedding_model: embedded.model,
+          embedding_cost_usd: billed?.costUsd ?? "0",
           error_code: null,
           error_message: null,
         };
@@ -191,6 +220,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         await store.updateVersion(tx, ctx.tenantId, version.id, versionStats);
         await store.updateDocument(tx, ctx.tenantId, doc.id, {
           ...stats,
+          embedding_cost_usd: versionStats.embedding_cost_usd,
           status: current.latest_version === version.version ? "completed" : current.status,
           active_version: version.version,
           content_hash: version.content_hash ?? contentHash(bytes),
@@ -200,6 +230,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
           error_code: null,
           error_message: null,
         });
+        await recordStorageChange(deps.usage, ctx, tx, `activation:${version.id}`);
         return "active";
       });
       if (outcome !== "active") {

@@ -17,3 +17,10 @@ export function managedByKnowledge(): AppError {
     "this document belongs to a knowledge item: change or delete it through /api/knowledge (faqs, menu-items, policies)",
   );
 }
+
+/** The knowledge item behind a document, from its externalId (`knowledge:<item id>`). */
+export function knowledgeItemIdOf(externalId: string | null | undefined): string | undefined {
+  return isKnowledgeDocument(externalId)
+    ? (externalId as string).slice(KNOWLEDGE_PREFIX.length)
+    : undefined;
+}

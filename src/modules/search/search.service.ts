@@ -1,7 +1,10 @@
+import { randomUUID } from "node:crypto";
+import type { InTransaction } from "../../platform/db/index.js";
 import type { SearchFilters, VectorHit, VectorIndex } from "../../platform/vectors/vectors.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { DocumentsService } from "../ingestion/index.js";
 import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
+import type { BillableFact, UsageRecorder } from "../usage/index.js";
 import type { SearchResult } from "./search.schemas.js";
 
 export type SearchMode = "vector" | "text" | "hybrid";
@@ -37,13 +40,34 @@ export interface SearchDeps {
   vectors: VectorIndex;
   embedders: Embedders;
   tenants: TenantsService;
+  /** Every search is metered: one `search_queries` fact, and its query embedding's tokens. */
+  usage: UsageRecorder;
 }
 
+/** Searches are the platform's own calls, priced by the `tenantrag`/`search` row (0 unless set). */
+const SEARCH_PRICE_KEY = { provider: "tenantrag", model: "search" } as const;
+
 export function createSearchService(deps: SearchDeps) {
-  async function queryVector(ctx: TenantContext, text: string): Promise<number[]> {
+  /** The query's vector, and the embedding fact of `search` (tokens as the embedder billed). */
+  async function queryVector(
+    ctx: TenantContext,
+    text: string,
+    search: string,
+  ): Promise<{ vector: number[]; fact: BillableFact }> {
     const { embedder, request } = await tenantEmbedder(deps.embedders, deps.tenants, ctx);
     const res = await embedder.embed({ ...request, texts: [text] });
-    return res.vectors[0] as number[];
+    return {
+      vector: res.vectors[0] as number[],
+      fact: {
+        metric: "embedding_tokens",
+        quantity: res.tokens,
+        items: 1,
+        provider: embedder.provider,
+        model: res.model,
+        payer: request.apiKey ? "tenant" : "platform",
+        subject: { type: "search", id: search },
+      },
+    };
   }
 
   /** Keeps only chunks of the active version of documents that still exist. */
@@ -58,12 +82,32 @@ export function createSearchService(deps: SearchDeps) {
      * Ranked chunks of the tenant's active document versions. Each underlying search fetches
      * more than asked, since chunks of superseded versions may still be in the index until
      * clean-up has run and are dropped here.
+     *
+     * Metered once it has answered: a `search_queries` fact and, for vector and hybrid
+     * searches, the query embedding's tokens, two facts of one search (a random id), recorded
+     * together (in `opts.tx` when given). A search that fails is not billed.
      */
-    async search(ctx: TenantContext, q: SearchQuery): Promise<SearchResult[]> {
+    async search(
+      ctx: TenantContext,
+      q: SearchQuery,
+      opts: InTransaction = {},
+    ): Promise<SearchResult[]> {
       const fetch = Math.min(q.limit * 3, 150);
       const lists: VectorHit[][] = [];
+      const searchId = randomUUID();
+      const facts: BillableFact[] = [
+        {
+          metric: "search_queries",
+          quantity: 1,
+          ...SEARCH_PRICE_KEY,
+          payer: "platform",
+          subject: { type: "search", id: searchId },
+          metadata: { mode: q.mode },
+        },
+      ];
       if (q.mode === "vector" || q.mode === "hybrid") {
-        const vector = await queryVector(ctx, q.query);
+        const { vector, fact } = await queryVector(ctx, q.query, searchId);
+        facts.push(fact);
         lists.push(
           await activeOnly(
             ctx,
@@ -80,6 +124,7 @@ export function createSearchService(deps: SearchDeps) {
         );
       }
       const ranked = q.mode === "hybrid" ? reciprocalRankFusion(lists) : (lists[0] ?? []);
+      await deps.usage.record(ctx, facts, opts);
       return ranked.slice(0, q.limit).map((h) => ({
         text: h.text,
         score: h.score,

@@ -205,6 +205,14 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: C
       return toTenant(await tenantRow(db, tenantId));
     },
 
+    /**
+     * A page of the ids of every tenant not deleted, in id order: for platform jobs that work
+     * across tenants (the daily usage snapshot). No request reaches it.
+     */
+    async tenantIds(page: { after: string | null; limit: number }): Promise<string[]> {
+      return store.tenantIds(db, page);
+    },
+
     async adminList(
       _ctx: PlatformContext,
       opts: { limit: number; cursor?: string; status?: TenantStatus },

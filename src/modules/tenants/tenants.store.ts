@@ -124,6 +124,14 @@ export const tenantsStore = {
     return keysetPage(query, opts).execute();
   },
 
+  /** Ids of tenants not deleted, in id order after `after` (platform jobs' pages). */
+  async tenantIds(q: Queryable, opts: { after: string | null; limit: number }): Promise<string[]> {
+    let query = kysely(q).selectFrom("tenants").select("id").where("status", "<>", "deleted");
+    if (opts.after !== null) query = query.where("id", ">", opts.after);
+    const rows = await query.orderBy("id").limit(opts.limit).execute();
+    return rows.map((r) => r.id);
+  },
+
   async config(q: Queryable, tenantId: string): Promise<TenantConfigRow | undefined> {
     return kysely(q)
       .selectFrom("tenant_config")

@@ -211,6 +211,8 @@ export const schema = {
     activated_at: "timestamptz null",
     // 0010
     content_stored_at: "timestamptz null",
+    // 0014
+    embedding_cost_usd: "numeric default",
   },
   idempotency_keys: {
     tenant_id: "uuid",
@@ -325,6 +327,22 @@ export const schema = {
     bytes_out: "bigint",
     actor_type: "text",
     actor_id: "text null",
+  },
+  // 0014 usage rating
+  rerate_runs: {
+    id: "uuid default",
+    created_by: "uuid null",
+    created_at: "timestamptz default",
+    window_from: "timestamptz",
+    window_to: "timestamptz",
+    provider: "text null",
+    model: "text null",
+    events_matched: "integer",
+    events_changed: "integer",
+    old_cost_usd: "numeric",
+    new_cost_usd: "numeric",
+    totals: "jsonb",
+    windows: "jsonb",
   },
 } as const satisfies Record<string, Record<string, Column>>;
 

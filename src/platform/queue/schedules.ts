@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import { CronExpressionParser } from "cron-parser";
 import { type Db, kysely, type Queryable, sql } from "../db/index.js";
+import { deterministicUuid } from "../ids.js";
 import { InvalidJobError, insertJobs, type NewJob, typeIn } from "./jobs-store.js";
 import type { ScheduleTiming } from "./queue.js";
 
@@ -54,9 +54,7 @@ export function nextDue(
 
 /** A UUID that is a function of `text` (the shape of a v5 UUID, from SHA-1). */
 export function uuidFrom(text: string): string {
-  const h = createHash("sha1").update(`tenantrag.job:${text}`).digest("hex");
-  const variant = ((Number.parseInt(h.slice(16, 18), 16) & 0x3f) | 0x80).toString(16);
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${variant}${h.slice(18, 20)}-${h.slice(20, 32)}`;
+  return deterministicUuid("tenantrag.job", text);
 }
 
 /**

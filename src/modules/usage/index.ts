@@ -1,0 +1,30 @@
+/**
+ * The usage module: the billable usage ledger, the price book and re-rating. The only file
+ * other modules and the composition root import.
+ */
+export {
+  type BillableFact,
+  createUsageService,
+  GAUGE_METRICS,
+  type Metric,
+  type Payer,
+  type RecordedFact,
+  type SubjectType,
+  type UsageRecorder,
+  type UsageService,
+  unitOf,
+  usageEventId,
+} from "./ledger.js";
+export { ANY_MODEL, priceAt } from "./prices.js";
+export type { RerateHooks, VersionCost } from "./rerate.js";
+export {
+  type StorageLevel,
+  type StorageLevelsSource,
+  snapshotStorage,
+  storageFacts,
+  usageJobs,
+  usageJobTypes,
+  usageSchedules,
+} from "./usage.jobs.js";
+export { usageAdminRoutes } from "./usage.routes.js";
+export type { AffectedWindows, Price, RerateRun } from "./usage.schemas.js";
