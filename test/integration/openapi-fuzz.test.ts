@@ -38,6 +38,8 @@ const BASELINE_NOT_2XX: Record<string, string> = {
   "GET /api/ingest/presigned-url": "local blob storage signs no upload URLs (409)",
   "POST /api/ingest/uploads/{id}/complete":
     "the upload's file is checked against its size (409/422)",
+  "POST /api/admin/usage/rerate":
+    "the generated window starts and ends at the same instant, which is refused (400 usage.invalid_window)",
 };
 
 const backend = backends[0];

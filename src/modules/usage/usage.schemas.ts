@@ -25,29 +25,37 @@ export function plainDecimal(n: number): string {
 const DECIMAL_RE = /^(\d+)(?:\.(\d+))?$/;
 
 /** USD per unit: a decimal string or a JSON number, at least 0, within the book's scale. */
-export const usdAmount = z.union([z.string().max(64), z.number().finite()]).transform((v, ctx) => {
-  const text = typeof v === "number" ? plainDecimal(v) : v.trim();
-  const m = DECIMAL_RE.exec(text);
-  if (!m) {
-    ctx.addIssue({
-      code: "custom",
-      message:
-        typeof v === "number" && v < 0
-          ? "must be at least 0"
-          : 'must be a decimal number at least 0, such as "0.00000002"',
-    });
-    return z.NEVER;
-  }
-  const intDigits = (m[1] as string).replace(/^0+(?=\d)/, "");
-  if (intDigits.length > INT_DIGITS || (m[2]?.length ?? 0) > FRACTION_DIGITS) {
-    ctx.addIssue({
-      code: "custom",
-      message: `must have at most ${INT_DIGITS} digits before the point and ${FRACTION_DIGITS} after it`,
-    });
-    return z.NEVER;
-  }
-  return text;
-});
+export const usdAmount = z
+  .union([
+    z.number().finite(),
+    z
+      .string()
+      .max(64)
+      .regex(/^\d+(\.\d+)?$/, 'must be a decimal number at least 0, such as "0.00000002"'),
+  ])
+  .transform((v, ctx) => {
+    const text = typeof v === "number" ? plainDecimal(v) : v;
+    const m = DECIMAL_RE.exec(text);
+    if (!m) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          typeof v === "number" && v < 0
+            ? "must be at least 0"
+            : 'must be a decimal number at least 0, such as "0.00000002"',
+      });
+      return z.NEVER;
+    }
+    const intDigits = (m[1] as string).replace(/^0+(?=\d)/, "");
+    if (intDigits.length > INT_DIGITS || (m[2]?.length ?? 0) > FRACTION_DIGITS) {
+      ctx.addIssue({
+        code: "custom",
+        message: `must have at most ${INT_DIGITS} digits before the point and ${FRACTION_DIGITS} after it`,
+      });
+      return z.NEVER;
+    }
+    return text;
+  });
 
 /** An instant with its offset (ISO 8601), as a Date. */
 export const instant = z.iso
