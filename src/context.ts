@@ -19,6 +19,15 @@ import {
 import { createKnowledgeService } from "./modules/knowledge/index.js";
 import { createSearchService, searchJobs, searchJobTypes } from "./modules/search/index.js";
 import { createTenantsService } from "./modules/tenants/index.js";
+import {
+  createRetention,
+  createTelemetry,
+  type Retention,
+  type Telemetry,
+  telemetryJobs,
+  telemetryJobTypes,
+  telemetrySchedules,
+} from "./modules/usage/index.js";
 import type { BlobStore } from "./platform/blobs/blobs.js";
 import { createLocalBlobStore } from "./platform/blobs/local.js";
 import { type Clock, systemClock } from "./platform/clock.js";
@@ -65,6 +74,10 @@ export interface AppContext {
   jobMetrics: JobMetrics;
   /** This process's Prometheus registry (platform/metrics). */
   metrics: Metrics;
+  /** The API-call telemetry buffer: the HTTP layer records every call of a known tenant. */
+  telemetry: Telemetry;
+  /** Deletes raw API calls and billable events past retention; run by `usage.retention`. */
+  retention: Retention;
   vectors: VectorIndex;
   embedders: { local: Embedder; openai?: Embedder };
   ingestion: ReturnType<typeof createIngestionService>;
@@ -97,11 +110,11 @@ export interface ContextOptions {
 }
 
 /** Every module's job types: the queue's registry (a name two modules declare fails at work). */
-const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes };
+const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes, ...telemetryJobTypes };
 export type AppJobs = RegistryOf<typeof appJobTypes>;
 
 /** Every module's repeatable jobs, declared by worker processes. */
-const appSchedules: JobSchedule[] = [...ingestionSchedules];
+const appSchedules: JobSchedule[] = [...ingestionSchedules, ...telemetrySchedules];
 
 export class StartupError extends Error {
   override name = "StartupError";
@@ -288,6 +301,16 @@ export async function createContext(
       throw err;
     }
   }
+  const telemetry = createTelemetry({
+    db,
+    logger,
+    registry: metrics.registry,
+    ...config.telemetry,
+  });
+  // Pushed after the stores: runs before them on close, so the last calls are written while
+  // the database is still open (the HTTP server has stopped before the context closes).
+  closers.push(() => telemetry.close());
+  const retention = createRetention({ db, clock, logger, policy: config.retention });
   let working = false;
   const jobMetrics = createJobMetrics();
   return {
@@ -302,6 +325,8 @@ export async function createContext(
     blobs,
     queue,
     jobMetrics,
+    telemetry,
+    retention,
     vectors,
     embedders,
     ingestion,
@@ -317,6 +342,7 @@ export async function createContext(
       const jobs = [
         ...ingestionJobs({ pipeline, recovery, logger }),
         ...searchJobs({ vectors, logger }),
+        ...telemetryJobs({ retention }),
       ];
       queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
         concurrency: config.workerConcurrency,
