@@ -118,6 +118,17 @@ const envSchema = z.object({
   ANN_EF: z.coerce.number().int().min(10).max(10_000).default(1000),
   ANN_REFINE_FACTOR: z.coerce.number().int().min(1).max(100).default(20),
   VECTOR_SEARCH_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
+  TELEMETRY_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(500),
+  TELEMETRY_FLUSH_INTERVAL_MS: z.coerce.number().int().min(10).max(600_000).default(1000),
+  TELEMETRY_BUFFER_MAX: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
+  TELEMETRY_RETRY_BASE_MS: z.coerce.number().int().min(1).max(600_000).default(250),
+  TELEMETRY_RETRY_MAX_MS: z.coerce.number().int().min(1).max(3_600_000).default(30_000),
+  METRICS_TOKEN: optionalString.pipe(
+    z.string().min(16, "must be at least 16 characters").optional(),
+  ),
+  API_CALLS_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  USAGE_EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(400),
+  RETENTION_BATCH_SIZE: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -180,6 +191,22 @@ export interface Config {
   annSearch: { ef: number; refineFactor: number };
   /** Undefined: the CPU count. */
   vectorSearchConcurrency: number | undefined;
+  /** The API-call telemetry buffer (modules/usage/telemetry.ts). */
+  telemetry: {
+    /** Rows per INSERT; a flush starts as soon as this many are buffered. */
+    batchSize: number;
+    /** The longest a buffered call waits for its flush. */
+    flushIntervalMs: number;
+    /** Calls held at most (buffered and in flight); past it new calls are dropped and counted. */
+    maxBuffered: number;
+    /** First retry delay after a failed flush, doubling up to `retryMaxMs`. */
+    retryBaseMs: number;
+    retryMaxMs: number;
+  };
+  /** A bearer token that may read GET /metrics besides platform admins; unset: admins only. */
+  metricsToken: string | undefined;
+  /** Retention (modules/usage/retention.ts): raw API calls and billable events, in days. */
+  retention: { apiCallsDays: number; usageEventsDays: number; batchSize: number };
 }
 
 /** Thrown when the environment is invalid; the message names each bad variable. */
@@ -276,6 +303,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     annThreshold: e.ANN_THRESHOLD,
     annSearch: { ef: e.ANN_EF, refineFactor: e.ANN_REFINE_FACTOR },
     vectorSearchConcurrency: e.VECTOR_SEARCH_CONCURRENCY,
+    telemetry: {
+      batchSize: e.TELEMETRY_BATCH_SIZE,
+      flushIntervalMs: e.TELEMETRY_FLUSH_INTERVAL_MS,
+      maxBuffered: Math.max(e.TELEMETRY_BUFFER_MAX, e.TELEMETRY_BATCH_SIZE),
+      retryBaseMs: e.TELEMETRY_RETRY_BASE_MS,
+      retryMaxMs: Math.max(e.TELEMETRY_RETRY_MAX_MS, e.TELEMETRY_RETRY_BASE_MS),
+    },
+    metricsToken: e.METRICS_TOKEN,
+    retention: {
+      apiCallsDays: e.API_CALLS_RETENTION_DAYS,
+      usageEventsDays: e.USAGE_EVENTS_RETENTION_DAYS,
+      batchSize: e.RETENTION_BATCH_SIZE,
+    },
   };
 }
 

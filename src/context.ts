@@ -20,8 +20,15 @@ import { createKnowledgeService } from "./modules/knowledge/index.js";
 import { createSearchService, searchJobs, searchJobTypes } from "./modules/search/index.js";
 import { createTenantsService } from "./modules/tenants/index.js";
 import {
+  createRetention,
+  createTelemetry,
   createUsageService,
   type RerateHooks,
+  type Retention,
+  type Telemetry,
+  telemetryJobs,
+  telemetryJobTypes,
+  telemetrySchedules,
   usageJobs,
   usageJobTypes,
   usageSchedules,
@@ -72,6 +79,10 @@ export interface AppContext {
   jobMetrics: JobMetrics;
   /** This process's Prometheus registry (platform/metrics). */
   metrics: Metrics;
+  /** The API-call telemetry buffer: the HTTP layer records every call of a known tenant. */
+  telemetry: Telemetry;
+  /** Deletes raw API calls and billable events past retention; run by `usage.retention`. */
+  retention: Retention;
   vectors: VectorIndex;
   embedders: { local: Embedder; openai?: Embedder };
   ingestion: ReturnType<typeof createIngestionService>;
@@ -111,11 +122,20 @@ export interface ContextOptions {
 }
 
 /** Every module's job types: the queue's registry (a name two modules declare fails at work). */
-const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes, ...usageJobTypes };
+const appJobTypes = {
+  ...ingestionJobTypes,
+  ...searchJobTypes,
+  ...usageJobTypes,
+  ...telemetryJobTypes,
+};
 export type AppJobs = RegistryOf<typeof appJobTypes>;
 
 /** Every module's repeatable jobs, declared by worker processes. */
-const appSchedules: JobSchedule[] = [...ingestionSchedules, ...usageSchedules];
+const appSchedules: JobSchedule[] = [
+  ...ingestionSchedules,
+  ...usageSchedules,
+  ...telemetrySchedules,
+];
 
 export class StartupError extends Error {
   override name = "StartupError";
@@ -316,6 +336,16 @@ export async function createContext(
       throw err;
     }
   }
+  const telemetry = createTelemetry({
+    db,
+    logger,
+    registry: metrics.registry,
+    ...config.telemetry,
+  });
+  // Pushed after the stores: runs before them on close, so the last calls are written while
+  // the database is still open (the HTTP server has stopped before the context closes).
+  closers.push(() => telemetry.close());
+  const retention = createRetention({ db, clock, logger, policy: config.retention });
   let working = false;
   const jobMetrics = createJobMetrics();
   return {
@@ -330,6 +360,8 @@ export async function createContext(
     blobs,
     queue,
     jobMetrics,
+    telemetry,
+    retention,
     vectors,
     embedders,
     ingestion,
@@ -355,6 +387,7 @@ export async function createContext(
             return documents.storageLevels(await tenants.tenantIds(page));
           },
         }),
+        ...telemetryJobs({ retention }),
       ];
       queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
         concurrency: config.workerConcurrency,

@@ -45,7 +45,7 @@ program
   .action((opts: { worker: boolean }) =>
     run(async () => {
       const config = loadConfig();
-      const ctx = await createContext(config);
+      const ctx = await createContext(config, { defaultMetrics: true });
       const app = await buildApp(ctx);
       if (opts.worker) ctx.startWorkers();
       const address = await app.listen({ port: config.port, host: config.host });
@@ -70,7 +70,7 @@ program
   .action(() =>
     run(async () => {
       const config = loadConfig();
-      const ctx = await createContext(config);
+      const ctx = await createContext(config, { defaultMetrics: true });
       ctx.startWorkers();
       ctx.logger.info(
         { mode: config.mode, concurrency: config.workerConcurrency },

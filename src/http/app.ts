@@ -22,8 +22,10 @@ import { usageAdminRoutes } from "../modules/usage/index.js";
 import { createAuthHook } from "./auth-hook.js";
 import { createClientErrorHandler } from "./client-errors.js";
 import { errorHandler } from "./error-handler.js";
+import { registerMetricsRoute } from "./metrics-route.js";
 import { createNotFoundHandler } from "./not-found.js";
 import { openapiOptions } from "./openapi.js";
+import { registerTelemetryHook } from "./telemetry-hook.js";
 import { registerJsonParser, rejectBadTextInUrl } from "./text.js";
 
 const REQUEST_ID_RE = /^[\w.:-]{1,128}$/;
@@ -99,6 +101,14 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   });
   app.decorateRequest("principal", undefined);
   app.decorateRequest("requestMeta", undefined);
+  app.decorateRequest("caller", undefined);
+  // First of the onRequest hooks: the call's time is taken before anything else runs.
+  registerTelemetryHook(app, {
+    telemetry: ctx.telemetry,
+    clock: ctx.clock,
+    registry: ctx.metrics.registry,
+    drainTimeoutMs: ctx.config.requestTimeoutMs,
+  });
   app.addHook("onRequest", async (req, reply) => {
     reply.header("x-request-id", req.id);
     clientErrors.track(req.raw, req.id);
@@ -115,7 +125,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   if (ctx.config.corsOrigins.length > 0) {
     await app.register(cors, { origin: ctx.config.corsOrigins, credentials: false });
   }
-  app.addHook("onRequest", createAuthHook(ctx.auth));
+  app.addHook("onRequest", createAuthHook(ctx.auth, { serviceToken: ctx.config.metricsToken }));
   await app.register(swagger, openapiOptions);
   await app.register(swaggerUi, { routePrefix: "/docs", staticCSP: true });
 
@@ -152,6 +162,8 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       return { status: "ready" as const, database: "ok" as const };
     },
   );
+
+  registerMetricsRoute(app, { registry: ctx.metrics.registry, jobs: ctx.jobMetrics });
 
   await app.register(authRoutes, { auth: ctx.auth, tenants: ctx.tenants });
   await app.register(tenantsRoutes, { tenants: ctx.tenants });

@@ -1,6 +1,7 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyRequest } from "fastify";
 import { AppError } from "../errors.js";
-import type { AuthService } from "../modules/auth/index.js";
+import type { AuthService, IdentifiedCaller } from "../modules/auth/index.js";
 import {
   type ApiKeyScope,
   hasScope,
@@ -36,12 +37,23 @@ declare module "fastify" {
     auth?: AuthMode;
     minRole?: TenantRole;
     scope?: RouteScope;
+    /**
+     * The route also takes the deployment's service bearer token (METRICS_TOKEN for
+     * `GET /metrics`), compared in constant time; the request then has no principal.
+     */
+    serviceToken?: boolean;
   }
   interface FastifyRequest {
     /** Who the credentials resolve to; undefined on public routes. */
     principal: Principal | undefined;
     /** Where the request comes from; set for every routed request, public ones included. */
     requestMeta: RequestMeta | undefined;
+    /**
+     * The tenant and holder the credential names, set as soon as they are known — also when
+     * the credential is then refused (revoked key, expired token, missing scope): API-call
+     * telemetry attributes the call by it.
+     */
+    caller: IdentifiedCaller | undefined;
   }
 }
 
@@ -114,16 +126,34 @@ export function requestMetaOf(req: FastifyRequest): RequestMeta {
  * It resolves who acts and where the request comes from once; `tenantContext(req)` and
  * `platformContext(req)` hand them to the services.
  */
-export function createAuthHook(auth: Pick<AuthService, "authenticate">) {
+export function createAuthHook(
+  auth: Pick<AuthService, "authenticate">,
+  opts: { serviceToken?: string | undefined } = {},
+) {
+  const serviceDigest = opts.serviceToken ? digest(opts.serviceToken) : undefined;
   return async function authenticate(req: FastifyRequest): Promise<void> {
     req.principal = undefined;
     req.requestMeta = undefined;
+    req.caller = undefined;
     // Unmatched URLs have no route config; the not-found handler answers them.
     if (!req.routeOptions.url) return;
     req.requestMeta = requestMetaOf(req);
     const mode = req.routeOptions.config.auth ?? "tenant";
     if (mode === "public") return;
-    const principal = await auth.authenticate(credentials(req));
+    const creds = credentials(req);
+    if (
+      serviceDigest &&
+      req.routeOptions.config.serviceToken &&
+      creds.bearer !== undefined &&
+      timingSafeEqual(digest(creds.bearer), serviceDigest)
+    ) {
+      return;
+    }
+    const principal = await auth.authenticate(creds, {
+      identified: (caller) => {
+        req.caller = caller;
+      },
+    });
     if (mode === "platform_admin" && principal.kind !== "platform_admin") {
       throw new AppError(
         "auth.platform_admin_required",
@@ -147,6 +177,11 @@ export function createAuthHook(auth: Pick<AuthService, "authenticate">) {
     }
     req.principal = principal;
   };
+}
+
+/** Equal-length digests, so that comparing them takes the same time whatever the token. */
+function digest(token: string): Buffer {
+  return createHash("sha256").update(token).digest();
 }
 
 /** The scopes a route needs of an API key; the default when it declares none. */

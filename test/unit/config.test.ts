@@ -217,3 +217,42 @@ describe("CORS_ORIGINS", () => {
     expect(loadConfig({ DATA_DIR: dataDir, ...env }).corsOrigins).toEqual(expected);
   });
 });
+
+describe("telemetry, metrics and retention settings", () => {
+  it("defaults: batches of 500 each second, 100 000 held, retention 30 / 400 days", () => {
+    const config = loadConfig({ DATA_DIR: dataDir });
+    expect(config.telemetry).toEqual({
+      batchSize: 500,
+      flushIntervalMs: 1000,
+      maxBuffered: 100_000,
+      retryBaseMs: 250,
+      retryMaxMs: 30_000,
+    });
+    expect(config.metricsToken).toBeUndefined();
+    expect(config.retention).toEqual({ apiCallsDays: 30, usageEventsDays: 400, batchSize: 10_000 });
+  });
+
+  it("takes each variable, and never holds less than one batch", () => {
+    const config = loadConfig({
+      DATA_DIR: dataDir,
+      TELEMETRY_BATCH_SIZE: "2000",
+      TELEMETRY_BUFFER_MAX: "10",
+      METRICS_TOKEN: "a-long-enough-token",
+      API_CALLS_RETENTION_DAYS: "7",
+    });
+    expect(config.telemetry.batchSize).toBe(2000);
+    expect(config.telemetry.maxBuffered).toBe(2000);
+    expect(config.metricsToken).toBe("a-long-enough-token");
+    expect(config.retention.apiCallsDays).toBe(7);
+  });
+
+  it.each([
+    ["TELEMETRY_BATCH_SIZE", "0"],
+    ["TELEMETRY_FLUSH_INTERVAL_MS", "abc"],
+    ["METRICS_TOKEN", "short"],
+    ["API_CALLS_RETENTION_DAYS", "0"],
+    ["RETENTION_BATCH_SIZE", "-1"],
+  ])("refuses %s=%s, naming it", (name, value) => {
+    expect(configError({ [name]: value }).message).toContain(name);
+  });
+});

@@ -28,6 +28,21 @@ import type { TokenSigner } from "./tokens.js";
 
 const REFRESH_PREFIX = "rtk_";
 
+/** A credential's tenant and holder, known before (or even if) it is accepted. */
+export interface IdentifiedCaller {
+  tenantId: string;
+  actor: { kind: "user"; userId: string } | { kind: "api_key"; keyId: string };
+}
+
+export interface AuthenticateOptions {
+  /**
+   * Called as soon as the credential names a tenant's user or key — a revoked key, an expired
+   * (but genuinely signed) token or an ended session included — so that a refused call can
+   * still be attributed to its tenant (API-call telemetry). Never for unknown credentials.
+   */
+  identified?(caller: IdentifiedCaller): void;
+}
+
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 export function toUser(row: UserRow): User {
@@ -222,11 +237,16 @@ export function createAuthService(deps: AuthDeps) {
      * the X-API-Key header. Role and tenant status are read fresh, so a demotion or suspension
      * takes effect on the next request.
      */
-    async authenticate(creds: { bearer?: string; apiKey?: string }): Promise<Principal> {
+    async authenticate(
+      creds: { bearer?: string; apiKey?: string },
+      opts: AuthenticateOptions = {},
+    ): Promise<Principal> {
       const key =
         creds.apiKey ?? (creds.bearer?.startsWith(API_KEY_PREFIX) ? creds.bearer : undefined);
       if (key !== undefined) {
         const row = await store.apiKeyByHash(db, sha256Hex(key));
+        if (row)
+          opts.identified?.({ tenantId: row.tenant_id, actor: { kind: "api_key", keyId: row.id } });
         if (!row || row.revoked_at)
           throw new AppError("auth.invalid_api_key", "API key is invalid or revoked");
         assertTenantActive(row.tenant_status);
@@ -240,9 +260,20 @@ export function createAuthService(deps: AuthDeps) {
         };
       }
       if (!creds.bearer) throw new AppError("auth.unauthenticated", "authentication required");
-      const claims = await tokens.verify(creds.bearer);
+      const claims = await tokens.verify(creds.bearer, {
+        // Signed by us, only too old: whose token it was is known.
+        onExpired(expired) {
+          if (expired.tid)
+            opts.identified?.({
+              tenantId: expired.tid,
+              actor: { kind: "user", userId: expired.sub },
+            });
+        },
+      });
       const s = await store.sessionPrincipal(db, claims.sid, claims.sub);
       if (!s) throw new AppError("auth.invalid_token", "access token is invalid");
+      if (s.tenant_id)
+        opts.identified?.({ tenantId: s.tenant_id, actor: { kind: "user", userId: claims.sub } });
       if (s.revoked_at || s.expired)
         throw new AppError("auth.session_revoked", "session has ended; log in again");
       if (s.role === "platform_admin")

@@ -2,6 +2,6 @@ export { API_KEY_PREFIX, MAX_ACTIVE_API_KEYS } from "./api-keys.js";
 export { authRoutes } from "./auth.routes.js";
 export type { ApiKeyInfo, TokenPair, User } from "./auth.schemas.js";
 export * as authSchemas from "./auth.schemas.js";
-export type { AuthService } from "./auth.service.js";
+export type { AuthenticateOptions, AuthService, IdentifiedCaller } from "./auth.service.js";
 export { createAuthService, normalizeEmail } from "./auth.service.js";
 export { createTokenSigner, type TokenSigner } from "./tokens.js";

@@ -42,7 +42,10 @@ export function createTokenSigner(opts: { secret: string; ttlSeconds: number; cl
      * Verifies signature, algorithm (HS256 only: `none` and every other algorithm are refused),
      * issuer and expiry, then the claims' shape.
      */
-    async verify(token: string): Promise<AccessClaims> {
+    async verify(
+      token: string,
+      on: { onExpired?(claims: { sub: string; tid?: string }): void } = {},
+    ): Promise<AccessClaims> {
       try {
         const { payload } = await jwtVerify(token, key, {
           algorithms: [ALGORITHM],
@@ -70,6 +73,10 @@ export function createTokenSigner(opts: { secret: string; ttlSeconds: number; cl
       } catch (err) {
         if (err instanceof AppError) throw err;
         if (err instanceof errors.JWTExpired) {
+          // jose checks the signature before the claims: an expired token's payload is ours.
+          const { sub, tid } = err.payload;
+          if (isUuid(sub) && (tid === undefined || isUuid(tid)))
+            on.onExpired?.({ sub: sub as string, ...(tid ? { tid: tid as string } : {}) });
           throw new AppError("auth.token_expired", "access token has expired; refresh it");
         }
         if (err instanceof errors.JOSEError) {

@@ -2,6 +2,8 @@
  * The usage module: the billable usage ledger, the price book and re-rating. The only file
  * other modules and the composition root import.
  */
+
+export { type ApiCallRow, apiCallsStore, type InsertMethod } from "./api-calls.store.js";
 export {
   type BillableFact,
   createUsageService,
@@ -17,6 +19,24 @@ export {
 } from "./ledger.js";
 export { ANY_MODEL, priceAt } from "./prices.js";
 export type { RerateHooks, VersionCost } from "./rerate.js";
+export {
+  createRetention,
+  type Retention,
+  type RetentionPolicy,
+  type RetentionResult,
+} from "./retention.js";
+export {
+  type TelemetryJobs,
+  telemetryJobs,
+  telemetryJobTypes,
+  telemetrySchedules,
+} from "./telemetry.jobs.js";
+export {
+  type ApiCall,
+  createTelemetry,
+  type Telemetry,
+  type TelemetryOptions,
+} from "./telemetry.js";
 export {
   type StorageLevel,
   type StorageLevelsSource,
