@@ -66,6 +66,7 @@ const envSchema = z.object({
   LOGIN_MAX_FAILURES: z.coerce.number().int().min(1).max(1000).default(5),
   LOGIN_LOCKOUT_SECONDS: z.coerce.number().int().min(1).max(86400).default(900),
   LOGIN_MAX_FAILURES_PER_IP: z.coerce.number().int().min(1).max(100_000).default(20),
+  RATE_LIMITS_ENABLED: boolish.default(true),
   BODY_LIMIT_BYTES: z.coerce
     .number()
     .int()
@@ -150,6 +151,11 @@ export interface Config {
   loginLockoutSeconds: number;
   /** Failed logins per client address (IPv6: per /64) inside the same window. */
   loginMaxFailuresPerIp: number;
+  /**
+   * Per-tenant request rate limits (and their RateLimit headers). Off only for benchmarks (the
+   * baseline a limited run is compared with) and trusted deployments behind their own limiter.
+   */
+  rateLimitsEnabled: boolean;
   bodyLimitBytes: number;
   /** How long a client may take to send one whole request, body included (408 beyond). */
   requestTimeoutMs: number;
@@ -265,6 +271,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     loginMaxFailures: e.LOGIN_MAX_FAILURES,
     loginLockoutSeconds: e.LOGIN_LOCKOUT_SECONDS,
     loginMaxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
+    rateLimitsEnabled: e.RATE_LIMITS_ENABLED,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     corsOrigins: e.CORS_ORIGINS

@@ -52,7 +52,12 @@ import {
 import { createEmbeddedQueue } from "./platform/queue/embedded.js";
 import { createJobMetrics, type JobMetrics } from "./platform/queue/metrics.js";
 import type { JobQueue } from "./platform/queue/queue.js";
-import { createFailureThrottle } from "./platform/ratelimit/index.js";
+import {
+  createFailureThrottle,
+  createLimiterFactory,
+  createRequestLimiter,
+  type RequestLimiter,
+} from "./platform/ratelimit/index.js";
 import {
   createInProcessTenantLock,
   createLanceVectorIndex,
@@ -83,6 +88,11 @@ export interface AppContext {
   telemetry: Telemetry;
   /** Deletes raw API calls and billable events past retention; run by `usage.retention`. */
   retention: Retention;
+  /**
+   * Per-tenant request limits, keyed by tenant and route group (the HTTP rate-limit hook);
+   * undefined when RATE_LIMITS_ENABLED is off.
+   */
+  rateLimits: RequestLimiter | undefined;
   vectors: VectorIndex;
   embedders: { local: Embedder; openai?: Embedder };
   ingestion: ReturnType<typeof createIngestionService>;
@@ -119,7 +129,18 @@ export interface ContextOptions {
   migrations?: "auto" | "check" | "skip";
   /** Node's process metrics (CPU, memory, event loop) on the registry: on for `serve`/`worker`. */
   defaultMetrics?: boolean;
+  /**
+   * Request limits for every tenant instead of each tenant's configuration. Tests that are not
+   * about rate limits give their tenants generous ones this way (the limiter still runs).
+   */
+  tenantRateLimits?: { perMinute: number; perDay: number };
 }
+
+/** The windows of tenants' request limits, shortest first (RateLimit-Policy names them). */
+export const TENANT_RATE_POLICIES = [
+  { name: "minute", windowSeconds: 60 },
+  { name: "day", windowSeconds: 86_400 },
+] as const;
 
 /** Every module's job types: the queue's registry (a name two modules declare fails at work). */
 const appJobTypes = {
@@ -201,19 +222,35 @@ export async function createContext(
     clock,
   });
   const tenants = createTenantsService({ db, masterKey: config.masterKey, clock });
-  // Under the queue prefix: deployments (and test runs) sharing one Redis keep apart.
-  const loginThrottle = createFailureThrottle({
+  // Every limit of the process counts through one factory: memory, or Redis with a per-process
+  // insurance while Redis is down. Keys go under the queue prefix: deployments (and test runs)
+  // sharing one Redis keep apart.
+  const limiters = createLimiterFactory({ redis, metrics, logger });
+  const loginThrottle = createFailureThrottle(limiters, {
+    name: "login_email",
     maxFailures: config.loginMaxFailures,
     windowSeconds: config.loginLockoutSeconds,
     keyPrefix: `${config.queuePrefix}:login-fail`,
-    ...(redis ? { redis } : {}),
   });
-  const loginAddressThrottle = createFailureThrottle({
+  const loginAddressThrottle = createFailureThrottle(limiters, {
+    name: "login_address",
     maxFailures: config.loginMaxFailuresPerIp,
     windowSeconds: config.loginLockoutSeconds,
     keyPrefix: `${config.queuePrefix}:login-fail-ip`,
-    ...(redis ? { redis } : {}),
   });
+  const fixedLimits = opts.tenantRateLimits;
+  const rateLimits = config.rateLimitsEnabled
+    ? createRequestLimiter(limiters, {
+        name: "requests",
+        keyPrefix: `${config.queuePrefix}:rl`,
+        policies: TENANT_RATE_POLICIES,
+        async limitsOf(tenantId) {
+          const l = fixedLimits ?? (await tenants.rateLimits(tenantId));
+          return { minute: l.perMinute, day: l.perDay };
+        },
+      })
+    : undefined;
+  if (rateLimits) tenants.onConfigChange((tenantId) => rateLimits.invalidate(tenantId));
   const auth = createAuthService({
     db,
     tokens,
@@ -350,6 +387,7 @@ export async function createContext(
   const jobMetrics = createJobMetrics();
   return {
     metrics,
+    rateLimits,
     config,
     logger,
     clock,

@@ -25,6 +25,8 @@ import { errorHandler } from "./error-handler.js";
 import { registerMetricsRoute } from "./metrics-route.js";
 import { createNotFoundHandler } from "./not-found.js";
 import { openapiOptions } from "./openapi.js";
+import { rateLimitRoutes } from "./rate-limit.routes.js";
+import { createRateLimitHook } from "./rate-limit-hook.js";
 import { registerTelemetryHook } from "./telemetry-hook.js";
 import { registerJsonParser, rejectBadTextInUrl } from "./text.js";
 
@@ -126,6 +128,8 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     await app.register(cors, { origin: ctx.config.corsOrigins, credentials: false });
   }
   app.addHook("onRequest", createAuthHook(ctx.auth, { serviceToken: ctx.config.metricsToken }));
+  // After authentication, before the body is read: a refused request costs no parsing.
+  if (ctx.rateLimits) app.addHook("onRequest", createRateLimitHook(ctx.rateLimits));
   await app.register(swagger, openapiOptions);
   await app.register(swaggerUi, { routePrefix: "/docs", staticCSP: true });
 
@@ -182,5 +186,6 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(uploadsRoutes, { uploads: ctx.uploads });
   await app.register(searchRoutes, { search: ctx.search });
   await app.register(knowledgeRoutes, { knowledge: ctx.knowledge });
+  await app.register(rateLimitRoutes, { limiter: ctx.rateLimits, clock: ctx.clock });
   return app;
 }

@@ -60,6 +60,8 @@ export const ERROR_STATUS = {
   "request.malformed_multipart": 400,
   "document.managed_by_knowledge": 409,
   "auth.too_many_attempts": 429,
+  /** Over the tenant's per-minute or per-day limit of a route group (Retry-After says when). */
+  "rate_limit.exceeded": 429,
   internal: 500,
   "service.unavailable": 503,
   "embedding.not_configured": 409,

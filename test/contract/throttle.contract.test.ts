@@ -1,8 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
+import { createMetrics } from "../../src/platform/metrics/index.js";
 import {
   createFailureThrottle,
+  createLimiterFactory,
+  FALLBACK_METRIC,
   type FailureThrottle,
   type FailureThrottleOptions,
   type Reservation,
@@ -28,18 +31,27 @@ afterAll(async () => {
   await Promise.all(clients.map((c) => c.quit()));
 });
 
-type Options = Omit<FailureThrottleOptions, "keyPrefix" | "redis">;
+type Options = Omit<FailureThrottleOptions, "keyPrefix">;
 
 const adapters: Array<{
   name: string;
   skip: boolean;
   make: (opts: Options) => FailureThrottle;
 }> = [
-  { name: "memory", skip: false, make: (opts) => createFailureThrottle({ ...opts, keyPrefix }) },
   {
+    name: "memory",
+    skip: false,
+    make: (opts) => createFailureThrottle(createLimiterFactory(), { ...opts, keyPrefix }),
+  },
+  {
+    // A factory with a connection of its own per throttle, as each API process has.
     name: "redis",
     skip: !TEST_REDIS_URL,
-    make: (opts) => createFailureThrottle({ ...opts, keyPrefix, redis: redisClient() }),
+    make: (opts) =>
+      createFailureThrottle(createLimiterFactory({ redis: redisClient() }), {
+        ...opts,
+        keyPrefix,
+      }),
   },
 ];
 
@@ -167,15 +179,20 @@ describe.each(adapters)("FailureThrottle: $name", ({ name, skip, make }) => {
           lazyConnect: true,
         });
         dead.on("error", () => {});
-        const t = createFailureThrottle({
+        const metrics = createMetrics();
+        const t = createFailureThrottle(createLimiterFactory({ redis: dead, metrics }), {
+          name: "login_email",
           maxFailures: 2,
           windowSeconds: WINDOW_S,
           keyPrefix,
-          redis: dead,
         });
         const k = key("outage");
         const answers = await Promise.all(Array.from({ length: 10 }, () => t.reserve(k)));
         expect(answers.filter((a) => a.granted)).toHaveLength(2);
+        const fallbacks = await metrics.registry.getSingleMetric(FALLBACK_METRIC)?.get();
+        expect(fallbacks?.values).toEqual([
+          expect.objectContaining({ labels: { limiter: "login_email" }, value: 10 }),
+        ]);
         dead.disconnect();
       },
     );

@@ -14,7 +14,7 @@ import {
   createInProcessTenantLock,
   createLanceVectorIndex,
 } from "../../src/platform/vectors/index.js";
-import { dropQueueKeys } from "../fixtures/app.js";
+import { dropQueueKeys, GENEROUS_RATE_LIMITS } from "../fixtures/app.js";
 import { builtMain, migratedDataDir } from "../fixtures/cli.js";
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from "../fixtures/db.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../fixtures/fake-openai.js";
@@ -197,6 +197,7 @@ serverMode("worker killed mid-job (server mode)", () => {
     expect(await cli(["migrate"], env).exited(60_000)).toBe(0);
     const ctx = await createContext(loadConfig({ ...env, LOG_LEVEL: "silent" }), {
       logger: pino({ level: "silent" }),
+      tenantRateLimits: GENEROUS_RATE_LIMITS,
     });
     contexts.push(ctx);
     const app = await buildApp(ctx);

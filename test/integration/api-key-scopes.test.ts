@@ -34,6 +34,7 @@ const POLICY: Record<string, RouteScope> = {
   "GET /api/customers/profile": "read",
   "PUT /api/customers/profile": "admin",
   "GET /api/customers/config": "read",
+  "GET /api/metrics/rate-limits": "read",
   "PUT /api/customers/config": "admin",
   "POST /api/ingest/document": "ingest",
   "POST /api/ingest/batch": "ingest",

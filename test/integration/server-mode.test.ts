@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { type AppContext, createContext } from "../../src/context.js";
 import { buildApp } from "../../src/http/app.js";
-import { bearer, dropQueueKeys, signup } from "../fixtures/app.js";
+import { bearer, dropQueueKeys, GENEROUS_RATE_LIMITS, signup } from "../fixtures/app.js";
 import { type S3Server, startS3Server } from "../fixtures/blobs.js";
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from "../fixtures/db.js";
 import { presignedUpload, search, settle, uploadFile } from "../fixtures/ingest.js";
@@ -63,6 +63,7 @@ describe.skipIf(!TEST_DATABASE_URL || !TEST_REDIS_URL)("server mode: API and wor
     api = await createContext(loadConfig({ ...shared, DATA_DIR: tempDir() }), {
       logger,
       migrations: "auto",
+      tenantRateLimits: GENEROUS_RATE_LIMITS,
     });
     worker = await createContext(loadConfig({ ...shared, DATA_DIR: tempDir() }), { logger });
     worker.startWorkers();

@@ -40,8 +40,22 @@ export function toTenant(row: TenantRow): Tenant {
 
 const DAY_MS = 86_400_000;
 
+/** A tenant's request limits in force: its own, capped by its plan's. */
+export interface TenantRateLimits {
+  perMinute: number;
+  perDay: number;
+}
+
 export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: Clock }) {
   const { db } = deps;
+  const configListeners = new Set<(tenantId: string) => void>();
+  const configChanged = (tx: Queryable, tenantId: string) => {
+    const notify = () => {
+      for (const listener of configListeners) listener(tenantId);
+    };
+    if (tx.afterCommit) tx.afterCommit(notify);
+    else notify();
+  };
 
   async function planOf(q: Queryable, planId: string): Promise<PlanRow> {
     const plan = await store.plan(q, planId);
@@ -121,6 +135,29 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: C
     },
 
     /**
+     * The request limits in force for the tenant: its configured ones, capped by its plan's (a
+     * plan lowered after the tenant set its limits still caps them). By tenant id: the rate
+     * limiter reads it for the tenant of a request's credentials, before any service acts.
+     */
+    async rateLimits(tenantId: string): Promise<TenantRateLimits> {
+      const row = await store.rateLimits(db, tenantId);
+      if (!row) throw notFound("tenant configuration");
+      return {
+        perMinute: Math.min(row.rpm, row.planRpm),
+        perDay: Math.min(row.perDay, row.planPerDay),
+      };
+    },
+
+    /**
+     * Calls `listener` with the tenant's id after each configuration change of this process
+     * commits (caches of the configuration drop their copy). Returns the unsubscribe function.
+     */
+    onConfigChange(listener: (tenantId: string) => void): () => void {
+      configListeners.add(listener);
+      return () => configListeners.delete(listener);
+    },
+
+    /**
      * Applies a validated partial update. Limits may not exceed the plan's; chunk overlap must
      * stay below chunk size after the change. The provider key is encrypted before it is stored.
      */
@@ -187,6 +224,7 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: C
                 }),
         });
         if (!row) throw notFound("tenant configuration");
+        configChanged(tx, ctx.tenantId);
         return toConfig(row, plan);
       });
     },

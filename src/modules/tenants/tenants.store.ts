@@ -157,6 +157,25 @@ export const tenantsStore = {
       .executeTakeFirst();
   },
 
+  /** The tenant's configured request limits beside its plan's ceilings, in one read. */
+  async rateLimits(
+    q: Queryable,
+    tenantId: string,
+  ): Promise<{ rpm: number; perDay: number; planRpm: number; planPerDay: number } | undefined> {
+    return kysely(q)
+      .selectFrom("tenant_config as c")
+      .innerJoin("tenants as t", "t.id", "c.tenant_id")
+      .innerJoin("plans as p", "p.id", "t.plan_id")
+      .select([
+        "c.rate_limit_rpm as rpm",
+        "c.rate_limit_per_day as perDay",
+        "p.rate_limit_rpm as planRpm",
+        "p.rate_limit_per_day as planPerDay",
+      ])
+      .where("c.tenant_id", "=", tenantId)
+      .executeTakeFirst();
+  },
+
   /** The tenant's document limit, its configuration row locked until the transaction ends. */
   async maxDocumentsForUpdate(q: Queryable, tenantId: string): Promise<number | undefined> {
     const row = await kysely(q)
