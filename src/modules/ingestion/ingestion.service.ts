@@ -75,16 +75,21 @@ export interface IngestionDeps {
 export function createIngestionService(deps: IngestionDeps) {
   const { db } = deps;
 
+  /**
+   * The document the submission is for, found or (`created`) made as its first version's
+   * document (`latest_version` 1, `processing`). A made one counts against the tenant's
+   * limit only at `assertRoomFor`, the transaction's last statement.
+   */
   async function findOrCreate(
     tx: Queryable,
     ctx: TenantContext,
     input: DocumentInput,
     hash: string | null,
     opts: SubmitOptions,
-  ): Promise<DocumentRow> {
+  ): Promise<{ doc: DocumentRow; created: boolean }> {
     const writable = (doc: DocumentRow) => {
       if (isKnowledgeDocument(doc.external_id) && !opts.knowledge) throw managedByKnowledge();
-      return doc;
+      return { doc, created: false };
     };
     if (opts.documentId) {
       const doc = await store.documentForUpdate(tx, ctx.tenantId, opts.documentId);
@@ -98,25 +103,34 @@ export function createIngestionService(deps: IngestionDeps) {
     await store.lockUntilCommit(tx, `ingest:${ctx.tenantId}:${identityKey(input, hash)}`);
     const found = await store.documentByIdentity(tx, ctx.tenantId, { ...input, contentHash: hash });
     if (found) return writable(found);
-    // Counting under the tenant's config row lock keeps concurrent creations from overshooting.
-    const maxDocuments = await deps.tenants.maxDocumentsForUpdate(ctx, tx);
-    if ((await store.countDocuments(tx, ctx.tenantId)) >= maxDocuments) {
-      throw new AppError(
-        "ingestion.max_documents",
-        `this tenant may keep at most ${maxDocuments} documents`,
-        {
-          maxDocuments,
-        },
-      );
-    }
-    return store.insertDocument(tx, {
+    const doc = await store.insertDocument(tx, {
       tenantId: ctx.tenantId,
       externalId: input.externalId ?? null,
       title: input.title,
       docType: input.docType,
       sourceUrl: input.sourceUrl ?? null,
       metadata: input.metadata ?? {},
+      latestVersion: 1,
     });
+    return { doc, created: true };
+  }
+
+  /**
+   * Refuses a new document past the tenant's limit: counts the tenant's documents, the new one
+   * included, under its config row lock. Every creation takes that lock, so creations take
+   * turns from here to their commit, and each counts the ones committed before it (a statement
+   * after the lock sees them). Called last in the transaction, so the turn is short: the lock,
+   * the count and the commit.
+   */
+  async function assertRoomFor(tx: Queryable, ctx: TenantContext): Promise<void> {
+    const maxDocuments = await deps.tenants.maxDocumentsForUpdate(ctx, tx);
+    if ((await store.countDocuments(tx, ctx.tenantId)) > maxDocuments) {
+      throw new AppError(
+        "ingestion.max_documents",
+        `this tenant may keep at most ${maxDocuments} documents`,
+        { maxDocuments },
+      );
+    }
   }
 
   /**
@@ -173,15 +187,16 @@ export function createIngestionService(deps: IngestionDeps) {
     if (content.kind === "bytes") assertStorableText(content);
     const hash = content.kind === "bytes" ? contentHash(content.bytes) : null;
     const recorded = await db.transaction(async (tx) => {
-      const doc = await findOrCreate(tx, ctx, input, hash, opts);
-      if (hash) {
+      const { doc, created } = await findOrCreate(tx, ctx, input, hash, opts);
+      if (hash && !created) {
         // A duplicate of the newest live version only: content that an older version had
         // but a newer one changed is a change back, hence a new version.
         const same = await store.versionWithHash(tx, ctx.tenantId, doc.id, hash);
         if (same && same.version === (await store.newestLiveVersion(tx, ctx.tenantId, doc.id)))
           return { duplicate: true as const, doc, same };
       }
-      const version = doc.latest_version + 1;
+      // A document made here already names its first version.
+      const version = created ? doc.latest_version : doc.latest_version + 1;
       // The job's id is recorded with the version; versions recorded before jobs were
       // enqueued in the same transaction may lack their job, and recovery.ts enqueues it.
       const row = await store.insertVersion(tx, {
@@ -194,15 +209,17 @@ export function createIngestionService(deps: IngestionDeps) {
         jobId: randomUUID(),
         contentStored: content.kind === "url",
       });
-      await store.updateDocument(tx, ctx.tenantId, doc.id, {
-        latest_version: version,
-        status: "processing",
-        error_code: null,
-        error_message: null,
-        title: input.title,
-        metadata: input.metadata ?? doc.metadata,
-        ...(input.sourceUrl !== undefined ? { source_url: input.sourceUrl } : {}),
-      });
+      if (!created) {
+        await store.updateDocument(tx, ctx.tenantId, doc.id, {
+          latest_version: version,
+          status: "processing",
+          error_code: null,
+          error_message: null,
+          title: input.title,
+          metadata: input.metadata ?? doc.metadata,
+          ...(input.sourceUrl !== undefined ? { source_url: input.sourceUrl } : {}),
+        });
+      }
       // A URL's content is in place at once (the worker fetches it): its job commits with it.
       if (content.kind === "url") {
         await enqueueIn(tx, {
@@ -213,6 +230,7 @@ export function createIngestionService(deps: IngestionDeps) {
           causedBy: causeOf(ctx),
         });
       }
+      if (created) await assertRoomFor(tx, ctx);
       return {
         duplicate: false as const,
         doc,
