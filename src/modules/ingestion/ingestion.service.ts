@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { AppError, notFound } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
-import type { Db, Queryable } from "../../platform/db/index.js";
+import { type Db, inTransaction, type Queryable } from "../../platform/db/index.js";
 import { checkUrlTarget, FetchError } from "../../platform/fetch/safe-fetch.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
 import { causeOf, type TenantContext } from "../../tenancy.js";
@@ -44,6 +44,13 @@ export interface SubmitOptions {
   documentId?: string;
   /** Set by the knowledge service only: allows the documents behind knowledge items. */
   knowledge?: boolean;
+  /**
+   * The caller's transaction: the document, its version (marked stored) and its job are
+   * written in it and commit or roll back with the caller's own writes; the job is handed to
+   * its workers only once it commits. The bytes go to the blob store before the commit: the
+   * one thing a rollback does not take back (see `submit`).
+   */
+  tx?: Queryable | undefined;
 }
 
 /** A multipart body yet to be read: its announced length, and a reader bound to the request. */
@@ -143,6 +150,7 @@ export function createIngestionService(deps: IngestionDeps) {
     v: Pick<VersionRow, "id" | "version" | "blob_key">,
     content: { bytes: Buffer; format: ContentFormat },
     stored?: (tx: Queryable) => Promise<unknown>,
+    callerTx?: Queryable,
   ) {
     const ref = { tenantId: ctx.tenantId, documentId, versionId: v.id, version: v.version };
     const type = contentTypeOf(content.format);
@@ -153,6 +161,7 @@ export function createIngestionService(deps: IngestionDeps) {
       content.bytes,
       type,
       stored,
+      callerTx,
     );
   }
 
@@ -177,6 +186,16 @@ export function createIngestionService(deps: IngestionDeps) {
    * have neither either; or it is created. Holds under concurrent submissions of the same
    * identity: one creates, the others find it. A document behind a knowledge item is refused
    * (409 `document.managed_by_knowledge`) unless the knowledge service submits it.
+   *
+   * In a caller's transaction (`opts.tx`) every row is written in it, and the bytes are stored
+   * while it is open, between recording the version and marking it stored. A rollback takes
+   * the document, version and job with it, never handed to a worker; the blob it wrote stays,
+   * under a key nothing refers to: a new document's id is never used again, and a new version
+   * of an existing document leaves its number free, so the next version that takes it writes
+   * its own bytes there before it is marked stored. (Deleting it on rollback could delete that
+   * next version's bytes: the key is only safe to drop under the document's lock.) Meanwhile
+   * the submission holds its identity's lock, the document row and, for a new document, the
+   * tenant's config row until the caller commits: keep the transaction short.
    */
   async function submit(
     ctx: TenantContext,
@@ -186,7 +205,7 @@ export function createIngestionService(deps: IngestionDeps) {
   ): Promise<IngestResult> {
     if (content.kind === "bytes") assertStorableText(content);
     const hash = content.kind === "bytes" ? contentHash(content.bytes) : null;
-    const recorded = await db.transaction(async (tx) => {
+    const recorded = await inTransaction(db, opts.tx, async (tx) => {
       const { doc, created } = await findOrCreate(tx, ctx, input, hash, opts);
       if (hash && !created) {
         // A duplicate of the newest live version only: content that an older version had
@@ -246,7 +265,7 @@ export function createIngestionService(deps: IngestionDeps) {
       // stores them too (same content, same key), lest the version it answers with be
       // discarded as abandoned. Its job is the other request's, or crash repair's, to enqueue.
       if (!same.content_stored_at && content.kind === "bytes") {
-        await storeBytes(ctx, recorded.doc.id, same, content);
+        await storeBytes(ctx, recorded.doc.id, same, content, undefined, opts.tx);
       }
       return {
         documentId: recorded.doc.id,
@@ -260,14 +279,20 @@ export function createIngestionService(deps: IngestionDeps) {
     // transaction, and before the answer: a version left unmarked belongs to a request that
     // never answered 202, and is discarded (here, or by crash repair if the process dies).
     if (content.kind === "bytes") {
-      await storeBytes(ctx, recorded.doc.id, recorded.row, content, (tx) =>
-        enqueueIn(tx, {
-          tenantId: ctx.tenantId,
-          documentId: recorded.doc.id,
-          version: recorded.version,
-          jobId: recorded.jobId,
-          causedBy: causeOf(ctx),
-        }),
+      await storeBytes(
+        ctx,
+        recorded.doc.id,
+        recorded.row,
+        content,
+        (tx) =>
+          enqueueIn(tx, {
+            tenantId: ctx.tenantId,
+            documentId: recorded.doc.id,
+            version: recorded.version,
+            jobId: recorded.jobId,
+            causedBy: causeOf(ctx),
+          }),
+        opts.tx,
       );
     }
     return {
