@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bearer, type SignedUp, signup, startApp, type TestApp } from "../fixtures/app.js";
 import { apiKeyContext } from "../fixtures/contexts.js";
 import { backends } from "../fixtures/db.js";
-import { FAQS } from "../fixtures/knowledge.js";
+import { FAQS, knowledgeApi } from "../fixtures/knowledge.js";
 
 /**
  * The services' writes join a caller's transaction (`{ tx }`): they commit with the caller's
@@ -11,7 +11,7 @@ import { FAQS } from "../fixtures/knowledge.js";
 describe.each(backends)("writes in a caller's transaction ($name)", (backend) => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startApp(backend);
+    t = await startApp(backend, {}, { workers: true });
   });
   afterAll(() => t.close());
 
@@ -31,6 +31,15 @@ describe.each(backends)("writes in a caller's transaction ($name)", (backend) =>
     (await t.app.inject({ url: "/api/customers/config", headers: bearer(s.token) })).json();
   const documentStatus = async (s: SignedUp, id: string) =>
     (await t.app.inject({ url: `/api/documents/${id}`, headers: bearer(s.token) })).statusCode;
+  const { settle } = knowledgeApi(() => t.app);
+  const faqs = async (s: SignedUp) =>
+    (await t.app.inject({ url: FAQS, headers: bearer(s.token) })).json().items;
+  const documentCount = async (s: SignedUp) =>
+    (await t.app.inject({ url: "/api/documents", headers: bearer(s.token) })).json().items.length;
+  const faq = (question: string, answer: string) => ({
+    type: "faq" as const,
+    fields: { question, answer },
+  });
 
   it("leaves no tenant change behind when the transaction rolls back, and keeps one that commits", async () => {
     const s = await signup(t.app, { companyName: "Before Ltd" });
@@ -97,5 +106,83 @@ describe.each(backends)("writes in a caller's transaction ($name)", (backend) =>
     await t.ctx.db.transaction((tx) => t.ctx.knowledge.delete(ctx, "faq", id, { tx }));
     expect(await item()).toBe(404);
     expect(await documentStatus(s, documentId)).toBe(404);
+  });
+
+  it("creates a knowledge item in a caller's transaction: nothing of it after a rollback, all of it after the commit", async () => {
+    const s = await signup(t.app);
+    const ctx = apiKeyContext(s.tenantId);
+
+    let jobId = "";
+    await rolledBack(async (tx) => {
+      const made = await t.ctx.knowledge.create(ctx, faq("Do you deliver?", "Within 5 km."), {
+        tx,
+      });
+      // Answered as the transaction sees it: the version and its job are there, not yet run.
+      expect(made).toMatchObject({ status: "processing", ingest: { status: "processing" } });
+      expect(made.job).toMatchObject({ id: made.ingest.jobId, status: "queued" });
+      jobId = made.ingest.jobId ?? "";
+    });
+    expect(await faqs(s)).toEqual([]);
+    expect(await documentCount(s)).toBe(0);
+    // The job went with the transaction: it was never handed to a worker.
+    expect(await t.ctx.queue.get(s.tenantId, jobId)).toBeUndefined();
+
+    const made = await t.ctx.db.transaction((tx) =>
+      t.ctx.knowledge.create(ctx, faq("Do you deliver?", "Within 5 km."), { tx }),
+    );
+    const done = await settle(s, `${FAQS}/${made.id}`);
+    expect(done).toMatchObject({
+      status: "completed",
+      activeVersion: 1,
+      documentId: made.documentId,
+    });
+    expect(done.job).toMatchObject({ id: made.ingest.jobId, status: "completed" });
+  });
+
+  it("updates a knowledge item in a caller's transaction: the old fields and version after a rollback", async () => {
+    const s = await signup(t.app);
+    const ctx = apiKeyContext(s.tenantId);
+    const made = await t.ctx.knowledge.create(ctx, faq("Open on Sunday?", "No."));
+    await settle(s, `${FAQS}/${made.id}`);
+
+    await rolledBack(async (tx) => {
+      const changed = await t.ctx.knowledge.update(
+        ctx,
+        made.id,
+        faq("Open on Sunday?", "Yes, 10-4."),
+        {
+          tx,
+        },
+      );
+      expect(changed).toMatchObject({ latestVersion: 2, fields: { answer: "Yes, 10-4." } });
+    });
+    expect(await settle(s, `${FAQS}/${made.id}`)).toMatchObject({
+      fields: { answer: "No." },
+      status: "completed",
+      activeVersion: 1,
+      latestVersion: 1,
+    });
+
+    await t.ctx.db.transaction((tx) =>
+      t.ctx.knowledge.update(ctx, made.id, faq("Open on Sunday?", "Yes, 10-4."), { tx }),
+    );
+    expect(await settle(s, `${FAQS}/${made.id}`)).toMatchObject({
+      fields: { answer: "Yes, 10-4." },
+      status: "completed",
+      activeVersion: 2,
+      latestVersion: 2,
+    });
+  });
+
+  it("refuses a knowledge item past the document limit inside the transaction, which the caller rolls back", async () => {
+    const s = await signup(t.app);
+    const ctx = apiKeyContext(s.tenantId);
+    await t.ctx.tenants.updateConfig(ctx, { maxDocuments: 1 });
+    await t.ctx.knowledge.create(ctx, faq("First?", "Yes."));
+    await expect(
+      t.ctx.db.transaction((tx) => t.ctx.knowledge.create(ctx, faq("Second?", "No."), { tx })),
+    ).rejects.toMatchObject({ code: "ingestion.max_documents" });
+    expect(await faqs(s)).toHaveLength(1);
+    expect(await documentCount(s)).toBe(1);
   });
 });

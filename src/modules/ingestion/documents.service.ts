@@ -87,8 +87,8 @@ export interface DocumentsDeps {
 export function createDocumentsService(deps: DocumentsDeps) {
   const { db } = deps;
 
-  async function row(ctx: TenantContext, id: string): Promise<DocumentRow> {
-    const doc = await store.document(db, ctx.tenantId, id);
+  async function row(ctx: TenantContext, id: string, q: Queryable = db): Promise<DocumentRow> {
+    const doc = await store.document(q, ctx.tenantId, id);
     if (!doc) throw notFound("document");
     return doc;
   }
@@ -113,8 +113,9 @@ export function createDocumentsService(deps: DocumentsDeps) {
       };
     },
 
-    async get(ctx: TenantContext, id: string): Promise<DocumentView> {
-      return toDocumentView(await row(ctx, id));
+    /** The document; with `opts.tx`, as that transaction sees it. */
+    async get(ctx: TenantContext, id: string, opts: InTransaction = {}): Promise<DocumentView> {
+      return toDocumentView(await row(ctx, id, opts.tx));
     },
 
     async versions(ctx: TenantContext, id: string): Promise<VersionView[]> {
@@ -122,11 +123,21 @@ export function createDocumentsService(deps: DocumentsDeps) {
       return (await store.versions(db, ctx.tenantId, id)).map(toVersionView);
     },
 
-    /** Processing state of the latest version, with its job's attempts and last error. */
-    async status(ctx: TenantContext, id: string): Promise<DocumentProcessing> {
-      const doc = await row(ctx, id);
-      const latest = await store.version(db, ctx.tenantId, id, doc.latest_version);
-      const job = latest?.job_id ? await deps.queue.get(ctx.tenantId, latest.job_id) : undefined;
+    /**
+     * Processing state of the latest version, with its job's attempts and last error; with
+     * `opts.tx`, as that transaction sees them (a version it submitted, before the commit).
+     */
+    async status(
+      ctx: TenantContext,
+      id: string,
+      opts: InTransaction = {},
+    ): Promise<DocumentProcessing> {
+      const q = opts.tx ?? db;
+      const doc = await row(ctx, id, q);
+      const latest = await store.version(q, ctx.tenantId, id, doc.latest_version);
+      const job = latest?.job_id
+        ? await deps.queue.get(ctx.tenantId, latest.job_id, { tx: opts.tx })
+        : undefined;
       return {
         documentId: doc.id,
         status: doc.status,

@@ -101,6 +101,8 @@ export const documentsStore = {
       docType: string;
       sourceUrl: string | null;
       metadata: Record<string, string>;
+      /** The version the caller records with it (the document is then `processing`). */
+      latestVersion?: number;
     },
   ): Promise<DocumentRow> {
     const row = await kysely(q)
@@ -112,6 +114,9 @@ export const documentsStore = {
         doc_type: d.docType,
         source_url: d.sourceUrl,
         metadata: JSON.stringify(d.metadata),
+        ...(d.latestVersion !== undefined
+          ? { latest_version: d.latestVersion, status: "processing" as const }
+          : {}),
       })
       .returning(DOCUMENT_COLUMNS)
       .executeTakeFirstOrThrow();

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { AppError, notFound } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
-import type { Db, Queryable } from "../../platform/db/index.js";
+import { type Db, inTransaction, type Queryable } from "../../platform/db/index.js";
 import { checkUrlTarget, FetchError } from "../../platform/fetch/safe-fetch.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
 import { causeOf, type TenantContext } from "../../tenancy.js";
@@ -44,6 +44,13 @@ export interface SubmitOptions {
   documentId?: string;
   /** Set by the knowledge service only: allows the documents behind knowledge items. */
   knowledge?: boolean;
+  /**
+   * The caller's transaction: the document, its version (marked stored) and its job are
+   * written in it and commit or roll back with the caller's own writes; the job is handed to
+   * its workers only once it commits. The bytes go to the blob store before the commit: the
+   * one thing a rollback does not take back (see `submit`).
+   */
+  tx?: Queryable | undefined;
 }
 
 /** A multipart body yet to be read: its announced length, and a reader bound to the request. */
@@ -75,16 +82,21 @@ export interface IngestionDeps {
 export function createIngestionService(deps: IngestionDeps) {
   const { db } = deps;
 
+  /**
+   * The document the submission is for, found or (`created`) made as its first version's
+   * document (`latest_version` 1, `processing`). A made one counts against the tenant's
+   * limit only at `assertRoomFor`, the transaction's last statement.
+   */
   async function findOrCreate(
     tx: Queryable,
     ctx: TenantContext,
     input: DocumentInput,
     hash: string | null,
     opts: SubmitOptions,
-  ): Promise<DocumentRow> {
+  ): Promise<{ doc: DocumentRow; created: boolean }> {
     const writable = (doc: DocumentRow) => {
       if (isKnowledgeDocument(doc.external_id) && !opts.knowledge) throw managedByKnowledge();
-      return doc;
+      return { doc, created: false };
     };
     if (opts.documentId) {
       const doc = await store.documentForUpdate(tx, ctx.tenantId, opts.documentId);
@@ -98,25 +110,34 @@ export function createIngestionService(deps: IngestionDeps) {
     await store.lockUntilCommit(tx, `ingest:${ctx.tenantId}:${identityKey(input, hash)}`);
     const found = await store.documentByIdentity(tx, ctx.tenantId, { ...input, contentHash: hash });
     if (found) return writable(found);
-    // Counting under the tenant's config row lock keeps concurrent creations from overshooting.
-    const maxDocuments = await deps.tenants.maxDocumentsForUpdate(ctx, tx);
-    if ((await store.countDocuments(tx, ctx.tenantId)) >= maxDocuments) {
-      throw new AppError(
-        "ingestion.max_documents",
-        `this tenant may keep at most ${maxDocuments} documents`,
-        {
-          maxDocuments,
-        },
-      );
-    }
-    return store.insertDocument(tx, {
+    const doc = await store.insertDocument(tx, {
       tenantId: ctx.tenantId,
       externalId: input.externalId ?? null,
       title: input.title,
       docType: input.docType,
       sourceUrl: input.sourceUrl ?? null,
       metadata: input.metadata ?? {},
+      latestVersion: 1,
     });
+    return { doc, created: true };
+  }
+
+  /**
+   * Refuses a new document past the tenant's limit: counts the tenant's documents, the new one
+   * included, under its config row lock. Every creation takes that lock, so creations take
+   * turns from here to their commit, and each counts the ones committed before it (a statement
+   * after the lock sees them). Called last in the transaction, so the turn is short: the lock,
+   * the count and the commit.
+   */
+  async function assertRoomFor(tx: Queryable, ctx: TenantContext): Promise<void> {
+    const maxDocuments = await deps.tenants.maxDocumentsForUpdate(ctx, tx);
+    if ((await store.countDocuments(tx, ctx.tenantId)) > maxDocuments) {
+      throw new AppError(
+        "ingestion.max_documents",
+        `this tenant may keep at most ${maxDocuments} documents`,
+        { maxDocuments },
+      );
+    }
   }
 
   /**
@@ -129,6 +150,7 @@ export function createIngestionService(deps: IngestionDeps) {
     v: Pick<VersionRow, "id" | "version" | "blob_key">,
     content: { bytes: Buffer; format: ContentFormat },
     stored?: (tx: Queryable) => Promise<unknown>,
+    callerTx?: Queryable,
   ) {
     const ref = { tenantId: ctx.tenantId, documentId, versionId: v.id, version: v.version };
     const type = contentTypeOf(content.format);
@@ -139,6 +161,7 @@ export function createIngestionService(deps: IngestionDeps) {
       content.bytes,
       type,
       stored,
+      callerTx,
     );
   }
 
@@ -163,6 +186,16 @@ export function createIngestionService(deps: IngestionDeps) {
    * have neither either; or it is created. Holds under concurrent submissions of the same
    * identity: one creates, the others find it. A document behind a knowledge item is refused
    * (409 `document.managed_by_knowledge`) unless the knowledge service submits it.
+   *
+   * In a caller's transaction (`opts.tx`) every row is written in it, and the bytes are stored
+   * while it is open, between recording the version and marking it stored. A rollback takes
+   * the document, version and job with it, never handed to a worker; the blob it wrote stays,
+   * under a key nothing refers to: a new document's id is never used again, and a new version
+   * of an existing document leaves its number free, so the next version that takes it writes
+   * its own bytes there before it is marked stored. (Deleting it on rollback could delete that
+   * next version's bytes: the key is only safe to drop under the document's lock.) Meanwhile
+   * the submission holds its identity's lock, the document row and, for a new document, the
+   * tenant's config row until the caller commits: keep the transaction short.
    */
   async function submit(
     ctx: TenantContext,
@@ -172,16 +205,17 @@ export function createIngestionService(deps: IngestionDeps) {
   ): Promise<IngestResult> {
     if (content.kind === "bytes") assertStorableText(content);
     const hash = content.kind === "bytes" ? contentHash(content.bytes) : null;
-    const recorded = await db.transaction(async (tx) => {
-      const doc = await findOrCreate(tx, ctx, input, hash, opts);
-      if (hash) {
+    const recorded = await inTransaction(db, opts.tx, async (tx) => {
+      const { doc, created } = await findOrCreate(tx, ctx, input, hash, opts);
+      if (hash && !created) {
         // A duplicate of the newest live version only: content that an older version had
         // but a newer one changed is a change back, hence a new version.
         const same = await store.versionWithHash(tx, ctx.tenantId, doc.id, hash);
         if (same && same.version === (await store.newestLiveVersion(tx, ctx.tenantId, doc.id)))
           return { duplicate: true as const, doc, same };
       }
-      const version = doc.latest_version + 1;
+      // A document made here already names its first version.
+      const version = created ? doc.latest_version : doc.latest_version + 1;
       // The job's id is recorded with the version; versions recorded before jobs were
       // enqueued in the same transaction may lack their job, and recovery.ts enqueues it.
       const row = await store.insertVersion(tx, {
@@ -194,15 +228,17 @@ export function createIngestionService(deps: IngestionDeps) {
         jobId: randomUUID(),
         contentStored: content.kind === "url",
       });
-      await store.updateDocument(tx, ctx.tenantId, doc.id, {
-        latest_version: version,
-        status: "processing",
-        error_code: null,
-        error_message: null,
-        title: input.title,
-        metadata: input.metadata ?? doc.metadata,
-        ...(input.sourceUrl !== undefined ? { source_url: input.sourceUrl } : {}),
-      });
+      if (!created) {
+        await store.updateDocument(tx, ctx.tenantId, doc.id, {
+          latest_version: version,
+          status: "processing",
+          error_code: null,
+          error_message: null,
+          title: input.title,
+          metadata: input.metadata ?? doc.metadata,
+          ...(input.sourceUrl !== undefined ? { source_url: input.sourceUrl } : {}),
+        });
+      }
       // A URL's content is in place at once (the worker fetches it): its job commits with it.
       if (content.kind === "url") {
         await enqueueIn(tx, {
@@ -213,6 +249,7 @@ export function createIngestionService(deps: IngestionDeps) {
           causedBy: causeOf(ctx),
         });
       }
+      if (created) await assertRoomFor(tx, ctx);
       return {
         duplicate: false as const,
         doc,
@@ -228,7 +265,7 @@ export function createIngestionService(deps: IngestionDeps) {
       // stores them too (same content, same key), lest the version it answers with be
       // discarded as abandoned. Its job is the other request's, or crash repair's, to enqueue.
       if (!same.content_stored_at && content.kind === "bytes") {
-        await storeBytes(ctx, recorded.doc.id, same, content);
+        await storeBytes(ctx, recorded.doc.id, same, content, undefined, opts.tx);
       }
       return {
         documentId: recorded.doc.id,
@@ -242,14 +279,20 @@ export function createIngestionService(deps: IngestionDeps) {
     // transaction, and before the answer: a version left unmarked belongs to a request that
     // never answered 202, and is discarded (here, or by crash repair if the process dies).
     if (content.kind === "bytes") {
-      await storeBytes(ctx, recorded.doc.id, recorded.row, content, (tx) =>
-        enqueueIn(tx, {
-          tenantId: ctx.tenantId,
-          documentId: recorded.doc.id,
-          version: recorded.version,
-          jobId: recorded.jobId,
-          causedBy: causeOf(ctx),
-        }),
+      await storeBytes(
+        ctx,
+        recorded.doc.id,
+        recorded.row,
+        content,
+        (tx) =>
+          enqueueIn(tx, {
+            tenantId: ctx.tenantId,
+            documentId: recorded.doc.id,
+            version: recorded.version,
+            jobId: recorded.jobId,
+            causedBy: causeOf(ctx),
+          }),
+        opts.tx,
       );
     }
     return {

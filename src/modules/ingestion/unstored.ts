@@ -26,6 +26,11 @@ export const unstoredVersions = {
    * runs in the transaction of the mark (the ingestion service enqueues the version's job
    * there, so a stored version always has its job). If any of it fails, the version is
    * discarded (it was never answered for) and the request answers 503, to be retried.
+   *
+   * With `callerTx` (the version was recorded in a caller's transaction, which is still open)
+   * the mark and `stored` run in it, and a failure only answers 503: the caller's rollback
+   * takes the version away, and nothing else sees it before the commit. If the caller commits
+   * anyway, the version stays unstored and is discarded as abandoned later (recovery.ts).
    */
   async store(
     db: Db,
@@ -34,20 +39,24 @@ export const unstoredVersions = {
     bytes: Buffer,
     contentType: string,
     stored?: (tx: Queryable) => Promise<unknown>,
+    callerTx?: Queryable,
   ) {
+    const mark = async (tx: Queryable) => {
+      if (!(await unstoredVersions.markStored(tx, v.tenantId, v.versionId)))
+        throw new Error("the version was discarded as abandoned before its content was stored");
+      await stored?.(tx);
+    };
     try {
       if (!v.blobKey) throw new Error("the version has no blob key");
       await blobs.put(v.blobKey, bytes, { contentType });
-      await db.transaction(async (tx) => {
-        if (!(await unstoredVersions.markStored(tx, v.tenantId, v.versionId)))
-          throw new Error("the version was discarded as abandoned before its content was stored");
-        await stored?.(tx);
-      });
+      await (callerTx ? mark(callerTx) : db.transaction(mark));
     } catch (err) {
+      if (callerTx) {
+        if (err instanceof AppError) throw err;
+        throw storeFailed(err);
+      }
       await unstoredVersions.discard(db, blobs, v);
-      throw new AppError("service.unavailable", "the content could not be stored; retry", {
-        reason: (err as Error).message,
-      });
+      throw storeFailed(err);
     }
   },
 
@@ -110,3 +119,9 @@ export const unstoredVersions = {
     });
   },
 };
+
+function storeFailed(err: unknown): AppError {
+  return new AppError("service.unavailable", "the content could not be stored; retry", {
+    reason: (err as Error).message,
+  });
+}

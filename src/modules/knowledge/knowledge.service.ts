@@ -112,6 +112,7 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
     id: string,
     item: KnowledgeInput,
     documentId: string | null,
+    tx: Queryable | undefined,
   ): Promise<IngestResult> {
     const { title, markdown } = renderItem(item);
     const input = documentInput(id, item, title);
@@ -122,13 +123,13 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
     };
     if (documentId) {
       try {
-        return await ingestion.submit(ctx, input, content, { documentId, knowledge: true });
+        return await ingestion.submit(ctx, input, content, { documentId, knowledge: true, tx });
       } catch (err) {
         if (!isNotFound(err)) throw err;
         // The document went away under us: ingestion finds or recreates it by externalId.
       }
     }
-    return ingestion.submit(ctx, input, content, { knowledge: true });
+    return ingestion.submit(ctx, input, content, { knowledge: true, tx });
   }
 
   async function removeDocument(
@@ -176,11 +177,12 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
   async function detail<T extends KnowledgeType>(
     ctx: TenantContext,
     r: KnowledgeItemRow,
+    tx?: Queryable,
   ): Promise<KnowledgeItemDetail<T>> {
     let state: Processing & { job: JobState } = { ...DOCUMENT_MISSING, job: null };
     if (r.document_id) {
       try {
-        const s = await documents.status(ctx, r.document_id);
+        const s = await documents.status(ctx, r.document_id, { tx });
         const { status, error, activeVersion, latestVersion, job } = s;
         state = { status, error, activeVersion, latestVersion, job };
       } catch (err) {
@@ -227,13 +229,23 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
      * Creates the item. The document is submitted first, under the item's id chosen here, so
      * that an item never exists without its document; a refusal (e.g. the tenant's document
      * limit) leaves nothing behind.
+     *
+     * In a caller's transaction (`opts.tx`) the item, its document, version and job commit or
+     * roll back with the caller's writes, and the job runs only once they commit; the rendered
+     * item's blob is written before the commit and stays after a rollback, referred to by
+     * nothing (see `IngestionService.submit`). The answer is as the transaction sees it.
      */
-    async create(ctx: TenantContext, item: KnowledgeInput): Promise<KnowledgeWriteResult> {
+    async create(
+      ctx: TenantContext,
+      item: KnowledgeInput,
+      opts: InTransaction = {},
+    ): Promise<KnowledgeWriteResult> {
       const id = randomUUID();
-      const ingest = await submit(ctx, id, item, null);
+      const { tx } = opts;
+      const ingest = await submit(ctx, id, item, null, tx);
       let created: KnowledgeItemRow;
       try {
-        created = await store.insert(db, {
+        created = await store.insert(tx ?? db, {
           id,
           tenantId: ctx.tenantId,
           type: item.type,
@@ -242,40 +254,47 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
           documentVersion: ingest.version,
         });
       } catch (err) {
+        // The caller's rollback takes the document too.
+        if (tx) throw err;
         // No item, so no route of this module could ever reach the document: remove it.
         await removeDocument(ctx, ingest.documentId).catch((cleanup: unknown) => {
           throw new AggregateError([err, cleanup], "item not saved, and its document not removed");
         });
         throw err;
       }
-      return { ...(await detail(ctx, created)), ingest } as KnowledgeWriteResult;
+      return { ...(await detail(ctx, created, tx)), ingest } as KnowledgeWriteResult;
     },
 
     /**
      * Replaces the item's fields. The new rendering is submitted before the fields are saved,
      * so a refused submission leaves the item as it was; an unchanged rendering is a duplicate.
+     * In a caller's transaction (`opts.tx`), as `create`: the fields, the new version and its
+     * job commit or roll back together.
      */
     async update(
       ctx: TenantContext,
       id: string,
       item: KnowledgeInput,
+      opts: InTransaction = {},
     ): Promise<KnowledgeWriteResult> {
-      const current = await row(ctx, item.type, id);
-      const ingest = await submit(ctx, id, item, current.document_id);
+      const { tx } = opts;
+      const q = tx ?? db;
+      const current = await row(ctx, item.type, id, q);
+      const ingest = await submit(ctx, id, item, current.document_id, tx);
       const updated =
-        (await store.update(db, ctx.tenantId, item.type, id, {
+        (await store.update(q, ctx.tenantId, item.type, id, {
           fields: item.fields,
           documentId: ingest.documentId,
           documentVersion: ingest.version,
         })) ??
         // A concurrent update submitted a newer version and saved its fields: they stand.
-        (await store.get(db, ctx.tenantId, item.type, id));
+        (await store.get(q, ctx.tenantId, item.type, id));
       if (!updated) {
         // Deleted meanwhile: the submission may have recreated its document; do not keep it.
-        await removeDocument(ctx, ingest.documentId);
+        await removeDocument(ctx, ingest.documentId, { tx });
         throw notFound("knowledge item");
       }
-      return { ...(await detail(ctx, updated)), ingest } as KnowledgeWriteResult;
+      return { ...(await detail(ctx, updated, tx)), ingest } as KnowledgeWriteResult;
     },
 
     /**

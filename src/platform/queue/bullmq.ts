@@ -225,7 +225,7 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
       );
     },
 
-    get: (tenantId, jobId) => getJob(db, tenantId, jobId),
+    get: (tenantId, jobId, getOpts) => getJob(getOpts?.tx ?? db, tenantId, jobId),
 
     async recover(olderThanMs) {
       if (closed) return 0;

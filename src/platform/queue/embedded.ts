@@ -126,7 +126,7 @@ export function createEmbeddedQueue<R extends JobRegistry>(
       await upsertSchedule(db, { key, type, payload, timing, now: clock.now() });
     },
 
-    get: (tenantId, jobId) => getJob(db, tenantId, jobId),
+    get: (tenantId, jobId, getOpts) => getJob(getOpts?.tx ?? db, tenantId, jobId),
 
     // The rows are the queue: a recorded job is always visible to the workers.
     recover: async () => 0,

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import type { Queryable } from "../db/index.js";
+import type { InTransaction, Queryable } from "../db/index.js";
 
 /**
  * The job queue port. Two adapters: `embedded` (rows in the `jobs` table, claimed with
@@ -125,8 +125,11 @@ export interface JobQueue<R extends JobRegistry> {
     payload: z.infer<R[K]>,
     timing: ScheduleTiming,
   ): Promise<void>;
-  /** A job of the tenant; undefined for another tenant's job or an unknown id. */
-  get(tenantId: string, jobId: string): Promise<JobRecord | undefined>;
+  /**
+   * A job of the tenant; undefined for another tenant's job or an unknown id. With `tx`, read
+   * in that transaction: a job it enqueued is seen before the commit.
+   */
+  get(tenantId: string, jobId: string, opts?: InTransaction): Promise<JobRecord | undefined>;
   /**
    * Starts processing with these handlers. A handler that throws `NonRetryableError` fails the
    * job at once (`failed`); any other error retries with exponential backoff (2 s, 4 s, 8 s by
