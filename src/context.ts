@@ -2,6 +2,15 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import pino, { type Logger } from "pino";
 import type { Config } from "./config.js";
+import {
+  type AlertEvaluator,
+  type AlertsService,
+  alertsJobs,
+  alertsJobTypes,
+  alertsSchedules,
+  createAlertEvaluator,
+  createAlertsService,
+} from "./modules/alerts/index.js";
 import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
 import {
   createDocumentsService,
@@ -19,6 +28,7 @@ import {
 import { createKnowledgeService } from "./modules/knowledge/index.js";
 import { createSearchService, searchJobs, searchJobTypes } from "./modules/search/index.js";
 import { createTenantsService } from "./modules/tenants/index.js";
+import { createUsageSignals } from "./modules/usage/index.js";
 import type { BlobStore } from "./platform/blobs/blobs.js";
 import { createLocalBlobStore } from "./platform/blobs/local.js";
 import { type Clock, systemClock } from "./platform/clock.js";
@@ -75,6 +85,9 @@ export interface AppContext {
   recovery: IngestionRecovery;
   uploads: ReturnType<typeof createUploadsService>;
   withIdempotency: ReturnType<typeof createIdempotency>;
+  alerts: AlertsService;
+  /** The alert rules' pass over all tenants; run by the `alerts.evaluate` schedule. */
+  alertEvaluator: AlertEvaluator;
   /** Starts processing background jobs in this process (serve without --no-worker, worker). */
   startWorkers(): void;
   /** Closes connections in reverse order of opening. Idempotent. */
@@ -97,11 +110,11 @@ export interface ContextOptions {
 }
 
 /** Every module's job types: the queue's registry (a name two modules declare fails at work). */
-const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes };
+const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes, ...alertsJobTypes };
 export type AppJobs = RegistryOf<typeof appJobTypes>;
 
 /** Every module's repeatable jobs, declared by worker processes. */
-const appSchedules: JobSchedule[] = [...ingestionSchedules];
+const appSchedules: JobSchedule[] = [...ingestionSchedules, ...alertsSchedules];
 
 export class StartupError extends Error {
   override name = "StartupError";
@@ -288,6 +301,14 @@ export async function createContext(
       throw err;
     }
   }
+  const alerts = createAlertsService({ db, clock });
+  // The quotas service's status joins here once it exists (QuotaStatusSource).
+  const alertEvaluator = createAlertEvaluator({
+    alerts,
+    signals: createUsageSignals({ db }),
+    clock,
+    logger,
+  });
   let working = false;
   const jobMetrics = createJobMetrics();
   return {
@@ -311,12 +332,15 @@ export async function createContext(
     recovery,
     uploads,
     withIdempotency: createIdempotency(db, { logger }),
+    alerts,
+    alertEvaluator,
     startWorkers() {
       if (working) return;
       working = true;
       const jobs = [
         ...ingestionJobs({ pipeline, recovery, logger }),
         ...searchJobs({ vectors, logger }),
+        ...alertsJobs({ evaluator: alertEvaluator, logger }),
       ];
       queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
         concurrency: config.workerConcurrency,

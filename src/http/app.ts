@@ -13,6 +13,7 @@ import { z } from "zod";
 import type { AppContext } from "../context.js";
 import { AppError } from "../errors.js";
 import { adminRoutes } from "../modules/admin/index.js";
+import { alertsRoutes } from "../modules/alerts/index.js";
 import { authRoutes } from "../modules/auth/index.js";
 import { documentsRoutes, ingestionRoutes, uploadsRoutes } from "../modules/ingestion/index.js";
 import { knowledgeRoutes } from "../modules/knowledge/index.js";
@@ -168,5 +169,6 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(uploadsRoutes, { uploads: ctx.uploads });
   await app.register(searchRoutes, { search: ctx.search });
   await app.register(knowledgeRoutes, { knowledge: ctx.knowledge });
+  await app.register(alertsRoutes, { alerts: ctx.alerts });
   return app;
 }
