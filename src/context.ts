@@ -28,7 +28,14 @@ import {
 import { createKnowledgeService } from "./modules/knowledge/index.js";
 import { createSearchService, searchJobs, searchJobTypes } from "./modules/search/index.js";
 import { createTenantsService } from "./modules/tenants/index.js";
-import { createUsageSignals } from "./modules/usage/index.js";
+import {
+  createReconciliation,
+  createUsageSignals,
+  type Reconciliation,
+  reconciliationJobs,
+  reconciliationJobTypes,
+  reconciliationSchedules,
+} from "./modules/usage/index.js";
 import type { BlobStore } from "./platform/blobs/blobs.js";
 import { createLocalBlobStore } from "./platform/blobs/local.js";
 import { type Clock, systemClock } from "./platform/clock.js";
@@ -88,6 +95,8 @@ export interface AppContext {
   alerts: AlertsService;
   /** The alert rules' pass over all tenants; run by the `alerts.evaluate` schedule. */
   alertEvaluator: AlertEvaluator;
+  /** Usage reconciliation (events vs roll-ups vs business rows); daily by `usage.reconcile`. */
+  reconciliation: Reconciliation;
   /** Starts processing background jobs in this process (serve without --no-worker, worker). */
   startWorkers(): void;
   /** Closes connections in reverse order of opening. Idempotent. */
@@ -110,11 +119,20 @@ export interface ContextOptions {
 }
 
 /** Every module's job types: the queue's registry (a name two modules declare fails at work). */
-const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes, ...alertsJobTypes };
+const appJobTypes = {
+  ...ingestionJobTypes,
+  ...searchJobTypes,
+  ...alertsJobTypes,
+  ...reconciliationJobTypes,
+};
 export type AppJobs = RegistryOf<typeof appJobTypes>;
 
 /** Every module's repeatable jobs, declared by worker processes. */
-const appSchedules: JobSchedule[] = [...ingestionSchedules, ...alertsSchedules];
+const appSchedules: JobSchedule[] = [
+  ...ingestionSchedules,
+  ...alertsSchedules,
+  ...reconciliationSchedules,
+];
 
 export class StartupError extends Error {
   override name = "StartupError";
@@ -309,6 +327,8 @@ export async function createContext(
     clock,
     logger,
   });
+  // The roll-ups' totals join here once they exist (RollupSource).
+  const reconciliation = createReconciliation({ db, documents, alerts, clock, logger });
   let working = false;
   const jobMetrics = createJobMetrics();
   return {
@@ -334,6 +354,7 @@ export async function createContext(
     withIdempotency: createIdempotency(db, { logger }),
     alerts,
     alertEvaluator,
+    reconciliation,
     startWorkers() {
       if (working) return;
       working = true;
@@ -341,6 +362,7 @@ export async function createContext(
         ...ingestionJobs({ pipeline, recovery, logger }),
         ...searchJobs({ vectors, logger }),
         ...alertsJobs({ evaluator: alertEvaluator, logger }),
+        ...reconciliationJobs({ reconciliation, logger }),
       ];
       queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
         concurrency: config.workerConcurrency,

@@ -19,6 +19,7 @@ import { documentsRoutes, ingestionRoutes, uploadsRoutes } from "../modules/inge
 import { knowledgeRoutes } from "../modules/knowledge/index.js";
 import { searchRoutes } from "../modules/search/index.js";
 import { tenantsRoutes } from "../modules/tenants/index.js";
+import { reconciliationRoutes } from "../modules/usage/index.js";
 import { createAuthHook } from "./auth-hook.js";
 import { createClientErrorHandler } from "./client-errors.js";
 import { errorHandler } from "./error-handler.js";
@@ -170,5 +171,6 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(searchRoutes, { search: ctx.search });
   await app.register(knowledgeRoutes, { knowledge: ctx.knowledge });
   await app.register(alertsRoutes, { alerts: ctx.alerts });
+  await app.register(reconciliationRoutes, { reconciliation: ctx.reconciliation });
   return app;
 }

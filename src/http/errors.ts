@@ -63,6 +63,8 @@ export const ERROR_STATUS = {
   internal: 500,
   "service.unavailable": 503,
   "embedding.not_configured": 409,
+  /** A reconciliation window not on whole hours, reversed, or longer than 31 days. */
+  "reconciliation.invalid_window": 400,
 } as const satisfies Record<ErrorCode, number>;
 
 /** The status an error code is answered with. */
