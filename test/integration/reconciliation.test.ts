@@ -299,6 +299,29 @@ describe.each(backends)("usage reconciliation ($name)", (backend) => {
     );
   });
 
+  it("runs the alert rules as the alerts.evaluate job", async () => {
+    const a = await signup(t.app);
+    // 25 calls in the last minutes, all failed: over the default error-rate threshold.
+    await insertCalls(
+      t.ctx.db,
+      a.tenantId,
+      Array.from({ length: 25 }, (_, i) => ({
+        at: new Date(Date.now() - 60_000 - i),
+        status: 500,
+      })),
+    );
+    await t.ctx.queue.enqueue("alerts.evaluate", { tenantId: null });
+    const deadline = Date.now() + 20_000;
+    let kinds: string[] = [];
+    while (Date.now() < deadline) {
+      const res = await t.app.inject({ url: "/api/alerts", headers: bearer(a.token) });
+      kinds = (res.json().items as AlertView[]).map((x) => x.kind);
+      if (kinds.length > 0) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(kinds).toEqual(["error_rate"]);
+  });
+
   it("answers a bad window with 400", async () => {
     const a = await signup(t.app);
     const get = (q: string) =>
