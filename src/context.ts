@@ -2,6 +2,15 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import pino, { type Logger } from "pino";
 import type { Config } from "./config.js";
+import {
+  type AlertEvaluator,
+  type AlertsService,
+  alertsJobs,
+  alertsJobTypes,
+  alertsSchedules,
+  createAlertEvaluator,
+  createAlertsService,
+} from "./modules/alerts/index.js";
 import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
 import {
   createDocumentsService,
@@ -20,11 +29,17 @@ import { createKnowledgeService } from "./modules/knowledge/index.js";
 import { createSearchService, searchJobs, searchJobTypes } from "./modules/search/index.js";
 import { createTenantsService } from "./modules/tenants/index.js";
 import {
+  createReconciliation,
   createRetention,
   createTelemetry,
   createUsageService,
+  createUsageSignals,
+  type Reconciliation,
   type RerateHooks,
   type Retention,
+  reconciliationJobs,
+  reconciliationJobTypes,
+  reconciliationSchedules,
   type Telemetry,
   telemetryJobs,
   telemetryJobTypes,
@@ -105,6 +120,11 @@ export interface AppContext {
   recovery: IngestionRecovery;
   uploads: ReturnType<typeof createUploadsService>;
   withIdempotency: ReturnType<typeof createIdempotency>;
+  alerts: AlertsService;
+  /** The alert rules' pass over all tenants; run by the `alerts.evaluate` schedule. */
+  alertEvaluator: AlertEvaluator;
+  /** Usage reconciliation (events vs roll-ups vs business rows); daily by `usage.reconcile`. */
+  reconciliation: Reconciliation;
   /** Starts processing background jobs in this process (serve without --no-worker, worker). */
   startWorkers(): void;
   /** Closes connections in reverse order of opening. Idempotent. */
@@ -148,6 +168,8 @@ const appJobTypes = {
   ...searchJobTypes,
   ...usageJobTypes,
   ...telemetryJobTypes,
+  ...alertsJobTypes,
+  ...reconciliationJobTypes,
 };
 export type AppJobs = RegistryOf<typeof appJobTypes>;
 
@@ -156,6 +178,8 @@ const appSchedules: JobSchedule[] = [
   ...ingestionSchedules,
   ...usageSchedules,
   ...telemetrySchedules,
+  ...alertsSchedules,
+  ...reconciliationSchedules,
 ];
 
 export class StartupError extends Error {
@@ -383,6 +407,16 @@ export async function createContext(
   // the database is still open (the HTTP server has stopped before the context closes).
   closers.push(() => telemetry.close());
   const retention = createRetention({ db, clock, logger, policy: config.retention });
+  const alerts = createAlertsService({ db, clock });
+  // The quotas service's status joins here once it exists (QuotaStatusSource).
+  const alertEvaluator = createAlertEvaluator({
+    alerts,
+    signals: createUsageSignals({ db }),
+    clock,
+    logger,
+  });
+  // The roll-ups' totals join here once they exist (RollupSource).
+  const reconciliation = createReconciliation({ db, documents, alerts, clock, logger });
   let working = false;
   const jobMetrics = createJobMetrics();
   return {
@@ -410,6 +444,9 @@ export async function createContext(
     recovery,
     uploads,
     withIdempotency: createIdempotency(db, { logger }),
+    alerts,
+    alertEvaluator,
+    reconciliation,
     startWorkers() {
       if (working) return;
       working = true;
@@ -426,6 +463,8 @@ export async function createContext(
           },
         }),
         ...telemetryJobs({ retention }),
+        ...alertsJobs({ evaluator: alertEvaluator, logger }),
+        ...reconciliationJobs({ reconciliation, logger }),
       ];
       queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
         concurrency: config.workerConcurrency,

@@ -13,12 +13,13 @@ import { z } from "zod";
 import type { AppContext } from "../context.js";
 import { AppError } from "../errors.js";
 import { adminRoutes } from "../modules/admin/index.js";
+import { alertsRoutes } from "../modules/alerts/index.js";
 import { authRoutes } from "../modules/auth/index.js";
 import { documentsRoutes, ingestionRoutes, uploadsRoutes } from "../modules/ingestion/index.js";
 import { knowledgeRoutes } from "../modules/knowledge/index.js";
 import { searchRoutes } from "../modules/search/index.js";
 import { tenantsRoutes } from "../modules/tenants/index.js";
-import { usageAdminRoutes } from "../modules/usage/index.js";
+import { reconciliationRoutes, usageAdminRoutes } from "../modules/usage/index.js";
 import { createAuthHook } from "./auth-hook.js";
 import { createClientErrorHandler } from "./client-errors.js";
 import { errorHandler } from "./error-handler.js";
@@ -187,5 +188,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(searchRoutes, { search: ctx.search });
   await app.register(knowledgeRoutes, { knowledge: ctx.knowledge });
   await app.register(rateLimitRoutes, { limiter: ctx.rateLimits, clock: ctx.clock });
+  await app.register(alertsRoutes, { alerts: ctx.alerts });
+  await app.register(reconciliationRoutes, { reconciliation: ctx.reconciliation });
   return app;
 }

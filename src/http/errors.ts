@@ -67,6 +67,8 @@ export const ERROR_STATUS = {
   "embedding.not_configured": 409,
   "price.duplicate": 409,
   "usage.invalid_window": 400,
+  /** A reconciliation window not on whole hours, reversed, or longer than 31 days. */
+  "reconciliation.invalid_window": 400,
 } as const satisfies Record<ErrorCode, number>;
 
 /** The status an error code is answered with. */

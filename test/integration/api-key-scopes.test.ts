@@ -50,6 +50,11 @@ const POLICY: Record<string, RouteScope> = {
   "PUT /api/documents/:id": "ingest",
   "DELETE /api/documents/:id": "ingest",
   "POST /api/search": ["read", "chat"],
+  "GET /api/alerts": "read",
+  "POST /api/alerts/:id/ack": "admin",
+  "GET /api/alerts/settings": "read",
+  "PUT /api/alerts/settings": "admin",
+  "GET /api/metrics/reconciliation": "read",
   "POST /search": ["read", "chat"],
   ...Object.fromEntries(
     ["faqs", "menu-items", "policies"].flatMap((c) => [

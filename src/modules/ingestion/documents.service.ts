@@ -69,6 +69,20 @@ function toVersionView(r: VersionRow): VersionView {
   };
 }
 
+/** What `embeddingFigures` answers. */
+export interface EmbeddingFigures {
+  versions: Array<{
+    versionId: string;
+    documentId: string;
+    version: number;
+    embeddingTokens: number;
+    isActive: boolean;
+    documentEmbeddingTokens: number;
+    embeddedAt: Date;
+  }>;
+  existingDocumentIds: string[];
+}
+
 export interface DocumentsDeps {
   db: Db;
   blobs: BlobStore;
@@ -187,6 +201,40 @@ export function createDocumentsService(deps: DocumentsDeps) {
       opts: { tx: Queryable },
     ): Promise<void> {
       await store.setEmbeddingCosts(opts.tx, items);
+    },
+
+    /**
+     * The embedding figures usage reconciliation compares with the ledger: the tenant's embedded
+     * versions that are in `versionIds` or were embedded in [from, to) (activated then, or
+     * created then if superseded before going live), each with its tokens, whether it is active
+     * and its document's `embedding_tokens`; and which of `documentIds` still exist (a deleted
+     * document's versions are gone, so its events cannot be checked).
+     */
+    async embeddingFigures(
+      ctx: TenantContext,
+      w: { versionIds: string[]; documentIds: string[]; from: Date; to: Date },
+    ): Promise<EmbeddingFigures> {
+      const r = await store.embeddingFigures(db, ctx.tenantId, w);
+      return {
+        versions: r.versions.map((v) => ({
+          versionId: v.id,
+          documentId: v.document_id,
+          version: v.version,
+          embeddingTokens: v.embedding_tokens,
+          isActive: v.is_active,
+          documentEmbeddingTokens: v.document_embedding_tokens,
+          embeddedAt: new Date(v.embedded_at),
+        })),
+        existingDocumentIds: r.existingDocumentIds,
+      };
+    },
+
+    /**
+     * Tenants that had a version embedded in [from, to): for the platform-wide reconciliation
+     * (a platform job or a platform admin's request; no tenant's data is returned).
+     */
+    async tenantsWithEmbeddings(from: Date, to: Date): Promise<string[]> {
+      return store.tenantsWithEmbeddings(db, from, to);
     },
 
     /**

@@ -546,6 +546,67 @@ export const documentsStore = {
       .execute();
   },
 
+  /**
+   * Embedded versions (their embedding figures set: `embedding_model` not null) that are in
+   * `versionIds` or were embedded in [from, to) (activation time, or creation for a version
+   * superseded before it went live), with their document's figure; and which of `documentIds`
+   * still exist. For usage reconciliation.
+   */
+  async embeddingFigures(
+    q: Queryable,
+    tenantId: string,
+    w: { versionIds: string[]; documentIds: string[]; from: Date; to: Date },
+  ) {
+    const embeddedAt = sql<Date>`coalesce(v.activated_at, v.created_at)`;
+    const versions = await kysely(q)
+      .selectFrom("document_versions as v")
+      .innerJoin("documents as d", (j) =>
+        j.onRef("d.id", "=", "v.document_id").onRef("d.tenant_id", "=", "v.tenant_id"),
+      )
+      .select([
+        "v.id",
+        "v.document_id",
+        "v.version",
+        "v.embedding_tokens",
+        "v.is_active",
+        "d.embedding_tokens as document_embedding_tokens",
+        embeddedAt.as("embedded_at"),
+      ])
+      .where("v.tenant_id", "=", tenantId)
+      .where("v.embedding_model", "is not", null)
+      .where((eb) =>
+        eb.or([
+          eb(sql<boolean>`v.id = any(${w.versionIds}::uuid[])`, "=", true),
+          eb.and([eb(embeddedAt, ">=", w.from), eb(embeddedAt, "<", w.to)]),
+        ]),
+      )
+      .execute();
+    const documents =
+      w.documentIds.length === 0
+        ? []
+        : await kysely(q)
+            .selectFrom("documents")
+            .select("id")
+            .where("tenant_id", "=", tenantId)
+            .where(sql<boolean>`id = any(${w.documentIds}::uuid[])`)
+            .execute();
+    return { versions, existingDocumentIds: documents.map((d) => d.id) };
+  },
+
+  /** Tenants with a version embedded in [from, to) (as `embeddingFigures` dates them). */
+  async tenantsWithEmbeddings(q: Queryable, from: Date, to: Date): Promise<string[]> {
+    const embeddedAt = sql<Date>`coalesce(activated_at, created_at)`;
+    const rows = await kysely(q)
+      .selectFrom("document_versions")
+      .select("tenant_id")
+      .distinct()
+      .where("embedding_model", "is not", null)
+      .where(embeddedAt, ">=", from)
+      .where(embeddedAt, "<", to)
+      .execute();
+    return rows.map((r) => r.tenant_id);
+  },
+
   /** Of these documents, the active version of each (the only chunks search may show). */
   async activeVersions(
     q: Queryable,

@@ -13,7 +13,11 @@ export {
   jobStateSchema,
   type VersionView,
 } from "./documents.schemas.js";
-export { createDocumentsService, type DocumentsService } from "./documents.service.js";
+export {
+  createDocumentsService,
+  type DocumentsService,
+  type EmbeddingFigures,
+} from "./documents.service.js";
 export { createThreadExtractor } from "./extract-pool.js";
 export { createIdempotency } from "./idempotency.js";
 export {

@@ -18,6 +18,24 @@ export {
   usageEventId,
 } from "./ledger.js";
 export { ANY_MODEL, priceAt } from "./prices.js";
+export {
+  reconciliationJobs,
+  reconciliationJobTypes,
+  reconciliationSchedules,
+} from "./reconciliation.jobs.js";
+export {
+  createReconciliation,
+  type EmbeddingFiguresSource,
+  type MismatchAlerts,
+  type Reconciliation,
+  type RollupSource,
+} from "./reconciliation.js";
+export { reconciliationRoutes } from "./reconciliation.routes.js";
+export type {
+  PlatformReport,
+  ReconciliationLine,
+  TenantReport,
+} from "./reconciliation.schemas.js";
 export type { RerateHooks, VersionCost } from "./rerate.js";
 export {
   createRetention,
@@ -48,3 +66,4 @@ export {
 } from "./usage.jobs.js";
 export { usageAdminRoutes } from "./usage.routes.js";
 export type { AffectedWindows, Price, RerateRun } from "./usage.schemas.js";
+export { createUsageSignals, type UsageSignalsReader } from "./usage-signals.js";

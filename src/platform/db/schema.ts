@@ -344,6 +344,32 @@ export const schema = {
     totals: "jsonb",
     windows: "jsonb",
   },
+
+  // 0016 alerts
+  alerts: {
+    id: "uuid default",
+    tenant_id: "uuid",
+    kind: oneOf("text", [
+      "quota_80",
+      "quota_100",
+      "error_rate",
+      "cost_threshold",
+      "runaway_usage",
+      "reconciliation_mismatch",
+    ]),
+    severity: oneOf("text", ["info", "warning", "critical"]),
+    dedupe_key: "text",
+    message: "text",
+    details: "jsonb default",
+    created_at: "timestamptz default",
+    acked_at: "timestamptz null",
+    acked_by: "jsonb null",
+  },
+  alert_settings: {
+    tenant_id: "uuid",
+    thresholds: "jsonb default",
+    updated_at: "timestamptz default",
+  },
 } as const satisfies Record<string, Record<string, Column>>;
 
 /** A column's parts, parsed from its spec at run time (the drift test compares these). */
