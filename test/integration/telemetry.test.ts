@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestClock } from "../../src/platform/clock.js";
 import {
@@ -13,6 +14,18 @@ import {
 import { backends } from "../fixtures/db.js";
 
 const METRICS_TOKEN = "scrape-token-0123456789abcdef";
+
+/** A GET on a connection of its own; resolves with the status once the body has arrived. */
+function getOnce(url: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers, agent: false }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+  });
+}
 
 interface CallRow {
   route: string;
@@ -331,6 +344,47 @@ describe.each(backends)("graceful shutdown under load ($name)", (backend) => {
         [s.tenantId],
       );
       expect(row).toEqual({ n: responses, ids: responses });
+    } finally {
+      if (!closed) await t.ctx.telemetry.close();
+      await t.close();
+    }
+  });
+
+  it("loses no call on a real server closed mid-load: rows = responses the clients received", {
+    timeout: 120_000,
+  }, async () => {
+    const t = await startApp(backend, {
+      TELEMETRY_BATCH_SIZE: "50",
+      TELEMETRY_FLUSH_INTERVAL_MS: "1000",
+    });
+    let closed = false;
+    try {
+      const s = await signup(t.app);
+      const address = await t.app.listen({ port: 0, host: "127.0.0.1" });
+      let answered = 0;
+      let closing: Promise<void> | undefined;
+      const statuses: number[] = [];
+      const requests = Array.from({ length: 600 }, () =>
+        // One connection per request (no keep-alive), so that close waits for no idle socket.
+        getOnce(`${address}/api/auth/me`, bearer(s.apiKey)).then((status) => {
+          statuses.push(status);
+          answered += 1;
+          if (answered === 150) closing = t.app.close();
+        }),
+      );
+      await Promise.allSettled(requests);
+      await closing;
+      await t.ctx.telemetry.close();
+      closed = true;
+      // Fastify answers requests that arrive on an open connection once closing has begun with
+      // 503 before any hook runs (no tenant resolved, nothing recorded); every other response is a row.
+      const recorded = statuses.filter((st) => st !== 503).length;
+      expect(recorded).toBeGreaterThanOrEqual(150);
+      const [row] = await t.ctx.db.query<{ n: number }>(
+        "select count(*)::int as n from api_calls where tenant_id = $1 and route = '/api/auth/me'",
+        [s.tenantId],
+      );
+      expect(row?.n).toBe(recorded);
     } finally {
       if (!closed) await t.ctx.telemetry.close();
       await t.close();
