@@ -76,6 +76,13 @@ describe("loadConfig defaults", () => {
     );
   });
 
+  it("limits request rates unless RATE_LIMITS_ENABLED=false (benchmarks, trusted deployments)", () => {
+    expect(loadConfig({ DATA_DIR: dataDir }).rateLimitsEnabled).toBe(true);
+    expect(loadConfig({ DATA_DIR: dataDir, RATE_LIMITS_ENABLED: "false" }).rateLimitsEnabled).toBe(
+      false,
+    );
+  });
+
   it("accepts PORT=0 (any free port) and explicit values", () => {
     const config = loadConfig({ DATA_DIR: dataDir, PORT: "0", HOST: "0.0.0.0", LOG_LEVEL: "warn" });
     expect(config).toMatchObject({ port: 0, host: "0.0.0.0", logLevel: "warn" });
@@ -93,6 +100,7 @@ describe("loadConfig refuses invalid values, naming the variable", () => {
     ["MASTER_KEY", "z".repeat(64)],
     ["JWT_SECRET", "too-short"],
     ["TRUST_PROXY", "maybe"],
+    ["RATE_LIMITS_ENABLED", "off"],
     ["JOB_LOCK_MS", "100"],
     // A ':' would let one deployment's queue keys read as another prefix's.
     ["QUEUE_PREFIX", "tenant:rag"],
