@@ -17,6 +17,12 @@ import {
   ingestionSchedules,
 } from "./modules/ingestion/index.js";
 import { createKnowledgeService } from "./modules/knowledge/index.js";
+import {
+  createQuotasService,
+  quotaJobs,
+  quotaJobTypes,
+  quotaSchedules,
+} from "./modules/quotas/index.js";
 import { createSearchService, searchJobs, searchJobTypes } from "./modules/search/index.js";
 import { createTenantsService } from "./modules/tenants/index.js";
 import type { BlobStore } from "./platform/blobs/blobs.js";
@@ -71,6 +77,8 @@ export interface AppContext {
   documents: ReturnType<typeof createDocumentsService>;
   search: ReturnType<typeof createSearchService>;
   knowledge: ReturnType<typeof createKnowledgeService>;
+  /** Quota reservations, plans and overrides (modules/quotas). */
+  quotas: ReturnType<typeof createQuotasService>;
   /** Repairs ingestion work a crash left behind; run by the `ingest.repair` schedule. */
   recovery: IngestionRecovery;
   uploads: ReturnType<typeof createUploadsService>;
@@ -97,11 +105,11 @@ export interface ContextOptions {
 }
 
 /** Every module's job types: the queue's registry (a name two modules declare fails at work). */
-const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes };
+const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes, ...quotaJobTypes };
 export type AppJobs = RegistryOf<typeof appJobTypes>;
 
 /** Every module's repeatable jobs, declared by worker processes. */
-const appSchedules: JobSchedule[] = [...ingestionSchedules];
+const appSchedules: JobSchedule[] = [...ingestionSchedules, ...quotaSchedules];
 
 export class StartupError extends Error {
   override name = "StartupError";
@@ -254,11 +262,21 @@ export async function createContext(
         }
       : {}),
   };
+  const documents = createDocumentsService({ db, blobs, vectors, queue, logger });
+  const quotas = createQuotasService({
+    db,
+    tenants,
+    clock,
+    logger,
+    metrics,
+    levels: (tctx) => documents.levels(tctx),
+  });
   const ingestion = createIngestionService({
     db,
     blobs,
     queue,
     tenants,
+    quotas,
     allowPrivateUrls: config.allowPrivateUrls,
   });
   const pipeline = createIngestionPipeline({
@@ -267,15 +285,15 @@ export async function createContext(
     vectors,
     embedders,
     tenants,
+    quotas,
     logger,
     allowPrivateUrls: config.allowPrivateUrls,
     maxFetchBytes: config.fetchMaxBytes,
     fetchTimeoutMs: config.fetchTimeoutMs,
     extractor,
   });
-  const documents = createDocumentsService({ db, blobs, vectors, queue, logger });
   const uploads = createUploadsService({ db, blobs, ingestion, clock });
-  const search = createSearchService({ documents, vectors, embedders, tenants });
+  const search = createSearchService({ documents, vectors, embedders, tenants, quotas });
   const knowledge = createKnowledgeService({ db, ingestion, documents });
   const recovery = createIngestionRecovery({ db, blobs, queue, logger });
   // Before any request is served: claims held by the requests of a process that died (embedded
@@ -308,6 +326,7 @@ export async function createContext(
     documents,
     search,
     knowledge,
+    quotas,
     recovery,
     uploads,
     withIdempotency: createIdempotency(db, { logger }),
@@ -317,6 +336,7 @@ export async function createContext(
       const jobs = [
         ...ingestionJobs({ pipeline, recovery, logger }),
         ...searchJobs({ vectors, logger }),
+        ...quotaJobs({ quotas, logger }),
       ];
       queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
         concurrency: config.workerConcurrency,

@@ -16,6 +16,7 @@ import { adminRoutes } from "../modules/admin/index.js";
 import { authRoutes } from "../modules/auth/index.js";
 import { documentsRoutes, ingestionRoutes, uploadsRoutes } from "../modules/ingestion/index.js";
 import { knowledgeRoutes } from "../modules/knowledge/index.js";
+import { quotaHeadersHook, quotasRoutes } from "../modules/quotas/index.js";
 import { searchRoutes } from "../modules/search/index.js";
 import { tenantsRoutes } from "../modules/tenants/index.js";
 import { createAuthHook } from "./auth-hook.js";
@@ -115,6 +116,8 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     await app.register(cors, { origin: ctx.config.corsOrigins, credentials: false });
   }
   app.addHook("onRequest", createAuthHook(ctx.auth));
+  // X-Quota-* on every response whose request touched a quota (errors included).
+  app.addHook("onSend", quotaHeadersHook(ctx.quotas));
   await app.register(swagger, openapiOptions);
   await app.register(swaggerUi, { routePrefix: "/docs", staticCSP: true });
 
@@ -168,5 +171,6 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(uploadsRoutes, { uploads: ctx.uploads });
   await app.register(searchRoutes, { search: ctx.search });
   await app.register(knowledgeRoutes, { knowledge: ctx.knowledge });
+  await app.register(quotasRoutes, { quotas: ctx.quotas });
   return app;
 }

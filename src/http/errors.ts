@@ -63,6 +63,10 @@ export const ERROR_STATUS = {
   internal: 500,
   "service.unavailable": 503,
   "embedding.not_configured": 409,
+  "quota.exceeded": 429,
+  "quota.unavailable": 503,
+  "plan.trial_expired": 402,
+  "plan.not_found": 404,
 } as const satisfies Record<ErrorCode, number>;
 
 /** The status an error code is answered with. */

@@ -141,6 +141,14 @@ export function createDocumentsService(deps: DocumentsDeps) {
     },
 
     /**
+     * What the tenant holds now: its documents, and the bytes of their active versions (the
+     * level quotas `documents` and `storage_bytes` read these).
+     */
+    async levels(ctx: TenantContext): Promise<{ documents: number; storageBytes: number }> {
+      return store.levels(db, ctx.tenantId);
+    },
+
+    /**
      * Of these documents, the active version of each: the only version whose chunks search may
      * show. A document that is gone, or has no active version yet, is absent from the map.
      */

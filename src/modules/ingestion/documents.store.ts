@@ -221,6 +221,22 @@ export const documentsStore = {
     return row?.n ?? 0;
   },
 
+  /** The tenant's document count and the stored bytes of their active versions. */
+  async levels(
+    q: Queryable,
+    tenantId: string,
+  ): Promise<{ documents: number; storageBytes: number }> {
+    const row = await kysely(q)
+      .selectFrom("documents")
+      .select((eb) => [
+        eb.fn.countAll<number>().as("documents"),
+        sql<number>`coalesce(sum(file_size_bytes), 0)::bigint`.as("storageBytes"),
+      ])
+      .where("tenant_id", "=", tenantId)
+      .executeTakeFirst();
+    return { documents: row?.documents ?? 0, storageBytes: row?.storageBytes ?? 0 };
+  },
+
   /** Documents newest first, keyset-paginated by (created_at, id) (see platform/db/page.ts). */
   async listDocuments(
     q: Queryable,

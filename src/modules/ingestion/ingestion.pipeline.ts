@@ -1,10 +1,13 @@
 import type { Logger } from "pino";
+import { AppError } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db } from "../../platform/db/index.js";
+import { countTokensBatch } from "../../platform/embeddings/tokens.js";
 import { safeFetch } from "../../platform/fetch/safe-fetch.js";
 import { type JobContext, NonRetryableError } from "../../platform/queue/queue.js";
 import type { ChunkRow, VectorIndex } from "../../platform/vectors/vectors.js";
 import { jobContext, type TenantContext } from "../../tenancy.js";
+import type { QuotasService, Reservation } from "../quotas/index.js";
 import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
 import { chunkText } from "./chunking.js";
 import { blobKeyFor, contentHash } from "./content.js";
@@ -22,6 +25,8 @@ export interface PipelineDeps {
   vectors: VectorIndex;
   embedders: Embedders;
   tenants: TenantsService;
+  /** The embedding tokens are reserved before the embedder is called, settled at activation. */
+  quotas: Pick<QuotasService, "reserve" | "settle" | "release">;
   logger: Logger;
   /** Lets URL ingestion reach private addresses (tests, local use). Off in production. */
   allowPrivateUrls: boolean;
@@ -90,6 +95,20 @@ export function createIngestionPipeline(deps: PipelineDeps) {
     return { bytes: res.body, docType, sourceUrl: res.finalUrl };
   }
 
+  /**
+   * Reserves the exact embedding tokens before any provider cost: a version that does not fit
+   * fails `quota.exceeded` (not retried) with nothing embedded.
+   */
+  async function reserveTokens(ctx: TenantContext, tokens: number): Promise<Reservation> {
+    try {
+      return await deps.quotas.reserve(ctx, "tokens", tokens);
+    } catch (err) {
+      if (err instanceof AppError && err.code === "quota.exceeded")
+        throw new IngestionJobError(err.message, "quota.exceeded");
+      throw err;
+    }
+  }
+
   async function process(payload: Payload, job: JobContext<Payload>): Promise<void> {
     const started = Date.now();
     const ctx = jobContext({
@@ -102,6 +121,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
     if (!version || ["active", "superseded", "duplicate"].includes(version.status)) return;
     await store.updateVersion(db, ctx.tenantId, version.id, { status: "processing" });
 
+    let reservation: Reservation | undefined;
     try {
       const config = await deps.tenants.getConfig(ctx);
       const { bytes, docType, sourceUrl } = await loadContent(
@@ -145,6 +165,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         strategy: config.chunkStrategy,
       });
       const { embedder, request } = await tenantEmbedder(deps.embedders, deps.tenants, ctx);
+      reservation = await reserveTokens(ctx, countTokensBatch(texts, request.model));
       const embedded = await embedder.embed({ ...request, texts, signal: job.signal });
 
       const doc = await store.document(db, ctx.tenantId, version.document_id);
@@ -168,7 +189,10 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         page_count: extracted.pageCount ?? null,
         embedding_tokens: embedded.tokens,
       };
+      const tokens = reservation;
       const outcome = await db.transaction(async (tx) => {
+        // The tokens were spent whatever becomes of the version: they count with this commit.
+        await deps.quotas.settle(ctx, tokens, embedded.tokens, { tx });
         // Under the document's row lock, so that versions finishing at once take turns.
         const current = await store.documentForUpdate(tx, ctx.tenantId, doc.id);
         if (!current) return "deleted";
@@ -227,6 +251,8 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         "document version ingested",
       );
     } catch (err) {
+      // A no-op once settled; otherwise the tokens were not spent (or will be reserved again).
+      if (reservation) await deps.quotas.release(reservation);
       const c = classify(err);
       const last = !c.retry || job.attempt >= INGEST_MAX_ATTEMPTS;
       deps.logger.warn(

@@ -5,6 +5,7 @@ import type { Db, Queryable } from "../../platform/db/index.js";
 import { checkUrlTarget, FetchError } from "../../platform/fetch/safe-fetch.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
 import { causeOf, type TenantContext } from "../../tenancy.js";
+import { type QuotaStatuses, type QuotasService, quotaExceeded } from "../quotas/index.js";
 import type { TenantsService } from "../tenants/index.js";
 import {
   blobKeyFor,
@@ -61,6 +62,8 @@ export interface IngestionDeps {
   blobs: BlobStore;
   queue: JobQueue<IngestionJobs>;
   tenants: TenantsService;
+  /** Refuses submissions once the tenant's quotas are used up (the worker reserves the tokens). */
+  quotas: Pick<QuotasService, "assertAvailable">;
   /** Lets URL ingestion reach private addresses (tests, local use). Off in production. */
   allowPrivateUrls: boolean;
 }
@@ -81,6 +84,7 @@ export function createIngestionService(deps: IngestionDeps) {
     input: DocumentInput,
     hash: string | null,
     opts: SubmitOptions,
+    quota: QuotaStatuses["documents"],
   ): Promise<DocumentRow> {
     const writable = (doc: DocumentRow) => {
       if (isKnowledgeDocument(doc.external_id) && !opts.knowledge) throw managedByKnowledge();
@@ -100,7 +104,8 @@ export function createIngestionService(deps: IngestionDeps) {
     if (found) return writable(found);
     // Counting under the tenant's config row lock keeps concurrent creations from overshooting.
     const maxDocuments = await deps.tenants.maxDocumentsForUpdate(ctx, tx);
-    if ((await store.countDocuments(tx, ctx.tenantId)) >= maxDocuments) {
+    const count = await store.countDocuments(tx, ctx.tenantId);
+    if (count >= maxDocuments) {
       throw new AppError(
         "ingestion.max_documents",
         `this tenant may keep at most ${maxDocuments} documents`,
@@ -108,6 +113,10 @@ export function createIngestionService(deps: IngestionDeps) {
           maxDocuments,
         },
       );
+    }
+    // The documents quota, counted under the same lock.
+    if (quota.limit !== null && count >= quota.limit) {
+      throw quotaExceeded("documents", { ...quota, used: count, remaining: 0 }, 1);
     }
     return store.insertDocument(tx, {
       tenantId: ctx.tenantId,
@@ -171,9 +180,13 @@ export function createIngestionService(deps: IngestionDeps) {
     opts: SubmitOptions = {},
   ): Promise<IngestResult> {
     if (content.kind === "bytes") assertStorableText(content);
+    // Billable work: refused now (402 trial ended, 429 used up, 503 unknown) rather than failed later.
+    const quota = await deps.quotas.assertAvailable(ctx, ["tokens", "storage_bytes"], {
+      read: ["documents"],
+    });
     const hash = content.kind === "bytes" ? contentHash(content.bytes) : null;
     const recorded = await db.transaction(async (tx) => {
-      const doc = await findOrCreate(tx, ctx, input, hash, opts);
+      const doc = await findOrCreate(tx, ctx, input, hash, opts, quota.documents);
       if (hash) {
         // A duplicate of the newest live version only: content that an older version had
         // but a newer one changed is a change back, hence a new version.

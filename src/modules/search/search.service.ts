@@ -1,6 +1,8 @@
+import { countTokens } from "../../platform/embeddings/tokens.js";
 import type { SearchFilters, VectorHit, VectorIndex } from "../../platform/vectors/vectors.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { DocumentsService } from "../ingestion/index.js";
+import type { QuotasService } from "../quotas/index.js";
 import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
 import type { SearchResult } from "./search.schemas.js";
 
@@ -37,12 +39,15 @@ export interface SearchDeps {
   vectors: VectorIndex;
   embedders: Embedders;
   tenants: TenantsService;
+  /** Every search reserves 1 search (and its query's embedding tokens), settled when answered. */
+  quotas: Pick<QuotasService, "reserveAll" | "settleAll" | "release">;
 }
 
 export function createSearchService(deps: SearchDeps) {
-  async function queryVector(ctx: TenantContext, text: string): Promise<number[]> {
-    const { embedder, request } = await tenantEmbedder(deps.embedders, deps.tenants, ctx);
-    const res = await embedder.embed({ ...request, texts: [text] });
+  type Embedding = Awaited<ReturnType<typeof tenantEmbedder>>;
+
+  async function queryVector(e: Embedding, text: string): Promise<number[]> {
+    const res = await e.embedder.embed({ ...e.request, texts: [text] });
     return res.vectors[0] as number[];
   }
 
@@ -53,6 +58,43 @@ export function createSearchService(deps: SearchDeps) {
     return hits.filter((h) => active.get(h.documentId) === h.version);
   }
 
+  async function run(
+    ctx: TenantContext,
+    q: SearchQuery,
+    embedding: Embedding | undefined,
+  ): Promise<SearchResult[]> {
+    const fetch = Math.min(q.limit * 3, 150);
+    const lists: VectorHit[][] = [];
+    if (embedding) {
+      const vector = await queryVector(embedding, q.query);
+      lists.push(
+        await activeOnly(
+          ctx,
+          await deps.vectors.searchVector(ctx.tenantId, vector, fetch, q.filters),
+        ),
+      );
+    }
+    if (q.mode === "text" || q.mode === "hybrid") {
+      lists.push(
+        await activeOnly(
+          ctx,
+          await deps.vectors.searchText(ctx.tenantId, q.query, fetch, q.filters),
+        ),
+      );
+    }
+    const ranked = q.mode === "hybrid" ? reciprocalRankFusion(lists) : (lists[0] ?? []);
+    return ranked.slice(0, q.limit).map((h) => ({
+      text: h.text,
+      score: h.score,
+      documentId: h.documentId,
+      title: h.title,
+      version: h.version,
+      chunkIndex: h.chunkIndex,
+      docType: h.docType,
+      metadata: h.metadata,
+    }));
+  }
+
   return {
     /**
      * Ranked chunks of the tenant's active document versions. Each underlying search fetches
@@ -60,36 +102,26 @@ export function createSearchService(deps: SearchDeps) {
      * clean-up has run and are dropped here.
      */
     async search(ctx: TenantContext, q: SearchQuery): Promise<SearchResult[]> {
-      const fetch = Math.min(q.limit * 3, 150);
-      const lists: VectorHit[][] = [];
-      if (q.mode === "vector" || q.mode === "hybrid") {
-        const vector = await queryVector(ctx, q.query);
-        lists.push(
-          await activeOnly(
-            ctx,
-            await deps.vectors.searchVector(ctx.tenantId, vector, fetch, q.filters),
-          ),
+      const embeds = q.mode === "vector" || q.mode === "hybrid";
+      const embedding = embeds
+        ? await tenantEmbedder(deps.embedders, deps.tenants, ctx)
+        : undefined;
+      const queryTokens = embedding ? countTokens(q.query, embedding.request.model) : 0;
+      const held = await deps.quotas.reserveAll(ctx, [
+        { quota: "searches", amount: 1 },
+        { quota: "tokens", amount: queryTokens },
+      ]);
+      try {
+        const results = await run(ctx, q, embedding);
+        await deps.quotas.settleAll(
+          ctx,
+          held.map((r) => ({ reservation: r, actual: r.amount })),
         );
+        return results;
+      } catch (err) {
+        for (const r of held) await deps.quotas.release(r);
+        throw err;
       }
-      if (q.mode === "text" || q.mode === "hybrid") {
-        lists.push(
-          await activeOnly(
-            ctx,
-            await deps.vectors.searchText(ctx.tenantId, q.query, fetch, q.filters),
-          ),
-        );
-      }
-      const ranked = q.mode === "hybrid" ? reciprocalRankFusion(lists) : (lists[0] ?? []);
-      return ranked.slice(0, q.limit).map((h) => ({
-        text: h.text,
-        score: h.score,
-        documentId: h.documentId,
-        title: h.title,
-        version: h.version,
-        chunkIndex: h.chunkIndex,
-        docType: h.docType,
-        metadata: h.metadata,
-      }));
     },
   };
 }
