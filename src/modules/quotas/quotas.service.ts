@@ -253,7 +253,7 @@ export function createQuotasService(deps: QuotasDeps) {
     try {
       await db.transaction(async (tx) => {
         const row = await store.reservationForUpdate(tx, r.tenantId, r.id);
-        if (!row || row.state !== "reserved") return;
+        if (row?.state !== "reserved") return;
         await store.finish(tx, {
           tenantId: r.tenantId,
           quota: row.quota,
