@@ -35,6 +35,7 @@ const POLICY: Record<string, RouteScope> = {
   "PUT /api/customers/profile": "admin",
   "GET /api/customers/config": "read",
   "PUT /api/customers/config": "admin",
+  "GET /api/customers/quotas": "none",
   "POST /api/ingest/document": "ingest",
   "POST /api/ingest/batch": "ingest",
   "POST /api/ingest/url": "ingest",
