@@ -36,6 +36,8 @@ export function createQuotaAdmin(deps: {
     trialExpired: boolean;
     statuses: QuotaStatuses;
   }>;
+  /** Called after a limit changed (the service's cached limits are dropped). */
+  changed(): void;
 }) {
   const { db } = deps;
 
@@ -82,6 +84,7 @@ export function createQuotaAdmin(deps: {
     ): Promise<PlanQuotas> {
       try {
         await store.setPlanLimits(db, planId, entries(patch));
+        deps.changed();
       } catch (err) {
         if (isForeignKeyViolation(err)) throw planNotFound(planId);
         throw err;
@@ -101,6 +104,7 @@ export function createQuotaAdmin(deps: {
     async setOverrides(_ctx: PlatformContext, tenantId: string, overrides: LimitsPatch) {
       await deps.statusOf(tenantId); // 404 for an unknown tenant
       await db.transaction((tx) => store.replaceOverrides(tx, tenantId, entries(overrides)));
+      deps.changed();
       return tenantQuotas(tenantId);
     },
   };

@@ -24,7 +24,7 @@ export const QUOTA_PERIOD: Record<QuotaType, QuotaPeriod> = {
 };
 
 /** The period row a level quota's reservations are counted on. */
-const LEVEL_PERIOD_START = new Date(0);
+export const LEVEL_PERIOD_START = new Date(0);
 
 /** The period `type` is counted in at `now` (ms): its start, and when it resets (null: never). */
 export function periodOf(type: QuotaType, now: number): { start: Date; resetAt: Date | null } {

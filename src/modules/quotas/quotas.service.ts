@@ -2,13 +2,14 @@ import type { Logger } from "pino";
 import { Counter } from "prom-client";
 import { AppError } from "../../errors.js";
 import type { Clock } from "../../platform/clock.js";
-import { type Db, type InTransaction, inTransaction } from "../../platform/db/index.js";
+import type { Db, InTransaction } from "../../platform/db/index.js";
 import type { Metrics } from "../../platform/metrics/index.js";
 import type { RequestMeta, TenantContext } from "../../tenancy.js";
 import type { TenantsService } from "../tenants/index.js";
 import { createQuotaAdmin } from "./quota-admin.js";
 import { createQuotaTouches } from "./quota-touches.js";
 import {
+  LEVEL_PERIOD_START,
   type Limit,
   periodOf,
   QUOTA_PERIOD,
@@ -60,7 +61,18 @@ export interface QuotasDeps {
   metrics?: Metrics;
   /** How long a reservation lives if nobody settles or releases it (a crash): 30 minutes. */
   reservationTtlMs?: number;
+  /** How old the plan and limits a reservation checks against may be: 2 s (0: always read). */
+  settingsCacheMs?: number;
 }
+
+interface Settings {
+  tenant: { plan: string; trialEndsAt: string | null };
+  limits: QuotaLimits;
+  sources: Record<QuotaType, "plan" | "override">;
+}
+
+const DEFAULT_SETTINGS_CACHE_MS = 2000;
+const SETTINGS_CACHE_MAX = 10_000;
 
 const DEFAULT_TTL_MS = 30 * 60_000;
 const SWEEP_BATCH = 1000;
@@ -113,6 +125,8 @@ export function createQuotasService(deps: QuotasDeps) {
   const { db, clock } = deps;
   const ttlMs = deps.reservationTtlMs ?? DEFAULT_TTL_MS;
   const touches = createQuotaTouches();
+  const settingsCacheMs = deps.settingsCacheMs ?? DEFAULT_SETTINGS_CACHE_MS;
+  const settingsCache = new Map<string, { at: number; value: Settings }>();
   const releaseFailures = deps.metrics
     ? new Counter({
         name: "tenantrag_quota_release_failures_total",
@@ -122,7 +136,7 @@ export function createQuotasService(deps: QuotasDeps) {
     : undefined;
 
   /** The tenant's plan, whether its trial has ended, and its limit and its source per type. */
-  async function limitsOf(ctx: TenantContext) {
+  async function loadSettings(ctx: TenantContext): Promise<Settings> {
     const tenant = await deps.tenants.get(ctx);
     const rows = await store.limitRows(db, ctx.tenantId, tenant.plan);
     const limits = Object.fromEntries(QUOTA_TYPES.map((t) => [t, null])) as QuotaLimits;
@@ -130,14 +144,33 @@ export function createQuotasService(deps: QuotasDeps) {
       QuotaType,
       "plan" | "override"
     >;
-    // Overrides come first in the rows: a plan row for a type already overridden is skipped.
-    const seen = new Set<QuotaType>();
-    for (const row of rows) {
-      if (seen.has(row.quota)) continue;
-      seen.add(row.quota);
-      limits[row.quota] = row.limit_value;
-      sources[row.quota] = row.source;
+    // The plan's limits, then the tenant's overrides over them.
+    for (const source of ["plan", "override"] as const) {
+      for (const row of rows) {
+        if (row.source !== source) continue;
+        limits[row.quota] = row.limit_value;
+        sources[row.quota] = source;
+      }
     }
+    return { tenant: { plan: tenant.plan, trialEndsAt: tenant.trialEndsAt }, limits, sources };
+  }
+
+  /**
+   * The tenant's plan, trial end and limits. Reservations use a copy up to `settingsCacheMs`
+   * old (two reads fewer on the hot path); reads for people (`view`, admin) are fresh, and a
+   * change made through this process empties the cache. Another process's change applies here
+   * within `settingsCacheMs`. Whether the trial has ended is decided at each call.
+   */
+  async function limitsOf(ctx: TenantContext, opts: { fresh?: boolean } = {}) {
+    const hit = settingsCache.get(ctx.tenantId);
+    let settings: Settings;
+    if (!opts.fresh && hit && performance.now() - hit.at < settingsCacheMs) settings = hit.value;
+    else {
+      settings = await loadSettings(ctx);
+      if (settingsCache.size >= SETTINGS_CACHE_MAX) settingsCache.clear();
+      settingsCache.set(ctx.tenantId, { at: performance.now(), value: settings });
+    }
+    const { tenant, limits, sources } = settings;
     const trialExpired =
       tenant.plan === "trial" &&
       tenant.trialEndsAt !== null &&
@@ -154,9 +187,13 @@ export function createQuotasService(deps: QuotasDeps) {
     );
   }
 
-  async function statuses(ctx: TenantContext, types: readonly QuotaType[] = QUOTA_TYPES) {
+  async function statuses(
+    ctx: TenantContext,
+    types: readonly QuotaType[] = QUOTA_TYPES,
+    opts: { fresh?: boolean } = {},
+  ) {
     const now = clock.now();
-    const info = await limitsOf(ctx);
+    const info = await limitsOf(ctx, opts);
     const periods = [...new Set(types.map((t) => periodOf(t, now).start.getTime()))];
     const counters = await store.counters(
       db,
@@ -251,20 +288,13 @@ export function createQuotasService(deps: QuotasDeps) {
 
   async function release(r: Reservation): Promise<void> {
     try {
-      await db.transaction(async (tx) => {
-        const row = await store.reservationForUpdate(tx, r.tenantId, r.id);
-        if (row?.state !== "reserved") return;
-        await store.finish(tx, {
-          tenantId: r.tenantId,
-          quota: row.quota,
-          periodStart: row.period_start,
-          id: r.id,
-          state: "released",
-          settledAmount: null,
-          addUsed: 0,
-          unreserve: row.amount,
-          now: new Date(clock.now()),
-        });
+      await store.finish(db, {
+        tenantId: r.tenantId,
+        id: r.id,
+        state: "released",
+        actual: 0,
+        now: new Date(clock.now()),
+        levelPeriodStart: LEVEL_PERIOD_START,
       });
     } catch (err) {
       // Not lost: the reservation expires and the sweep gives it back. Counted and logged.
@@ -290,31 +320,24 @@ export function createQuotasService(deps: QuotasDeps) {
   ): Promise<void> {
     if (!Number.isSafeInteger(actual) || actual < 0)
       throw new Error(`a settled amount is a whole amount >= 0, not ${actual}`);
+    if (r.tenantId !== ctx.tenantId) throw new Error(`reservation ${r.id} is not this tenant's`);
     try {
-      await inTransaction(db, opts.tx, async (tx) => {
-        const row = await store.reservationForUpdate(tx, ctx.tenantId, r.id);
-        if (!row) throw new Error(`reservation ${r.id} is not this tenant's`);
-        if (row.state === "settled" || row.state === "released") return;
-        const figures = await store.finish(tx, {
-          tenantId: ctx.tenantId,
-          quota: row.quota,
-          periodStart: row.period_start,
-          id: r.id,
-          state: "settled",
-          settledAmount: actual,
-          addUsed: QUOTA_PERIOD[row.quota] === "level" ? 0 : actual,
-          unreserve: row.state === "reserved" ? row.amount : 0,
-          now: new Date(clock.now()),
-        });
-        if (figures && QUOTA_PERIOD[row.quota] === "month") {
-          touches.record(ctx.request, row.quota, {
-            limit: r.limit,
-            remaining:
-              r.limit === null ? null : Math.max(0, r.limit - figures.used - figures.reserved),
-            resetAt: r.resetAt?.toISOString() ?? null,
-          });
-        }
+      const figures = await store.finish(opts.tx ?? db, {
+        tenantId: ctx.tenantId,
+        id: r.id,
+        state: "settled",
+        actual,
+        now: new Date(clock.now()),
+        levelPeriodStart: LEVEL_PERIOD_START,
       });
+      if (figures && QUOTA_PERIOD[figures.quota] === "month") {
+        touches.record(ctx.request, figures.quota, {
+          limit: r.limit,
+          remaining:
+            r.limit === null ? null : Math.max(0, r.limit - figures.used - figures.reserved),
+          resetAt: r.resetAt?.toISOString() ?? null,
+        });
+      }
     } catch (err) {
       unavailable(err);
     }
@@ -352,29 +375,23 @@ export function createQuotasService(deps: QuotasDeps) {
      */
     settle,
 
-    /** Settles several reservations in one transaction (the caller's when given). */
+    /** Settles several reservations (on the caller's transaction when given). */
     async settleAll(
       ctx: TenantContext,
       items: Array<{ reservation: Reservation; actual: number }>,
       opts: InTransaction = {},
     ): Promise<void> {
-      if (items.length === 0) return;
-      try {
-        await inTransaction(db, opts.tx, async (tx) => {
-          for (const i of items) await settle(ctx, i.reservation, i.actual, { tx });
-        });
-      } catch (err) {
-        unavailable(err);
-      }
+      // Each settle is one statement, atomic and done once: no transaction needed around them.
+      for (const i of items) await settle(ctx, i.reservation, i.actual, opts);
     },
     /** Where every quota of the tenant stands now. */
     async status(tenantId: string): Promise<QuotaStatuses> {
-      return (await statuses(systemContext(tenantId))).statuses;
+      return (await statuses(systemContext(tenantId), QUOTA_TYPES, { fresh: true })).statuses;
     },
 
     /** The tenant's own view: plan, trial, quotas. */
     async view(ctx: TenantContext) {
-      const s = await statuses(ctx);
+      const s = await statuses(ctx, QUOTA_TYPES, { fresh: true });
       return {
         plan: s.tenant.plan,
         trialEndsAt: s.tenant.trialEndsAt,
@@ -437,7 +454,11 @@ export function createQuotasService(deps: QuotasDeps) {
       return { expired, purged };
     },
 
-    ...createQuotaAdmin({ db, statusOf: (tenantId) => statuses(systemContext(tenantId)) }),
+    ...createQuotaAdmin({
+      db,
+      statusOf: (tenantId) => statuses(systemContext(tenantId), QUOTA_TYPES, { fresh: true }),
+      changed: () => settingsCache.clear(),
+    }),
   };
 }
 

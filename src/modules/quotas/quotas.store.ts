@@ -7,13 +7,6 @@ export interface CounterFigures {
   reserved: number;
 }
 
-export interface ReservationRow {
-  state: "reserved" | "settled" | "released" | "expired";
-  quota: QuotaType;
-  period_start: Date;
-  amount: number;
-}
-
 /** One counter's key: tenant, quota type, period. */
 interface CounterKey {
   tenantId: string;
@@ -136,50 +129,49 @@ export const quotasStore = {
       .execute();
   },
 
-  /** A reservation of the tenant, locked until the transaction ends (settle and release take turns). */
-  async reservationForUpdate(
-    q: Queryable,
-    tenantId: string,
-    id: string,
-  ): Promise<ReservationRow | undefined> {
-    return kysely(q)
-      .selectFrom("quota_reservations")
-      .select(["state", "quota", "period_start", "amount"])
-      .where("tenant_id", "=", tenantId)
-      .where("id", "=", id)
-      .forUpdate()
-      .executeTakeFirst();
-  },
-
   /**
-   * Ends a reservation (settled or released) and moves its counter: `used` grows by `addUsed`,
-   * `reserved` shrinks by `unreserve` (0 when the sweep already gave the amount back).
+   * Ends a reservation and moves its counter, in one statement: the reservation row is locked
+   * (a concurrent sweep or settle waits, and the row is re-read once it may go on), marked
+   * `settled` (with `actual`) or `released`, and the counter gets `used += actual` (monthly
+   * quotas; a level's use is not counted here) and `reserved -= amount` if the reservation
+   * still held it (not when the sweep had expired it). Settling takes a reserved or an expired
+   * reservation (the work was done), releasing only a reserved one; otherwise nothing changes
+   * and the answer is undefined, so a second settle or release is harmless.
    */
   async finish(
     q: Queryable,
-    r: CounterKey & {
+    r: {
+      tenantId: string;
       id: string;
       state: "settled" | "released";
-      settledAmount: number | null;
-      addUsed: number;
-      unreserve: number;
+      actual: number;
       now: Date;
+      levelPeriodStart: Date;
     },
-  ): Promise<CounterFigures | undefined> {
-    const { rows } = await sql<CounterFigures>`
+  ): Promise<(CounterFigures & { quota: QuotaType }) | undefined> {
+    const settling = r.state === "settled";
+    const { rows } = await sql<CounterFigures & { quota: QuotaType }>`
       with r as (
-        update quota_reservations
-           set state = ${r.state}, settled_amount = ${r.settledAmount}::bigint,
-               finished_at = ${r.now}
+        select id, state, quota, period_start, amount
+          from quota_reservations
          where id = ${r.id} and tenant_id = ${r.tenantId}
-        returning id
+           and (state = 'reserved' or (${settling}::boolean and state = 'expired'))
+           for update
+      ), u as (
+        update quota_reservations q
+           set state = ${r.state}, finished_at = ${r.now},
+               settled_amount = ${settling ? r.actual : null}::bigint
+          from r
+         where q.id = r.id
       )
-      update quota_counters
-         set used = used + ${r.addUsed}::bigint, reserved = reserved - ${r.unreserve}::bigint,
+      update quota_counters c
+         set used = c.used + (case when r.period_start = ${r.levelPeriodStart}::timestamptz
+                                   then 0 else ${settling ? r.actual : 0}::bigint end),
+             reserved = c.reserved - (case when r.state = 'reserved' then r.amount else 0 end),
              updated_at = now()
-       where tenant_id = ${r.tenantId} and quota = ${r.quota} and period_start = ${r.periodStart}
-         and exists (select 1 from r)
-      returning used, reserved`.execute(kysely(q));
+        from r
+       where c.tenant_id = ${r.tenantId} and c.quota = r.quota and c.period_start = r.period_start
+      returning c.used, c.reserved, c.quota`.execute(kysely(q));
     return rows[0];
   },
 
