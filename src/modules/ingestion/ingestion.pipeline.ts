@@ -109,6 +109,18 @@ export function createIngestionPipeline(deps: PipelineDeps) {
     }
   }
 
+  /** Settles a failed run's spent tokens; if even that fails the reservation expires (logged). */
+  async function settleAfterFailure(ctx: TenantContext, r: Reservation, tokens: number) {
+    try {
+      await deps.quotas.settle(ctx, r, tokens);
+    } catch (err) {
+      deps.logger.error(
+        { err, reservationId: r.id, tenantId: ctx.tenantId, tokens },
+        "spent embedding tokens could not be settled; the reservation will expire",
+      );
+    }
+  }
+
   async function process(payload: Payload, job: JobContext<Payload>): Promise<void> {
     const started = Date.now();
     const ctx = jobContext({
@@ -122,6 +134,8 @@ export function createIngestionPipeline(deps: PipelineDeps) {
     await store.updateVersion(db, ctx.tenantId, version.id, { status: "processing" });
 
     let reservation: Reservation | undefined;
+    /** Tokens the provider has billed for this run, once it has. */
+    let spent: number | undefined;
     try {
       const config = await deps.tenants.getConfig(ctx);
       const { bytes, docType, sourceUrl } = await loadContent(
@@ -167,9 +181,14 @@ export function createIngestionPipeline(deps: PipelineDeps) {
       const { embedder, request } = await tenantEmbedder(deps.embedders, deps.tenants, ctx);
       reservation = await reserveTokens(ctx, countTokensBatch(texts, request.model));
       const embedded = await embedder.embed({ ...request, texts, signal: job.signal });
+      spent = embedded.tokens;
 
       const doc = await store.document(db, ctx.tenantId, version.document_id);
-      if (!doc) return; // deleted while we worked; its DELETE removed what there was.
+      if (!doc) {
+        // Deleted while we worked; its DELETE removed what there was. The tokens were spent.
+        await deps.quotas.settle(ctx, reservation, embedded.tokens);
+        return;
+      }
       const rows: ChunkRow[] = texts.map((text, i) => ({
         id: `${doc.id}:${version.version}:${i}`,
         documentId: doc.id,
@@ -251,8 +270,10 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         "document version ingested",
       );
     } catch (err) {
-      // A no-op once settled; otherwise the tokens were not spent (or will be reserved again).
-      if (reservation) await deps.quotas.release(reservation);
+      // Tokens the provider billed count even though the run failed (a retry embeds again and
+      // reserves anew); otherwise the reservation goes back. Both are no-ops once settled.
+      if (reservation && spent !== undefined) await settleAfterFailure(ctx, reservation, spent);
+      else if (reservation) await deps.quotas.release(reservation);
       const c = classify(err);
       const last = !c.retry || job.attempt >= INGEST_MAX_ATTEMPTS;
       deps.logger.warn(
