@@ -294,6 +294,24 @@ describe.each(backends)("quotas ($name)", (backend) => {
     }
   });
 
+  it("the quotas.sweep job of the job catalog gives back what expired", async () => {
+    const s = await signup(t.app);
+    const ctx = apiKeyContext(s.tenantId);
+    await t.ctx.quotas.reserve(ctx, "searches", 3);
+    const saved = clock.now();
+    try {
+      clock.advance(31 * 60_000);
+      await t.ctx.queue.enqueue("quotas.sweep", { tenantId: null });
+      const deadline = Date.now() + 20_000;
+      while ((await t.ctx.quotas.status(s.tenantId)).searches.reserved !== 0) {
+        if (Date.now() > deadline) expect.fail("the sweep job did not give the reservation back");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      clock.set(saved);
+    }
+  });
+
   it("a released reservation gives its amount back", async () => {
     const s = await signup(t.app);
     await setOverrides(s.tenantId, { tokens: 100 });
