@@ -26,6 +26,12 @@ import {
   ingestionSchedules,
 } from "./modules/ingestion/index.js";
 import { createKnowledgeService } from "./modules/knowledge/index.js";
+import {
+  createQuotasService,
+  quotaJobs,
+  quotaJobTypes,
+  quotaSchedules,
+} from "./modules/quotas/index.js";
 import { createSearchService, searchJobs, searchJobTypes } from "./modules/search/index.js";
 import { createTenantsService } from "./modules/tenants/index.js";
 import {
@@ -116,6 +122,8 @@ export interface AppContext {
   knowledge: ReturnType<typeof createKnowledgeService>;
   /** The billable usage ledger, the price book and re-rating. */
   usage: ReturnType<typeof createUsageService>;
+  /** Quota reservations, plans and overrides (modules/quotas). */
+  quotas: ReturnType<typeof createQuotasService>;
   /** Repairs ingestion work a crash left behind; run by the `ingest.repair` schedule. */
   recovery: IngestionRecovery;
   uploads: ReturnType<typeof createUploadsService>;
@@ -170,6 +178,7 @@ const appJobTypes = {
   ...telemetryJobTypes,
   ...alertsJobTypes,
   ...reconciliationJobTypes,
+  ...quotaJobTypes,
 };
 export type AppJobs = RegistryOf<typeof appJobTypes>;
 
@@ -180,6 +189,7 @@ const appSchedules: JobSchedule[] = [
   ...telemetrySchedules,
   ...alertsSchedules,
   ...reconciliationSchedules,
+  ...quotaSchedules,
 ];
 
 export class StartupError extends Error {
@@ -362,11 +372,21 @@ export async function createContext(
       ...(opts.onRerated ? { onRerated: opts.onRerated } : {}),
     },
   });
+  const documents = createDocumentsService({ db, blobs, vectors, queue, usage, logger });
+  const quotas = createQuotasService({
+    db,
+    tenants,
+    clock,
+    logger,
+    metrics,
+    levels: (tctx) => documents.levels(tctx),
+  });
   const ingestion = createIngestionService({
     db,
     blobs,
     queue,
     tenants,
+    quotas,
     allowPrivateUrls: config.allowPrivateUrls,
   });
   const pipeline = createIngestionPipeline({
@@ -376,15 +396,15 @@ export async function createContext(
     embedders,
     tenants,
     usage,
+    quotas,
     logger,
     allowPrivateUrls: config.allowPrivateUrls,
     maxFetchBytes: config.fetchMaxBytes,
     fetchTimeoutMs: config.fetchTimeoutMs,
     extractor,
   });
-  const documents = createDocumentsService({ db, blobs, vectors, queue, usage, logger });
   const uploads = createUploadsService({ db, blobs, ingestion, clock });
-  const search = createSearchService({ documents, vectors, embedders, tenants, usage });
+  const search = createSearchService({ db, documents, vectors, embedders, tenants, quotas, usage });
   const knowledge = createKnowledgeService({ db, ingestion, documents });
   const recovery = createIngestionRecovery({ db, blobs, queue, logger });
   // Before any request is served: claims held by the requests of a process that died (embedded
@@ -441,6 +461,7 @@ export async function createContext(
     search,
     knowledge,
     usage,
+    quotas,
     recovery,
     uploads,
     withIdempotency: createIdempotency(db, { logger }),
@@ -465,6 +486,7 @@ export async function createContext(
         ...telemetryJobs({ retention }),
         ...alertsJobs({ evaluator: alertEvaluator, logger }),
         ...reconciliationJobs({ reconciliation, logger }),
+        ...quotaJobs({ quotas, logger }),
       ];
       queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
         concurrency: config.workerConcurrency,

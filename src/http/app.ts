@@ -17,6 +17,7 @@ import { alertsRoutes } from "../modules/alerts/index.js";
 import { authRoutes } from "../modules/auth/index.js";
 import { documentsRoutes, ingestionRoutes, uploadsRoutes } from "../modules/ingestion/index.js";
 import { knowledgeRoutes } from "../modules/knowledge/index.js";
+import { quotaHeadersHook, quotasRoutes } from "../modules/quotas/index.js";
 import { searchRoutes } from "../modules/search/index.js";
 import { tenantsRoutes } from "../modules/tenants/index.js";
 import { reconciliationRoutes, usageAdminRoutes } from "../modules/usage/index.js";
@@ -131,6 +132,8 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   app.addHook("onRequest", createAuthHook(ctx.auth, { serviceToken: ctx.config.metricsToken }));
   // After authentication, before the body is read: a refused request costs no parsing.
   if (ctx.rateLimits) app.addHook("onRequest", createRateLimitHook(ctx.rateLimits));
+  // X-Quota-* on every response whose request touched a quota (errors included).
+  app.addHook("onSend", quotaHeadersHook(ctx.quotas));
   await app.register(swagger, openapiOptions);
   await app.register(swaggerUi, { routePrefix: "/docs", staticCSP: true });
 
@@ -190,5 +193,6 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(rateLimitRoutes, { limiter: ctx.rateLimits, clock: ctx.clock });
   await app.register(alertsRoutes, { alerts: ctx.alerts });
   await app.register(reconciliationRoutes, { reconciliation: ctx.reconciliation });
+  await app.register(quotasRoutes, { quotas: ctx.quotas });
   return app;
 }

@@ -69,6 +69,10 @@ export const ERROR_STATUS = {
   "usage.invalid_window": 400,
   /** A reconciliation window not on whole hours, reversed, or longer than 31 days. */
   "reconciliation.invalid_window": 400,
+  "quota.exceeded": 429,
+  "quota.unavailable": 503,
+  "plan.trial_expired": 402,
+  "plan.not_found": 404,
 } as const satisfies Record<ErrorCode, number>;
 
 /** The status an error code is answered with. */

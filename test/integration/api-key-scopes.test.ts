@@ -36,6 +36,7 @@ const POLICY: Record<string, RouteScope> = {
   "GET /api/customers/config": "read",
   "GET /api/metrics/rate-limits": "read",
   "PUT /api/customers/config": "admin",
+  "GET /api/customers/quotas": "none",
   "POST /api/ingest/document": "ingest",
   "POST /api/ingest/batch": "ingest",
   "POST /api/ingest/url": "ingest",

@@ -41,6 +41,7 @@ describe.each(backends)(
       const dying = createIngestionService({
         db: app.ctx.db,
         tenants: app.ctx.tenants,
+        quotas: app.ctx.quotas,
         allowPrivateUrls: app.ctx.config.allowPrivateUrls,
         queue: app.ctx.queue,
         blobs: {

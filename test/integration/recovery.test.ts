@@ -25,6 +25,7 @@ describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => 
       db: app.ctx.db,
       blobs: app.ctx.blobs,
       tenants: app.ctx.tenants,
+      quotas: app.ctx.quotas,
       allowPrivateUrls: app.ctx.config.allowPrivateUrls,
       queue: {
         ...app.ctx.queue,

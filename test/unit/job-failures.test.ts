@@ -57,4 +57,19 @@ describe("the retry decision of an ingestion job", () => {
     expect(decision(new EmbeddingError("busy", true, 503)).retry).toBe(true);
     expect(decision(new Error("boom"))).toEqual({ retry: true, code: "ingestion.internal" });
   });
+
+  it("does not retry a version over its tokens quota, and retries a quota store that did not answer", () => {
+    expect(decision(new IngestionJobError("over", "quota.exceeded"))).toEqual({
+      retry: false,
+      code: "quota.exceeded",
+    });
+    expect(decision(new AppError("plan.trial_expired", "ended"))).toEqual({
+      retry: false,
+      code: "plan.trial_expired",
+    });
+    expect(decision(new AppError("quota.unavailable", "database down"))).toEqual({
+      retry: true,
+      code: "quota.unavailable",
+    });
+  });
 });

@@ -171,6 +171,15 @@ export function createDocumentsService(deps: DocumentsDeps) {
     },
 
     /**
+     * What the tenant holds now: its documents, and the bytes of their active versions (the
+     * level quotas `documents` and `storage_bytes` read these).
+     */
+    async levels(ctx: TenantContext): Promise<{ documents: number; storageBytes: number }> {
+      const level = await store.storageLevel(db, ctx.tenantId);
+      return { documents: level.documents, storageBytes: level.bytes };
+    },
+
+    /**
      * Of these documents, the active version of each: the only version whose chunks search may
      * show. A document that is gone, or has no active version yet, is absent from the map.
      */

@@ -1,12 +1,15 @@
 import type { Logger } from "pino";
+import { AppError } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Db } from "../../platform/db/index.js";
+import { countTokensBatch } from "../../platform/embeddings/tokens.js";
 import { safeFetch } from "../../platform/fetch/safe-fetch.js";
 import { type JobContext, NonRetryableError } from "../../platform/queue/queue.js";
 import type { ChunkRow, VectorIndex } from "../../platform/vectors/vectors.js";
 import { jobContext, type TenantContext } from "../../tenancy.js";
+import type { QuotasService, Reservation } from "../quotas/index.js";
 import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
-import type { UsageRecorder } from "../usage/index.js";
+import type { BillableFact, UsageRecorder } from "../usage/index.js";
 import { chunkText } from "./chunking.js";
 import { blobKeyFor, contentHash } from "./content.js";
 import { documentsStore as store, type VersionRow } from "./documents.store.js";
@@ -27,6 +30,8 @@ export interface PipelineDeps {
   tenants: TenantsService;
   /** The usage ledger: a version's embedding and the storage gauges, in the activation. */
   usage: UsageRecorder;
+  /** The embedding tokens are reserved before the embedder is called, settled at activation. */
+  quotas: Pick<QuotasService, "reserve" | "settle" | "release">;
   logger: Logger;
   /** Lets URL ingestion reach private addresses (tests, local use). Off in production. */
   allowPrivateUrls: boolean;
@@ -95,6 +100,32 @@ export function createIngestionPipeline(deps: PipelineDeps) {
     return { bytes: res.body, docType, sourceUrl: res.finalUrl };
   }
 
+  /**
+   * Reserves the exact embedding tokens before any provider cost: a version that does not fit
+   * fails `quota.exceeded` (not retried) with nothing embedded.
+   */
+  async function reserveTokens(ctx: TenantContext, tokens: number): Promise<Reservation> {
+    try {
+      return await deps.quotas.reserve(ctx, "tokens", tokens);
+    } catch (err) {
+      if (err instanceof AppError && err.code === "quota.exceeded")
+        throw new IngestionJobError(err.message, "quota.exceeded");
+      throw err;
+    }
+  }
+
+  /** Settles a failed run's spent tokens; if even that fails the reservation expires (logged). */
+  async function settleAfterFailure(ctx: TenantContext, r: Reservation, tokens: number) {
+    try {
+      await deps.quotas.settle(ctx, r, tokens);
+    } catch (err) {
+      deps.logger.error(
+        { err, reservationId: r.id, tenantId: ctx.tenantId, tokens },
+        "spent embedding tokens could not be settled; the reservation will expire",
+      );
+    }
+  }
+
   async function process(payload: Payload, job: JobContext<Payload>): Promise<void> {
     const started = Date.now();
     const ctx = jobContext({
@@ -107,6 +138,9 @@ export function createIngestionPipeline(deps: PipelineDeps) {
     if (!version || ["active", "superseded", "duplicate"].includes(version.status)) return;
     await store.updateVersion(db, ctx.tenantId, version.id, { status: "processing" });
 
+    let reservation: Reservation | undefined;
+    /** Tokens the provider has billed for this run, once it has. */
+    let spent: number | undefined;
     try {
       const config = await deps.tenants.getConfig(ctx);
       const { bytes, docType, sourceUrl } = await loadContent(
@@ -150,10 +184,36 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         strategy: config.chunkStrategy,
       });
       const { embedder, request } = await tenantEmbedder(deps.embedders, deps.tenants, ctx);
+      reservation = await reserveTokens(ctx, countTokensBatch(texts, request.model));
       const embedded = await embedder.embed({ ...request, texts, signal: job.signal });
+      spent = embedded.tokens;
 
+      // The embedding is billed whatever becomes of the version (its tokens were spent): the
+      // event id is the version's, so a rerun of this job bills it once.
+      const embeddingFact = (knowledgeItemId: string | null | undefined): BillableFact => ({
+        metric: "embedding_tokens",
+        quantity: embedded.tokens,
+        items: texts.length,
+        provider: embedder.provider,
+        model: embedded.model,
+        payer: request.apiKey ? "tenant" : "platform",
+        subject: { type: "document_version", id: version.id },
+        documentId: version.document_id,
+        metadata: {
+          version: version.version,
+          ...(knowledgeItemId ? { knowledgeItemId } : {}),
+        },
+      });
+      const spentReservation = reservation;
       const doc = await store.document(db, ctx.tenantId, version.document_id);
-      if (!doc) return; // deleted while we worked; its DELETE removed what there was.
+      if (!doc) {
+        // Deleted while we worked; its DELETE removed what there was. The tokens were spent.
+        await db.transaction(async (tx) => {
+          await deps.quotas.settle(ctx, spentReservation, embedded.tokens, { tx });
+          await deps.usage.record(ctx, [embeddingFact(null)], { tx });
+        });
+        return;
+      }
       const rows: ChunkRow[] = texts.map((text, i) => ({
         id: `${doc.id}:${version.version}:${i}`,
         documentId: doc.id,
@@ -173,31 +233,22 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         page_count: extracted.pageCount ?? null,
         embedding_tokens: embedded.tokens,
       };
+      const tokens = reservation;
       const outcome = await db.transaction(async (tx) => {
+        // The tokens were spent whatever becomes of the version: they count with this commit.
+        await deps.quotas.settle(ctx, tokens, embedded.tokens, { tx });
         // Under the document's row lock, so that versions finishing at once take turns.
         const current = await store.documentForUpdate(tx, ctx.tenantId, doc.id);
-        if (!current) return "deleted";
-        // The embedding is billed with the version's write, superseded or not (its tokens were
-        // spent): the event id is the version's, so a rerun of this job bills it once.
-        const knowledgeItemId = knowledgeItemIdOf(current.external_id);
+        if (!current) {
+          await deps.usage.record(ctx, [embeddingFact(knowledgeItemIdOf(doc.external_id))], {
+            tx,
+          });
+          return "deleted";
+        }
+        // Billed with the version's write, superseded or not.
         const [billed] = await deps.usage.record(
           ctx,
-          [
-            {
-              metric: "embedding_tokens",
-              quantity: embedded.tokens,
-              items: texts.length,
-              provider: embedder.provider,
-              model: embedded.model,
-              payer: request.apiKey ? "tenant" : "platform",
-              subject: { type: "document_version", id: version.id },
-              documentId: doc.id,
-              metadata: {
-                version: version.version,
-                ...(knowledgeItemId ? { knowledgeItemId } : {}),
-              },
-            },
-          ],
+          [embeddingFact(knowledgeItemIdOf(current.external_id))],
           { tx },
         );
         const versionStats = {
@@ -258,6 +309,10 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         "document version ingested",
       );
     } catch (err) {
+      // Tokens the provider billed count even though the run failed (a retry embeds again and
+      // reserves anew); otherwise the reservation goes back. Both are no-ops once settled.
+      if (reservation && spent !== undefined) await settleAfterFailure(ctx, reservation, spent);
+      else if (reservation) await deps.quotas.release(reservation);
       const c = classify(err);
       const last = !c.retry || job.attempt >= INGEST_MAX_ATTEMPTS;
       deps.logger.warn(

@@ -5,6 +5,7 @@ import { type Db, inTransaction, type Queryable } from "../../platform/db/index.
 import { checkUrlTarget, FetchError } from "../../platform/fetch/safe-fetch.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
 import { causeOf, type TenantContext } from "../../tenancy.js";
+import { type QuotaStatuses, type QuotasService, quotaExceeded } from "../quotas/index.js";
 import type { TenantsService } from "../tenants/index.js";
 import {
   blobKeyFor,
@@ -68,6 +69,8 @@ export interface IngestionDeps {
   blobs: BlobStore;
   queue: JobQueue<IngestionJobs>;
   tenants: TenantsService;
+  /** Refuses submissions once the tenant's quotas are used up (the worker reserves the tokens). */
+  quotas: Pick<QuotasService, "assertAvailable">;
   /** Lets URL ingestion reach private addresses (tests, local use). Off in production. */
   allowPrivateUrls: boolean;
 }
@@ -129,14 +132,23 @@ export function createIngestionService(deps: IngestionDeps) {
    * after the lock sees them). Called last in the transaction, so the turn is short: the lock,
    * the count and the commit.
    */
-  async function assertRoomFor(tx: Queryable, ctx: TenantContext): Promise<void> {
+  async function assertRoomFor(
+    tx: Queryable,
+    ctx: TenantContext,
+    quota: QuotaStatuses["documents"],
+  ): Promise<void> {
     const maxDocuments = await deps.tenants.maxDocumentsForUpdate(ctx, tx);
-    if ((await store.countDocuments(tx, ctx.tenantId)) > maxDocuments) {
+    const count = await store.countDocuments(tx, ctx.tenantId);
+    if (count > maxDocuments) {
       throw new AppError(
         "ingestion.max_documents",
         `this tenant may keep at most ${maxDocuments} documents`,
         { maxDocuments },
       );
+    }
+    // The documents quota, counted under the same lock (the new document is in `count`).
+    if (quota.limit !== null && count > quota.limit) {
+      throw quotaExceeded("documents", { ...quota, used: count - 1, remaining: 0 }, 1);
     }
   }
 
@@ -204,6 +216,10 @@ export function createIngestionService(deps: IngestionDeps) {
     opts: SubmitOptions = {},
   ): Promise<IngestResult> {
     if (content.kind === "bytes") assertStorableText(content);
+    // Billable work: refused now (402 trial ended, 429 used up, 503 unknown) rather than failed later.
+    const quota = await deps.quotas.assertAvailable(ctx, ["tokens", "storage_bytes"], {
+      read: ["documents"],
+    });
     const hash = content.kind === "bytes" ? contentHash(content.bytes) : null;
     const recorded = await inTransaction(db, opts.tx, async (tx) => {
       const { doc, created } = await findOrCreate(tx, ctx, input, hash, opts);
@@ -249,7 +265,7 @@ export function createIngestionService(deps: IngestionDeps) {
           causedBy: causeOf(ctx),
         });
       }
-      if (created) await assertRoomFor(tx, ctx);
+      if (created) await assertRoomFor(tx, ctx, quota.documents);
       return {
         duplicate: false as const,
         doc,

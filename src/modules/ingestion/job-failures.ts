@@ -18,6 +18,8 @@ export type JobFailureCode =
   /** The URL answered with a type the tenant does not ingest. */
   | "ingestion.unsupported_type"
   | "ingestion.embedding_failed"
+  /** The version's embedding tokens do not fit in the tenant's tokens quota (nothing was embedded). */
+  | "quota.exceeded"
   /** Anything unforeseen: retried, since it may pass. */
   | "ingestion.internal";
 
@@ -47,8 +49,10 @@ export interface FailureDecision {
 /** Maps an error to a retry decision: failures that a retry cannot fix stop at once. */
 export function classify(err: unknown): FailureDecision {
   const message = (err as Error)?.message ?? String(err);
-  // A service refused (a setting, a missing tenant): it would answer the same next time.
-  if (err instanceof AppError) return { retry: false, code: err.code, message };
+  // A service refused (a setting, a missing tenant): it would answer the same next time. The
+  // quota store not answering is the exception: fail closed now, and try again later.
+  if (err instanceof AppError)
+    return { retry: err.code === "quota.unavailable", code: err.code, message };
   const code = failureCode(err);
   return { retry: retryable(code, err), code, message };
 }
@@ -85,6 +89,7 @@ function retryable(code: JobFailureCode, err: unknown): boolean {
     case "ingestion.content_missing":
     case "ingestion.no_url":
     case "ingestion.unsupported_type":
+    case "quota.exceeded":
       return false;
     default:
       return assertNever(code);

@@ -1,8 +1,10 @@
 import { randomUUID } from "node:crypto";
-import type { InTransaction } from "../../platform/db/index.js";
+import { type Db, type InTransaction, inTransaction } from "../../platform/db/index.js";
+import { countTokens } from "../../platform/embeddings/tokens.js";
 import type { SearchFilters, VectorHit, VectorIndex } from "../../platform/vectors/vectors.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { DocumentsService } from "../ingestion/index.js";
+import type { QuotasService } from "../quotas/index.js";
 import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
 import type { BillableFact, UsageRecorder } from "../usage/index.js";
 import type { SearchResult } from "./search.schemas.js";
@@ -36,10 +38,13 @@ export function reciprocalRankFusion(lists: VectorHit[][], k = RRF_K): VectorHit
 }
 
 export interface SearchDeps {
+  db: Db;
   documents: Pick<DocumentsService, "activeVersions">;
   vectors: VectorIndex;
   embedders: Embedders;
   tenants: TenantsService;
+  /** Every search reserves 1 search (and its query's embedding tokens), settled when answered. */
+  quotas: Pick<QuotasService, "reserveAll" | "settleAll" | "release">;
   /** Every search is metered: one `search_queries` fact, and its query embedding's tokens. */
   usage: UsageRecorder;
 }
@@ -48,23 +53,24 @@ export interface SearchDeps {
 const SEARCH_PRICE_KEY = { provider: "tenantrag", model: "search" } as const;
 
 export function createSearchService(deps: SearchDeps) {
+  type Embedding = Awaited<ReturnType<typeof tenantEmbedder>>;
+
   /** The query's vector, and the embedding fact of `search` (tokens as the embedder billed). */
   async function queryVector(
-    ctx: TenantContext,
+    e: Embedding,
     text: string,
     search: string,
   ): Promise<{ vector: number[]; fact: BillableFact }> {
-    const { embedder, request } = await tenantEmbedder(deps.embedders, deps.tenants, ctx);
-    const res = await embedder.embed({ ...request, texts: [text] });
+    const res = await e.embedder.embed({ ...e.request, texts: [text] });
     return {
       vector: res.vectors[0] as number[],
       fact: {
         metric: "embedding_tokens",
         quantity: res.tokens,
         items: 1,
-        provider: embedder.provider,
+        provider: e.embedder.provider,
         model: res.model,
-        payer: request.apiKey ? "tenant" : "platform",
+        payer: e.request.apiKey ? "tenant" : "platform",
         subject: { type: "search", id: search },
       },
     };
@@ -77,64 +83,103 @@ export function createSearchService(deps: SearchDeps) {
     return hits.filter((h) => active.get(h.documentId) === h.version);
   }
 
+  async function run(
+    ctx: TenantContext,
+    q: SearchQuery,
+    embedding: Embedding | undefined,
+    searchId: string,
+  ): Promise<{ results: SearchResult[]; facts: BillableFact[] }> {
+    const fetch = Math.min(q.limit * 3, 150);
+    const lists: VectorHit[][] = [];
+    const facts: BillableFact[] = [
+      {
+        metric: "search_queries",
+        quantity: 1,
+        ...SEARCH_PRICE_KEY,
+        payer: "platform",
+        subject: { type: "search", id: searchId },
+        metadata: { mode: q.mode },
+      },
+    ];
+    if (embedding) {
+      const { vector, fact } = await queryVector(embedding, q.query, searchId);
+      facts.push(fact);
+      lists.push(
+        await activeOnly(
+          ctx,
+          await deps.vectors.searchVector(ctx.tenantId, vector, fetch, q.filters),
+        ),
+      );
+    }
+    if (q.mode === "text" || q.mode === "hybrid") {
+      lists.push(
+        await activeOnly(
+          ctx,
+          await deps.vectors.searchText(ctx.tenantId, q.query, fetch, q.filters),
+        ),
+      );
+    }
+    const ranked = q.mode === "hybrid" ? reciprocalRankFusion(lists) : (lists[0] ?? []);
+    const results = ranked.slice(0, q.limit).map((h) => ({
+      text: h.text,
+      score: h.score,
+      documentId: h.documentId,
+      title: h.title,
+      version: h.version,
+      chunkIndex: h.chunkIndex,
+      docType: h.docType,
+      metadata: h.metadata,
+    }));
+    return { results, facts };
+  }
+
   return {
     /**
      * Ranked chunks of the tenant's active document versions. Each underlying search fetches
      * more than asked, since chunks of superseded versions may still be in the index until
      * clean-up has run and are dropped here.
      *
-     * Metered once it has answered: a `search_queries` fact and, for vector and hybrid
-     * searches, the query embedding's tokens, two facts of one search (a random id), recorded
-     * together (in `opts.tx` when given). A search that fails is not billed.
+     * Quota first: 1 search and the query's tokens (counted with the tokenizer) are reserved
+     * before any work. Once it has answered, one transaction (`opts.tx` when given) records the
+     * `search_queries` fact and, for vector and hybrid searches, the query embedding's tokens as
+     * the embedder reported them (two facts of one random search id), and settles the
+     * reservations with those amounts. A search that fails releases them and is not billed.
      */
     async search(
       ctx: TenantContext,
       q: SearchQuery,
       opts: InTransaction = {},
     ): Promise<SearchResult[]> {
-      const fetch = Math.min(q.limit * 3, 150);
-      const lists: VectorHit[][] = [];
-      const searchId = randomUUID();
-      const facts: BillableFact[] = [
-        {
-          metric: "search_queries",
-          quantity: 1,
-          ...SEARCH_PRICE_KEY,
-          payer: "platform",
-          subject: { type: "search", id: searchId },
-          metadata: { mode: q.mode },
-        },
-      ];
-      if (q.mode === "vector" || q.mode === "hybrid") {
-        const { vector, fact } = await queryVector(ctx, q.query, searchId);
-        facts.push(fact);
-        lists.push(
-          await activeOnly(
+      const embeds = q.mode === "vector" || q.mode === "hybrid";
+      const embedding = embeds
+        ? await tenantEmbedder(deps.embedders, deps.tenants, ctx)
+        : undefined;
+      const queryTokens = embedding ? countTokens(q.query, embedding.request.model) : 0;
+      const held = await deps.quotas.reserveAll(ctx, [
+        { quota: "searches", amount: 1 },
+        { quota: "tokens", amount: queryTokens },
+      ]);
+      try {
+        const { results, facts } = await run(ctx, q, embedding, randomUUID());
+        const usedTokens = facts
+          .filter((f) => f.metric === "embedding_tokens")
+          .reduce((sum, f) => sum + f.quantity, 0);
+        await inTransaction(deps.db, opts.tx, async (tx) => {
+          await deps.usage.record(ctx, facts, { tx });
+          await deps.quotas.settleAll(
             ctx,
-            await deps.vectors.searchVector(ctx.tenantId, vector, fetch, q.filters),
-          ),
-        );
+            held.map((r) => ({
+              reservation: r,
+              actual: r.quota === "tokens" ? usedTokens : r.amount,
+            })),
+            { tx },
+          );
+        });
+        return results;
+      } catch (err) {
+        for (const r of held) await deps.quotas.release(r);
+        throw err;
       }
-      if (q.mode === "text" || q.mode === "hybrid") {
-        lists.push(
-          await activeOnly(
-            ctx,
-            await deps.vectors.searchText(ctx.tenantId, q.query, fetch, q.filters),
-          ),
-        );
-      }
-      const ranked = q.mode === "hybrid" ? reciprocalRankFusion(lists) : (lists[0] ?? []);
-      await deps.usage.record(ctx, facts, opts);
-      return ranked.slice(0, q.limit).map((h) => ({
-        text: h.text,
-        score: h.score,
-        documentId: h.documentId,
-        title: h.title,
-        version: h.version,
-        chunkIndex: h.chunkIndex,
-        docType: h.docType,
-        metadata: h.metadata,
-      }));
     },
   };
 }

@@ -11,6 +11,7 @@ import * as m0009 from "./migrations/0009-version-content-hash.js";
 import * as m0010 from "./migrations/0010-version-content-stored.js";
 import * as m0011 from "./migrations/0011-job-outbox-and-schedules.js";
 import * as m0012 from "./migrations/0012-usage-ledger.js";
+import * as m0013 from "./migrations/0013-quotas.js";
 import * as m0014 from "./migrations/0014-usage-rating.js";
 import * as m0016 from "./migrations/0016-alerts.js";
 
@@ -34,6 +35,7 @@ export const migrations: readonly Migration[] = [
   { version: 10, name: "version-content-stored", sql: m0010.sql },
   { version: 11, name: "job-outbox-and-schedules", sql: m0011.sql },
   { version: 12, name: "usage-ledger", sql: m0012.sql },
+  { version: 13, name: "quotas", sql: m0013.sql },
   { version: 14, name: "usage-rating", sql: m0014.sql },
   { version: 16, name: "alerts", sql: m0016.sql },
 ];

@@ -50,6 +50,15 @@ export function oneOf<S extends ColumnSpec, const V extends string>(
 
 type Column = ColumnSpec | OneOf<ColumnSpec, string>;
 
+/** The quota types of migration 0013's check constraints (modules/quotas names them too). */
+const QUOTA_TYPE_VALUES = [
+  "tokens",
+  "chat_messages",
+  "searches",
+  "documents",
+  "storage_bytes",
+] as const;
+
 export const schema = {
   schema_migrations: {
     version: "integer",
@@ -65,7 +74,6 @@ export const schema = {
     rate_limit_per_day: "integer",
     max_documents: "integer",
     max_file_size_mb: "integer",
-    quotas: "jsonb default",
     trial_days: "integer null",
   },
   tenants: {
@@ -91,7 +99,6 @@ export const schema = {
     embedding_model: "text null",
     provider_api_key_enc: "bytea null",
     provider_api_key_last4: "text null",
-    quota_overrides: "jsonb default",
     updated_at: "timestamptz default",
   },
   users: {
@@ -369,6 +376,40 @@ export const schema = {
     tenant_id: "uuid",
     thresholds: "jsonb default",
     updated_at: "timestamptz default",
+  },
+
+  // 0013 quotas (plans.quotas and tenant_config.quota_overrides dropped there)
+  plan_quotas: {
+    plan_id: "text",
+    quota: oneOf("text", QUOTA_TYPE_VALUES),
+    limit_value: "bigint null",
+    updated_at: "timestamptz default",
+  },
+  tenant_quota_overrides: {
+    tenant_id: "uuid",
+    quota: oneOf("text", QUOTA_TYPE_VALUES),
+    limit_value: "bigint null",
+    updated_at: "timestamptz default",
+  },
+  quota_counters: {
+    tenant_id: "uuid",
+    quota: oneOf("text", QUOTA_TYPE_VALUES),
+    period_start: "timestamptz",
+    used: "bigint default",
+    reserved: "bigint default",
+    updated_at: "timestamptz default",
+  },
+  quota_reservations: {
+    id: "uuid default",
+    tenant_id: "uuid",
+    quota: oneOf("text", QUOTA_TYPE_VALUES),
+    period_start: "timestamptz",
+    amount: "bigint",
+    state: oneOf("text default", ["reserved", "settled", "released", "expired"]),
+    settled_amount: "bigint null",
+    expires_at: "timestamptz",
+    created_at: "timestamptz default",
+    finished_at: "timestamptz null",
   },
 } as const satisfies Record<string, Record<string, Column>>;
 
