@@ -18,6 +18,7 @@ import { dropQueueKeys, GENEROUS_RATE_LIMITS } from "../fixtures/app.js";
 import { builtMain, migratedDataDir } from "../fixtures/cli.js";
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from "../fixtures/db.js";
 import { type FakeOpenAI, startFakeOpenAI } from "../fixtures/fake-openai.js";
+import { usageEvents } from "../fixtures/usage.js";
 import {
   type Api,
   crashScenario,
@@ -44,6 +45,16 @@ interface Child {
   waitFor(re: RegExp, ms: number): Promise<RegExpMatchArray>;
   /** Resolves with the exit code or signal; rejects after `ms`. */
   exited(ms: number): Promise<number | string | null>;
+}
+
+/** The version's embedding is in the ledger once, whatever the crash. */
+async function expectBilledOnce(ctx: AppContext, tenantId: string) {
+  const events = await usageEvents(ctx, {
+    tenantId,
+    metric: "embedding_tokens",
+    subjectType: "document_version",
+  });
+  expect(events).toHaveLength(1);
 }
 
 const children = new Set<ChildProcess>();
@@ -220,6 +231,7 @@ serverMode("worker killed mid-job (server mode)", () => {
     const d = await deployment();
     const outcome = await crashScenario({ api: d.api, fake, startWorker: d.startWorker });
     expect(await d.ctx.vectors.count(outcome.tenantId)).toBe(outcome.chunkCount);
+    await expectBilledOnce(d.ctx, outcome.tenantId);
   });
 
   it("killed after writing its chunks: the second worker writes them again without duplicates", {
@@ -235,6 +247,7 @@ serverMode("worker killed mid-job (server mode)", () => {
     });
     // Counted in the table itself, not through search (which could hide duplicates).
     expect(await d.ctx.vectors.count(outcome.tenantId)).toBe(outcome.chunkCount);
+    await expectBilledOnce(d.ctx, outcome.tenantId);
   });
 });
 

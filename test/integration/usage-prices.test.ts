@@ -314,6 +314,55 @@ describe.each(backends)("price book and re-rating ($name)", (backend) => {
     expect(await usageEvents(t.ctx, { tenantId: s.tenantId })).toHaveLength(5);
   });
 
+  it("the same fact recorded concurrently is one event, and the same price added concurrently is one row", async () => {
+    const provider = `acme-${randomBytes(4).toString("hex")}`;
+    const body = {
+      provider,
+      model: "m",
+      unit: "input_token",
+      usdPerUnit: "0.001",
+      effectiveFrom: "2030-04-01T00:00:00Z",
+    };
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, () => asAdmin("POST", "/api/admin/prices", body)),
+    );
+    expect(answers.map((r) => r.statusCode).sort()).toEqual([
+      201, 409, 409, 409, 409, 409, 409, 409,
+    ]);
+    for (const r of answers.filter((x) => x.statusCode === 409))
+      expect(r.json().error.code).toBe("price.duplicate");
+
+    const s = await signup(t.app);
+    const one = fact(provider, "m", 1234, at("2030-04-02T00:00:00Z"));
+    const results = (
+      await Promise.all(Array.from({ length: 8 }, () => record(s.tenantId, [one])))
+    ).flat();
+    expect(results.filter((r) => r.recorded)).toHaveLength(1);
+    expect(new Set(results.map((r) => r.id)).size).toBe(1);
+    expect(new Set(results.map((r) => units(r.costUsd)))).toEqual(
+      new Set([costUnits(1234, "0.001")]),
+    );
+    expect(await usageEvents(t.ctx, { tenantId: s.tenantId })).toHaveLength(1);
+  });
+
+  it("concurrent re-ratings take turns and each records its run", async () => {
+    const runs = await Promise.all(
+      Array.from({ length: 3 }, () =>
+        asAdmin("POST", "/api/admin/usage/rerate", {
+          from: "2030-04-01T00:00:00Z",
+          to: "2030-04-03T00:00:00Z",
+        }),
+      ),
+    );
+    expect(runs.map((r) => r.statusCode)).toEqual([200, 200, 200]);
+    // Nothing changed prices in that window since recording: no run changes anything.
+    expect(runs.map((r) => r.json().eventsChanged)).toEqual([0, 0, 0]);
+    const listed = (await asAdmin("GET", "/api/admin/usage/rerates?limit=3")).json();
+    expect(new Set(listed.items.map((r: { id: string }) => r.id))).toEqual(
+      new Set(runs.map((r) => r.json().id)),
+    );
+  });
+
   it("re-rating changes exactly the events inside its window and filters, and records the run", async () => {
     const provider = `acme-${randomBytes(4).toString("hex")}`;
     const other = `acme-${randomBytes(4).toString("hex")}`;
