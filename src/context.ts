@@ -19,6 +19,17 @@ import {
 import { createKnowledgeService } from "./modules/knowledge/index.js";
 import { createSearchService, searchJobs, searchJobTypes } from "./modules/search/index.js";
 import { createTenantsService } from "./modules/tenants/index.js";
+import {
+  createExports,
+  createReports,
+  createRollups,
+  type Exports,
+  type Reports,
+  type Rollups,
+  rollupJobs,
+  rollupJobTypes,
+  rollupSchedules,
+} from "./modules/usage/index.js";
 import type { BlobStore } from "./platform/blobs/blobs.js";
 import { createLocalBlobStore } from "./platform/blobs/local.js";
 import { type Clock, systemClock } from "./platform/clock.js";
@@ -74,6 +85,8 @@ export interface AppContext {
   /** Repairs ingestion work a crash left behind; run by the `ingest.repair` schedule. */
   recovery: IngestionRecovery;
   uploads: ReturnType<typeof createUploadsService>;
+  /** Usage roll-ups (run by the `usage.rollup` schedule), reports and exports. */
+  usage: { rollups: Rollups; reports: Reports; exports: Exports };
   withIdempotency: ReturnType<typeof createIdempotency>;
   /** Starts processing background jobs in this process (serve without --no-worker, worker). */
   startWorkers(): void;
@@ -97,11 +110,11 @@ export interface ContextOptions {
 }
 
 /** Every module's job types: the queue's registry (a name two modules declare fails at work). */
-const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes };
+const appJobTypes = { ...ingestionJobTypes, ...searchJobTypes, ...rollupJobTypes };
 export type AppJobs = RegistryOf<typeof appJobTypes>;
 
 /** Every module's repeatable jobs, declared by worker processes. */
-const appSchedules: JobSchedule[] = [...ingestionSchedules];
+const appSchedules: JobSchedule[] = [...ingestionSchedules, ...rollupSchedules];
 
 export class StartupError extends Error {
   override name = "StartupError";
@@ -278,6 +291,12 @@ export async function createContext(
   const search = createSearchService({ documents, vectors, embedders, tenants });
   const knowledge = createKnowledgeService({ db, ingestion, documents });
   const recovery = createIngestionRecovery({ db, blobs, queue, logger });
+  const rollups = createRollups({ db, clock, documents, logger });
+  const usage = {
+    rollups,
+    reports: createReports({ db, clock, rollups, documents, tenants }),
+    exports: createExports({ db, rollups, documents }),
+  };
   // Before any request is served: claims held by the requests of a process that died (embedded
   // mode only; on PostgreSQL other processes may be alive, and the claims' short leases expire).
   if (db.kind === "pglite") {
@@ -310,6 +329,7 @@ export async function createContext(
     knowledge,
     recovery,
     uploads,
+    usage,
     withIdempotency: createIdempotency(db, { logger }),
     startWorkers() {
       if (working) return;
@@ -317,6 +337,7 @@ export async function createContext(
       const jobs = [
         ...ingestionJobs({ pipeline, recovery, logger }),
         ...searchJobs({ vectors, logger }),
+        ...rollupJobs({ rollups }),
       ];
       queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
         concurrency: config.workerConcurrency,

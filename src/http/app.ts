@@ -18,6 +18,7 @@ import { documentsRoutes, ingestionRoutes, uploadsRoutes } from "../modules/inge
 import { knowledgeRoutes } from "../modules/knowledge/index.js";
 import { searchRoutes } from "../modules/search/index.js";
 import { tenantsRoutes } from "../modules/tenants/index.js";
+import { metricsRoutes } from "../modules/usage/index.js";
 import { createAuthHook } from "./auth-hook.js";
 import { createClientErrorHandler } from "./client-errors.js";
 import { errorHandler } from "./error-handler.js";
@@ -168,5 +169,6 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(uploadsRoutes, { uploads: ctx.uploads });
   await app.register(searchRoutes, { search: ctx.search });
   await app.register(knowledgeRoutes, { knowledge: ctx.knowledge });
+  await app.register(metricsRoutes, { reports: ctx.usage.reports, exports: ctx.usage.exports });
   return app;
 }

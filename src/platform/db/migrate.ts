@@ -11,6 +11,7 @@ import * as m0009 from "./migrations/0009-version-content-hash.js";
 import * as m0010 from "./migrations/0010-version-content-stored.js";
 import * as m0011 from "./migrations/0011-job-outbox-and-schedules.js";
 import * as m0012 from "./migrations/0012-usage-ledger.js";
+import * as m0015 from "./migrations/0015-usage-rollups.js";
 
 export interface Migration {
   version: number;
@@ -32,6 +33,7 @@ export const migrations: readonly Migration[] = [
   { version: 10, name: "version-content-stored", sql: m0010.sql },
   { version: 11, name: "job-outbox-and-schedules", sql: m0011.sql },
   { version: 12, name: "usage-ledger", sql: m0012.sql },
+  { version: 15, name: "usage-rollups", sql: m0015.sql },
 ];
 
 /**
