@@ -49,6 +49,14 @@ const POLICY: Record<string, RouteScope> = {
   "PUT /api/documents/:id": "ingest",
   "DELETE /api/documents/:id": "ingest",
   "POST /api/search": ["read", "chat"],
+  "GET /api/metrics/overview": "read",
+  "GET /api/metrics/usage": "read",
+  "GET /api/metrics/documents": "read",
+  "GET /api/metrics/tokens": "read",
+  "GET /api/metrics/costs": "read",
+  "GET /api/metrics/report": "read",
+  "GET /api/metrics/export": "read",
+  "GET /api/customers/usage": "read",
   "POST /search": ["read", "chat"],
   ...Object.fromEntries(
     ["faqs", "menu-items", "policies"].flatMap((c) => [
