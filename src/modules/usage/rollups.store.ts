@@ -54,8 +54,15 @@ export type RollupRow = Row<"usage_rollups", (typeof ROLLUP_COLUMNS)[number]>;
 const KEY = ["tenant_id", "period", "period_start"] as const;
 const VALUE_COLUMNS = ROLLUP_COLUMNS.filter((c) => !(KEY as readonly string[]).includes(c));
 
+/**
+ * The UTC window of a timestamp. Hours and seconds use `date_bin` (absolute time, no time
+ * zone arithmetic: several times faster than `date_trunc(…, 'UTC')` over a million rows, and
+ * the same result); days and months `date_trunc` in UTC.
+ */
 const trunc = (period: Period | "second", column: string) =>
-  sql.raw(`date_trunc('${period}', ${column}, 'UTC')`);
+  period === "hour" || period === "second"
+    ? sql.raw(`date_bin('1 ${period}', ${column}, timestamptz '2000-01-01 00:00:00+00')`)
+    : sql.raw(`date_trunc('${period}', ${column}, 'UTC')`);
 
 export interface ApiHour {
   hour: Date;
@@ -122,21 +129,29 @@ export const rollupsStore = {
     return r.rows;
   },
 
-  /** Latency counts per hour and sketch bucket (sketch.ts: the sketch's own key function). */
+  /**
+   * Latency counts per hour and sketch bucket (sketch.ts: the sketch's own key function), as
+   * one row per hour with the buckets and their counts in two arrays, in bucket order: a few
+   * hundred (bucket, count) pairs per hour as rows cost three times more to ship than arrays.
+   */
   async latencyBuckets(
     q: Queryable,
     tenantId: string,
     from: Date,
     to: Date,
-  ): Promise<Array<{ hour: Date; bucket: number; n: number }>> {
-    const r = await sql<{ hour: Date; bucket: number; n: number }>`
-      select ${trunc("hour", "occurred_at")} as hour,
-        case when latency_ms < ${ZERO_BELOW_MS}::float8 then ${ZERO_BUCKET}::int4
-          else ceil(ln(latency_ms) / ${LN_GAMMA}::float8)::int4 end as bucket,
-        count(*)::int8 as n
-      from api_calls
-      where tenant_id = ${tenantId} and occurred_at >= ${from} and occurred_at < ${to}
-      group by 1, 2`.execute(kysely(q));
+  ): Promise<Array<{ hour: Date; buckets: number[]; counts: number[] }>> {
+    const r = await sql<{ hour: Date; buckets: number[]; counts: number[] }>`
+      select hour, array_agg(bucket order by bucket) as buckets, array_agg(n order by bucket) as counts
+      from (
+        select ${trunc("hour", "occurred_at")} as hour,
+          case when latency_ms < ${ZERO_BELOW_MS}::float8 then ${ZERO_BUCKET}::int4
+            else ceil(ln(latency_ms) / ${LN_GAMMA}::float8)::int4 end as bucket,
+          count(*)::int4 as n
+        from api_calls
+        where tenant_id = ${tenantId} and occurred_at >= ${from} and occurred_at < ${to}
+        group by 1, 2
+      ) b
+      group by hour`.execute(kysely(q));
     return r.rows;
   },
 
