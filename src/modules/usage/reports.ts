@@ -237,7 +237,8 @@ export function createReports(deps: ReportsDeps) {
       ctx: TenantContext,
       q: { from?: Date | undefined; to?: Date | undefined; limit: number },
     ) {
-      const to = q.to ?? ceilTo("hour", now());
+      // An open end is 30 days from the other one: never an unbounded scan.
+      const to = q.to ?? (q.from ? new Date(q.from.getTime() + 30 * DAY) : ceilTo("hour", now()));
       const from = q.from ?? new Date(to.getTime() - 30 * DAY);
       return {
         from: from.toISOString(),
