@@ -201,6 +201,32 @@ describe.each(backends)("usage roll-ups ($name)", (backend) => {
     expect(again).toEqual(computedAt);
   });
 
+  it("concurrent recomputations and job passes of one tenant end in the rows one recomputation gives", async () => {
+    const a = await insertTenant(db);
+    const from = new Date("2027-01-08T00:00:00Z");
+    const to = new Date("2027-01-09T00:00:00Z");
+    const data = mixedUsage(a, 1500, from, to, 13);
+    await insertApiCalls(db, data.calls);
+    await insertUsageEvents(db, data.events);
+    await Promise.all([
+      rollups.recompute(a, from, to),
+      rollups.recompute(a, new Date("2027-01-08T06:00:00Z"), new Date("2027-01-08T18:00:00Z")),
+      rollups.run(),
+      rollups.recompute(a, from, to),
+    ]);
+    const read = () =>
+      Promise.all(
+        (["hour", "day", "month"] as const).map((p) =>
+          rollups.read(a, p, floorTo("month", from), to),
+        ),
+      );
+    const together = await read();
+    expect(await rollups.recompute(a, from, to)).toBe(0);
+    expect(await read()).toEqual(together);
+    const [day] = together[1] ?? [];
+    expect(day?.api_calls_total).toBe(data.calls.length);
+  });
+
   it("splits 23:59:59.999 on 31 December and 00:00 on 1 January into their own hour, day, month", async () => {
     const a = await insertTenant(db);
     const last = new Date("2026-12-31T23:59:59.999Z");
