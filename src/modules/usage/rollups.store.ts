@@ -75,6 +75,8 @@ export interface ApiHour {
   latency_sum: number;
   bytes_in: number;
   bytes_out: number;
+  buckets: number[];
+  counts: number[];
 }
 
 export interface UsageHour {
@@ -91,22 +93,39 @@ export interface UsageHour {
 }
 
 export const rollupsStore = {
-  /** Calls per hour: counts by outcome, latency sum, bytes. */
+  /**
+   * Calls per hour in one scan: counts by outcome, latency sum, bytes, and the latency sketch's
+   * buckets (sketch.ts: the sketch's own key function) with their counts as two arrays in
+   * bucket order — a few hundred (bucket, count) pairs per hour cost three times more to ship
+   * as rows than as arrays.
+   */
   async apiHours(q: Queryable, tenantId: string, from: Date, to: Date): Promise<ApiHour[]> {
     const r = await sql<ApiHour>`
-      select ${trunc("hour", "occurred_at")} as hour,
-        count(*)::int8 as total,
-        count(*) filter (where status < 400)::int8 as successful,
-        count(*) filter (where status >= 400)::int8 as failed,
-        count(*) filter (where status = 429 and error_code = 'rate_limit.exceeded')::int8 as rate_limited,
-        count(*) filter (where error_code = 'quota.exceeded')::int8 as quota_exceeded,
-        count(*) filter (where status >= 500)::int8 as errors,
-        coalesce(sum(latency_ms), 0)::float8 as latency_sum,
-        coalesce(sum(bytes_in), 0)::int8 as bytes_in,
-        coalesce(sum(bytes_out), 0)::int8 as bytes_out
-      from api_calls
-      where tenant_id = ${tenantId} and occurred_at >= ${from} and occurred_at < ${to}
-      group by 1`.execute(kysely(q));
+      select hour,
+        sum(total)::int8 as total, sum(successful)::int8 as successful,
+        sum(failed)::int8 as failed, sum(rate_limited)::int8 as rate_limited,
+        sum(quota_exceeded)::int8 as quota_exceeded, sum(errors)::int8 as errors,
+        sum(latency_sum)::float8 as latency_sum,
+        sum(bytes_in)::int8 as bytes_in, sum(bytes_out)::int8 as bytes_out,
+        array_agg(bucket order by bucket) as buckets, array_agg(total order by bucket) as counts
+      from (
+        select ${trunc("hour", "occurred_at")} as hour,
+          case when latency_ms < ${ZERO_BELOW_MS}::float8 then ${ZERO_BUCKET}::int4
+            else ceil(ln(latency_ms) / ${LN_GAMMA}::float8)::int4 end as bucket,
+          count(*)::int4 as total,
+          count(*) filter (where status < 400) as successful,
+          count(*) filter (where status >= 400) as failed,
+          count(*) filter (where status = 429 and error_code = 'rate_limit.exceeded') as rate_limited,
+          count(*) filter (where error_code = 'quota.exceeded') as quota_exceeded,
+          count(*) filter (where status >= 500) as errors,
+          sum(latency_ms) as latency_sum,
+          sum(bytes_in) as bytes_in,
+          sum(bytes_out) as bytes_out
+        from api_calls
+        where tenant_id = ${tenantId} and occurred_at >= ${from} and occurred_at < ${to}
+        group by 1, 2
+      ) b
+      group by hour`.execute(kysely(q));
     return r.rows;
   },
 
@@ -126,32 +145,6 @@ export const rollupsStore = {
         group by 1
       ) per_second
       group by 1`.execute(kysely(q));
-    return r.rows;
-  },
-
-  /**
-   * Latency counts per hour and sketch bucket (sketch.ts: the sketch's own key function), as
-   * one row per hour with the buckets and their counts in two arrays, in bucket order: a few
-   * hundred (bucket, count) pairs per hour as rows cost three times more to ship than arrays.
-   */
-  async latencyBuckets(
-    q: Queryable,
-    tenantId: string,
-    from: Date,
-    to: Date,
-  ): Promise<Array<{ hour: Date; buckets: number[]; counts: number[] }>> {
-    const r = await sql<{ hour: Date; buckets: number[]; counts: number[] }>`
-      select hour, array_agg(bucket order by bucket) as buckets, array_agg(n order by bucket) as counts
-      from (
-        select ${trunc("hour", "occurred_at")} as hour,
-          case when latency_ms < ${ZERO_BELOW_MS}::float8 then ${ZERO_BUCKET}::int4
-            else ceil(ln(latency_ms) / ${LN_GAMMA}::float8)::int4 end as bucket,
-          count(*)::int4 as n
-        from api_calls
-        where tenant_id = ${tenantId} and occurred_at >= ${from} and occurred_at < ${to}
-        group by 1, 2
-      ) b
-      group by hour`.execute(kysely(q));
     return r.rows;
   },
 

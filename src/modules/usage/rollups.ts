@@ -184,7 +184,6 @@ export function createRollups(deps: RollupsDeps) {
     // One after another: a transaction is one connection, which runs one statement at a time.
     const api = await store.apiHours(q, tenantId, from, to);
     const peaks = await store.peakQps(q, tenantId, from, to);
-    const buckets = await store.latencyBuckets(q, tenantId, from, to);
     const usage = await store.usageHours(q, tenantId, from, to);
     const gauges = await store.gaugeHours(q, tenantId, from, to);
     const versions = await deps.documents.versionCountsByHour({ tenantId }, from, to, { tx: q });
@@ -213,7 +212,7 @@ export function createRollups(deps: RollupsDeps) {
       });
     }
     for (const p of peaks) row(p.hour).peak_qps = p.peak;
-    for (const b of buckets) {
+    for (const b of api) {
       // Buckets in key order (the query's): a window's sketch is the same bytes every time.
       const sketch = sketchFromBuckets(
         b.buckets.map((bucket, i) => ({ bucket, n: b.counts[i] ?? 0 })),
