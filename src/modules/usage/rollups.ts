@@ -162,6 +162,9 @@ function money(v: string | null | undefined): string {
 const ratio = (n: number, d: number) => (d > 0 ? n / d : 0);
 
 function finish(row: RollupRow): RollupRow {
+  // Rounded to a microsecond: a float sum's last bits depend on the order the database adds
+  // in, and a recomputation must give the same row.
+  row.latency_sum_ms = Math.round(row.latency_sum_ms * 1000) / 1000;
   row.error_rate = ratio(row.error_count, row.api_calls_total);
   row.latency_avg_ms =
     row.latency_count > 0 ? Math.round((row.latency_sum_ms / row.latency_count) * 1000) / 1000 : 0;
