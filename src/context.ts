@@ -35,21 +35,31 @@ import {
 import { createSearchService, searchJobs, searchJobTypes } from "./modules/search/index.js";
 import { createTenantsService } from "./modules/tenants/index.js";
 import {
+  createExports,
   createReconciliation,
+  createReports,
   createRetention,
+  createRollups,
   createTelemetry,
   createUsageService,
   createUsageSignals,
+  type Exports,
   type Reconciliation,
+  type Reports,
   type RerateHooks,
   type Retention,
+  type Rollups,
   reconciliationJobs,
   reconciliationJobTypes,
   reconciliationSchedules,
+  rollupJobs,
+  rollupJobTypes,
+  rollupSchedules,
   type Telemetry,
   telemetryJobs,
   telemetryJobTypes,
   telemetrySchedules,
+  type UsageService,
   usageJobs,
   usageJobTypes,
   usageSchedules,
@@ -120,8 +130,11 @@ export interface AppContext {
   documents: ReturnType<typeof createDocumentsService>;
   search: ReturnType<typeof createSearchService>;
   knowledge: ReturnType<typeof createKnowledgeService>;
-  /** The billable usage ledger, the price book and re-rating. */
-  usage: ReturnType<typeof createUsageService>;
+  /**
+   * The billable usage ledger, the price book and re-rating; with the roll-ups (run by the
+   * `usage.rollup` schedule), reports and exports.
+   */
+  usage: UsageService & { rollups: Rollups; reports: Reports; exports: Exports };
   /** Quota reservations, plans and overrides (modules/quotas). */
   quotas: ReturnType<typeof createQuotasService>;
   /** Repairs ingestion work a crash left behind; run by the `ingest.repair` schedule. */
@@ -179,6 +192,7 @@ const appJobTypes = {
   ...alertsJobTypes,
   ...reconciliationJobTypes,
   ...quotaJobTypes,
+  ...rollupJobTypes,
 };
 export type AppJobs = RegistryOf<typeof appJobTypes>;
 
@@ -190,6 +204,7 @@ const appSchedules: JobSchedule[] = [
   ...alertsSchedules,
   ...reconciliationSchedules,
   ...quotaSchedules,
+  ...rollupSchedules,
 ];
 
 export class StartupError extends Error {
@@ -361,7 +376,8 @@ export async function createContext(
   };
   // Document costs follow the ledger through re-rating (`documents` is made below; the hook
   // runs only in a re-rating run, long after).
-  const usage = createUsageService({
+  // Roll-ups follow it too: the hours a run changed are recomputed in the run's transaction.
+  const ledger = createUsageService({
     db,
     clock,
     logger,
@@ -369,9 +385,19 @@ export async function createContext(
       async onVersionCosts(changes, { tx }) {
         await documents.setEmbeddingCosts(changes, { tx });
       },
-      ...(opts.onRerated ? { onRerated: opts.onRerated } : {}),
+      async onRerated(windows, { tx }) {
+        for (const w of windows) {
+          const hours = w.hours.map((h) => new Date(h).getTime());
+          if (hours.length === 0) continue;
+          const from = new Date(Math.min(...hours));
+          const to = new Date(Math.max(...hours) + 3_600_000);
+          await rollups.recompute(w.tenantId, from, to, { tx });
+        }
+        await opts.onRerated?.(windows, { tx });
+      },
     },
   });
+  const usage = ledger;
   const documents = createDocumentsService({ db, blobs, vectors, queue, usage, logger });
   const quotas = createQuotasService({
     db,
@@ -407,6 +433,12 @@ export async function createContext(
   const search = createSearchService({ db, documents, vectors, embedders, tenants, quotas, usage });
   const knowledge = createKnowledgeService({ db, ingestion, documents });
   const recovery = createIngestionRecovery({ db, blobs, queue, logger });
+  const rollups = createRollups({ db, clock, documents, logger });
+  const usageWithReports = Object.assign(ledger, {
+    rollups,
+    reports: createReports({ db, clock, rollups, documents, tenants }),
+    exports: createExports({ db, rollups, documents }),
+  });
   // Before any request is served: claims held by the requests of a process that died (embedded
   // mode only; on PostgreSQL other processes may be alive, and the claims' short leases expire).
   if (db.kind === "pglite") {
@@ -432,11 +464,32 @@ export async function createContext(
   const alertEvaluator = createAlertEvaluator({
     alerts,
     signals: createUsageSignals({ db }),
+    quotas: {
+      // The quotas' figures as the rules read them: a level (documents, storage) has no period
+      // of its own, so its alerts count per calendar month.
+      async status(tenantId) {
+        const month = new Date(clock.now());
+        month.setUTCDate(1);
+        month.setUTCHours(0, 0, 0, 0);
+        return Object.fromEntries(
+          Object.entries(await quotas.status(tenantId)).map(([type, q]) => [
+            type,
+            {
+              limit: q.limit,
+              used: q.used,
+              reserved: q.reserved,
+              remaining: q.remaining ?? Number.POSITIVE_INFINITY,
+              periodStart: q.periodStart ?? month,
+              resetAt: q.resetAt ?? "",
+            },
+          ]),
+        );
+      },
+    },
     clock,
     logger,
   });
-  // The roll-ups' totals join here once they exist (RollupSource).
-  const reconciliation = createReconciliation({ db, documents, alerts, clock, logger });
+  const reconciliation = createReconciliation({ db, documents, alerts, rollups, clock, logger });
   let working = false;
   const jobMetrics = createJobMetrics();
   return {
@@ -460,7 +513,7 @@ export async function createContext(
     documents,
     search,
     knowledge,
-    usage,
+    usage: usageWithReports,
     quotas,
     recovery,
     uploads,
@@ -487,6 +540,7 @@ export async function createContext(
         ...alertsJobs({ evaluator: alertEvaluator, logger }),
         ...reconciliationJobs({ reconciliation, logger }),
         ...quotaJobs({ quotas, logger }),
+        ...rollupJobs({ rollups }),
       ];
       queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
         concurrency: config.workerConcurrency,

@@ -20,7 +20,7 @@ import { knowledgeRoutes } from "../modules/knowledge/index.js";
 import { quotaHeadersHook, quotasRoutes } from "../modules/quotas/index.js";
 import { searchRoutes } from "../modules/search/index.js";
 import { tenantsRoutes } from "../modules/tenants/index.js";
-import { reconciliationRoutes, usageAdminRoutes } from "../modules/usage/index.js";
+import { metricsRoutes, reconciliationRoutes, usageAdminRoutes } from "../modules/usage/index.js";
 import { createAuthHook } from "./auth-hook.js";
 import { createClientErrorHandler } from "./client-errors.js";
 import { errorHandler } from "./error-handler.js";
@@ -194,5 +194,6 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(alertsRoutes, { alerts: ctx.alerts });
   await app.register(reconciliationRoutes, { reconciliation: ctx.reconciliation });
   await app.register(quotasRoutes, { quotas: ctx.quotas });
+  await app.register(metricsRoutes, { reports: ctx.usage.reports, exports: ctx.usage.exports });
   return app;
 }

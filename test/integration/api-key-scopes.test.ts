@@ -56,6 +56,14 @@ const POLICY: Record<string, RouteScope> = {
   "GET /api/alerts/settings": "read",
   "PUT /api/alerts/settings": "admin",
   "GET /api/metrics/reconciliation": "read",
+  "GET /api/metrics/overview": "read",
+  "GET /api/metrics/usage": "read",
+  "GET /api/metrics/documents": "read",
+  "GET /api/metrics/tokens": "read",
+  "GET /api/metrics/costs": "read",
+  "GET /api/metrics/report": "read",
+  "GET /api/metrics/export": "read",
+  "GET /api/customers/usage": "read",
   "POST /search": ["read", "chat"],
   ...Object.fromEntries(
     ["faqs", "menu-items", "policies"].flatMap((c) => [

@@ -21,6 +21,7 @@ import {
 } from "./documents.store.js";
 import { isKnowledgeDocument, managedByKnowledge } from "./knowledge-documents.js";
 import { recordStorageChange } from "./usage-facts.js";
+import { usageStatsStore } from "./usage-stats.js";
 
 const err = (code: string | null, message: string | null) =>
   code ? { code, message: message ?? code } : null;
@@ -244,6 +245,34 @@ export function createDocumentsService(deps: DocumentsDeps) {
      */
     async tenantsWithEmbeddings(from: Date, to: Date): Promise<string[]> {
       return store.tenantsWithEmbeddings(db, from, to);
+    },
+
+    /**
+     * Versions activated and failed per UTC hour in `[from, to)`, for the usage roll-ups. Takes
+     * only the tenant id: the roll-up job acts for no actor. Runs on `opts.tx` when given.
+     */
+    async versionCountsByHour(
+      ctx: Pick<TenantContext, "tenantId">,
+      from: Date,
+      to: Date,
+      opts: InTransaction = {},
+    ) {
+      return usageStatsStore.versionCountsByHour(opts.tx ?? db, ctx.tenantId, from, to);
+    },
+
+    /** The usage figures of these documents (seed 004's token columns); absent ones are left out. */
+    async summaries(ctx: Pick<TenantContext, "tenantId">, ids: string[]) {
+      return usageStatsStore.summaries(db, ctx.tenantId, ids);
+    },
+
+    /** Counts by status and type, total size, tokens and cost of the tenant's documents. */
+    async stats(ctx: Pick<TenantContext, "tenantId">) {
+      return usageStatsStore.stats(db, ctx.tenantId);
+    },
+
+    /** Platform-wide document figures, for platform admins' global metrics. */
+    async platformStats() {
+      return usageStatsStore.platformStats(db);
     },
 
     /**

@@ -37,3 +37,4 @@ export {
 export { createIngestionRecovery, type IngestionRecovery } from "./recovery.js";
 export { createUploadsService, type UploadsService } from "./uploads.js";
 export { uploadsRoutes } from "./uploads.routes.js";
+export type { DocumentStats, DocumentSummary, VersionHourCounts } from "./usage-stats.js";

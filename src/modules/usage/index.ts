@@ -1,9 +1,11 @@
 /**
- * The usage module: the billable usage ledger, the price book and re-rating. The only file
- * other modules and the composition root import.
+ * The usage module: the billable usage ledger, the price book and re-rating; API-call
+ * telemetry and retention; roll-ups, reports and exports; reconciliation. The only file other
+ * modules and the composition root import.
  */
 
 export { type ApiCallRow, apiCallsStore, type InsertMethod } from "./api-calls.store.js";
+export { createExports, csvField, csvLine, type Exports } from "./export.js";
 export {
   type BillableFact,
   createUsageService,
@@ -17,6 +19,8 @@ export {
   unitOf,
   usageEventId,
 } from "./ledger.js";
+export { metricsRoutes } from "./metrics.routes.js";
+export type { UsagePoint } from "./metrics.schemas.js";
 export { ANY_MODEL, priceAt } from "./prices.js";
 export {
   reconciliationJobs,
@@ -36,6 +40,7 @@ export type {
   ReconciliationLine,
   TenantReport,
 } from "./reconciliation.schemas.js";
+export { createReports, type Reports } from "./reports.js";
 export type { RerateHooks, VersionCost } from "./rerate.js";
 export {
   createRetention,
@@ -43,6 +48,9 @@ export {
   type RetentionPolicy,
   type RetentionResult,
 } from "./retention.js";
+export { type RollupJobs, rollupJobs, rollupJobTypes, rollupSchedules } from "./rollups.jobs.js";
+export { createRollups, type Rollups, type VersionCountSource } from "./rollups.js";
+export type { Period, RollupRow } from "./rollups.store.js";
 export {
   type TelemetryJobs,
   telemetryJobs,

@@ -13,6 +13,7 @@ import * as m0011 from "./migrations/0011-job-outbox-and-schedules.js";
 import * as m0012 from "./migrations/0012-usage-ledger.js";
 import * as m0013 from "./migrations/0013-quotas.js";
 import * as m0014 from "./migrations/0014-usage-rating.js";
+import * as m0015 from "./migrations/0015-usage-rollups.js";
 import * as m0016 from "./migrations/0016-alerts.js";
 
 export interface Migration {
@@ -37,6 +38,7 @@ export const migrations: readonly Migration[] = [
   { version: 12, name: "usage-ledger", sql: m0012.sql },
   { version: 13, name: "quotas", sql: m0013.sql },
   { version: 14, name: "usage-rating", sql: m0014.sql },
+  { version: 15, name: "usage-rollups", sql: m0015.sql },
   { version: 16, name: "alerts", sql: m0016.sql },
 ];
 
