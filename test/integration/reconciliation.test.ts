@@ -26,10 +26,9 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
 /**
- * The ledger (which writes a version's embedding event in its activation transaction) and the
- * roll-ups are built elsewhere: these tests ingest real documents, then write the events the
- * ledger would (or planted wrong ones) into usage_events themselves, and give the roll-ups as
- * a fake `RollupSource` where they take part.
+ * Reconciliation over the real pipeline: these tests ingest real documents (the ledger bills them), plant wrong figures into
+ * usage_events where a test needs a difference, and recompute the roll-ups before each
+ * reconciliation, as the roll-up job would have.
  */
 describe.each(backends)("usage reconciliation ($name)", (backend) => {
   let t: TestApp;
@@ -68,22 +67,31 @@ describe.each(backends)("usage reconciliation ($name)", (backend) => {
     expect(v.embedding_tokens).toBeGreaterThan(0);
     return { documentId, versionId: v.id, tokens: v.embedding_tokens };
   }
-  const billVersion = (
-    s: SignedUp,
-    d: { documentId: string; versionId: string },
-    quantity: number,
-  ) =>
-    insertEvents(t.ctx.db, s.tenantId, [
-      {
-        metric: "embedding_tokens",
-        quantity,
-        at: new Date(),
-        subjectType: "document_version",
-        subjectId: d.versionId,
-        documentId: d.documentId,
-        costUsd: "0.000002",
-      },
-    ]);
+  /**
+   * Plants a wrong figure in the ledger: the event the ingestion wrote for the version gets
+   * `quantity`, or is removed (`null`), as a bug in a writer would leave it.
+   */
+  const plantVersionEvent = async (d: { versionId: string }, quantity: number | null) => {
+    const k = kysely(t.ctx.db);
+    const changed =
+      quantity === null
+        ? (
+            await k
+              .deleteFrom("usage_events")
+              .where("subject_type", "=", "document_version")
+              .where("subject_id", "=", d.versionId)
+              .executeTakeFirst()
+          ).numDeletedRows
+        : (
+            await k
+              .updateTable("usage_events")
+              .set({ quantity })
+              .where("subject_type", "=", "document_version")
+              .where("subject_id", "=", d.versionId)
+              .executeTakeFirst()
+          ).numUpdatedRows;
+    expect(Number(changed)).toBe(1);
+  };
   const searches = async (s: SignedUp, billed: number, called: number) => {
     await insertEvents(
       t.ctx.db,
@@ -106,6 +114,8 @@ describe.each(backends)("usage reconciliation ($name)", (backend) => {
     );
   };
   const reconcile = async (s: SignedUp, query = `?from=${from}&to=${to}`) => {
+    // The roll-up job's pass over the window, as it would have run by now.
+    await t.ctx.usage.rollups.recompute(s.tenantId, new Date(from), new Date(to));
     const res = await t.app.inject({
       url: `/api/metrics/reconciliation${query}`,
       headers: bearer(s.token),
@@ -119,7 +129,6 @@ describe.each(backends)("usage reconciliation ($name)", (backend) => {
   it("reports nothing on consistent data", async () => {
     const a = await signup(t.app);
     const d = await ingested(a, "Opening hours are nine to five on weekdays.");
-    await billVersion(a, d, d.tokens);
     await searches(a, 3, 3);
     // A failed search bills nothing and is no search.
     await insertCalls(t.ctx.db, a.tenantId, [
@@ -128,21 +137,24 @@ describe.each(backends)("usage reconciliation ($name)", (backend) => {
     const r = await reconcile(a);
     expect(r.differences).toEqual([]);
     expect(r.consistent).toBe(true);
-    expect(r.rollups).toBe(false);
+    expect(r.rollups).toBe(true);
     const byMetric = Object.fromEntries(r.lines.map((l) => [l.metric, l]));
     expect(byMetric.version_embedding_tokens).toMatchObject({
       events: String(d.tokens),
       business: String(d.tokens),
       consistent: true,
     });
-    expect(byMetric.search_queries).toMatchObject({ events: "3", business: "3", rollups: null });
-    expect(byMetric.cost_usd).toMatchObject({ events: "0.000002" });
+    expect(byMetric.search_queries).toMatchObject({ events: "3", business: "3", rollups: "3" });
+    expect(byMetric.embedding_tokens).toMatchObject({
+      events: String(d.tokens),
+      rollups: String(d.tokens),
+    });
   });
 
   it("lists a planted difference: an event whose figure differs from its version's", async () => {
     const a = await signup(t.app);
     const d = await ingested(a, "Refunds within thirty days with a receipt.");
-    await billVersion(a, d, d.tokens + 7);
+    await plantVersionEvent(d, d.tokens + 7);
     const r = await reconcile(a);
     expect(r.consistent).toBe(false);
     expect(metricOf(r)).toEqual(["document_embedding_tokens", "version_embedding_tokens"]);
@@ -168,6 +180,7 @@ describe.each(backends)("usage reconciliation ($name)", (backend) => {
   it("lists an embedded version with no event, and searches billed but not called", async () => {
     const a = await signup(t.app);
     const d = await ingested(a, "Deliveries leave the warehouse at noon.");
+    await plantVersionEvent(d, null);
     await searches(a, 3, 2);
     const r = await reconcile(a);
     expect(metricOf(r)).toEqual(["search_queries", "version_embedding_tokens"]);
@@ -184,7 +197,6 @@ describe.each(backends)("usage reconciliation ($name)", (backend) => {
   it("does not count a deleted document's events as differences", async () => {
     const a = await signup(t.app);
     const d = await ingested(a, "The old price list.");
-    await billVersion(a, d, d.tokens);
     const del = await t.app.inject({
       method: "DELETE",
       url: `/api/documents/${d.documentId}`,
@@ -239,9 +251,8 @@ describe.each(backends)("usage reconciliation ($name)", (backend) => {
     const a = await signup(t.app);
     const good = await signup(t.app);
     const d = await ingested(a, "Staff meet on Mondays.");
-    await billVersion(a, d, d.tokens + 1);
-    const dg = await ingested(good, "Staff meet on Tuesdays.");
-    await billVersion(good, dg, dg.tokens);
+    await plantVersionEvent(d, d.tokens + 1);
+    await ingested(good, "Staff meet on Tuesdays.");
     // Tomorrow: the previous UTC day is today.
     const clock = createTestClock(Math.floor(Date.now() / DAY) * DAY + DAY + 30 * 60_000);
     const rec = createReconciliation({
@@ -273,7 +284,7 @@ describe.each(backends)("usage reconciliation ($name)", (backend) => {
     const a = await signup(t.app);
     const b = await signup(t.app);
     const d = await ingested(a, "A's secret recipe.");
-    await billVersion(a, d, d.tokens + 3);
+    await plantVersionEvent(d, d.tokens + 3);
     const rb = await reconcile(b);
     expect(rb.differences).toEqual([]);
     expect(JSON.stringify(rb)).not.toContain(a.tenantId);
