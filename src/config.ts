@@ -67,6 +67,8 @@ const envSchema = z.object({
   LOGIN_LOCKOUT_SECONDS: z.coerce.number().int().min(1).max(86400).default(900),
   LOGIN_MAX_FAILURES_PER_IP: z.coerce.number().int().min(1).max(100_000).default(20),
   RATE_LIMITS_ENABLED: boolish.default(true),
+  TELEMETRY_ENABLED: boolish.default(true),
+  QUOTA_HEADERS_ENABLED: boolish.default(true),
   BODY_LIMIT_BYTES: z.coerce
     .number()
     .int()
@@ -156,6 +158,13 @@ export interface Config {
    * baseline a limited run is compared with) and trusted deployments behind their own limiter.
    */
   rateLimitsEnabled: boolean;
+  /**
+   * API-call telemetry (the `api_calls` rows and the HTTP process metrics). Off only to measure
+   * its cost (bench/metering/http.ts): with it off, calls are not in usage reports.
+   */
+  telemetryEnabled: boolean;
+  /** The X-Quota-* headers; off only to measure their cost. Quotas are enforced either way. */
+  quotaHeadersEnabled: boolean;
   bodyLimitBytes: number;
   /** How long a client may take to send one whole request, body included (408 beyond). */
   requestTimeoutMs: number;
@@ -272,6 +281,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     loginLockoutSeconds: e.LOGIN_LOCKOUT_SECONDS,
     loginMaxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
     rateLimitsEnabled: e.RATE_LIMITS_ENABLED,
+    telemetryEnabled: e.TELEMETRY_ENABLED,
+    quotaHeadersEnabled: e.QUOTA_HEADERS_ENABLED,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     corsOrigins: e.CORS_ORIGINS

@@ -405,7 +405,7 @@ export async function createContext(
     clock,
     logger,
     metrics,
-    levels: (tctx) => documents.levels(tctx),
+    levels: (tctx, o) => documents.levels(tctx, o),
   });
   const ingestion = createIngestionService({
     db,
@@ -436,7 +436,7 @@ export async function createContext(
   const rollups = createRollups({ db, clock, documents, logger });
   const usageWithReports = Object.assign(ledger, {
     rollups,
-    reports: createReports({ db, clock, rollups, documents, tenants }),
+    reports: createReports({ db, clock, rollups, documents, tenants, quotas }),
     exports: createExports({ db, rollups, documents }),
   });
   // Before any request is served: claims held by the requests of a process that died (embedded

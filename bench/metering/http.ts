@@ -4,9 +4,9 @@
  * autocannon in a separate process against `tenantrag serve` in another.
  *
  * The features are switched by configuration (SWITCHES below): the baseline server runs with
- * every switch off, the test server with every switch on. Today the only switch is rate limits
- * (RATE_LIMITS_ENABLED); metering and quota headers add theirs to SWITCHES and are compared in
- * the same way without another change here.
+ * every switch off, the test server with every switch on: rate limits (RATE_LIMITS_ENABLED),
+ * API-call telemetry (TELEMETRY_ENABLED: a buffered `api_calls` row per call) and the quota
+ * headers (QUOTA_HEADERS_ENABLED). Quotas themselves are enforced in both.
  *
  * Embedded mode (PGlite in a temporary DATA_DIR): one server at a time (PGlite is one process's
  * database), alternating baseline and test for `rounds` rounds, so that drift of the machine
@@ -40,6 +40,8 @@ export interface FeatureSwitch {
 
 export const SWITCHES: Record<string, FeatureSwitch> = {
   rateLimits: { env: "RATE_LIMITS_ENABLED", on: "true", off: "false" },
+  telemetry: { env: "TELEMETRY_ENABLED", on: "true", off: "false" },
+  quotaHeaders: { env: "QUOTA_HEADERS_ENABLED", on: "true", off: "false" },
 };
 
 const switchesEnv = (state: "on" | "off") =>

@@ -107,12 +107,14 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   app.decorateRequest("requestMeta", undefined);
   app.decorateRequest("caller", undefined);
   // First of the onRequest hooks: the call's time is taken before anything else runs.
-  registerTelemetryHook(app, {
-    telemetry: ctx.telemetry,
-    clock: ctx.clock,
-    registry: ctx.metrics.registry,
-    drainTimeoutMs: ctx.config.requestTimeoutMs,
-  });
+  if (ctx.config.telemetryEnabled) {
+    registerTelemetryHook(app, {
+      telemetry: ctx.telemetry,
+      clock: ctx.clock,
+      registry: ctx.metrics.registry,
+      drainTimeoutMs: ctx.config.requestTimeoutMs,
+    });
+  }
   app.addHook("onRequest", async (req, reply) => {
     reply.header("x-request-id", req.id);
     clientErrors.track(req.raw, req.id);
@@ -133,7 +135,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   // After authentication, before the body is read: a refused request costs no parsing.
   if (ctx.rateLimits) app.addHook("onRequest", createRateLimitHook(ctx.rateLimits));
   // X-Quota-* on every response whose request touched a quota (errors included).
-  app.addHook("onSend", quotaHeadersHook(ctx.quotas));
+  if (ctx.config.quotaHeadersEnabled) app.addHook("onSend", quotaHeadersHook(ctx.quotas));
   await app.register(swagger, openapiOptions);
   await app.register(swaggerUi, { routePrefix: "/docs", staticCSP: true });
 

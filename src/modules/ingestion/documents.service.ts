@@ -175,8 +175,11 @@ export function createDocumentsService(deps: DocumentsDeps) {
      * What the tenant holds now: its documents, and the bytes of their active versions (the
      * level quotas `documents` and `storage_bytes` read these).
      */
-    async levels(ctx: TenantContext): Promise<{ documents: number; storageBytes: number }> {
-      const level = await store.storageLevel(db, ctx.tenantId);
+    async levels(
+      ctx: TenantContext,
+      opts: InTransaction = {},
+    ): Promise<{ documents: number; storageBytes: number }> {
+      const level = await store.storageLevel(opts.tx ?? db, ctx.tenantId);
       return { documents: level.documents, storageBytes: level.bytes };
     },
 

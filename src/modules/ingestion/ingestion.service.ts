@@ -217,8 +217,11 @@ export function createIngestionService(deps: IngestionDeps) {
   ): Promise<IngestResult> {
     if (content.kind === "bytes") assertStorableText(content);
     // Billable work: refused now (402 trial ended, 429 used up, 503 unknown) rather than failed later.
+    // In the caller's transaction when given: on PGlite (one connection) a read beside it would
+    // wait for it forever.
     const quota = await deps.quotas.assertAvailable(ctx, ["tokens", "storage_bytes"], {
       read: ["documents"],
+      ...(opts.tx ? { tx: opts.tx } : {}),
     });
     const hash = content.kind === "bytes" ? contentHash(content.bytes) : null;
     const recorded = await inTransaction(db, opts.tx, async (tx) => {

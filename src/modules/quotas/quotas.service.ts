@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import { Counter } from "prom-client";
 import { AppError } from "../../errors.js";
 import type { Clock } from "../../platform/clock.js";
-import type { Db, InTransaction } from "../../platform/db/index.js";
+import type { Db, InTransaction, Queryable } from "../../platform/db/index.js";
 import type { Metrics } from "../../platform/metrics/index.js";
 import type { RequestMeta, TenantContext } from "../../tenancy.js";
 import type { TenantsService } from "../tenants/index.js";
@@ -22,6 +22,7 @@ import { quotasStore as store } from "./quotas.store.js";
 /** What a tenant holds now, for the level quotas (documents, storage): the ingestion module's figures. */
 export type LevelSource = (
   ctx: TenantContext,
+  opts?: InTransaction,
 ) => Promise<{ documents: number; storageBytes: number }>;
 
 /** A reservation: `amount` of `quota` held for work in flight until settled, released or expired. */
@@ -136,9 +137,9 @@ export function createQuotasService(deps: QuotasDeps) {
     : undefined;
 
   /** The tenant's plan, whether its trial has ended, and its limit and its source per type. */
-  async function loadSettings(ctx: TenantContext): Promise<Settings> {
-    const tenant = await deps.tenants.get(ctx);
-    const rows = await store.limitRows(db, ctx.tenantId, tenant.plan);
+  async function loadSettings(ctx: TenantContext, q: Queryable): Promise<Settings> {
+    const tenant = await deps.tenants.get(ctx, { tx: q });
+    const rows = await store.limitRows(q, ctx.tenantId, tenant.plan);
     const limits = Object.fromEntries(QUOTA_TYPES.map((t) => [t, null])) as QuotaLimits;
     const sources = Object.fromEntries(QUOTA_TYPES.map((t) => [t, "plan"])) as Record<
       QuotaType,
@@ -161,12 +162,12 @@ export function createQuotasService(deps: QuotasDeps) {
    * change made through this process empties the cache. Another process's change applies here
    * within `settingsCacheMs`. Whether the trial has ended is decided at each call.
    */
-  async function limitsOf(ctx: TenantContext, opts: { fresh?: boolean } = {}) {
+  async function limitsOf(ctx: TenantContext, opts: { fresh?: boolean; tx?: Queryable } = {}) {
     const hit = settingsCache.get(ctx.tenantId);
     let settings: Settings;
     if (!opts.fresh && hit && performance.now() - hit.at < settingsCacheMs) settings = hit.value;
     else {
-      settings = await loadSettings(ctx);
+      settings = await loadSettings(ctx, opts.tx ?? db);
       if (settingsCache.size >= SETTINGS_CACHE_MAX) settingsCache.clear();
       settingsCache.set(ctx.tenantId, { at: performance.now(), value: settings });
     }
@@ -190,18 +191,18 @@ export function createQuotasService(deps: QuotasDeps) {
   async function statuses(
     ctx: TenantContext,
     types: readonly QuotaType[] = QUOTA_TYPES,
-    opts: { fresh?: boolean } = {},
+    opts: { fresh?: boolean; tx?: Queryable } = {},
   ) {
     const now = clock.now();
     const info = await limitsOf(ctx, opts);
     const periods = [...new Set(types.map((t) => periodOf(t, now).start.getTime()))];
     const counters = await store.counters(
-      db,
+      opts.tx ?? db,
       ctx.tenantId,
       periods.map((p) => new Date(p)),
     );
     const needsLevels = types.some((t) => QUOTA_PERIOD[t] === "level");
-    const levels = needsLevels ? await deps.levels(ctx) : undefined;
+    const levels = needsLevels ? await deps.levels(ctx, opts.tx ? { tx: opts.tx } : {}) : undefined;
     const out = {} as QuotaStatuses;
     for (const type of types) {
       const { start, resetAt } = periodOf(type, now);
@@ -410,10 +411,12 @@ export function createQuotasService(deps: QuotasDeps) {
     async assertAvailable(
       ctx: TenantContext,
       types: readonly QuotaType[],
-      opts: { read?: readonly QuotaType[] } = {},
+      opts: { read?: readonly QuotaType[] } & InTransaction = {},
     ): Promise<QuotaStatuses> {
       try {
-        const s = await statuses(ctx, [...types, ...(opts.read ?? [])]);
+        const s = await statuses(ctx, [...types, ...(opts.read ?? [])], {
+          ...(opts.tx ? { tx: opts.tx } : {}),
+        });
         assertTrial(s.tenant, s.trialExpired);
         for (const type of types) {
           const st = s.statuses[type];

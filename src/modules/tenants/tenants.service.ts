@@ -107,8 +107,8 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: C
       return toTenant(row);
     },
 
-    async get(ctx: TenantContext): Promise<Tenant> {
-      return toTenant(await tenantRow(db, ctx.tenantId));
+    async get(ctx: TenantContext, opts: InTransaction = {}): Promise<Tenant> {
+      return toTenant(await tenantRow(opts.tx ?? db, ctx.tenantId));
     },
 
     /** Writes on `opts.tx` when given (so do the other writes here), else on their own. */

@@ -220,8 +220,20 @@ export const customerUsageResponse = z.object({
   tenantId: z.string(),
   month: usagePoint.nullable(),
   today: usagePoint.nullable(),
-  /** Filled once quotas exist. */
-  quotas: z.null(),
+  /** Each quota's limit (null: unlimited), use and period; null when quotas are not wired. */
+  quotas: z
+    .record(
+      z.string(),
+      z.object({
+        limit: z.number().int().nullable(),
+        used: z.number().int(),
+        reserved: z.number().int(),
+        remaining: z.number().int().nullable(),
+        periodStart: z.string().nullable(),
+        resetAt: z.string().nullable(),
+      }),
+    )
+    .nullable(),
 });
 
 export const adminCustomerUsageResponse = usageSeries.extend({

@@ -58,6 +58,34 @@ export interface ReportsDeps {
   rollups: Pick<Rollups, "read" | "watermark">;
   documents: DocumentFacts;
   tenants: TenantNames;
+  /** The quotas service's figures, by shape (no import of the quotas module). */
+  quotas?: { status(tenantId: string): Promise<Record<string, QuotaFigure>> };
+}
+
+/** One quota as `GET /api/customers/usage` shows it. */
+export interface QuotaFigure {
+  limit: number | null;
+  used: number;
+  reserved: number;
+  remaining: number | null;
+  periodStart: string | null;
+  resetAt: string | null;
+}
+
+function quotaFigures(all: Record<string, QuotaFigure>): Record<string, QuotaFigure> {
+  return Object.fromEntries(
+    Object.entries(all).map(([type, q]) => [
+      type,
+      {
+        limit: q.limit,
+        used: q.used,
+        reserved: q.reserved,
+        remaining: q.remaining,
+        periodStart: q.periodStart,
+        resetAt: q.resetAt,
+      },
+    ]),
+  );
 }
 
 export function toUsagePoint(r: RollupRow): UsagePoint {
@@ -338,7 +366,7 @@ export function createReports(deps: ReportsDeps) {
         tenantId: ctx.tenantId,
         month: month ? toUsagePoint(month) : null,
         today: today ? toUsagePoint(today) : null,
-        quotas: null,
+        quotas: deps.quotas ? quotaFigures(await deps.quotas.status(ctx.tenantId)) : null,
       };
     },
 

@@ -360,10 +360,14 @@ export const rollupsStore = {
     );
   },
 
-  /** The database's clock (what `recorded_at` defaults to). */
-  async now(q: Queryable): Promise<Date> {
-    const r = await sql<{ now: Date }>`select now() as now`.execute(kysely(q));
-    return (r.rows[0] as { now: Date }).now;
+  /**
+   * The database's clock (what `recorded_at` defaults to), as text: a JavaScript Date keeps
+   * milliseconds and would cut the microseconds off, so a row recorded in the same millisecond
+   * just before would fall after the watermark and wait for the next pass.
+   */
+  async now(q: Queryable): Promise<string> {
+    const r = await sql<{ now: string }>`select now()::text as now`.execute(kysely(q));
+    return (r.rows[0] as { now: string }).now;
   },
 
   async watermark(q: Queryable, name: string): Promise<Date | null> {
@@ -375,7 +379,7 @@ export const rollupsStore = {
     return r?.recorded_to ?? null;
   },
 
-  async setWatermark(q: Queryable, name: string, to: Date): Promise<void> {
+  async setWatermark(q: Queryable, name: string, to: string): Promise<void> {
     await kysely(q)
       .insertInto("usage_rollup_watermarks")
       .values({ name, recorded_to: to })
@@ -393,15 +397,15 @@ export const rollupsStore = {
   async touchedHours(
     q: Queryable,
     after: Date | null,
-    upTo: Date,
+    upTo: string,
   ): Promise<Array<{ tenant_id: string; hour: Date }>> {
     const since = after ?? new Date(0);
     const r = await sql<{ tenant_id: string; hour: Date }>`
       select tenant_id, ${trunc("hour", "occurred_at")} as hour from usage_events
-        where recorded_at > ${since} and recorded_at <= ${upTo}
+        where recorded_at > ${since} and recorded_at <= ${upTo}::timestamptz
       union
       select tenant_id, ${trunc("hour", "occurred_at")} as hour from api_calls
-        where recorded_at > ${since} and recorded_at <= ${upTo}
+        where recorded_at > ${since} and recorded_at <= ${upTo}::timestamptz
       order by 1, 2`.execute(kysely(q));
     return r.rows;
   },

@@ -379,12 +379,12 @@ export function createRollups(deps: RollupsDeps) {
       return store.watermark(db, WATERMARK);
     },
 
-    /** The tenant's stored rows of `period` whose window starts in `[from, to)`, oldest first. */
     /** The summed metrics and cost of the hourly rows in `[from, to)` (reconciliation). */
     async totals(tenantId: string, from: Date, to: Date) {
       return store.hourTotals(db, tenantId, from, to);
     },
 
+    /** The tenant's stored rows of `period` whose window starts in `[from, to)`, oldest first. */
     async read(tenantId: string, period: Period, from: Date, to: Date): Promise<RollupRow[]> {
       return store.rows(db, tenantId, period, from, to);
     },
