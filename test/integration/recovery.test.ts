@@ -138,5 +138,8 @@ describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => 
         await dead.close();
       }
     },
+    // Three documents settled one after another, each allowed 10 s, after a restart whose
+    // workers also start every interval schedule at once.
+    60_000,
   );
 });
