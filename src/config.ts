@@ -126,6 +126,7 @@ const envSchema = z.object({
   TELEMETRY_BUFFER_MAX: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
   TELEMETRY_RETRY_BASE_MS: z.coerce.number().int().min(1).max(600_000).default(250),
   TELEMETRY_RETRY_MAX_MS: z.coerce.number().int().min(1).max(3_600_000).default(30_000),
+  TELEMETRY_WRITERS: z.coerce.number().int().min(1).max(16).default(2),
   METRICS_TOKEN: optionalString.pipe(
     z.string().min(16, "must be at least 16 characters").optional(),
   ),
@@ -217,6 +218,8 @@ export interface Config {
     /** First retry delay after a failed flush, doubling up to `retryMaxMs`. */
     retryBaseMs: number;
     retryMaxMs: number;
+    /** Batches written at once on PostgreSQL (PGlite has one connection: always 1 there). */
+    writers: number;
   };
   /** A bearer token that may read GET /metrics besides platform admins; unset: admins only. */
   metricsToken: string | undefined;
@@ -327,6 +330,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxBuffered: Math.max(e.TELEMETRY_BUFFER_MAX, e.TELEMETRY_BATCH_SIZE),
       retryBaseMs: e.TELEMETRY_RETRY_BASE_MS,
       retryMaxMs: Math.max(e.TELEMETRY_RETRY_MAX_MS, e.TELEMETRY_RETRY_BASE_MS),
+      writers: e.TELEMETRY_WRITERS,
     },
     metricsToken: e.METRICS_TOKEN,
     retention: {

@@ -454,6 +454,7 @@ export async function createContext(
     logger,
     registry: metrics.registry,
     ...config.telemetry,
+    writers: db.kind === "postgres" ? config.telemetry.writers : 1,
   });
   // Pushed after the stores: runs before them on close, so the last calls are written while
   // the database is still open (the HTTP server has stopped before the context closes).

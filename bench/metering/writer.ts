@@ -42,6 +42,7 @@ function makeCall(tenants: string[], i: number): ApiCall {
 interface Figure {
   store: string;
   method: InsertMethod;
+  writers: number;
   batch: number;
   events: number;
   rows: number;
@@ -55,6 +56,7 @@ async function measure(
   method: InsertMethod,
   batch: number,
   events: number,
+  writers = 1,
 ): Promise<Figure> {
   await bench.db.exec("truncate api_calls");
   const registry = new Registry();
@@ -69,6 +71,7 @@ async function measure(
     retryBaseMs: 50,
     retryMaxMs: 1000,
     insertMethod: method,
+    writers,
   });
   const tenants = Array.from({ length: 50 }, () => randomUUID());
   const calls = Array.from({ length: events }, (_, i) => makeCall(tenants, i));
@@ -91,6 +94,7 @@ async function measure(
   return {
     store: bench.label,
     method,
+    writers,
     batch,
     events,
     rows: row?.n ?? 0,
@@ -104,23 +108,27 @@ export async function run(): Promise<Record<string, unknown>> {
   const events = intOption("events", 200_000);
   const pgliteEvents = intOption("pglite-events", 50_000);
   const batches = listOption("batches", [500, 2000, 5000]);
+  // Batches in flight at once, on PostgreSQL (PGlite has one connection: 1 there).
+  const writerCounts = listOption("writers", [1, 2]);
   const figures: Figure[] = [];
-  const stores: Array<{ open: () => Promise<BenchDb>; events: number }> = [];
   const url = BENCH_DATABASE_URL;
-  if (url) stores.push({ open: () => openPostgres(url), events });
+  const stores: Array<{ open: () => Promise<BenchDb>; events: number; writers: number[] }> = [];
+  if (url) stores.push({ open: () => openPostgres(url), events, writers: writerCounts });
   else console.log("PostgreSQL skipped: set TEST_DATABASE_URL");
-  stores.push({ open: openPglite, events: pgliteEvents });
+  stores.push({ open: openPglite, events: pgliteEvents, writers: [1] });
   for (const store of stores) {
     const bench = await store.open();
     try {
       // A warm-up batch, not reported: connections, plans, the WAL file.
       await measure(bench, "unnest", 1000, 5000);
       for (const method of ["unnest", "values"] as const) {
-        for (const batch of batches) {
-          const f = await measure(bench, method, batch, store.events);
-          figures.push(f);
-          if (f.rows !== f.events || f.dropped !== 0)
-            throw new Error(`lost events: ${JSON.stringify(f)}`);
+        for (const writers of store.writers) {
+          for (const batch of batches) {
+            const f = await measure(bench, method, batch, store.events, writers);
+            figures.push(f);
+            if (f.rows !== f.events || f.dropped !== 0)
+              throw new Error(`lost events: ${JSON.stringify(f)}`);
+          }
         }
       }
     } finally {
@@ -128,10 +136,11 @@ export async function run(): Promise<Record<string, unknown>> {
     }
   }
   table(
-    ["store", "insert", "batch", "events", "rows", "dropped", "seconds", "events/s"],
+    ["store", "insert", "writers", "batch", "events", "rows", "dropped", "seconds", "events/s"],
     figures.map((f) => [
       f.store,
       f.method,
+      f.writers,
       f.batch,
       f.events,
       f.rows,

@@ -3,6 +3,7 @@ import pino from "pino";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ApiCall, createTelemetry, type Telemetry } from "../../src/modules/usage/index.js";
+import type { Db } from "../../src/platform/db/index.js";
 import { backends, type TestDb } from "../fixtures/db.js";
 import { faultyDb } from "../fixtures/faulty-db.js";
 
@@ -84,6 +85,45 @@ describe.each(backends)("API-call telemetry writer ($name)", (backend) => {
     await expect.poll(async () => (await rows(tenant)).n, { timeout: 2000 }).toBe(1235);
     expect(await metric(registry, "tenantrag_telemetry_flushed_total")).toBe(1235);
     expect(await metric(registry, "tenantrag_telemetry_buffered")).toBe(0);
+    await telemetry.close();
+  });
+
+  it("with two writers, flush waits for every earlier batch, also one that finishes last", async () => {
+    const tenant = randomUUID();
+    // The first batch's insert waits until released; the second goes straight through.
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let inserts = 0;
+    const around = async <T>(sql: string, run: () => Promise<T>): Promise<T> => {
+      if (INSERTS.test(sql) && ++inserts === 1) await gate;
+      return run();
+    };
+    const slowFirst: Db = {
+      query: (sql, params) => around(sql, () => t.db.query(sql, params)),
+      run: (sql, params) => around(sql, () => t.db.run(sql, params)),
+      exec: (sql) => around(sql, () => t.db.exec(sql)),
+      kind: t.db.kind,
+      transaction: (fn) => t.db.transaction(fn),
+      ping: () => t.db.ping(),
+      close: async () => {},
+    };
+    const { telemetry } = writer(slowFirst, { writers: 2, flushIntervalMs: 10_000 });
+    for (let i = 0; i < 100; i++) telemetry.record(call(tenant, i));
+    let flushed = false;
+    const flushing = telemetry.flush().then(() => {
+      flushed = true;
+    });
+    // The second batch is in while the first is still held: the flush must not be over.
+    await expect.poll(async () => (await rows(tenant)).n, { timeout: 5000 }).toBe(50);
+    expect(inserts).toBe(2);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(flushed).toBe(false);
+    release();
+    await flushing;
+    expect(await rows(tenant)).toEqual({ n: 100, ids: 100 });
+    expect(telemetry.held()).toBe(0);
     await telemetry.close();
   });
 

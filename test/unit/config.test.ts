@@ -227,7 +227,7 @@ describe("CORS_ORIGINS", () => {
 });
 
 describe("telemetry, metrics and retention settings", () => {
-  it("defaults: batches of 500 each second, 100 000 held, retention 30 / 400 days", () => {
+  it("defaults: batches of 500 each second, 2 writers, 100 000 held, retention 30 / 400 days", () => {
     const config = loadConfig({ DATA_DIR: dataDir });
     expect(config.telemetry).toEqual({
       batchSize: 500,
@@ -235,6 +235,7 @@ describe("telemetry, metrics and retention settings", () => {
       maxBuffered: 100_000,
       retryBaseMs: 250,
       retryMaxMs: 30_000,
+      writers: 2,
     });
     expect(config.metricsToken).toBeUndefined();
     expect(config.retention).toEqual({ apiCallsDays: 30, usageEventsDays: 400, batchSize: 10_000 });

@@ -25,12 +25,17 @@ export interface TelemetryOptions {
   /** The shortest time between two "dropped" log lines; the count is summed in between. */
   dropLogIntervalMs?: number;
   insertMethod?: InsertMethod;
+  /**
+   * Batches written at once (1 by default). On PostgreSQL two overlap one batch's round trip
+   * and commit with the building of the next; on PGlite (one connection) more than 1 only queues.
+   */
+  writers?: number;
 }
 
 /**
  * The API-call writer (DESIGN.md §6, telemetry facts): `record` never waits and never throws;
- * calls are held in a bounded buffer and written in batches by one writer, when a batch is
- * full or the interval passes. A failed write keeps its batch and is retried with exponential
+ * calls are held in a bounded buffer and written in batches (by `writers` at once), when a
+ * batch is full or the interval passes. A failed write keeps its batch and is retried with exponential
  * backoff while new calls keep being accepted up to the bound. Ids are made on record, so a
  * batch retried after a commit whose outcome was unknown inserts each row once. If the bound
  * is ever hit, each dropped call is counted (`tenantrag_telemetry_dropped_total`) and logged
@@ -54,24 +59,34 @@ export function createTelemetry(opts: TelemetryOptions): Telemetry {
   const closeTimeoutMs = opts.closeTimeoutMs ?? 30_000;
   const dropLogIntervalMs = opts.dropLogIntervalMs ?? 10_000;
   let buffer: ApiCallRow[] = [];
-  /** The batch being written (kept across retries until it is in). */
-  let batch: ApiCallRow[] = [];
-  let failures = 0;
+  /** Batches being written (each kept across its retries until it is in), in recording order. */
+  const inFlight = new Set<{ rows: ApiCallRow[]; start: number }>();
+  let inFlightRows = 0;
+  const writers = Math.max(1, opts.writers ?? 1);
+  const lanes = new Set<Promise<void>>();
   let closed = false;
-  let writing: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
-  let retryTimer: NodeJS.Timeout | undefined;
-  let retryWake: (() => void) | undefined;
+  /** Writers waiting out a backoff: close() wakes them. */
+  const sleepers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
   /** Set by close(): past it, a failing write gives up (counted) instead of retrying. */
   let closeDeadline: number | undefined;
   let dropsUnlogged = 0;
   let lastDropLog = Number.NEGATIVE_INFINITY;
-  /** Waiters of `flush()`: resolved when everything recorded before them is written. */
+  /**
+   * Waiters of `flush()`: resolved when everything recorded before them is written. Calls are
+   * numbered as recorded and taken off the buffer in that order; with several batches in
+   * flight, the written prefix ends before the oldest batch still in flight.
+   */
   let recordedSeq = 0;
-  let writtenSeq = 0;
+  let takenSeq = 0;
   const waiters: Array<{ seq: number; resolve: () => void }> = [];
 
-  const held = () => buffer.length + batch.length;
+  const held = () => buffer.length + inFlightRows;
+  const writtenSeq = () => {
+    let oldest = takenSeq + 1;
+    for (const b of inFlight) oldest = Math.min(oldest, b.start);
+    return oldest - 1;
+  };
 
   function logDrops(reason: DropReason) {
     opts.logger.error(
@@ -93,73 +108,103 @@ export function createTelemetry(opts: TelemetryOptions): Telemetry {
   }
 
   function settleWaiters() {
+    const written = writtenSeq();
     for (let i = waiters.length - 1; i >= 0; i--) {
       const w = waiters[i];
-      if (w && w.seq <= writtenSeq) {
+      if (w && w.seq <= written) {
         waiters.splice(i, 1);
         w.resolve();
       }
     }
   }
 
+  function sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const s = {
+        timer: setTimeout(() => {
+          sleepers.delete(s);
+          resolve();
+        }, ms),
+        wake: () => {
+          clearTimeout(s.timer);
+          sleepers.delete(s);
+          resolve();
+        },
+      };
+      sleepers.add(s);
+    });
+  }
+
   /** One writer: takes batches off the buffer until it is empty, retrying a failed one. */
-  async function drain(): Promise<void> {
-    while (batch.length > 0 || buffer.length > 0) {
-      if (batch.length === 0) {
-        batch = buffer.slice(0, opts.batchSize);
-        buffer = buffer.length > opts.batchSize ? buffer.slice(opts.batchSize) : [];
-      }
-      const stop = m.flushDuration.startTimer();
-      try {
-        await apiCallsStore.insertMany(opts.db, batch, opts.insertMethod);
-        stop({ outcome: "ok" });
-        m.flushed.inc(batch.length);
-        writtenSeq += batch.length;
-        batch = [];
-        failures = 0;
+  async function lane(): Promise<void> {
+    let failures = 0;
+    while (buffer.length > 0) {
+      const rows = buffer.splice(0, opts.batchSize);
+      const b = { rows, start: takenSeq + 1 };
+      takenSeq += rows.length;
+      inFlight.add(b);
+      inFlightRows += rows.length;
+      const done = () => {
+        inFlight.delete(b);
+        inFlightRows -= rows.length;
         m.held.set(held());
         settleWaiters();
-      } catch (err) {
-        stop({ outcome: "failed" });
-        failures += 1;
-        m.flushFailures.inc();
-        const delay = Math.min(opts.retryMaxMs, opts.retryBaseMs * 2 ** (failures - 1));
-        if (closeDeadline !== undefined && performance.now() + delay > closeDeadline) {
-          const lost = held();
-          opts.logger.error(
-            { err, lost },
-            "API-call telemetry could not be written before shutdown",
+      };
+      for (;;) {
+        const stop = m.flushDuration.startTimer();
+        try {
+          await apiCallsStore.insertMany(opts.db, rows, opts.insertMethod);
+          stop({ outcome: "ok" });
+          m.flushed.inc(rows.length);
+          failures = 0;
+          done();
+          break;
+        } catch (err) {
+          stop({ outcome: "failed" });
+          failures += 1;
+          m.flushFailures.inc();
+          const delay = Math.min(opts.retryMaxMs, opts.retryBaseMs * 2 ** (failures - 1));
+          if (closeDeadline !== undefined && performance.now() + delay > closeDeadline) {
+            // This batch and what is still buffered; other writers' batches are theirs to count.
+            const lost = rows.length + buffer.length;
+            opts.logger.error(
+              { err, lost },
+              "API-call telemetry could not be written before shutdown",
+            );
+            takenSeq += buffer.length;
+            buffer = [];
+            done();
+            drop(lost, "shutdown_timeout");
+            return;
+          }
+          opts.logger.warn(
+            { err, failures, retryInMs: delay, held: held() },
+            "API-call telemetry write failed; retrying",
           );
-          buffer = [];
-          batch = [];
-          m.held.set(0);
-          drop(lost, "shutdown_timeout");
-          writtenSeq = recordedSeq;
-          settleWaiters();
-          return;
+          await sleep(delay);
         }
-        opts.logger.warn(
-          { err, failures, retryInMs: delay, held: held() },
-          "API-call telemetry write failed; retrying",
-        );
-        await new Promise<void>((resolve) => {
-          retryWake = resolve;
-          retryTimer = setTimeout(resolve, delay);
-        });
-        retryWake = undefined;
       }
     }
   }
 
+  /**
+   * Starts writers while there is work for them (a second one only for a full batch), and
+   * resolves when every writer running then has finished.
+   */
   function kick(): Promise<void> {
-    if (!writing) {
-      writing = drain().finally(() => {
-        writing = undefined;
-        // Calls recorded while the last batch was being written start the next round.
-        if (!closed && buffer.length >= opts.batchSize) kick();
+    while (
+      lanes.size < writers &&
+      buffer.length > 0 &&
+      (lanes.size === 0 || buffer.length >= opts.batchSize)
+    ) {
+      const run: Promise<void> = lane().finally(() => {
+        lanes.delete(run);
+        // Calls recorded while the last batches were being written start the next round.
+        if (!closed && buffer.length >= opts.batchSize) void kick();
       });
+      lanes.add(run);
     }
-    return writing;
+    return Promise.all([...lanes]).then(() => undefined);
   }
 
   timer = setInterval(() => {
@@ -198,9 +243,8 @@ export function createTelemetry(opts: TelemetryOptions): Telemetry {
       clearInterval(timer);
       timer = undefined;
       closeDeadline = performance.now() + closeTimeoutMs;
-      // A write waiting out its backoff is woken: from now on it retries within the deadline.
-      if (retryTimer) clearTimeout(retryTimer);
-      retryWake?.();
+      // Writes waiting out their backoff are woken: from now on they retry within the deadline.
+      for (const sl of [...sleepers]) sl.wake();
       while (held() > 0) await kick();
       if (dropsUnlogged > 0) logDrops("buffer_full");
     },
