@@ -134,6 +134,9 @@ describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => 
           "completed",
         );
       } finally {
+        // Both contexts share one PGlite database, which the first context closed takes with
+        // it: the dead app writes its last telemetry first, while the database is open.
+        await dead.app.close();
         await close();
         await dead.close();
       }
