@@ -336,6 +336,8 @@ async function main() {
     db,
     masterKey: Buffer.alloc(32, 7),
     clock: systemClock,
+    // Nothing measured here changes a tenant's profile, configuration or status: no audit rows.
+    audit: { record: async () => ({ id: "", seq: 0 }) },
   });
   const embedders = { local: embedder };
   const index = createLanceVectorIndex({

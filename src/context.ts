@@ -11,6 +11,7 @@ import {
   createAlertEvaluator,
   createAlertsService,
 } from "./modules/alerts/index.js";
+import { createAuditLog } from "./modules/audit/index.js";
 import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
 import {
   createDocumentsService,
@@ -270,7 +271,8 @@ export async function createContext(
     ttlSeconds: config.accessTokenTtlSeconds,
     clock,
   });
-  const tenants = createTenantsService({ db, masterKey: config.masterKey, clock });
+  const audit = createAuditLog({ db, clock });
+  const tenants = createTenantsService({ db, masterKey: config.masterKey, clock, audit });
   // Every limit of the process counts through one factory: memory, or Redis with a per-process
   // insurance while Redis is down. Keys go under the queue prefix: deployments (and test runs)
   // sharing one Redis keep apart.
@@ -308,6 +310,7 @@ export async function createContext(
     loginAddressThrottle,
     refreshTokenTtlSeconds: config.refreshTokenTtlSeconds,
     clock,
+    audit,
   });
 
   const blobs = await openBlobStore(config);

@@ -58,7 +58,14 @@ interface PhaseResult {
 async function measure(db: Db, ops: number, concurrency: number): Promise<PhaseResult> {
   const tenantId = await insertTenant(db, "bench-quota");
   const ctx = benchContext(tenantId);
-  const tenants = createTenantsService({ db, masterKey: Buffer.alloc(32, 7), clock: systemClock });
+  // Nothing measured here changes a tenant's profile, configuration or status: no audit rows.
+  const audit = { record: async () => ({ id: "", seq: 0 }) };
+  const tenants = createTenantsService({
+    db,
+    masterKey: Buffer.alloc(32, 7),
+    clock: systemClock,
+    audit,
+  });
   const quotas = createQuotasService({
     db,
     tenants,

@@ -153,6 +153,7 @@ export function createAuthHook(
       identified: (caller) => {
         req.caller = caller;
       },
+      request: req.requestMeta,
     });
     if (mode === "platform_admin" && principal.kind !== "platform_admin") {
       throw new AppError(

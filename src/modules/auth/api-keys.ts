@@ -8,6 +8,7 @@ import {
   normalizeScopes,
   type TenantContext,
 } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import type { ApiKeyInfo } from "./auth.schemas.js";
 import { type ApiKeyRow, authStore as store } from "./auth.store.js";
 
@@ -75,8 +76,15 @@ function assertMayGrant(ctx: TenantContext, scopes: readonly ApiKeyScope[]): voi
 }
 
 /** The tenant's API keys: regenerate, create beside the others, revoke one, list. */
-export function createApiKeys(deps: { db: Db }) {
-  const { db } = deps;
+export function createApiKeys(deps: { db: Db; audit: AuditLog }) {
+  const { db, audit } = deps;
+  /** What an audit row says of a key: never its secret or hash. */
+  const described = (k: ApiKeyInfo) => ({
+    id: k.id,
+    name: k.name,
+    prefix: k.prefix,
+    scopes: k.scopes,
+  });
   const createdBy = (ctx: TenantContext) => (ctx.actor.kind === "user" ? ctx.actor.userId : null);
 
   return {
@@ -92,13 +100,26 @@ export function createApiKeys(deps: { db: Db }) {
       assertMayGrant(ctx, scopes);
       return db.transaction(async (tx) => {
         await store.lockApiKeys(tx, ctx.tenantId);
-        await store.revokeApiKeys(tx, ctx.tenantId);
-        return issueApiKey(tx, {
+        const revoked = await store.revokeApiKeys(tx, ctx.tenantId);
+        const issued = await issueApiKey(tx, {
           tenantId: ctx.tenantId,
           createdBy: createdBy(ctx),
           name: opts.name ?? "default",
           scopes,
         });
+        await audit.record(
+          ctx,
+          {
+            eventType: "api_key.rotate",
+            entityType: "api_key",
+            entityId: issued.key.id,
+            action: "create",
+            oldValues: { activeKeyIds: revoked },
+            newValues: { ...described(issued.key), revokedKeyIds: revoked },
+          },
+          { tx },
+        );
+        return issued;
       });
     },
 
@@ -122,24 +143,53 @@ export function createApiKeys(deps: { db: Db }) {
             { maxActiveKeys: MAX_ACTIVE_API_KEYS },
           );
         }
-        return issueApiKey(tx, {
+        const issued = await issueApiKey(tx, {
           tenantId: ctx.tenantId,
           createdBy: createdBy(ctx),
           name: input.name,
           scopes: input.scopes,
         });
+        await audit.record(
+          ctx,
+          {
+            eventType: "api_key.create",
+            entityType: "api_key",
+            entityId: issued.key.id,
+            action: "create",
+            newValues: described(issued.key),
+          },
+          { tx },
+        );
+        return issued;
       });
     },
 
     /**
      * Revokes one key of the tenant: it stops working on the next request. Revoking a key that
      * is already revoked succeeds and keeps its first revocation time, so a retried call is
-     * harmless; a key of another tenant, or none, is not found.
+     * harmless (and, changing nothing, records nothing); a key of another tenant, or none, is
+     * not found.
      */
     async revoke(ctx: TenantContext, keyId: string): Promise<void> {
-      if (!(await store.revokeApiKey(db, ctx.tenantId, keyId))) {
-        throw new AppError("not_found", "API key not found");
-      }
+      await db.transaction(async (tx) => {
+        const outcome = await store.revokeApiKey(tx, ctx.tenantId, keyId);
+        if (outcome.kind !== "revoked") {
+          if (outcome.kind === "missing") throw new AppError("not_found", "API key not found");
+          return;
+        }
+        await audit.record(
+          ctx,
+          {
+            eventType: "api_key.revoke",
+            entityType: "api_key",
+            entityId: keyId,
+            action: "delete",
+            oldValues: { revokedAt: null },
+            newValues: { revokedAt: outcome.revokedAt.toISOString() },
+          },
+          { tx },
+        );
+      });
     },
 
     async list(ctx: TenantContext): Promise<ApiKeyInfo[]> {

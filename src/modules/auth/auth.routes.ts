@@ -49,7 +49,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
         },
       },
     },
-    async (req, reply) => reply.status(201).send(await auth.signup(req.body)),
+    async (req, reply) => reply.status(201).send(await auth.signup(req.body, routedRequest(req))),
   );
 
   app.post(
@@ -80,7 +80,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
         response: { 200: tokenPairSchema },
       },
     },
-    async (req) => auth.refresh(req.body.refreshToken),
+    async (req) => auth.refresh(req.body.refreshToken, routedRequest(req)),
   );
 
   app.post(
@@ -94,7 +94,7 @@ export const authRoutes: FastifyPluginAsyncZod<{
       },
     },
     async (req, reply) => {
-      await auth.logout(req.principal as NonNullable<typeof req.principal>);
+      await auth.logout(req.principal as NonNullable<typeof req.principal>, routedRequest(req));
       return reply.status(204).send();
     },
   );

@@ -19,7 +19,9 @@ import {
   type TenantContext,
   type TenantRole,
 } from "../../tenancy.js";
+import type { AuditContext, AuditLog } from "../audit/index.js";
 import type { Tenant, TenantStatus, TenantsService } from "../tenants/index.js";
+import { createKeyAddresses } from "./api-key-addresses.js";
 import { API_KEY_PREFIX, createApiKeys, issueApiKey, toKeyInfo } from "./api-keys.js";
 import type { TokenPair, User } from "./auth.schemas.js";
 import { authStore as store, type UserRow } from "./auth.store.js";
@@ -41,6 +43,46 @@ export interface AuthenticateOptions {
    * still be attributed to its tenant (API-call telemetry). Never for unknown credentials.
    */
   identified?(caller: IdentifiedCaller): void;
+  /**
+   * The request the credential came with. An API key's first use from an address writes the
+   * `api_key.new_ip` audit row; without it (a caller that is no request) nothing is noted.
+   */
+  request?: RequestMeta | undefined;
+}
+
+/**
+ * Who runs a command of the CLI (`tenantrag admin …`): an operator at the machine, whom no
+ * credential names. Recorded as the anonymous actor with no request (no address, no request
+ * id), in the platform's chain; the event type names the command.
+ */
+export const CLI_AUDIT_CONTEXT: AuditContext = { actor: { kind: "anonymous" }, request: null };
+
+/** An unauthenticated caller (a login that failed, a refresh token presented twice). */
+const anonymous = (request: RequestMeta): AuditContext => ({
+  actor: { kind: "anonymous" },
+  request,
+});
+
+/** The context of a user's new or continued session: a tenant's user, or a platform admin. */
+function sessionContext(
+  user: { id: string; tenant_id: string | null; role: string },
+  sessionId: string,
+  request: RequestMeta,
+): AuditContext {
+  if (user.tenant_id === null || user.role === "platform_admin") {
+    return { actor: { kind: "platform_admin", userId: user.id, sessionId }, request };
+  }
+  return {
+    tenantId: user.tenant_id,
+    actor: {
+      kind: "user",
+      userId: user.id,
+      tenantId: user.tenant_id,
+      role: user.role as TenantRole,
+      sessionId,
+    },
+    request,
+  };
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -77,6 +119,8 @@ export interface AuthDeps {
   refreshTokenTtlSeconds: number;
   /** Decides session expiry at start and at refresh (the access tokens' clock is the signer's). */
   clock: Clock;
+  /** Every change here is recorded in the audit log, in the change's transaction. */
+  audit: AuditLog;
 }
 
 export function createAuthService(deps: AuthDeps) {
@@ -85,13 +129,15 @@ export function createAuthService(deps: AuthDeps) {
     byEmail: deps.loginThrottle,
     byAddress: deps.loginAddressThrottle,
   });
-  const apiKeys = createApiKeys({ db });
+  const { audit } = deps;
+  const apiKeys = createApiKeys({ db, audit });
+  const keyAddresses = createKeyAddresses({ db, audit });
 
   /** Starts a session: one refresh-token family, and an access token bound to it. */
   async function startSession(
     tx: Queryable,
     user: Pick<UserRow, "id" | "tenant_id" | "role">,
-  ): Promise<TokenPair> {
+  ): Promise<TokenPair & { sessionId: string }> {
     const sessionId = await store.insertSession(
       tx,
       user.id,
@@ -105,7 +151,41 @@ export function createAuthService(deps: AuthDeps) {
       sid: sessionId,
       ...(user.tenant_id ? { tid: user.tenant_id } : {}),
     });
-    return { token, refreshToken, expiresIn: tokens.ttlSeconds };
+    return { token, refreshToken, expiresIn: tokens.ttlSeconds, sessionId };
+  }
+
+  /**
+   * A refused login, in a transaction of its own (the attempt changed nothing to roll back).
+   * A known email's row goes to its tenant's chain (the platform's for a platform admin) and
+   * names the user; an unknown email's goes to the platform's chain and names nobody: what was
+   * typed is not kept, since a password typed into the email field is a common slip.
+   */
+  async function recordLoginFailure(
+    request: RequestMeta,
+    user: { id: string; tenant_id: string | null; email: string } | undefined,
+    reason: "invalid_credentials" | "tenant_suspended",
+  ): Promise<void> {
+    await db.transaction((tx) =>
+      audit.record(
+        anonymous(request),
+        {
+          eventType: "auth.login",
+          entityType: "user",
+          entityId: user?.id ?? null,
+          action: "failure",
+          result: "failure",
+          errorMessage:
+            reason === "tenant_suspended"
+              ? "the password was right but the tenant is suspended"
+              : user
+                ? "wrong password"
+                : "no account has this email",
+          newValues: user ? { email: user.email, reason } : { reason: "unknown_email" },
+          tenantId: user?.tenant_id ?? null,
+        },
+        { tx },
+      ),
+    );
   }
 
   async function insertUserOrConflict(tx: Queryable, u: Parameters<typeof store.insertUser>[1]) {
@@ -125,11 +205,14 @@ export function createAuthService(deps: AuthDeps) {
      * default scopes (ingestion and reading), not `admin`: it is made to be pasted into a
      * workflow, and the owner's own token does the administration.
      */
-    async signup(input: {
-      email: string;
-      password: string;
-      companyName: string;
-    }): Promise<TokenPair & { apiKey: string; tenant: Tenant; user: User }> {
+    async signup(
+      input: {
+        email: string;
+        password: string;
+        companyName: string;
+      },
+      request: RequestMeta,
+    ): Promise<TokenPair & { apiKey: string; tenant: Tenant; user: User }> {
       const email = normalizeEmail(input.email);
       const passwordHash = await hashPassword(input.password);
       return db.transaction(async (tx) => {
@@ -146,7 +229,31 @@ export function createAuthService(deps: AuthDeps) {
           name: "default",
           scopes: DEFAULT_API_KEY_SCOPES,
         });
-        const pair = await startSession(tx, user);
+        const { sessionId, ...pair } = await startSession(tx, user);
+        // One row for the signup, in the new tenant's chain, by the owner it created.
+        await audit.record(
+          sessionContext(user, sessionId, request),
+          {
+            eventType: "tenant.create",
+            entityType: "tenant",
+            entityId: tenant.id,
+            action: "create",
+            newValues: {
+              name: tenant.name,
+              plan: tenant.plan,
+              status: tenant.status,
+              trialEndsAt: tenant.trialEndsAt,
+              owner: { id: user.id, email: user.email, role: user.role },
+              firstApiKey: {
+                id: key.key.id,
+                name: key.key.name,
+                prefix: key.key.prefix,
+                scopes: key.key.scopes,
+              },
+            },
+          },
+          { tx },
+        );
         return { ...pair, apiKey: key.apiKey, tenant, user: toUser(user) };
       });
     },
@@ -169,13 +276,30 @@ export function createAuthService(deps: AuthDeps) {
         user?.password_hash ?? (await dummyPasswordHash()),
         input.password,
       );
-      if (!user || !ok)
+      if (!user || !ok) {
+        await recordLoginFailure(request, user, "invalid_credentials");
         throw new AppError("auth.invalid_credentials", "email or password is wrong");
+      }
       await reservation.release();
-      assertTenantActive(user.tenant_status);
+      if (user.tenant_status === "suspended" || user.tenant_status === "deleted") {
+        await recordLoginFailure(request, user, "tenant_suspended");
+        assertTenantActive(user.tenant_status);
+      }
       return db.transaction(async (tx) => {
         await store.touchLogin(tx, user.id);
-        return startSession(tx, user);
+        const { sessionId, ...pair } = await startSession(tx, user);
+        await audit.record(
+          sessionContext(user, sessionId, request),
+          {
+            eventType: "auth.login",
+            entityType: "user",
+            entityId: user.id,
+            action: "access",
+            newValues: { sessionId },
+          },
+          { tx },
+        );
+        return pair;
       });
     },
 
@@ -183,7 +307,7 @@ export function createAuthService(deps: AuthDeps) {
      * Exchanges a refresh token for a new pair. Each refresh token works once; presenting one
      * that was already used means it leaked, so the whole session is revoked.
      */
-    async refresh(refreshToken: string): Promise<TokenPair> {
+    async refresh(refreshToken: string, request: RequestMeta): Promise<TokenPair> {
       const outcome = await db.transaction(async (tx) => {
         const row = await store.refreshTokenForUpdate(tx, sha256Hex(refreshToken));
         if (!row || row.session_revoked_at || row.session_expires_at.getTime() < deps.clock.now()) {
@@ -191,6 +315,22 @@ export function createAuthService(deps: AuthDeps) {
         }
         if (row.used_at || !(await store.markRefreshTokenUsed(tx, row.token_id))) {
           await store.revokeSession(tx, row.session_id, "refresh_token_reuse");
+          // Whoever presented it is not known to be the user: the row names no actor.
+          await audit.record(
+            anonymous(request),
+            {
+              eventType: "auth.refresh_reuse",
+              entityType: "session",
+              entityId: row.session_id,
+              action: "failure",
+              result: "failure",
+              errorMessage: "a used refresh token was presented again; the session was revoked",
+              oldValues: { revokedAt: null },
+              newValues: { userId: row.user_id, revokedReason: "refresh_token_reuse" },
+              tenantId: row.tenant_id,
+            },
+            { tx },
+          );
           return { kind: "reused" as const };
         }
         assertTenantActive(row.tenant_status);
@@ -202,6 +342,20 @@ export function createAuthService(deps: AuthDeps) {
           sid: row.session_id,
           ...(row.tenant_id ? { tid: row.tenant_id } : {}),
         });
+        await audit.record(
+          sessionContext(
+            { id: row.user_id, tenant_id: row.tenant_id, role: row.role },
+            row.session_id,
+            request,
+          ),
+          {
+            eventType: "auth.refresh",
+            entityType: "session",
+            entityId: row.session_id,
+            action: "update",
+          },
+          { tx },
+        );
         return {
           kind: "ok" as const,
           pair: { token, refreshToken: next, expiresIn: tokens.ttlSeconds },
@@ -225,11 +379,29 @@ export function createAuthService(deps: AuthDeps) {
     },
 
     /** Ends the caller's session: its refresh tokens and access tokens stop working at once. */
-    async logout(principal: Principal): Promise<void> {
+    async logout(principal: Principal, request: RequestMeta): Promise<void> {
       if (principal.kind === "api_key") {
         throw new AppError("auth.forbidden", "logout ends a user session; an API key has none");
       }
-      await store.revokeSession(db, principal.sessionId, "logout");
+      const ctx: AuditContext =
+        principal.kind === "platform_admin"
+          ? { actor: principal, request }
+          : { tenantId: principal.tenantId, actor: principal, request };
+      await db.transaction(async (tx) => {
+        // A second logout racing the first ends nothing: only the one that ended it records.
+        if (!(await store.revokeSession(tx, principal.sessionId, "logout"))) return;
+        await audit.record(
+          ctx,
+          {
+            eventType: "auth.logout",
+            entityType: "session",
+            entityId: principal.sessionId,
+            action: "delete",
+            newValues: { revokedReason: "logout" },
+          },
+          { tx },
+        );
+      });
     },
 
     /**
@@ -251,13 +423,15 @@ export function createAuthService(deps: AuthDeps) {
           throw new AppError("auth.invalid_api_key", "API key is invalid or revoked");
         assertTenantActive(row.tenant_status);
         await store.touchApiKey(db, row.id);
-        return {
+        const principal: Principal = {
           kind: "api_key",
           keyId: row.id,
           tenantId: row.tenant_id,
           role: "admin",
           scopes: normalizeScopes(row.scopes),
         };
+        if (opts.request) await keyAddresses.note(principal, opts.request);
+        return principal;
       }
       if (!creds.bearer) throw new AppError("auth.unauthenticated", "authentication required");
       const claims = await tokens.verify(creds.bearer, {
@@ -326,14 +500,26 @@ export function createAuthService(deps: AuthDeps) {
     ): Promise<User> {
       assertMayManage(ctx, input.role);
       const passwordHash = await hashPassword(input.password);
-      const row = await db.transaction((tx) =>
-        insertUserOrConflict(tx, {
+      const row = await db.transaction(async (tx) => {
+        const user = await insertUserOrConflict(tx, {
           tenantId: ctx.tenantId,
           email: normalizeEmail(input.email),
           passwordHash,
           role: input.role,
-        }),
-      );
+        });
+        await audit.record(
+          ctx,
+          {
+            eventType: "user.create",
+            entityType: "user",
+            entityId: user.id,
+            action: "create",
+            newValues: { email: user.email, role: user.role },
+          },
+          { tx },
+        );
+        return user;
+      });
       return toUser(row);
     },
 
@@ -359,20 +545,49 @@ export function createAuthService(deps: AuthDeps) {
           );
         }
         await store.deleteUser(tx, ctx.tenantId, userId);
+        await audit.record(
+          ctx,
+          {
+            eventType: "user.delete",
+            entityType: "user",
+            entityId: userId,
+            action: "delete",
+            oldValues: { email: user.email, role: user.role },
+          },
+          { tx },
+        );
       });
     },
 
-    /** Creates a platform administrator (CLI only). */
-    async createPlatformAdmin(input: { email: string; password: string }): Promise<User> {
+    /**
+     * Creates a platform administrator: `tenantrag admin create-platform-admin`, whose
+     * operator acts as CLI_AUDIT_CONTEXT. Recorded in the platform's chain.
+     */
+    async createPlatformAdmin(
+      input: { email: string; password: string },
+      ctx: AuditContext = CLI_AUDIT_CONTEXT,
+    ): Promise<User> {
       const passwordHash = await hashPassword(input.password);
-      const row = await db.transaction((tx) =>
-        insertUserOrConflict(tx, {
+      const row = await db.transaction(async (tx) => {
+        const user = await insertUserOrConflict(tx, {
           tenantId: null,
           email: normalizeEmail(input.email),
           passwordHash,
           role: "platform_admin",
-        }),
-      );
+        });
+        await audit.record(
+          ctx,
+          {
+            eventType: "platform_admin.create",
+            entityType: "user",
+            entityId: user.id,
+            action: "create",
+            newValues: { email: user.email, role: user.role },
+          },
+          { tx },
+        );
+        return user;
+      });
       return toUser(row);
     },
   };

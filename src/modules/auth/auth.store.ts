@@ -142,13 +142,16 @@ export const authStore = {
       .executeTakeFirstOrThrow();
   },
 
-  async revokeApiKeys(q: Queryable, tenantId: string): Promise<void> {
-    await kysely(q)
+  /** Revokes every active key of the tenant; returns their ids. */
+  async revokeApiKeys(q: Queryable, tenantId: string): Promise<string[]> {
+    const rows = await kysely(q)
       .updateTable("api_keys")
       .set({ revoked_at: sql`now()` })
       .where("tenant_id", "=", tenantId)
       .where("revoked_at", "is", null)
+      .returning("id")
       .execute();
+    return rows.map((r) => r.id).sort();
   },
 
   /**
@@ -171,15 +174,51 @@ export const authStore = {
     return row.n;
   },
 
-  /** Revokes one key (keeping the first revocation time); false when the tenant has no such key. */
-  async revokeApiKey(q: Queryable, tenantId: string, keyId: string): Promise<boolean> {
-    const res = await kysely(q)
-      .updateTable("api_keys")
-      .set({ revoked_at: sql`coalesce(revoked_at, now())` })
+  /**
+   * Revokes one key of the tenant. Returns what changed: `revoked` with the revocation time,
+   * `already` when it was revoked before (its first revocation time is kept), `missing` when
+   * the tenant has no such key. The row is locked first, so concurrent revocations of one key
+   * take turns and exactly one of them sees it active.
+   */
+  async revokeApiKey(
+    q: Queryable,
+    tenantId: string,
+    keyId: string,
+  ): Promise<{ kind: "revoked"; revokedAt: Date } | { kind: "already" | "missing" }> {
+    const current = await kysely(q)
+      .selectFrom("api_keys")
+      .select("revoked_at")
       .where("tenant_id", "=", tenantId)
       .where("id", "=", keyId)
+      .forUpdate()
       .executeTakeFirst();
-    return res.numUpdatedRows > 0n;
+    if (!current) return { kind: "missing" };
+    if (current.revoked_at) return { kind: "already" };
+    const row = await kysely(q)
+      .updateTable("api_keys")
+      .set({ revoked_at: sql`now()` })
+      .where("id", "=", keyId)
+      .returning("revoked_at")
+      .executeTakeFirstOrThrow();
+    return { kind: "revoked", revokedAt: row.revoked_at as Date };
+  },
+
+  /**
+   * Notes that a key was used from `ip`; true only for the first use from it. Concurrent first
+   * uses insert once: the loser waits on the primary key for the winner's commit, then does
+   * nothing (and, should the winner roll back, inserts itself).
+   */
+  async insertKeyAddress(
+    q: Queryable,
+    a: { keyId: string; tenantId: string; ip: string },
+  ): Promise<boolean> {
+    const rows = await kysely(q)
+      .insertInto("api_key_addresses")
+      .values({ key_id: a.keyId, tenant_id: a.tenantId, ip: a.ip })
+      .onConflict((oc) => oc.columns(["key_id", "ip"]).doNothing())
+      .returning("key_id")
+      .execute();
+    return rows.length > 0;
   },
 
   async apiKeysOfTenant(q: Queryable, tenantId: string): Promise<ApiKeyRow[]> {
@@ -266,13 +305,15 @@ export const authStore = {
     return res.numUpdatedRows > 0n;
   },
 
-  async revokeSession(q: Queryable, sessionId: string, reason: string): Promise<void> {
-    await kysely(q)
+  /** Ends a session; false when it had ended already. */
+  async revokeSession(q: Queryable, sessionId: string, reason: string): Promise<boolean> {
+    const res = await kysely(q)
       .updateTable("auth_sessions")
       .set({ revoked_at: sql`now()`, revoked_reason: reason })
       .where("id", "=", sessionId)
       .where("revoked_at", "is", null)
-      .execute();
+      .executeTakeFirst();
+    return res.numUpdatedRows > 0n;
   },
 
   /** What an access token's session resolves to now: its user's current role and tenant status. */

@@ -9,6 +9,7 @@ import {
   type Queryable,
 } from "../../platform/db/index.js";
 import type { PlatformContext, TenantContext } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import type { ConfigUpdate, TenantConfig } from "./tenants.schemas.js";
 import {
   type PlanRow,
@@ -46,8 +47,63 @@ export interface TenantRateLimits {
   perDay: number;
 }
 
-export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: Clock }) {
-  const { db } = deps;
+/** The audit log's event type of a platform admin's status change, by the status set. */
+const STATUS_EVENTS: Record<TenantStatus, string> = {
+  suspended: "tenant.suspend",
+  active: "tenant.reactivate",
+  deleted: "tenant.delete",
+};
+
+/** The fields of a configuration an audit row compares (the provider key is described apart). */
+const AUDITED_CONFIG_FIELDS = [
+  "rateLimitPerMinute",
+  "rateLimitPerDay",
+  "maxDocuments",
+  "maxFileSizeMb",
+  "allowedDocumentTypes",
+  "chunkSize",
+  "chunkOverlap",
+  "chunkStrategy",
+  "embeddingProvider",
+  "embeddingModel",
+] as const satisfies readonly (keyof TenantConfig)[];
+
+/**
+ * What changed between two configurations: the fields whose values differ, and whether the
+ * provider key was set, replaced or removed, never the key itself nor its last characters.
+ */
+function configChanges(
+  before: TenantConfig,
+  after: TenantConfig,
+  keyPatched: boolean,
+): { oldValues: Record<string, unknown>; newValues: Record<string, unknown> } {
+  const oldValues: Record<string, unknown> = {};
+  const newValues: Record<string, unknown> = {};
+  for (const field of AUDITED_CONFIG_FIELDS) {
+    if (JSON.stringify(before[field]) !== JSON.stringify(after[field])) {
+      oldValues[field] = before[field];
+      newValues[field] = after[field];
+    }
+  }
+  if (keyPatched) {
+    oldValues.providerCredential = before.providerApiKey.set ? "set" : "none";
+    newValues.providerCredential = !after.providerApiKey.set
+      ? "none"
+      : before.providerApiKey.set
+        ? "replaced"
+        : "set";
+  }
+  return { oldValues, newValues };
+}
+
+export function createTenantsService(deps: {
+  db: Db;
+  masterKey: Buffer;
+  clock: Clock;
+  /** Profile, configuration and status changes are recorded, in their transaction. */
+  audit: AuditLog;
+}) {
+  const { db, audit } = deps;
   const configListeners = new Set<(tenantId: string) => void>();
   const configChanged = (tx: Queryable, tenantId: string) => {
     const notify = () => {
@@ -113,9 +169,24 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: C
 
     /** Writes on `opts.tx` when given (so do the other writes here), else on their own. */
     async rename(ctx: TenantContext, name: string, opts: InTransaction = {}): Promise<Tenant> {
-      const row = await store.renameTenant(opts.tx ?? db, ctx.tenantId, name);
-      if (!row) throw notFound("tenant");
-      return toTenant(row);
+      return inTransaction(db, opts.tx, async (tx) => {
+        const before = await store.tenantForUpdate(tx, ctx.tenantId);
+        const row = before && (await store.renameTenant(tx, ctx.tenantId, name));
+        if (!before || !row) throw notFound("tenant");
+        await audit.record(
+          ctx,
+          {
+            eventType: "tenant.update",
+            entityType: "tenant",
+            entityId: ctx.tenantId,
+            action: "update",
+            oldValues: { name: before.name },
+            newValues: { name: row.name },
+          },
+          { tx },
+        );
+        return toTenant(row);
+      });
     },
 
     async getConfig(ctx: TenantContext): Promise<TenantConfig> {
@@ -225,7 +296,19 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: C
         });
         if (!row) throw notFound("tenant configuration");
         configChanged(tx, ctx.tenantId);
-        return toConfig(row, plan);
+        const after = toConfig(row, plan);
+        await audit.record(
+          ctx,
+          {
+            eventType: "tenant_config.update",
+            entityType: "tenant_config",
+            entityId: ctx.tenantId,
+            action: "update",
+            ...configChanges(toConfig(current, plan), after, key !== undefined),
+          },
+          { tx },
+        );
+        return after;
       });
     },
 
@@ -270,15 +353,32 @@ export function createTenantsService(deps: { db: Db; masterKey: Buffer; clock: C
       };
     },
 
+    /** Recorded in the tenant's own chain, by the platform admin. */
     async adminSetStatus(
-      _ctx: PlatformContext,
+      ctx: PlatformContext,
       tenantId: string,
       status: TenantStatus,
       opts: InTransaction = {},
     ): Promise<Tenant> {
-      const row = await store.setStatus(opts.tx ?? db, tenantId, status);
-      if (!row) throw notFound("tenant");
-      return toTenant(row);
+      return inTransaction(db, opts.tx, async (tx) => {
+        const before = await store.tenantForUpdate(tx, tenantId);
+        const row = before && (await store.setStatus(tx, tenantId, status));
+        if (!before || !row) throw notFound("tenant");
+        await audit.record(
+          ctx,
+          {
+            eventType: STATUS_EVENTS[status],
+            entityType: "tenant",
+            entityId: tenantId,
+            action: "update",
+            oldValues: { status: before.status },
+            newValues: { status: row.status },
+            tenantId,
+          },
+          { tx },
+        );
+        return toTenant(row);
+      });
     },
   };
 }

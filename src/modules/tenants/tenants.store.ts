@@ -92,6 +92,16 @@ export const tenantsStore = {
       .executeTakeFirst();
   },
 
+  /** The tenant, locked until the transaction ends: a change reads what it replaces. */
+  async tenantForUpdate(q: Queryable, tenantId: string): Promise<TenantRow | undefined> {
+    return kysely(q)
+      .selectFrom("tenants")
+      .select(TENANT_COLUMNS)
+      .where("id", "=", tenantId)
+      .forUpdate()
+      .executeTakeFirst();
+  },
+
   async renameTenant(q: Queryable, tenantId: string, name: string): Promise<TenantRow | undefined> {
     return kysely(q)
       .updateTable("tenants")

@@ -425,6 +425,14 @@ export const schema = {
     updated_at: "timestamptz default",
   },
 
+  // 0019 the addresses each API key was used from (first use from each: an audit row)
+  api_key_addresses: {
+    key_id: "uuid",
+    ip: "text",
+    tenant_id: "uuid",
+    first_seen_at: "timestamptz default",
+  },
+
   // 0013 quotas (plans.quotas and tenant_config.quota_overrides dropped there)
   plan_quotas: {
     plan_id: "text",
