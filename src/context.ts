@@ -11,6 +11,7 @@ import {
   createAlertEvaluator,
   createAlertsService,
 } from "./modules/alerts/index.js";
+import { type AuditLog, createAuditLog } from "./modules/audit/index.js";
 import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
 import {
   createDocumentsService,
@@ -108,6 +109,11 @@ export interface AppContext {
   db: Db;
   redis: Redis | undefined;
   tenants: ReturnType<typeof createTenantsService>;
+  /**
+   * The tamper-evident audit log: `record(ctx, entry, { tx })` appends a row to the tenant's
+   * hash chain in the caller's transaction, as its last statement (modules/audit).
+   */
+  audit: AuditLog;
   auth: ReturnType<typeof createAuthService>;
   blobs: BlobStore;
   queue: JobQueue<AppJobs>;
@@ -271,6 +277,7 @@ export async function createContext(
     clock,
   });
   const tenants = createTenantsService({ db, masterKey: config.masterKey, clock });
+  const audit = createAuditLog({ db, clock });
   // Every limit of the process counts through one factory: memory, or Redis with a per-process
   // insurance while Redis is down. Keys go under the queue prefix: deployments (and test runs)
   // sharing one Redis keep apart.
@@ -502,6 +509,7 @@ export async function createContext(
     db,
     redis,
     tenants,
+    audit,
     auth,
     blobs,
     queue,
