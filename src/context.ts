@@ -11,7 +11,7 @@ import {
   createAlertEvaluator,
   createAlertsService,
 } from "./modules/alerts/index.js";
-import { createAuditLog } from "./modules/audit/index.js";
+import { type AuditLog, createAuditLog } from "./modules/audit/index.js";
 import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
 import {
   createDocumentsService,
@@ -109,6 +109,11 @@ export interface AppContext {
   db: Db;
   redis: Redis | undefined;
   tenants: ReturnType<typeof createTenantsService>;
+  /**
+   * The tamper-evident audit log: `record(ctx, entry, { tx })` appends a row to the tenant's
+   * hash chain in the caller's transaction, as its last statement (modules/audit).
+   */
+  audit: AuditLog;
   auth: ReturnType<typeof createAuthService>;
   blobs: BlobStore;
   queue: JobQueue<AppJobs>;
@@ -505,6 +510,7 @@ export async function createContext(
     db,
     redis,
     tenants,
+    audit,
     auth,
     blobs,
     queue,

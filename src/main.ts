@@ -110,7 +110,8 @@ admin
   .requiredOption("--password <password>", "at least 10 characters")
   .action((opts: { email: string; password: string }) =>
     run(async () => {
-      const { email, newPassword } = (await import("./modules/auth/index.js")).authSchemas;
+      const { authSchemas, cliAuditContext } = await import("./modules/auth/index.js");
+      const { email, newPassword } = authSchemas;
       const e = email.safeParse(opts.email);
       const p = newPassword.safeParse(opts.password);
       if (!e.success || !p.success) {
@@ -123,7 +124,11 @@ admin
       // Embedded mode migrates on the spot; server mode wants an explicit `tenantrag migrate`.
       const ctx = await createContext(loadConfig());
       try {
-        const user = await ctx.auth.createPlatformAdmin({ email: e.data, password: p.data });
+        // Recorded in the platform's audit chain as the system, actor id `cli:<command>`.
+        const user = await ctx.auth.createPlatformAdmin(
+          { email: e.data, password: p.data },
+          cliAuditContext("admin create-platform-admin"),
+        );
         process.stdout.write(`platform admin ${user.email} created (id ${user.id})\n`);
       } catch (err) {
         if ((err as { code?: string }).code === "auth.email_taken")

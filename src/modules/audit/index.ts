@@ -1,38 +1,28 @@
-// The audit log's contract as agreed; the module itself replaces this file.
-import type { Queryable } from "../../platform/db/index.js";
-import type { PlatformContext, RequestMeta, TenantContext } from "../../tenancy.js";
-
-export type AuditAction = "create" | "update" | "delete" | "access" | "failure";
-export type AuditResult = "success" | "failure" | "partial";
-export interface AuditEntry {
-  eventType: string;
-  entityType: string;
-  entityId: string | null;
-  action: AuditAction;
-  oldValues?: Record<string, unknown> | null;
-  newValues?: Record<string, unknown> | null;
-  changesSummary?: string;
-  result?: AuditResult;
-  errorMessage?: string | null;
-  tenantId?: string | null;
-}
-export type AuditContext =
-  | TenantContext
-  | PlatformContext
-  | { actor: { kind: "anonymous" }; request: RequestMeta | null };
-export interface AuditLog {
-  record(
-    ctx: AuditContext,
-    entry: AuditEntry,
-    opts: { tx: Queryable },
-  ): Promise<{ id: string; seq: number }>;
-}
-
-/** Stands in for the module until it lands: records nothing. */
-export function createAuditLog(_deps: unknown): AuditLog {
-  return {
-    async record() {
-      return { id: "", seq: 0 };
-    },
-  };
-}
+/**
+ * The audit module: the append-only, hash-chained audit log (seed 000 §3). `record` appends a
+ * row to a tenant's chain in the caller's transaction. The only file other modules and the
+ * composition root import.
+ */
+export { auditActorOf, createAuditLog, MAX_VALUES_BYTES } from "./audit.service.js";
+export {
+  type AnonymousAuditContext,
+  AUDIT_ACTIONS,
+  AUDIT_ACTOR_TYPES,
+  AUDIT_RESULTS,
+  type AuditAction,
+  type AuditActorType,
+  type AuditContext,
+  type AuditEntityType,
+  type AuditEntry,
+  type AuditLog,
+  type AuditResult,
+  type CliAuditContext,
+} from "./audit.types.js";
+export {
+  canonicalJson,
+  GENESIS_HASH,
+  isSecretKey,
+  NIL_UUID,
+  REDACTED,
+  rowHash,
+} from "./canonical.js";

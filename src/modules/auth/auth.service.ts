@@ -19,7 +19,7 @@ import {
   type TenantContext,
   type TenantRole,
 } from "../../tenancy.js";
-import type { AuditContext, AuditLog } from "../audit/index.js";
+import type { AuditContext, AuditLog, CliAuditContext } from "../audit/index.js";
 import type { Tenant, TenantStatus, TenantsService } from "../tenants/index.js";
 import { createKeyAddresses } from "./api-key-addresses.js";
 import { API_KEY_PREFIX, createApiKeys, issueApiKey, toKeyInfo } from "./api-keys.js";
@@ -51,11 +51,17 @@ export interface AuthenticateOptions {
 }
 
 /**
- * Who runs a command of the CLI (`tenantrag admin …`): an operator at the machine, whom no
- * credential names. Recorded as the anonymous actor with no request (no address, no request
- * id), in the platform's chain; the event type names the command.
+ * Who runs a command of the CLI (`tenantrag admin create-platform-admin`): an operator at the
+ * machine, whom no credential names. The system, with the command as its job: the rows say
+ * actor type `system`, actor id `cli:<command>`, no request (no address, no request id), and
+ * go to the platform's chain unless they name a tenant.
  */
-export const CLI_AUDIT_CONTEXT: AuditContext = { actor: { kind: "anonymous" }, request: null };
+export function cliAuditContext(command: string): CliAuditContext {
+  return {
+    actor: { kind: "system", job: { id: command, name: "cli" }, causedBy: null },
+    request: null,
+  };
+}
 
 /** An unauthenticated caller (a login that failed, a refresh token presented twice). */
 const anonymous = (request: RequestMeta): AuditContext => ({
@@ -244,7 +250,7 @@ export function createAuthService(deps: AuthDeps) {
               status: tenant.status,
               trialEndsAt: tenant.trialEndsAt,
               owner: { id: user.id, email: user.email, role: user.role },
-              firstApiKey: {
+              firstKey: {
                 id: key.key.id,
                 name: key.key.name,
                 prefix: key.key.prefix,
@@ -560,12 +566,12 @@ export function createAuthService(deps: AuthDeps) {
     },
 
     /**
-     * Creates a platform administrator: `tenantrag admin create-platform-admin`, whose
-     * operator acts as CLI_AUDIT_CONTEXT. Recorded in the platform's chain.
+     * Creates a platform administrator: `tenantrag admin create-platform-admin` (no route does),
+     * whose operator acts as `cliAuditContext`. Recorded in the platform's chain.
      */
     async createPlatformAdmin(
       input: { email: string; password: string },
-      ctx: AuditContext = CLI_AUDIT_CONTEXT,
+      ctx: AuditContext = cliAuditContext("admin create-platform-admin"),
     ): Promise<User> {
       const passwordHash = await hashPassword(input.password);
       const row = await db.transaction(async (tx) => {

@@ -3,5 +3,5 @@ export { authRoutes } from "./auth.routes.js";
 export type { ApiKeyInfo, TokenPair, User } from "./auth.schemas.js";
 export * as authSchemas from "./auth.schemas.js";
 export type { AuthenticateOptions, AuthService, IdentifiedCaller } from "./auth.service.js";
-export { createAuthService, normalizeEmail } from "./auth.service.js";
+export { cliAuditContext, createAuthService, normalizeEmail } from "./auth.service.js";
 export { createTokenSigner, type TokenSigner } from "./tokens.js";

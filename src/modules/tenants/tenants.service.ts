@@ -86,8 +86,8 @@ function configChanges(
     }
   }
   if (keyPatched) {
-    oldValues.providerCredential = before.providerApiKey.set ? "set" : "none";
-    newValues.providerCredential = !after.providerApiKey.set
+    oldValues.providerKey = before.providerApiKey.set ? "set" : "none";
+    newValues.providerKey = !after.providerApiKey.set
       ? "none"
       : before.providerApiKey.set
         ? "replaced"

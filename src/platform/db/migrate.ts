@@ -15,6 +15,7 @@ import * as m0013 from "./migrations/0013-quotas.js";
 import * as m0014 from "./migrations/0014-usage-rating.js";
 import * as m0015 from "./migrations/0015-usage-rollups.js";
 import * as m0016 from "./migrations/0016-alerts.js";
+import * as m0018 from "./migrations/0018-audit-log.js";
 import * as m0019 from "./migrations/0019-api-key-addresses.js";
 
 export interface Migration {
@@ -41,6 +42,7 @@ export const migrations: readonly Migration[] = [
   { version: 14, name: "usage-rating", sql: m0014.sql },
   { version: 15, name: "usage-rollups", sql: m0015.sql },
   { version: 16, name: "alerts", sql: m0016.sql },
+  { version: 18, name: "audit-log", sql: m0018.sql },
   { version: 19, name: "api-key-addresses", sql: m0019.sql },
 ];
 
