@@ -219,6 +219,23 @@ describe("tenantrag admin create-platform-admin (embedded)", () => {
         headers: { authorization: `Bearer ${login.json().token}` },
       });
       expect(list.statusCode, list.body).toBe(200);
+      // The command's one audit row (the refused second run wrote none), in the platform's
+      // chain, by the CLI, without the password.
+      const rows = await ctx.db.query<Record<string, unknown>>(
+        "select * from audit_events where event_type = 'platform_admin.create'",
+      );
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({
+        tenant_id: null,
+        entity_type: "user",
+        action: "create",
+        actor_type: "system",
+        actor_id: "cli:admin create-platform-admin",
+        result: "success",
+        request_id: null,
+        new_values: { email, role: "platform_admin" },
+      });
+      expect(JSON.stringify(rows)).not.toContain(password);
     } finally {
       await app.close();
       await ctx.close();
