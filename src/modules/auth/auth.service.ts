@@ -7,26 +7,25 @@ import {
   sha256Hex,
   verifyPassword,
 } from "../../platform/crypto/index.js";
-import { type Db, isUniqueViolation, type Queryable } from "../../platform/db/index.js";
+import type { Db, Queryable } from "../../platform/db/index.js";
 import type { FailureThrottle } from "../../platform/ratelimit/index.js";
 import {
   DEFAULT_API_KEY_SCOPES,
   normalizeScopes,
   type Principal,
   type RequestMeta,
-  ROLE_RANK,
-  roleOf,
   type TenantContext,
-  type TenantRole,
 } from "../../tenancy.js";
-import type { AuditContext, AuditLog, CliAuditContext } from "../audit/index.js";
+import type { AuditContext, AuditLog } from "../audit/index.js";
 import type { Tenant, TenantStatus, TenantsService } from "../tenants/index.js";
 import { createKeyAddresses } from "./api-key-addresses.js";
 import { API_KEY_PREFIX, createApiKeys, issueApiKey, toKeyInfo } from "./api-keys.js";
+import { anonymous, sessionContext } from "./audit-contexts.js";
 import type { TokenPair, User } from "./auth.schemas.js";
 import { authStore as store, type UserRow } from "./auth.store.js";
 import { createLoginThrottle } from "./login-throttle.js";
 import type { TokenSigner } from "./tokens.js";
+import { createUsers, insertUserOrConflict, normalizeEmail, toUser } from "./users.js";
 
 const REFRESH_PREFIX = "rtk_";
 
@@ -48,64 +47,6 @@ export interface AuthenticateOptions {
    * `api_key.new_ip` audit row; without it (a caller that is no request) nothing is noted.
    */
   request?: RequestMeta | undefined;
-}
-
-/**
- * Who runs a command of the CLI (`tenantrag admin create-platform-admin`): an operator at the
- * machine, whom no credential names. The system, with the command as its job: the rows say
- * actor type `system`, actor id `cli:<command>`, no request (no address, no request id), and
- * go to the platform's chain unless they name a tenant.
- */
-export function cliAuditContext(command: string): CliAuditContext {
-  return {
-    actor: { kind: "system", job: { id: command, name: "cli" }, causedBy: null },
-    request: null,
-  };
-}
-
-/** An unauthenticated caller (a login that failed, a refresh token presented twice). */
-const anonymous = (request: RequestMeta): AuditContext => ({
-  actor: { kind: "anonymous" },
-  request,
-});
-
-/** The context of a user's new or continued session: a tenant's user, or a platform admin. */
-function sessionContext(
-  user: { id: string; tenant_id: string | null; role: string },
-  sessionId: string,
-  request: RequestMeta,
-): AuditContext {
-  if (user.tenant_id === null || user.role === "platform_admin") {
-    return { actor: { kind: "platform_admin", userId: user.id, sessionId }, request };
-  }
-  return {
-    tenantId: user.tenant_id,
-    actor: {
-      kind: "user",
-      userId: user.id,
-      tenantId: user.tenant_id,
-      role: user.role as TenantRole,
-      sessionId,
-    },
-    request,
-  };
-}
-
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
-
-export function toUser(row: UserRow): User {
-  return {
-    id: row.id,
-    email: row.email,
-    role: row.role,
-    createdAt: row.created_at.toISOString(),
-    lastLoginAt: iso(row.last_login_at),
-  };
-}
-
-/** Emails are compared trimmed and lower-cased: one account per mailbox, however it is typed. */
-export function normalizeEmail(email: string): string {
-  return email.trim().toLowerCase();
 }
 
 function assertTenantActive(status: TenantStatus | null): void {
@@ -137,6 +78,7 @@ export function createAuthService(deps: AuthDeps) {
   });
   const { audit } = deps;
   const apiKeys = createApiKeys({ db, audit });
+  const users = createUsers({ db, audit });
   const keyAddresses = createKeyAddresses({ db, audit });
 
   /** Starts a session: one refresh-token family, and an access token bound to it. */
@@ -192,17 +134,6 @@ export function createAuthService(deps: AuthDeps) {
         { tx },
       ),
     );
-  }
-
-  async function insertUserOrConflict(tx: Queryable, u: Parameters<typeof store.insertUser>[1]) {
-    try {
-      return await store.insertUser(tx, u);
-    } catch (err) {
-      if (isUniqueViolation(err, "users_email_key")) {
-        throw new AppError("auth.email_taken", "an account with this email already exists");
-      }
-      throw err;
-    }
   }
 
   return {
@@ -495,125 +426,11 @@ export function createAuthService(deps: AuthDeps) {
     revokeApiKey: apiKeys.revoke,
     listApiKeys: apiKeys.list,
 
-    async listUsers(ctx: TenantContext): Promise<User[]> {
-      return (await store.usersOfTenant(db, ctx.tenantId)).map(toUser);
-    },
-
-    /** Adds a user to the caller's tenant. Only an owner may create another owner or an admin. */
-    async createUser(
-      ctx: TenantContext,
-      input: { email: string; password: string; role: TenantRole },
-    ): Promise<User> {
-      assertMayManage(ctx, input.role);
-      const passwordHash = await hashPassword(input.password);
-      const row = await db.transaction(async (tx) => {
-        const user = await insertUserOrConflict(tx, {
-          tenantId: ctx.tenantId,
-          email: normalizeEmail(input.email),
-          passwordHash,
-          role: input.role,
-        });
-        await audit.record(
-          ctx,
-          {
-            eventType: "user.create",
-            entityType: "user",
-            entityId: user.id,
-            action: "create",
-            newValues: { email: user.email, role: user.role },
-          },
-          { tx },
-        );
-        return user;
-      });
-      return toUser(row);
-    },
-
-    /**
-     * Removes a user of the caller's tenant. The tenant always keeps at least one owner, and
-     * nobody removes themselves (a sole owner is told that it is the last one).
-     */
-    async deleteUser(ctx: TenantContext, userId: string): Promise<void> {
-      await db.transaction(async (tx) => {
-        // Owners are locked before anything is read: two owners removing each other at once
-        // would otherwise both count two owners and leave the tenant with none.
-        const owners = await store.lockOwners(tx, ctx.tenantId);
-        const user = await store.userInTenant(tx, ctx.tenantId, userId);
-        if (!user) throw new AppError("not_found", "user not found");
-        assertMayManage(ctx, user.role as TenantRole);
-        if (user.role === "owner" && owners.length <= 1) {
-          throw new AppError("user.last_owner", "a tenant must keep at least one owner");
-        }
-        if (ctx.actor.kind === "user" && ctx.actor.userId === userId) {
-          throw new AppError(
-            "auth.forbidden",
-            "you cannot remove yourself; ask another owner or admin",
-          );
-        }
-        await store.deleteUser(tx, ctx.tenantId, userId);
-        await audit.record(
-          ctx,
-          {
-            eventType: "user.delete",
-            entityType: "user",
-            entityId: userId,
-            action: "delete",
-            oldValues: { email: user.email, role: user.role },
-          },
-          { tx },
-        );
-      });
-    },
-
-    /**
-     * Creates a platform administrator: `tenantrag admin create-platform-admin` (no route does),
-     * whose operator acts as `cliAuditContext`. Recorded in the platform's chain.
-     */
-    async createPlatformAdmin(
-      input: { email: string; password: string },
-      ctx: AuditContext = cliAuditContext("admin create-platform-admin"),
-    ): Promise<User> {
-      const passwordHash = await hashPassword(input.password);
-      const row = await db.transaction(async (tx) => {
-        const user = await insertUserOrConflict(tx, {
-          tenantId: null,
-          email: normalizeEmail(input.email),
-          passwordHash,
-          role: "platform_admin",
-        });
-        await audit.record(
-          ctx,
-          {
-            eventType: "platform_admin.create",
-            entityType: "user",
-            entityId: user.id,
-            action: "create",
-            newValues: { email: user.email, role: user.role },
-          },
-          { tx },
-        );
-        return user;
-      });
-      return toUser(row);
-    },
+    listUsers: users.list,
+    createUser: users.create,
+    deleteUser: users.remove,
+    createPlatformAdmin: users.createPlatformAdmin,
   };
-}
-
-/**
- * Owners manage everyone; admins manage members; members manage nobody, and neither does an
- * actor without a role (a visitor, a job).
- */
-function assertMayManage(ctx: TenantContext, targetRole: TenantRole): void {
-  const role = roleOf(ctx.actor);
-  if (role === null) {
-    throw new AppError("auth.forbidden", "only users and API keys manage users");
-  }
-  if (role !== "owner" && ROLE_RANK[role] <= ROLE_RANK[targetRole]) {
-    throw new AppError(
-      "auth.forbidden",
-      `role ${role} may not manage users with role ${targetRole}`,
-    );
-  }
 }
 
 export type AuthService = ReturnType<typeof createAuthService>;
