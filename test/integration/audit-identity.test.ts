@@ -577,6 +577,45 @@ describe.each(backends)("audit rows of identity and administration ($name)", (ba
       expect(addresses.map((a) => a.ip)).toEqual([...ips].sort());
     });
 
+    it("two servers over one database: parallel first uses from an address record once", async () => {
+      const s = await signup(t.app);
+      // A second app over the same database, with its own memory of known addresses (the
+      // handle's close leaves the shared database open).
+      const shared = faultyDb(t.ctx.db, /^$/);
+      const config = loadConfig({
+        DATA_DIR: mkdtempSync(path.join(tmpdir(), "tenantrag-audit-")),
+        LOG_LEVEL: "silent",
+        JWT_SECRET: randomBytes(32).toString("hex"),
+        MASTER_KEY: randomBytes(32).toString("hex"),
+      });
+      const ctx2 = await createContext(config, {
+        db: shared.db,
+        logger: pino({ level: "silent" }),
+        migrations: "skip",
+        tenantRateLimits: GENEROUS_RATE_LIMITS,
+      });
+      const app2 = await buildApp(ctx2);
+      try {
+        const use = (app: typeof app2) =>
+          app.inject({
+            url: "/api/auth/me",
+            remoteAddress: "10.6.0.1",
+            headers: { "x-api-key": s.apiKey },
+          });
+        const all = await Promise.all(
+          Array.from({ length: 16 }, (_, i) => use(i % 2 === 0 ? t.app : app2)),
+        );
+        expect(all.map((r) => r.statusCode)).toEqual(Array(16).fill(200));
+        expect((await rows(s.tenantId, "api_key.new_ip")).map((r) => r.ip_address)).toEqual([
+          "10.6.0.1",
+        ]);
+      } finally {
+        await app2.close();
+        await ctx2.close();
+        rmSync(config.dataDir, { recursive: true, force: true });
+      }
+    });
+
     it("a revoked key used from a new address records nothing", async () => {
       const s = await signup(t.app);
       await t.app.inject({ method: "POST", url: "/api/customers/api-key", headers: asUser(s) });
@@ -805,6 +844,44 @@ describe.each(backends)("audit rows and failed transactions ($name)", (backend) 
       headers: bearer(s.token),
     });
     expect(profile.json().tenant.name).not.toBe("Never Renamed");
+  });
+
+  it("a login whose audit row cannot be written starts no session", async () => {
+    const s = await signup(app.app);
+    const sessions = async () =>
+      app.ctx.db.query("select s.id from auth_sessions s where s.user_id = $1", [s.userId]);
+    const before = await sessions();
+    app.audit.failNext(1);
+    const res = await app.app.inject({
+      method: "POST",
+      url: "/api/auth/login",
+      payload: { email: s.email, password: s.password },
+    });
+    expect(res.statusCode).toBe(500);
+    expect(await sessions()).toEqual(before);
+  });
+
+  it("a first use from an address whose row failed is noted again by the next use", async () => {
+    const s = await signup(app.app);
+    const use = () =>
+      app.app.inject({
+        url: "/api/auth/me",
+        remoteAddress: "10.7.0.1",
+        headers: { "x-api-key": s.apiKey },
+      });
+    app.audit.failNext(1);
+    expect((await use()).statusCode).toBe(500);
+    const addresses = () =>
+      app.ctx.db.query("select ip from api_key_addresses where tenant_id = $1", [s.tenantId]);
+    expect(await addresses()).toEqual([]);
+    expect((await use()).statusCode).toBe(200);
+    expect((await use()).statusCode).toBe(200);
+    expect(await addresses()).toEqual([{ ip: "10.7.0.1" }]);
+    const recorded = await app.ctx.db.query(
+      "select 1 from audit_events where tenant_id = $1 and event_type = 'api_key.new_ip'",
+      [s.tenantId],
+    );
+    expect(recorded).toHaveLength(1);
   });
 });
 
