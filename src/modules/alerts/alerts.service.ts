@@ -3,7 +3,7 @@ import type { Clock } from "../../platform/clock.js";
 import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
 import type { Db, InTransaction } from "../../platform/db/index.js";
 import { actorRef, type PlatformContext, type TenantContext } from "../../tenancy.js";
-import type { AuditLog } from "../audit/index.js";
+import { type AuditLog, canonicalJson } from "../audit/index.js";
 import type { AlertPage, AlertView, SettingsView } from "./alerts.schemas.js";
 import { type AlertRow, alertsStore as store } from "./alerts.store.js";
 import type { AlertCandidate, AlertKind } from "./rules.js";
@@ -175,7 +175,8 @@ function changedThresholds(before: ThresholdSettings, after: ThresholdSettings) 
   const b = before as Record<string, unknown>;
   const a = after as Record<string, unknown>;
   for (const k of new Set([...Object.keys(b), ...Object.keys(a)])) {
-    if (k in b === k in a && JSON.stringify(b[k]) === JSON.stringify(a[k])) continue;
+    // Canonical JSON: the stored settings come back from jsonb with their keys reordered.
+    if (k in b && k in a && canonicalJson(b[k] as never) === canonicalJson(a[k] as never)) continue;
     out.keys += 1;
     if (k in b) out.old[k] = b[k];
     if (k in a) out.new[k] = a[k];

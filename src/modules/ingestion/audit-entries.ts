@@ -1,4 +1,4 @@
-import type { AuditEntry } from "../audit/index.js";
+import { type AuditEntry, canonicalJson } from "../audit/index.js";
 import type { ContentInput } from "./content.js";
 import type { DocumentRow } from "./documents.store.js";
 
@@ -11,19 +11,26 @@ import type { DocumentRow } from "./documents.store.js";
 /** The way a submission came in, kept on its audit row. */
 export type SubmissionSource = "text" | "batch" | "url" | "file" | "upload" | "content_update";
 
-/** Of two flat maps, the keys whose values differ, each side's value (undefined: absent). */
+/**
+ * Of two maps, the keys whose values differ (compared as canonical JSON, so that a value read
+ * back from jsonb, keys reordered, equals the one written), each side's value (null: absent).
+ */
 export function changedKeys(
   before: Record<string, unknown>,
   after: Record<string, unknown>,
 ): { old: Record<string, unknown>; new: Record<string, unknown> } {
   const out = { old: {} as Record<string, unknown>, new: {} as Record<string, unknown> };
   for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
-    if (JSON.stringify(before[k]) === JSON.stringify(after[k])) continue;
+    if (same(before[k], after[k])) continue;
     out.old[k] = before[k] ?? null;
     out.new[k] = after[k] ?? null;
   }
   return out;
 }
+
+const same = (a: unknown, b: unknown) =>
+  (a === undefined) === (b === undefined) &&
+  (a === undefined || canonicalJson(a as never) === canonicalJson(b as never));
 
 const size = (c: ContentInput) => (c.kind === "bytes" ? c.bytes.length : null);
 
@@ -52,7 +59,6 @@ export function submissionEntry(s: {
     contentHash: s.hash,
     sizeBytes: size(s.content),
     source: s.source,
-    ...(s.content.kind === "url" ? { url: s.content.url } : {}),
     ...(s.uploadId ? { uploadId: s.uploadId } : {}),
   };
   if (s.created) {
