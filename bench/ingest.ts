@@ -17,6 +17,7 @@ import pino from "pino";
 import { loadConfig } from "../src/config.js";
 import { type AppContext, createContext } from "../src/context.js";
 import { buildApp } from "../src/http/app.js";
+import { generateSigningKeyPem } from "../src/platform/crypto/signing.js";
 import type { TenantContext } from "../src/tenancy.js";
 import {
   BENCH_DATABASE_URL,
@@ -106,6 +107,7 @@ async function boot(mode: Mode): Promise<Booted> {
     QUEUE_PREFIX: prefix,
     JWT_SECRET: randomBytes(32).toString("hex"),
     MASTER_KEY: randomBytes(32).toString("hex"),
+    AUDIT_SIGNING_KEY: generateSigningKeyPem(),
   });
   const ctx = await createContext(config, { db: pg.db, logger: silent, migrations: "skip" });
   const app = await buildApp(ctx);

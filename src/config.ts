@@ -1,15 +1,20 @@
 import { randomBytes } from "node:crypto";
 import {
   chmodSync,
+  closeSync,
   existsSync,
   linkSync,
   mkdirSync,
+  openSync,
   readFileSync,
+  renameSync,
+  rmSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { generateSigningKeyPem, loadSigningKey } from "./platform/crypto/signing.js";
 
 /**
  * All settings, parsed once at start from the environment. Nothing else in the code base reads
@@ -133,6 +138,8 @@ const envSchema = z.object({
   API_CALLS_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   USAGE_EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(400),
   RETENTION_BATCH_SIZE: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+  AUDIT_SIGNING_KEY: optionalString,
+  AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(730),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -225,6 +232,16 @@ export interface Config {
   metricsToken: string | undefined;
   /** Retention (modules/usage/retention.ts): raw API calls and billable events, in days. */
   retention: { apiCallsDays: number; usageEventsDays: number; batchSize: number };
+  /** The audit log (modules/audit). */
+  audit: {
+    /**
+     * The Ed25519 private key (PKCS#8 PEM) that signs the hourly digests: AUDIT_SIGNING_KEY,
+     * or in embedded mode the one kept in DATA_DIR/secrets.json.
+     */
+    signingKeyPem: string;
+    /** Audit rows older than this are deleted by the `audit.retention` job (default 2 years). */
+    retentionDays: number;
+  };
 }
 
 /** Thrown when the environment is invalid; the message names each bad variable. */
@@ -252,21 +269,37 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const dataDir = path.resolve(e.DATA_DIR);
   let jwtSecret = e.JWT_SECRET;
   let masterKeyHex = e.MASTER_KEY;
+  let signingKey = e.AUDIT_SIGNING_KEY;
   if (mode === "server") {
-    const missing = [jwtSecret ? null : "JWT_SECRET", masterKeyHex ? null : "MASTER_KEY"].filter(
-      Boolean,
-    );
+    const missing = [
+      jwtSecret ? null : "JWT_SECRET",
+      masterKeyHex ? null : "MASTER_KEY",
+      signingKey ? null : "AUDIT_SIGNING_KEY",
+    ].filter(Boolean);
     if (missing.length > 0) {
       throw new ConfigError(
         `server mode (DATABASE_URL is set) requires ${missing.join(" and ")}: ` +
           "JWT_SECRET is at least 32 characters, MASTER_KEY is 64 hex characters " +
-          "(generate one with: openssl rand -hex 32)",
+          "(generate one with: openssl rand -hex 32), AUDIT_SIGNING_KEY is an Ed25519 private " +
+          "key, PKCS#8 PEM or base64 DER (generate one with: tenantrag audit keygen)",
       );
     }
   } else {
     const secrets = embeddedSecrets(dataDir);
     jwtSecret ??= secrets.jwtSecret;
     masterKeyHex ??= secrets.masterKey;
+    signingKey ??= secrets.auditSigningKey;
+  }
+  let signingKeyPem: string;
+  try {
+    signingKeyPem = loadSigningKey(signingKey as string)
+      .privateKey.export({ type: "pkcs8", format: "pem" })
+      .toString();
+  } catch (err) {
+    throw new ConfigError(
+      `invalid configuration:\n  AUDIT_SIGNING_KEY: ${(err as Error).message} ` +
+        "(generate one with: tenantrag audit keygen)",
+    );
   }
   return {
     mode,
@@ -338,13 +371,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       usageEventsDays: e.USAGE_EVENTS_RETENTION_DAYS,
       batchSize: e.RETENTION_BATCH_SIZE,
     },
+    audit: { signingKeyPem, retentionDays: e.AUDIT_RETENTION_DAYS },
   };
 }
 
 const secretsSchema = z.object({
   jwtSecret: z.string().min(32),
   masterKey: z.string().regex(/^[0-9a-f]{64}$/),
+  /** PKCS#8 PEM; files written before the audit log lack it, and get one added (below). */
+  auditSigningKey: z.string().min(1).optional(),
 });
+type Secrets = Required<z.infer<typeof secretsSchema>>;
 
 /**
  * Embedded mode keeps its secrets beside its data so that tokens and encrypted tenant keys
@@ -352,13 +389,14 @@ const secretsSchema = z.object({
  * whole to a temporary name, then linked into place, so two processes starting together on an
  * empty DATA_DIR agree on one set of secrets and neither reads a half-written file.
  */
-function embeddedSecrets(dataDir: string): z.infer<typeof secretsSchema> {
+function embeddedSecrets(dataDir: string): Secrets {
   const file = path.join(dataDir, "secrets.json");
   if (!existsSync(file)) {
     mkdirSync(dataDir, { recursive: true });
     const secrets = {
       jwtSecret: randomBytes(48).toString("base64url"),
       masterKey: randomBytes(32).toString("hex"),
+      auditSigningKey: generateSigningKeyPem(),
     };
     const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
     writeFileSync(tmp, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600, flag: "wx" });
@@ -373,6 +411,12 @@ function embeddedSecrets(dataDir: string): z.infer<typeof secretsSchema> {
       unlinkSync(tmp);
     }
   }
+  const secrets = readSecrets(file);
+  if (secrets.auditSigningKey) return secrets as Secrets;
+  return addSigningKey(file);
+}
+
+function readSecrets(file: string): z.infer<typeof secretsSchema> {
   let content: unknown;
   try {
     content = JSON.parse(readFileSync(file, "utf8"));
@@ -384,4 +428,47 @@ function embeddedSecrets(dataDir: string): z.infer<typeof secretsSchema> {
     throw new ConfigError(`${file} is not a valid secrets file; restore it or remove the data`);
   }
   return parsed.data;
+}
+
+const LOCK_WAIT_MS = 10_000;
+
+/**
+ * A secrets file written before the audit log has no signing key: one is added, keeping the
+ * other secrets byte for byte. Under a lock file (created exclusively), so two processes
+ * upgrading the file at once add one key between them; the file is replaced by a rename, so a
+ * reader never sees half of it. A lock left by a crashed process is taken over after 10 s.
+ */
+function addSigningKey(file: string): Secrets {
+  const lock = `${file}.lock`;
+  const started = Date.now();
+  for (;;) {
+    let fd: number | undefined;
+    try {
+      fd = openSync(lock, "wx", 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    if (fd !== undefined) {
+      try {
+        const current = readSecrets(file);
+        if (current.auditSigningKey) return current as Secrets;
+        const secrets = { ...current, auditSigningKey: generateSigningKeyPem() };
+        const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+        writeFileSync(tmp, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600, flag: "wx" });
+        chmodSync(tmp, 0o600);
+        renameSync(tmp, file);
+        return secrets;
+      } finally {
+        closeSync(fd);
+        unlinkSync(lock);
+      }
+    }
+    const again = readSecrets(file);
+    if (again.auditSigningKey) return again as Secrets;
+    if (Date.now() - started > LOCK_WAIT_MS) {
+      // The holder died: take its lock over once.
+      rmSync(lock, { force: true });
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
+  }
 }

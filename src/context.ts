@@ -11,7 +11,15 @@ import {
   createAlertEvaluator,
   createAlertsService,
 } from "./modules/alerts/index.js";
-import { type AuditLog, createAuditLog } from "./modules/audit/index.js";
+import {
+  type AuditLog,
+  type AuditTrail,
+  auditJobs,
+  auditJobTypes,
+  auditSchedules,
+  createAuditLog,
+  createAuditTrail,
+} from "./modules/audit/index.js";
 import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
 import {
   createDocumentsService,
@@ -68,6 +76,7 @@ import {
 import type { BlobStore } from "./platform/blobs/blobs.js";
 import { createLocalBlobStore } from "./platform/blobs/local.js";
 import { type Clock, systemClock } from "./platform/clock.js";
+import { loadSigningKey } from "./platform/crypto/signing.js";
 import { type Db, migrate, openDb, pendingMigrations } from "./platform/db/index.js";
 import type { Embedder } from "./platform/embeddings/embedder.js";
 import { createLocalEmbedder } from "./platform/embeddings/local.js";
@@ -114,6 +123,8 @@ export interface AppContext {
    * hash chain in the caller's transaction, as its last statement (modules/audit).
    */
   audit: AuditLog;
+  /** The audit log's reads, verification, export, hourly signed digests and retention. */
+  auditTrail: AuditTrail;
   auth: ReturnType<typeof createAuthService>;
   blobs: BlobStore;
   queue: JobQueue<AppJobs>;
@@ -199,6 +210,7 @@ const appJobTypes = {
   ...reconciliationJobTypes,
   ...quotaJobTypes,
   ...rollupJobTypes,
+  ...auditJobTypes,
 };
 export type AppJobs = RegistryOf<typeof appJobTypes>;
 
@@ -211,6 +223,7 @@ const appSchedules: JobSchedule[] = [
   ...reconciliationSchedules,
   ...quotaSchedules,
   ...rollupSchedules,
+  ...auditSchedules,
 ];
 
 export class StartupError extends Error {
@@ -278,6 +291,14 @@ export async function createContext(
   });
   const tenants = createTenantsService({ db, masterKey: config.masterKey, clock });
   const audit = createAuditLog({ db, clock });
+  const auditTrail = createAuditTrail({
+    db,
+    clock,
+    audit,
+    signingKey: loadSigningKey(config.audit.signingKeyPem),
+    retentionDays: config.audit.retentionDays,
+    logger,
+  });
   // Every limit of the process counts through one factory: memory, or Redis with a per-process
   // insurance while Redis is down. Keys go under the queue prefix: deployments (and test runs)
   // sharing one Redis keep apart.
@@ -522,6 +543,7 @@ export async function createContext(
     redis,
     tenants,
     audit,
+    auditTrail,
     auth,
     blobs,
     queue,
@@ -562,6 +584,7 @@ export async function createContext(
         ...reconciliationJobs({ reconciliation, logger }),
         ...quotaJobs({ quotas, logger }),
         ...rollupJobs({ rollups }),
+        ...auditJobs({ trail: auditTrail }),
       ];
       queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
         concurrency: config.workerConcurrency,

@@ -135,4 +135,54 @@ admin
     }),
   );
 
+const audit = program.command("audit").description("The tamper-evident audit log");
+
+audit
+  .command("keygen")
+  .description(
+    "Print a new Ed25519 signing key (PKCS#8 PEM) for AUDIT_SIGNING_KEY, and its public key",
+  )
+  .action(() =>
+    run(async () => {
+      const { generateSigningKeyPem, loadSigningKey } = await import(
+        "./platform/crypto/signing.js"
+      );
+      const pem = generateSigningKeyPem();
+      const key = loadSigningKey(pem);
+      process.stdout.write(pem);
+      process.stderr.write(
+        `key id ${key.keyId}\npublic key (for 'tenantrag audit verify --public-key'):\n${key.publicKeyPem}`,
+      );
+    }),
+  );
+
+audit
+  .command("verify")
+  .description(
+    "Verify an audit export (GET /api/audit/export) offline: exit 0 when the chain holds, 1 when not, 2 when unreadable",
+  )
+  .argument("<file>", "the JSON Lines export")
+  .requiredOption(
+    "--public-key <key>",
+    "the deployment's public key: a PEM file, or the PEM or base64 DER itself",
+  )
+  .action((file: string, opts: { publicKey: string }) =>
+    run(async () => {
+      const { describeResult, OfflineVerifyError, verifyExportFile } = await import(
+        "./modules/audit/index.js"
+      );
+      try {
+        const result = await verifyExportFile(file, opts.publicKey);
+        process.stdout.write(`${describeResult(file, result)}\n`);
+        process.exitCode = result.ok ? 0 : 1;
+      } catch (err) {
+        if (err instanceof OfflineVerifyError) {
+          process.stderr.write(`tenantrag: ${err.message}\n`);
+          process.exit(2);
+        }
+        throw err;
+      }
+    }),
+  );
+
 await program.parseAsync(process.argv);

@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { createContext } from "../../src/context.js";
 import { buildApp } from "../../src/http/app.js";
+import { generateSigningKeyPem } from "../../src/platform/crypto/signing.js";
 import { builtMain, migratedDataDir } from "../fixtures/cli.js";
 import { TEST_DATABASE_URL } from "../fixtures/db.js";
 
@@ -277,6 +278,7 @@ describe.skipIf(!TEST_DATABASE_URL)("tenantrag against PostgreSQL (server mode)"
     DATABASE_URL: url,
     JWT_SECRET,
     MASTER_KEY,
+    AUDIT_SIGNING_KEY: generateSigningKeyPem(),
     DATA_DIR: tempDataDir(),
   });
 

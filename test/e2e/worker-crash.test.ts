@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { type AppContext, createContext } from "../../src/context.js";
 import { buildApp } from "../../src/http/app.js";
+import { generateSigningKeyPem } from "../../src/platform/crypto/signing.js";
 import {
   createInProcessTenantLock,
   createLanceVectorIndex,
@@ -204,6 +205,7 @@ serverMode("worker killed mid-job (server mode)", () => {
       QUEUE_PREFIX: queuePrefix,
       JWT_SECRET: randomBytes(32).toString("hex"),
       MASTER_KEY: randomBytes(32).toString("hex"),
+      AUDIT_SIGNING_KEY: generateSigningKeyPem(),
     };
     expect(await cli(["migrate"], env).exited(60_000)).toBe(0);
     const ctx = await createContext(loadConfig({ ...env, LOG_LEVEL: "silent" }), {

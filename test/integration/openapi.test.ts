@@ -85,6 +85,7 @@ describe.each(backends)("the OpenAPI document ($name)", (backend) => {
         "POST /api/auth/signup",
         "POST /api/auth/login",
         "POST /api/auth/refresh",
+        "GET /api/audit/public-key",
       ]),
     );
     for (const op of operationsOf(doc)) {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { type AppContext, createContext } from "../../src/context.js";
 import { buildApp } from "../../src/http/app.js";
+import { generateSigningKeyPem } from "../../src/platform/crypto/signing.js";
 import { bearer, dropQueueKeys, expectError, signup } from "../fixtures/app.js";
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from "../fixtures/db.js";
 
@@ -41,6 +42,7 @@ describe.skipIf(!TEST_DATABASE_URL || !TEST_REDIS_URL)(
         QUEUE_PREFIX: queuePrefix,
         JWT_SECRET: randomBytes(32).toString("hex"),
         MASTER_KEY: randomBytes(32).toString("hex"),
+        AUDIT_SIGNING_KEY: generateSigningKeyPem(),
         LOG_LEVEL: "silent",
       };
       for (const migrations of ["auto", "check"] as const) {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { type AppContext, createContext } from "../../src/context.js";
 import { buildApp } from "../../src/http/app.js";
+import { generateSigningKeyPem } from "../../src/platform/crypto/signing.js";
 import { bearer, dropQueueKeys, GENEROUS_RATE_LIMITS, signup } from "../fixtures/app.js";
 import { type S3Server, startS3Server } from "../fixtures/blobs.js";
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from "../fixtures/db.js";
@@ -54,6 +55,7 @@ describe.skipIf(!TEST_DATABASE_URL || !TEST_REDIS_URL)("server mode: API and wor
       LANCE_URI: lanceDir,
       JWT_SECRET: randomBytes(32).toString("hex"),
       MASTER_KEY: randomBytes(32).toString("hex"),
+      AUDIT_SIGNING_KEY: generateSigningKeyPem(),
       JOB_BACKOFF_MS: "50",
       LOG_LEVEL: "silent",
       ...s3.env(blobPrefix),

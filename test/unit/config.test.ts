@@ -1,9 +1,10 @@
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config.js";
+import { generateSigningKeyPem, loadSigningKey } from "../../src/platform/crypto/signing.js";
 
 let dataDir: string;
 beforeEach(() => {
@@ -14,6 +15,7 @@ afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
 const secretsFile = () => path.join(dataDir, "secrets.json");
 const JWT_SECRET = randomBytes(32).toString("hex");
 const MASTER_KEY = randomBytes(32).toString("hex");
+const AUDIT_SIGNING_KEY = generateSigningKeyPem();
 
 /** The ConfigError `loadConfig(env)` throws; fails the test when it throws nothing or another error. */
 function configError(env: Record<string, string>): ConfigError {
@@ -131,17 +133,49 @@ describe("server mode (DATABASE_URL set)", () => {
   });
 
   it("names only the missing one", () => {
-    expect(configError({ DATABASE_URL, JWT_SECRET }).message).toMatch(/requires MASTER_KEY:/);
-    expect(configError({ DATABASE_URL, MASTER_KEY }).message).toMatch(/requires JWT_SECRET:/);
+    expect(configError({ DATABASE_URL, JWT_SECRET, AUDIT_SIGNING_KEY }).message).toMatch(
+      /requires MASTER_KEY:/,
+    );
+    expect(configError({ DATABASE_URL, MASTER_KEY, AUDIT_SIGNING_KEY }).message).toMatch(
+      /requires JWT_SECRET:/,
+    );
+    const noKey = configError({ DATABASE_URL, JWT_SECRET, MASTER_KEY }).message;
+    expect(noKey).toMatch(/requires AUDIT_SIGNING_KEY:/);
+    expect(noKey).toContain("tenantrag audit keygen");
   });
 
   it("treats a blank secret as missing", () => {
-    const err = configError({ DATABASE_URL, JWT_SECRET: "   ", MASTER_KEY });
+    const err = configError({ DATABASE_URL, JWT_SECRET: "   ", MASTER_KEY, AUDIT_SIGNING_KEY });
     expect(err.message).toMatch(/requires JWT_SECRET:/);
   });
 
+  it("takes AUDIT_SIGNING_KEY as PKCS#8 PEM or base64 DER, and refuses anything else", () => {
+    const env = { DATA_DIR: dataDir, DATABASE_URL, JWT_SECRET, MASTER_KEY };
+    const der = loadSigningKey(AUDIT_SIGNING_KEY)
+      .privateKey.export({ type: "pkcs8", format: "der" })
+      .toString("base64");
+    const a = loadConfig({ ...env, AUDIT_SIGNING_KEY });
+    const b = loadConfig({ ...env, AUDIT_SIGNING_KEY: der });
+    expect(b.audit.signingKeyPem).toBe(a.audit.signingKeyPem);
+    expect(configError({ ...env, AUDIT_SIGNING_KEY: "not a key" }).message).toMatch(
+      /AUDIT_SIGNING_KEY: is not a PKCS#8 private key/,
+    );
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 1024 })
+      .privateKey.export({ type: "pkcs8", format: "pem" })
+      .toString();
+    expect(configError({ ...env, AUDIT_SIGNING_KEY: rsa }).message).toMatch(
+      /AUDIT_SIGNING_KEY: is a rsa key; an Ed25519 key is required/,
+    );
+  });
+
   it("uses the given secrets and never writes a secrets file", () => {
-    const config = loadConfig({ DATA_DIR: dataDir, DATABASE_URL, JWT_SECRET, MASTER_KEY });
+    const config = loadConfig({
+      DATA_DIR: dataDir,
+      DATABASE_URL,
+      JWT_SECRET,
+      MASTER_KEY,
+      AUDIT_SIGNING_KEY,
+    });
     expect(config.mode).toBe("server");
     expect(config.databaseUrl).toBe(DATABASE_URL);
     expect(config.jwtSecret).toBe(JWT_SECRET);
@@ -156,6 +190,7 @@ describe("server mode (DATABASE_URL set)", () => {
       REDIS_URL: "rediss://cache:6380",
       JWT_SECRET,
       MASTER_KEY,
+      AUDIT_SIGNING_KEY,
     });
     expect(config.redisUrl).toBe("rediss://cache:6380");
   });
@@ -192,6 +227,25 @@ describe("embedded secrets", () => {
     } finally {
       rmSync(other, { recursive: true, force: true });
     }
+  });
+
+  it("keeps an audit signing key in the file, the same on every start", () => {
+    const first = loadConfig({ DATA_DIR: dataDir });
+    expect(loadSigningKey(first.audit.signingKeyPem).keyId).toMatch(/^[0-9a-f]{64}$/);
+    expect(loadConfig({ DATA_DIR: dataDir }).audit.signingKeyPem).toBe(first.audit.signingKeyPem);
+  });
+
+  it("adds a signing key to a secrets file written before the audit log, keeping its secrets", () => {
+    const old = { jwtSecret: randomBytes(48).toString("base64url"), masterKey: MASTER_KEY };
+    writeFileSync(secretsFile(), `${JSON.stringify(old, null, 2)}\n`, { mode: 0o600 });
+    const config = loadConfig({ DATA_DIR: dataDir });
+    expect(config.jwtSecret).toBe(old.jwtSecret);
+    expect(config.masterKey.toString("hex")).toBe(MASTER_KEY);
+    const now = JSON.parse(readFileSync(secretsFile(), "utf8"));
+    expect(now).toEqual({ ...old, auditSigningKey: config.audit.signingKeyPem });
+    expect(statSync(secretsFile()).mode & 0o777).toBe(0o600);
+    expect(existsSync(`${secretsFile()}.lock`)).toBe(false);
+    expect(loadConfig({ DATA_DIR: dataDir }).audit.signingKeyPem).toBe(config.audit.signingKeyPem);
   });
 
   it("lets explicit JWT_SECRET and MASTER_KEY win over the file", () => {

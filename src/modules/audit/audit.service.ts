@@ -10,6 +10,7 @@ import {
   type AuditContext,
   type AuditEntry,
   type AuditLog,
+  type AuditSystemRecorder,
 } from "./audit.types.js";
 import {
   chainIdOf,
@@ -102,7 +103,10 @@ function values(v: Record<string, unknown> | null | undefined, redact: boolean):
  * Two statements: the head upsert (lock and read), then the row's insert with the head's
  * advance. The hash is computed between them, in the process, over exactly what is inserted.
  */
-export function createAuditLog(deps: { db: Db; clock: Clock }): AuditLog {
+export function createAuditLog(deps: { db: Db; clock: Clock }): AuditLog & {
+  /** A row of a job acting as the system, on a tenant's chain or the platform's (null). */
+  recordSystem: AuditSystemRecorder;
+} {
   const { db, clock } = deps;
 
   async function append(tx: Queryable, row: Omit<NewAuditRow, "seq" | "prev_hash" | "hash">) {
@@ -114,50 +118,63 @@ export function createAuditLog(deps: { db: Db; clock: Clock }): AuditLog {
     return { id: row.id, seq };
   }
 
+  function build(
+    actor: ReturnType<typeof auditActorOf>,
+    tenantId: string | null,
+    request: AuditContext["request"],
+    entry: AuditEntry,
+  ) {
+    if (!EVENT_TYPE.test(entry.eventType) || entry.eventType.length > MAX.eventType) {
+      throw new TypeError(`audit event type "${entry.eventType}" is not <entity>.<verb>`);
+    }
+    if (!AUDIT_ACTIONS.includes(entry.action)) {
+      throw new TypeError(`audit action "${entry.action}" is not one of ${AUDIT_ACTIONS}`);
+    }
+    const result = entry.result ?? "success";
+    if (!AUDIT_RESULTS.includes(result)) {
+      throw new TypeError(`audit result "${result}" is not one of ${AUDIT_RESULTS}`);
+    }
+    const now = Math.floor(clock.now());
+    const summary =
+      entry.changesSummary !== undefined
+        ? entry.changesSummary
+        : changesSummary(values(entry.oldValues, false), values(entry.newValues, false));
+    return {
+      id: uuidv7(now),
+      tenant_id: tenantId,
+      chain_id: chainIdOf(tenantId),
+      event_type: entry.eventType,
+      entity_type: cut(entry.entityType, MAX.entityType) as string,
+      entity_id: cut(entry.entityId, MAX.entityId),
+      action: entry.action,
+      actor_type: actor.type,
+      actor_id: cut(actor.id, MAX.actorId),
+      caused_by: actor.causedBy,
+      old_values: values(entry.oldValues, true),
+      new_values: values(entry.newValues, true),
+      changes_summary: cut(summary, MAX.summary),
+      result,
+      error_message: cut(entry.errorMessage, MAX.errorMessage),
+      ip_address: cut(request?.ip, MAX.ip),
+      user_agent: cut(request?.userAgent, MAX.userAgent),
+      request_id: cut(request?.id, MAX.requestId),
+      created_at: new Date(now),
+    };
+  }
+
+  // A caller without a transaction (the Db itself) gets one: the head lock must span both
+  // statements (the unique (chain_id, seq) would refuse a fork, but as an error).
+  const appendIn = (tx: Queryable, row: Parameters<typeof append>[1]) =>
+    tx.afterCommit || tx !== db ? append(tx, row) : db.transaction((t) => append(t, row));
+
   return {
     async record(ctx, entry, opts) {
-      if (!EVENT_TYPE.test(entry.eventType) || entry.eventType.length > MAX.eventType) {
-        throw new TypeError(`audit event type "${entry.eventType}" is not <entity>.<verb>`);
-      }
-      if (!AUDIT_ACTIONS.includes(entry.action)) {
-        throw new TypeError(`audit action "${entry.action}" is not one of ${AUDIT_ACTIONS}`);
-      }
-      const result = entry.result ?? "success";
-      if (!AUDIT_RESULTS.includes(result)) {
-        throw new TypeError(`audit result "${result}" is not one of ${AUDIT_RESULTS}`);
-      }
-      const tenantId = tenantOf(ctx, entry);
-      const actor = auditActorOf(ctx);
-      const now = Math.floor(clock.now());
-      const summary =
-        entry.changesSummary !== undefined
-          ? entry.changesSummary
-          : changesSummary(values(entry.oldValues, false), values(entry.newValues, false));
-      const row = {
-        id: uuidv7(now),
-        tenant_id: tenantId,
-        chain_id: chainIdOf(tenantId),
-        event_type: entry.eventType,
-        entity_type: cut(entry.entityType, MAX.entityType) as string,
-        entity_id: cut(entry.entityId, MAX.entityId),
-        action: entry.action,
-        actor_type: actor.type,
-        actor_id: cut(actor.id, MAX.actorId),
-        caused_by: actor.causedBy,
-        old_values: values(entry.oldValues, true),
-        new_values: values(entry.newValues, true),
-        changes_summary: cut(summary, MAX.summary),
-        result,
-        error_message: cut(entry.errorMessage, MAX.errorMessage),
-        ip_address: cut(ctx.request?.ip, MAX.ip),
-        user_agent: cut(ctx.request?.userAgent, MAX.userAgent),
-        request_id: cut(ctx.request?.id, MAX.requestId),
-        created_at: new Date(now),
-      };
-      // A caller without a transaction (the Db itself) gets one: the head lock must span both
-      // statements (the unique (chain_id, seq) would refuse a fork, but as an error).
-      const tx = opts.tx;
-      return tx.afterCommit || tx !== db ? append(tx, row) : db.transaction((t) => append(t, row));
+      const row = build(auditActorOf(ctx), tenantOf(ctx, entry), ctx.request, entry);
+      return appendIn(opts.tx, row);
+    },
+    async recordSystem(job, tenantId, entry, opts) {
+      const actor = { type: "system" as const, id: `${job.name}:${job.id}`, causedBy: null };
+      return appendIn(opts.tx, build(actor, tenantId, null, entry));
     },
   };
 }

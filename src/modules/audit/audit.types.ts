@@ -85,3 +85,11 @@ export interface AuditLog {
     opts: { tx: Queryable },
   ): Promise<{ id: string; seq: number }>;
 }
+
+/** Appends a row as a job of the system (retention), to a tenant's chain or the platform's (null). */
+export type AuditSystemRecorder = (
+  job: { id: string; name: string },
+  tenantId: string | null,
+  entry: AuditEntry,
+  opts: { tx: Queryable },
+) => Promise<{ id: string; seq: number }>;

@@ -3,7 +3,11 @@
  * row to a tenant's chain in the caller's transaction. The only file other modules and the
  * composition root import.
  */
+
+export { auditJobs, auditJobTypes, auditSchedules } from "./audit.jobs.js";
+export { auditRoutes } from "./audit.routes.js";
 export { auditActorOf, createAuditLog, MAX_VALUES_BYTES } from "./audit.service.js";
+export { type AuditTrail, createAuditTrail } from "./audit.trail.js";
 export {
   type AnonymousAuditContext,
   AUDIT_ACTIONS,
@@ -25,3 +29,15 @@ export {
   REDACTED,
   rowHash,
 } from "./canonical.js";
+export {
+  describeResult,
+  OfflineVerifyError,
+  verifyExportFile,
+} from "./offline.js";
+export {
+  createChainVerifier,
+  type DigestInput,
+  RETENTION_EVENT,
+  type RowInput,
+  type VerifyResult,
+} from "./verify.js";

@@ -68,3 +68,13 @@ export function decryptSecret(key: Buffer, sealed: Buffer): string {
   decipher.setAuthTag(tag);
   return Buffer.concat([decipher.update(body), decipher.final()]).toString("utf8");
 }
+
+export {
+  generateSigningKeyPem,
+  keyIdOf,
+  loadPublicKey,
+  loadSigningKey,
+  type SigningKey,
+  signText,
+  verifyText,
+} from "./signing.js";
