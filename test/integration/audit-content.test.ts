@@ -436,7 +436,10 @@ describe.each(backends)("audit rows of content and billing ($name)", (backend) =
       404,
       "not_found",
     );
-    const rows = await chain(t.ctx.db, s.tenantId);
+    // The one document's job may have activated it meanwhile: that row is the system's.
+    const rows = (await chain(t.ctx.db, s.tenantId)).filter(
+      (r) => r.event_type !== "document.activate",
+    );
     expect(rows.map((r) => r.event_type)).toEqual(["quota_override.update", "document.create"]);
     expect(await chain(t.ctx.db, other.tenantId)).toEqual([]);
   });
