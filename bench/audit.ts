@@ -267,9 +267,9 @@ export async function run(opts: {
       JWT_SECRET: randomBytes(32).toString("hex"),
       MASTER_KEY: randomBytes(32).toString("hex"),
       RATE_LIMITS_ENABLED: "false",
-      ...(store.label === "PostgreSQL" ? { DATABASE_URL: BENCH_DATABASE_URL as string } : {}),
     });
-    // No workers: the updates' jobs stay queued, so that only the requests' work is timed.
+    // The store is given (PostgreSQL or PGlite); the rest is embedded mode's defaults. No
+    // workers: the updates' jobs stay queued, so that only the requests' work is timed.
     const app = await createContext(config, {
       db: store.db,
       logger: pino({ level: "silent" }),
