@@ -27,6 +27,7 @@
  */
 import { randomUUID } from "node:crypto";
 import pino from "pino";
+import { createAuditLog } from "../src/modules/audit/index.js";
 import { createDocumentsService } from "../src/modules/ingestion/index.js";
 import { createSearchService, reciprocalRankFusion } from "../src/modules/search/index.js";
 import { createTenantsService } from "../src/modules/tenants/index.js";
@@ -313,6 +314,8 @@ async function burst(
   return { label, rows, searches: opts.burst, wallMs, rssGrowthMiB: (peak - before) / 2 ** 20 };
 }
 
+const audit = (db: Db) => createAuditLog({ db, clock: systemClock });
+
 /** The documents service as search reads it (active versions); it deletes nothing here. */
 function catalog(db: Db, vectors: LanceVectorIndex, blobsDir: string) {
   const blobs = createLocalBlobStore({ root: blobsDir });
@@ -321,7 +324,8 @@ function catalog(db: Db, vectors: LanceVectorIndex, blobsDir: string) {
     vectors,
     blobs,
     queue: { get: async () => undefined },
-    usage: createUsageService({ db, clock: systemClock, logger: silent }),
+    usage: createUsageService({ db, clock: systemClock, logger: silent, audit: audit(db) }),
+    audit: audit(db),
     logger: silent,
   });
 }
@@ -354,7 +358,7 @@ async function main() {
     vectors: index,
     embedders,
     tenants,
-    usage: createUsageService({ db, clock: systemClock, logger: silent }),
+    usage: createUsageService({ db, clock: systemClock, logger: silent, audit: audit(db) }),
     quotas: unmetered,
   });
   const cells: Cell[] = [];
@@ -505,7 +509,7 @@ async function main() {
         vectors: warm,
         embedders,
         tenants,
-        usage: createUsageService({ db, clock: systemClock, logger: silent }),
+        usage: createUsageService({ db, clock: systemClock, logger: silent, audit: audit(db) }),
         quotas: unmetered,
       });
       // Open every tenant first, so that the baseline measures a warm cache only.

@@ -410,6 +410,7 @@ export async function createContext(
     db,
     clock,
     logger,
+    audit,
     rerateHooks: {
       async onVersionCosts(changes, { tx }) {
         await documents.setEmbeddingCosts(changes, { tx });
@@ -427,13 +428,22 @@ export async function createContext(
     },
   });
   const usage = ledger;
-  const documents = createDocumentsService({ db, blobs, vectors, queue, usage, logger });
+  const documents = createDocumentsService({
+    db,
+    blobs,
+    vectors,
+    queue,
+    usage,
+    audit,
+    logger,
+  });
   const quotas = createQuotasService({
     db,
     tenants,
     clock,
     logger,
     metrics,
+    audit,
     levels: (tctx, o) => documents.levels(tctx, o),
   });
   const ingestion = createIngestionService({
@@ -442,6 +452,7 @@ export async function createContext(
     queue,
     tenants,
     quotas,
+    audit,
     allowPrivateUrls: config.allowPrivateUrls,
   });
   const pipeline = createIngestionPipeline({
@@ -452,21 +463,22 @@ export async function createContext(
     tenants,
     usage,
     quotas,
+    audit,
     logger,
     allowPrivateUrls: config.allowPrivateUrls,
     maxFetchBytes: config.fetchMaxBytes,
     fetchTimeoutMs: config.fetchTimeoutMs,
     extractor,
   });
-  const uploads = createUploadsService({ db, blobs, ingestion, clock });
+  const uploads = createUploadsService({ db, blobs, ingestion, clock, audit });
   const search = createSearchService({ db, documents, vectors, embedders, tenants, quotas, usage });
-  const knowledge = createKnowledgeService({ db, ingestion, documents });
+  const knowledge = createKnowledgeService({ db, ingestion, documents, audit });
   const recovery = createIngestionRecovery({ db, blobs, queue, logger });
   const rollups = createRollups({ db, clock, documents, logger });
   const usageWithReports = Object.assign(ledger, {
     rollups,
     reports: createReports({ db, clock, rollups, documents, tenants, quotas }),
-    exports: createExports({ db, rollups, documents }),
+    exports: createExports({ db, rollups, documents, audit }),
   });
   // Before any request is served: claims held by the requests of a process that died (embedded
   // mode only; on PostgreSQL other processes may be alive, and the claims' short leases expire).
@@ -489,7 +501,7 @@ export async function createContext(
   // the database is still open (the HTTP server has stopped before the context closes).
   closers.push(() => telemetry.close());
   const retention = createRetention({ db, clock, logger, policy: config.retention });
-  const alerts = createAlertsService({ db, clock });
+  const alerts = createAlertsService({ db, clock, audit });
   // The quotas service's status joins here once it exists (QuotaStatusSource).
   const alertEvaluator = createAlertEvaluator({
     alerts,

@@ -14,6 +14,7 @@
  */
 import { randomUUID } from "node:crypto";
 import pino from "pino";
+import { createAuditLog } from "../../src/modules/audit/index.js";
 import { createQuotasService } from "../../src/modules/quotas/index.js";
 import { createTenantsService } from "../../src/modules/tenants/index.js";
 import { systemClock } from "../../src/platform/clock.js";
@@ -72,6 +73,7 @@ async function measure(db: Db, ops: number, concurrency: number): Promise<PhaseR
     clock: systemClock,
     logger: pino({ level: "silent" }),
     levels: async () => ({ documents: 0, storageBytes: 0 }),
+    audit: createAuditLog({ db, clock: systemClock }),
   });
 
   const bare = async () => {

@@ -371,6 +371,7 @@ describe.each(backends)("quotas ($name)", (backend) => {
       clock,
       logger: t.ctx.logger,
       levels: async () => ({ documents: 0, storageBytes: 0 }),
+      audit: t.ctx.audit,
     });
     const ctx = apiKeyContext(s.tenantId);
     await expect(quotas.reserve(ctx, "searches", 1)).rejects.toMatchObject({

@@ -42,6 +42,7 @@ describe.each(backends)(
         db: app.ctx.db,
         tenants: app.ctx.tenants,
         quotas: app.ctx.quotas,
+        audit: app.ctx.audit,
         allowPrivateUrls: app.ctx.config.allowPrivateUrls,
         queue: app.ctx.queue,
         blobs: {

@@ -26,6 +26,7 @@ describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => 
       blobs: app.ctx.blobs,
       tenants: app.ctx.tenants,
       quotas: app.ctx.quotas,
+      audit: app.ctx.audit,
       allowPrivateUrls: app.ctx.config.allowPrivateUrls,
       queue: {
         ...app.ctx.queue,

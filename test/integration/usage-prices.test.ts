@@ -516,6 +516,7 @@ describe.each(backends)("price book and re-rating ($name)", (backend) => {
       db: t.ctx.db,
       clock,
       logger: pino({ level: "silent" }),
+      audit: t.ctx.audit,
       rerateHooks: {
         onVersionCosts: (changes, { tx }) => t.ctx.documents.setEmbeddingCosts(changes, { tx }),
         async onRerated() {
@@ -541,6 +542,7 @@ describe.each(backends)("price book and re-rating ($name)", (backend) => {
       db: t.ctx.db,
       clock,
       logger: pino({ level: "silent" }),
+      audit: t.ctx.audit,
       rerateHooks: {
         onVersionCosts: (changes, { tx }) => t.ctx.documents.setEmbeddingCosts(changes, { tx }),
         async onRerated(windows) {

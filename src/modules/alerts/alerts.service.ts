@@ -3,6 +3,7 @@ import type { Clock } from "../../platform/clock.js";
 import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
 import type { Db, InTransaction } from "../../platform/db/index.js";
 import { actorRef, type PlatformContext, type TenantContext } from "../../tenancy.js";
+import { type AuditLog, canonicalJson } from "../audit/index.js";
 import type { AlertPage, AlertView, SettingsView } from "./alerts.schemas.js";
 import { type AlertRow, alertsStore as store } from "./alerts.store.js";
 import type { AlertCandidate, AlertKind } from "./rules.js";
@@ -51,7 +52,12 @@ const filterOf = (o: ListOptions) => ({
  * Rows are written once and change only by their acknowledgement: they are what outbound
  * deliveries (webhooks) will read.
  */
-export function createAlertsService(deps: { db: Db; clock: Clock }) {
+export function createAlertsService(deps: {
+  db: Db;
+  clock: Clock;
+  /** Records acknowledgements and threshold changes, in their transactions. */
+  audit: Pick<AuditLog, "record">;
+}) {
   const { db, clock } = deps;
 
   async function stored(tenantId: string): Promise<ThresholdSettings> {
@@ -97,8 +103,30 @@ export function createAlertsService(deps: { db: Db; clock: Clock }) {
         ctx.actor.kind === "system"
           ? { kind: "system", jobId: ctx.actor.job.id }
           : actorRef(ctx.actor);
-      const row = await store.ack(db, ctx.tenantId, id, by, new Date(clock.now()));
-      if (!row) throw notFound("alert");
+      const row = await db.transaction(async (tx) => {
+        const found = await store.ack(tx, ctx.tenantId, id, by, new Date(clock.now()));
+        if (!found) throw notFound("alert");
+        // Only the first acknowledgement changes the alert; repeating it records nothing.
+        if (found.acked) {
+          await deps.audit.record(
+            ctx,
+            {
+              eventType: "alert.acknowledge",
+              entityType: "alert",
+              entityId: id,
+              action: "update",
+              oldValues: { ackedAt: null },
+              newValues: {
+                kind: found.row.kind,
+                dedupeKey: found.row.dedupe_key,
+                ackedAt: found.row.acked_at?.toISOString() ?? null,
+              },
+            },
+            { tx },
+          );
+        }
+        return found.row;
+      });
       return toAlertView(row);
     },
 
@@ -110,7 +138,24 @@ export function createAlertsService(deps: { db: Db; clock: Clock }) {
 
     /** Replaces the tenant's thresholds (keys left out go back to the defaults). */
     async putSettings(ctx: TenantContext, settings: ThresholdSettings): Promise<SettingsView> {
-      await store.putSettings(db, ctx.tenantId, settings);
+      await db.transaction(async (tx) => {
+        const before = ((await store.settings(tx, ctx.tenantId)) ?? {}) as ThresholdSettings;
+        await store.putSettings(tx, ctx.tenantId, settings);
+        const diff = changedThresholds(before, settings);
+        if (diff.keys === 0) return;
+        await deps.audit.record(
+          ctx,
+          {
+            eventType: "alert_settings.update",
+            entityType: "alert_settings",
+            entityId: ctx.tenantId,
+            action: "update",
+            oldValues: diff.old,
+            newValues: diff.new,
+          },
+          { tx },
+        );
+      });
       return { settings, effective: effectiveThresholds(settings) };
     },
 
@@ -119,6 +164,24 @@ export function createAlertsService(deps: { db: Db; clock: Clock }) {
       return effectiveThresholds(await stored(tenantId));
     },
   };
+}
+
+/**
+ * The thresholds whose setting differs, as each side has it: a key absent from a side was not
+ * set there (the default applied), which differs from `null` (the rule turned off).
+ */
+function changedThresholds(before: ThresholdSettings, after: ThresholdSettings) {
+  const out = { old: {} as Record<string, unknown>, new: {} as Record<string, unknown>, keys: 0 };
+  const b = before as Record<string, unknown>;
+  const a = after as Record<string, unknown>;
+  for (const k of new Set([...Object.keys(b), ...Object.keys(a)])) {
+    // Canonical JSON: the stored settings come back from jsonb with their keys reordered.
+    if (k in b && k in a && canonicalJson(b[k] as never) === canonicalJson(a[k] as never)) continue;
+    out.keys += 1;
+    if (k in b) out.old[k] = b[k];
+    if (k in a) out.new[k] = a[k];
+  }
+  return out;
 }
 
 export type AlertsService = ReturnType<typeof createAlertsService>;

@@ -80,7 +80,8 @@ export const alertsStore = {
 
   /**
    * Acknowledges the alert if it is not yet; the first acknowledgement stays (time and actor).
-   * Returns the row either way, undefined when the tenant has no such alert.
+   * Returns the row either way (`acked`: whether this call acknowledged it), undefined when the
+   * tenant has no such alert.
    */
   async ack(
     q: Queryable,
@@ -88,7 +89,7 @@ export const alertsStore = {
     id: string,
     by: unknown,
     at: Date,
-  ): Promise<AlertRow | undefined> {
+  ): Promise<{ row: AlertRow; acked: boolean } | undefined> {
     const updated = await kysely(q)
       .updateTable("alerts")
       .set({ acked_at: at, acked_by: JSON.stringify(by) })
@@ -97,7 +98,9 @@ export const alertsStore = {
       .where("acked_at", "is", null)
       .returning(COLUMNS)
       .executeTakeFirst();
-    return updated ?? alertsStore.get(q, tenantId, id);
+    if (updated) return { row: updated, acked: true };
+    const row = await alertsStore.get(q, tenantId, id);
+    return row && { row, acked: false };
   },
 
   async settings(q: Queryable, tenantId: string): Promise<unknown> {

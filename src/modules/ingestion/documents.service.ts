@@ -6,7 +6,9 @@ import type { Db, InTransaction, Queryable } from "../../platform/db/index.js";
 import type { JobQueue, JobRegistry } from "../../platform/queue/queue.js";
 import type { VectorIndex } from "../../platform/vectors/vectors.js";
 import type { TenantContext } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import type { UsageRecorder } from "../usage/index.js";
+import { deletionEntry } from "./audit-entries.js";
 import type {
   DocumentPage,
   DocumentProcessing,
@@ -91,6 +93,8 @@ export interface DocumentsDeps {
   queue: Pick<JobQueue<JobRegistry>, "get">;
   /** The usage ledger: a delete changes the storage gauges. */
   usage: UsageRecorder;
+  /** Records a delete in its transaction (a knowledge item's document: the item's row does). */
+  audit: Pick<AuditLog, "record">;
   /** Told when the chunks or blobs of a document deleted in a caller's transaction stay. */
   logger: Pick<Logger, "error">;
 }
@@ -305,6 +309,7 @@ export function createDocumentsService(deps: DocumentsDeps) {
           throw notFound("document");
         }
         await recordStorageChange(deps.usage, ctx, q, `delete:${id}`);
+        if (!opts.knowledge) await deps.audit.record(ctx, deletionEntry(doc), { tx: q });
       };
       if (opts.tx) await removeRows(opts.tx);
       else await db.transaction(removeRows);

@@ -4,6 +4,7 @@
  * that makes a version active. The only file other modules and the composition root import.
  */
 
+export { changedKeys } from "./audit-entries.js";
 export type { ContentInput } from "./content.js";
 export { documentsRoutes } from "./documents.routes.js";
 export {

@@ -7,9 +7,11 @@ import { safeFetch } from "../../platform/fetch/safe-fetch.js";
 import { type JobContext, NonRetryableError } from "../../platform/queue/queue.js";
 import type { ChunkRow, VectorIndex } from "../../platform/vectors/vectors.js";
 import { jobContext, type TenantContext } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import type { QuotasService, Reservation } from "../quotas/index.js";
 import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
 import type { BillableFact, UsageRecorder } from "../usage/index.js";
+import { activationEntry } from "./audit-entries.js";
 import { chunkText } from "./chunking.js";
 import { blobKeyFor, contentHash } from "./content.js";
 import { documentsStore as store, type VersionRow } from "./documents.store.js";
@@ -32,6 +34,8 @@ export interface PipelineDeps {
   usage: UsageRecorder;
   /** The embedding tokens are reserved before the embedder is called, settled at activation. */
   quotas: Pick<QuotasService, "reserve" | "settle" | "release">;
+  /** Records a version going live, as the system on behalf of the job's cause. */
+  audit: Pick<AuditLog, "record">;
   logger: Logger;
   /** Lets URL ingestion reach private addresses (tests, local use). Off in production. */
   allowPrivateUrls: boolean;
@@ -282,6 +286,18 @@ export function createIngestionPipeline(deps: PipelineDeps) {
           error_message: null,
         });
         await recordStorageChange(deps.usage, ctx, tx, `activation:${version.id}`);
+        await deps.audit.record(
+          ctx,
+          activationEntry({
+            doc: current,
+            version: version.version,
+            sizeBytes: bytes.length,
+            contentHash: version.content_hash ?? contentHash(bytes),
+            chunkCount: rows.length,
+            embeddingTokens: embedded.tokens,
+          }),
+          { tx },
+        );
         return "active";
       });
       if (outcome !== "active") {

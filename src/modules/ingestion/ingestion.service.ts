@@ -5,8 +5,10 @@ import { type Db, inTransaction, type Queryable } from "../../platform/db/index.
 import { checkUrlTarget, FetchError } from "../../platform/fetch/safe-fetch.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
 import { causeOf, type TenantContext } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import { type QuotaStatuses, type QuotasService, quotaExceeded } from "../quotas/index.js";
 import type { TenantsService } from "../tenants/index.js";
+import { type SubmissionSource, submissionEntry } from "./audit-entries.js";
 import {
   blobKeyFor,
   type ContentFormat,
@@ -52,6 +54,13 @@ export interface SubmitOptions {
    * one thing a rollback does not take back (see `submit`).
    */
   tx?: Queryable | undefined;
+  /**
+   * How the submission came in, for its audit row (`text` unless said). A knowledge item's
+   * submission has none: the item's own row records it.
+   */
+  source?: SubmissionSource;
+  /** The direct upload the content came from. */
+  uploadId?: string;
 }
 
 /** A multipart body yet to be read: its announced length, and a reader bound to the request. */
@@ -71,6 +80,8 @@ export interface IngestionDeps {
   tenants: TenantsService;
   /** Refuses submissions once the tenant's quotas are used up (the worker reserves the tokens). */
   quotas: Pick<QuotasService, "assertAvailable">;
+  /** Records every accepted submission, in the transaction that accepts it. */
+  audit: Pick<AuditLog, "record">;
   /** Lets URL ingestion reach private addresses (tests, local use). Off in production. */
   allowPrivateUrls: boolean;
 }
@@ -269,6 +280,20 @@ export function createIngestionService(deps: IngestionDeps) {
         });
       }
       if (created) await assertRoomFor(tx, ctx, quota.documents);
+      const audit = opts.knowledge
+        ? null
+        : submissionEntry({
+            doc,
+            created,
+            input,
+            version,
+            hash,
+            content,
+            source: opts.source ?? "text",
+            uploadId: opts.uploadId,
+          });
+      // A URL's submission is accepted with this commit; bytes once they are stored (below).
+      if (audit && content.kind === "url") await deps.audit.record(ctx, audit, { tx });
       return {
         duplicate: false as const,
         doc,
@@ -276,6 +301,7 @@ export function createIngestionService(deps: IngestionDeps) {
         versionId: row.id,
         row,
         jobId: row.job_id as string,
+        audit,
       };
     });
     if (recorded.duplicate) {
@@ -303,14 +329,16 @@ export function createIngestionService(deps: IngestionDeps) {
         recorded.doc.id,
         recorded.row,
         content,
-        (tx) =>
-          enqueueIn(tx, {
+        async (tx) => {
+          await enqueueIn(tx, {
             tenantId: ctx.tenantId,
             documentId: recorded.doc.id,
             version: recorded.version,
             jobId: recorded.jobId,
             causedBy: causeOf(ctx),
-          }),
+          });
+          if (recorded.audit) await deps.audit.record(ctx, recorded.audit, { tx });
+        },
         opts.tx,
       );
     }
@@ -326,7 +354,11 @@ export function createIngestionService(deps: IngestionDeps) {
     return tenantLimits(await deps.tenants.getConfig(ctx));
   }
 
-  async function submitText(ctx: TenantContext, item: DocumentItem): Promise<IngestResult> {
+  async function submitText(
+    ctx: TenantContext,
+    item: DocumentItem,
+    source: SubmissionSource = "text",
+  ): Promise<IngestResult> {
     (await limits(ctx)).assertType(item.docType);
     return submit(
       ctx,
@@ -338,6 +370,7 @@ export function createIngestionService(deps: IngestionDeps) {
         metadata: item.metadata,
       },
       { kind: "bytes", bytes: Buffer.from(item.content, "utf8"), format: item.docType },
+      { source },
     );
   }
 
@@ -365,6 +398,7 @@ export function createIngestionService(deps: IngestionDeps) {
         metadata: item.metadata,
       },
       { kind: "url", url: item.url },
+      { source: "url" },
     );
   }
 
@@ -398,7 +432,7 @@ export function createIngestionService(deps: IngestionDeps) {
           continue;
         }
         try {
-          results.push({ index, ok: true, result: await submitText(ctx, parsed.data) });
+          results.push({ index, ok: true, result: await submitText(ctx, parsed.data, "batch") });
         } catch (err) {
           if (!(err instanceof AppError)) throw err;
           results.push({ index, ok: false, error: { code: err.code, message: err.message } });
@@ -424,7 +458,7 @@ export function createIngestionService(deps: IngestionDeps) {
         fieldBytes: FILE_FIELD_BYTES,
       });
       const { input, content } = fileSubmission(form, tenant);
-      return submit(ctx, input, content);
+      return submit(ctx, input, content, { source: "file" });
     },
 
     /**
@@ -451,7 +485,7 @@ export function createIngestionService(deps: IngestionDeps) {
           // New content arrives as text: kept in the document's own text format, else plain.
           format: doc.doc_type === "md" || doc.doc_type === "html" ? doc.doc_type : "txt",
         },
-        { documentId: doc.id },
+        { documentId: doc.id, source: "content_update" },
       );
     },
   };

@@ -4,6 +4,7 @@ import type { BlobStore } from "../../platform/blobs/blobs.js";
 import type { Clock } from "../../platform/clock.js";
 import { type Db, kysely, type Queryable, type Row, sql } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import { contentTypeOf } from "./content.js";
 import { type DocType, fileDocType } from "./doc-types.js";
 import { assertDeclaredType } from "./file-ingest.js";
@@ -175,6 +176,8 @@ export interface UploadsDeps {
   ingestion: Pick<IngestionService, "submit" | "limits">;
   /** Dates the expiry shown with a URL; the URL's own is signed by the blob store's clock. */
   clock: Clock;
+  /** Records a signed upload (its completion is the document's own row). */
+  audit: Pick<AuditLog, "record">;
 }
 
 /**
@@ -235,7 +238,7 @@ export function createUploadsService(deps: UploadsDeps) {
         );
       }
       const expiresAt = new Date(deps.clock.now() + UPLOAD_URL_TTL_SECONDS * 1000);
-      await uploadsStore.insert(db, {
+      const upload = {
         id,
         tenant_id: ctx.tenantId,
         blob_key: key,
@@ -246,6 +249,29 @@ export function createUploadsService(deps: UploadsDeps) {
         size_bytes: req.size,
         external_id: req.externalId ?? null,
         expiresAt,
+      };
+      await db.transaction(async (tx) => {
+        await uploadsStore.insert(tx, upload);
+        // The signed URL is a credential for its lifetime: the row names the upload, not it.
+        await deps.audit.record(
+          ctx,
+          {
+            eventType: "upload.create",
+            entityType: "upload",
+            entityId: id,
+            action: "create",
+            newValues: {
+              filename: upload.filename,
+              title: upload.title,
+              docType,
+              contentType,
+              sizeBytes: req.size,
+              externalId: upload.external_id,
+              expiresAt: expiresAt.toISOString(),
+            },
+          },
+          { tx },
+        );
       });
       return {
         uploadUrl: url,
@@ -284,6 +310,7 @@ export function createUploadsService(deps: UploadsDeps) {
           ctx,
           { title: upload.title, docType: upload.doc_type, externalId: upload.external_id },
           { kind: "bytes", bytes, format: upload.doc_type },
+          { source: "upload", uploadId: upload.id },
         );
         await uploadsStore.complete(db, ctx.tenantId, id, result);
       } catch (err) {

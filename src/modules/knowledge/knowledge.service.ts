@@ -3,6 +3,7 @@ import { AppError, assertNever, notFound } from "../../errors.js";
 import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
 import type { Db, InTransaction, Queryable } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import type {
   DocumentInput,
   DocumentsService,
@@ -19,6 +20,7 @@ import type {
   Processing,
 } from "./knowledge.schemas.js";
 import { type KnowledgeItemRow, knowledgeStore as store } from "./knowledge.store.js";
+import { knowledgeAudit } from "./knowledge-audit.js";
 
 /** What an item shows when its backing document is gone (deleted through the documents API). */
 const DOCUMENT_MISSING: Processing = {
@@ -81,6 +83,8 @@ export interface KnowledgeDeps {
   db: Db;
   ingestion: IngestionService;
   documents: DocumentsService;
+  /** Records every write, last in its transaction. */
+  audit: Pick<AuditLog, "record">;
 }
 
 /**
@@ -192,7 +196,7 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
     return { ...base(r), ...state } as KnowledgeItemDetail<T>;
   }
 
-  return {
+  const service = {
     /** Items of one type, newest first, each with its document's processing state. */
     async list<T extends KnowledgeType>(
       ctx: TenantContext,
@@ -230,8 +234,10 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
      * that an item never exists without its document; a refusal (e.g. the tenant's document
      * limit) leaves nothing behind.
      *
-     * In a caller's transaction (`opts.tx`) the item, its document, version and job commit or
-     * roll back with the caller's writes, and the job runs only once they commit; the rendered
+     * Always in one transaction, the caller's (`opts.tx`) or its own: the item, its document,
+     * version, job and audit row commit or roll back together (with the caller's writes), and
+     * the job runs only once they commit. The transaction holds the tenant's audit chain from
+     * the audit row to the commit, and the document's locks from the submission. The rendered
      * item's blob is written before the commit and stays after a rollback, referred to by
      * nothing (see `IngestionService.submit`). The answer is as the transaction sees it.
      */
@@ -240,36 +246,32 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
       item: KnowledgeInput,
       opts: InTransaction = {},
     ): Promise<KnowledgeWriteResult> {
+      // Always in a transaction: the item, its document and its audit row commit together.
+      if (!opts.tx) return db.transaction((tx) => service.create(ctx, item, { tx }));
       const id = randomUUID();
       const { tx } = opts;
       const ingest = await submit(ctx, id, item, null, tx);
-      let created: KnowledgeItemRow;
-      try {
-        created = await store.insert(tx ?? db, {
-          id,
-          tenantId: ctx.tenantId,
-          type: item.type,
-          fields: item.fields,
-          documentId: ingest.documentId,
-          documentVersion: ingest.version,
-        });
-      } catch (err) {
-        // The caller's rollback takes the document too.
-        if (tx) throw err;
-        // No item, so no route of this module could ever reach the document: remove it.
-        await removeDocument(ctx, ingest.documentId).catch((cleanup: unknown) => {
-          throw new AggregateError([err, cleanup], "item not saved, and its document not removed");
-        });
-        throw err;
-      }
-      return { ...(await detail(ctx, created, tx)), ingest } as KnowledgeWriteResult;
+      // If it fails, the rollback takes the document too.
+      const created = await store.insert(tx, {
+        id,
+        tenantId: ctx.tenantId,
+        type: item.type,
+        fields: item.fields,
+        documentId: ingest.documentId,
+        documentVersion: ingest.version,
+      });
+      const result = { ...(await detail(ctx, created, tx)), ingest } as KnowledgeWriteResult;
+      await deps.audit.record(ctx, knowledgeAudit.created(item.type, id, item.fields, ingest), {
+        tx,
+      });
+      return result;
     },
 
     /**
      * Replaces the item's fields. The new rendering is submitted before the fields are saved,
      * so a refused submission leaves the item as it was; an unchanged rendering is a duplicate.
-     * In a caller's transaction (`opts.tx`), as `create`: the fields, the new version and its
-     * job commit or roll back together.
+     * In one transaction, as `create`: the fields, the new version, its job and the audit row
+     * (none when nothing changed) commit or roll back together.
      */
     async update(
       ctx: TenantContext,
@@ -277,10 +279,14 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
       item: KnowledgeInput,
       opts: InTransaction = {},
     ): Promise<KnowledgeWriteResult> {
+      if (!opts.tx) return db.transaction((tx) => service.update(ctx, id, item, { tx }));
       const { tx } = opts;
       const q = tx ?? db;
       const current = await row(ctx, item.type, id, q);
       const ingest = await submit(ctx, id, item, current.document_id, tx);
+      // Read again under the document's lock: a concurrent update committed before it is the
+      // state this one changes.
+      const before = (await store.get(q, ctx.tenantId, item.type, id)) ?? current;
       const updated =
         (await store.update(q, ctx.tenantId, item.type, id, {
           fields: item.fields,
@@ -294,14 +300,16 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
         await removeDocument(ctx, ingest.documentId, { tx });
         throw notFound("knowledge item");
       }
-      return { ...(await detail(ctx, updated, tx)), ingest } as KnowledgeWriteResult;
+      const result = { ...(await detail(ctx, updated, tx)), ingest } as KnowledgeWriteResult;
+      const audit = knowledgeAudit.updated(item.type, id, before.fields, item.fields, ingest);
+      if (audit) await deps.audit.record(ctx, audit, { tx });
+      return result;
     },
 
     /**
      * Deletes the item and its document (chunks and blobs with it); search stops showing it at
-     * once. The document goes first: if that fails, the item is still there to delete again.
-     * In a caller's transaction (`opts.tx`) both rows go with it; the document's chunks and
-     * blobs once it has committed (see the documents service).
+     * once. In one transaction, as `create`: both rows and the audit row go together; the
+     * document's chunks and blobs once it has committed (see the documents service).
      */
     async delete(
       ctx: TenantContext,
@@ -309,11 +317,18 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
       id: string,
       opts: InTransaction = {},
     ): Promise<void> {
+      if (!opts.tx) return db.transaction((tx) => service.delete(ctx, type, id, { tx }));
       const current = await row(ctx, type, id, opts.tx);
       if (current.document_id) await removeDocument(ctx, current.document_id, opts);
-      await store.delete(opts.tx ?? db, ctx.tenantId, type, id);
+      // A concurrent delete that went first leaves nothing to delete, nor to record.
+      const gone = await store.delete(opts.tx ?? db, ctx.tenantId, type, id);
+      if (gone) {
+        const audit = knowledgeAudit.deleted(type, id, gone.fields, gone.document_id);
+        await deps.audit.record(ctx, audit, { tx: opts.tx });
+      }
     },
   };
+  return service;
 }
 
 export type KnowledgeService = ReturnType<typeof createKnowledgeService>;

@@ -1,6 +1,7 @@
 import { AppError } from "../../errors.js";
 import type { Db } from "../../platform/db/index.js";
 import type { PlatformContext } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import { type Limit, QUOTA_TYPES, type QuotaLimits, type QuotaType } from "./quota-types.js";
 import type { QuotaStatuses } from "./quotas.service.js";
 import { quotasStore as store } from "./quotas.store.js";
@@ -16,6 +17,18 @@ export interface PlanQuotas {
 
 function isForeignKeyViolation(err: unknown): boolean {
   return (err as { code?: string })?.code === "23503";
+}
+
+/** Of two maps of limits, the types whose limit differs: each side's (null: unlimited or none). */
+function changed(before: LimitsPatch, after: LimitsPatch) {
+  const out = { old: {} as LimitsPatch, new: {} as LimitsPatch };
+  for (const t of QUOTA_TYPES) {
+    // Strict: for overrides, absent (the plan's limit) and null (unlimited) differ.
+    if (before[t] === after[t]) continue;
+    out.old[t] = before[t] ?? null;
+    out.new[t] = after[t] ?? null;
+  }
+  return out;
 }
 
 function entries(patch: LimitsPatch): Array<{ quota: QuotaType; limit: Limit }> {
@@ -38,6 +51,8 @@ export function createQuotaAdmin(deps: {
   }>;
   /** Called after a limit changed (the service's cached limits are dropped). */
   changed(): void;
+  /** Records each change in its transaction: a plan's on the platform's chain, an override's on its tenant's. */
+  audit: Pick<AuditLog, "record">;
 }) {
   const { db } = deps;
 
@@ -78,12 +93,29 @@ export function createQuotaAdmin(deps: {
 
     /** Changes some of a plan's limits; the plan's tenants are held to them from the next reservation. */
     async setPlanQuotas(
-      _ctx: PlatformContext,
+      ctx: PlatformContext,
       planId: string,
       patch: LimitsPatch,
     ): Promise<PlanQuotas> {
       try {
-        await store.setPlanLimits(db, planId, entries(patch));
+        await db.transaction(async (tx) => {
+          const before = limitsOf(await store.planRows(tx, planId));
+          await store.setPlanLimits(tx, planId, entries(patch));
+          const diff = changed(before, { ...before, ...patch });
+          if (Object.keys(diff.new).length === 0) return;
+          await deps.audit.record(
+            ctx,
+            {
+              eventType: "plan.update",
+              entityType: "plan",
+              entityId: planId,
+              action: "update",
+              oldValues: diff.old,
+              newValues: diff.new,
+            },
+            { tx },
+          );
+        });
         deps.changed();
       } catch (err) {
         if (isForeignKeyViolation(err)) throw planNotFound(planId);
@@ -101,13 +133,37 @@ export function createQuotaAdmin(deps: {
      * Replaces the tenant's overrides: each type given gets that limit (null: unlimited), every
      * other type goes back to its plan's limit.
      */
-    async setOverrides(_ctx: PlatformContext, tenantId: string, overrides: LimitsPatch) {
+    async setOverrides(ctx: PlatformContext, tenantId: string, overrides: LimitsPatch) {
       await deps.statusOf(tenantId); // 404 for an unknown tenant
-      await db.transaction((tx) => store.replaceOverrides(tx, tenantId, entries(overrides)));
+      await db.transaction(async (tx) => {
+        const before = limitsOf(await store.overrideRows(tx, tenantId));
+        await store.replaceOverrides(tx, tenantId, entries(overrides));
+        const diff = changed(before, overrides);
+        if (Object.keys(diff.new).length === 0) return;
+        // Absent from a side: no override (the plan's limit); null: an unlimited override.
+        await deps.audit.record(
+          ctx,
+          {
+            eventType: "quota_override.update",
+            entityType: "quota_override",
+            entityId: tenantId,
+            action: "update",
+            oldValues: { overrides: before },
+            newValues: { overrides },
+            tenantId,
+          },
+          { tx },
+        );
+      });
       deps.changed();
       return tenantQuotas(tenantId);
     },
   };
+}
+
+/** Rows of (quota, limit) as a map. */
+function limitsOf(rows: ReadonlyArray<{ quota: QuotaType; limit_value: Limit }>): LimitsPatch {
+  return Object.fromEntries(rows.map((r) => [r.quota, r.limit_value]));
 }
 
 function planNotFound(planId: string): AppError {

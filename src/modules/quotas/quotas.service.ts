@@ -5,6 +5,7 @@ import type { Clock } from "../../platform/clock.js";
 import type { Db, InTransaction, Queryable } from "../../platform/db/index.js";
 import type { Metrics } from "../../platform/metrics/index.js";
 import type { RequestMeta, TenantContext } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import type { TenantsService } from "../tenants/index.js";
 import { createQuotaAdmin } from "./quota-admin.js";
 import { createQuotaTouches } from "./quota-touches.js";
@@ -59,6 +60,8 @@ export interface QuotasDeps {
   clock: Clock;
   logger: Pick<Logger, "warn" | "error">;
   levels: LevelSource;
+  /** Records plan and override changes (quota-admin.ts). */
+  audit: Pick<AuditLog, "record">;
   metrics?: Metrics;
   /** How long a reservation lives if nobody settles or releases it (a crash): 30 minutes. */
   reservationTtlMs?: number;
@@ -461,6 +464,7 @@ export function createQuotasService(deps: QuotasDeps) {
       db,
       statusOf: (tenantId) => statuses(systemContext(tenantId), QUOTA_TYPES, { fresh: true }),
       changed: () => settingsCache.clear(),
+      audit: deps.audit,
     }),
   };
 }

@@ -62,6 +62,15 @@ export const quotasStore = {
     return overrides.unionAll(plan).execute();
   },
 
+  /** The tenant's overrides. */
+  async overrideRows(q: Queryable, tenantId: string) {
+    return kysely(q)
+      .selectFrom("tenant_quota_overrides")
+      .select(["quota", "limit_value"])
+      .where("tenant_id", "=", tenantId)
+      .execute();
+  },
+
   /** Replaces the tenant's overrides with `limits` (none: the plan's limits apply). */
   async replaceOverrides(
     q: Queryable,

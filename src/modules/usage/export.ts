@@ -1,5 +1,6 @@
 import type { Db } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import type { UsagePoint } from "./metrics.schemas.js";
 import type { DocumentFacts } from "./reports.js";
 import { toUsagePoint } from "./reports.js";
@@ -87,6 +88,8 @@ export function createExports(deps: {
   db: Db;
   rollups: Pick<Rollups, "read">;
   documents: Pick<DocumentFacts, "summaries">;
+  /** Exports are security-relevant reads: each is recorded before its first row is read. */
+  audit: Pick<AuditLog, "record">;
 }) {
   /** The tenant's billable events of `[from, to)`, with document titles, page by page. */
   async function* events(ctx: TenantContext, from: Date, to: Date, format: ExportFormat) {
@@ -160,7 +163,36 @@ export function createExports(deps: {
     }
   }
 
-  return { events, usage };
+  /**
+   * Records that the tenant's usage is being exported (`access`), in a transaction of its own
+   * that commits before the export starts: an export that could not be recorded is refused.
+   */
+  async function recordExport(
+    ctx: TenantContext,
+    what: { kind: "events" | "usage"; format: ExportFormat; from: Date; to: Date; period?: Period },
+  ): Promise<void> {
+    await deps.db.transaction((tx) =>
+      deps.audit.record(
+        ctx,
+        {
+          eventType: "usage.export",
+          entityType: "usage_export",
+          entityId: null,
+          action: "access",
+          newValues: {
+            kind: what.kind,
+            format: what.format,
+            from: what.from.toISOString(),
+            to: what.to.toISOString(),
+            ...(what.period ? { period: what.period } : {}),
+          },
+        },
+        { tx },
+      ),
+    );
+  }
+
+  return { events, usage, recordExport };
 }
 
 export type Exports = ReturnType<typeof createExports>;

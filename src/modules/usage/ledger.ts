@@ -9,6 +9,7 @@ import {
 } from "../../platform/db/index.js";
 import { deterministicUuid } from "../../platform/ids.js";
 import type { TenantContext } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import { createPriceBook, type PriceUnit, priceAt } from "./prices.js";
 import { createRerating, type RerateHooks } from "./rerate.js";
 
@@ -127,6 +128,8 @@ export interface UsageDeps {
   logger: Pick<Logger, "warn">;
   /** What a re-rating run tells the rest of the system, in its transaction (rerate.ts). */
   rerateHooks?: RerateHooks;
+  /** Records new prices and re-rating runs, in their transactions. */
+  audit: Pick<AuditLog, "record">;
 }
 
 /**
@@ -140,9 +143,13 @@ export function createUsageService(deps: UsageDeps) {
 
   return {
     /** The price book (platform admins). */
-    prices: createPriceBook({ db }),
+    prices: createPriceBook({ db, audit: deps.audit }),
     /** Re-rating runs (platform admins). */
-    rerating: createRerating({ db, ...(deps.rerateHooks ? { hooks: deps.rerateHooks } : {}) }),
+    rerating: createRerating({
+      db,
+      audit: deps.audit,
+      ...(deps.rerateHooks ? { hooks: deps.rerateHooks } : {}),
+    }),
 
     /**
      * Records facts (INSERT … ON CONFLICT (id) DO NOTHING) and answers each one's id and cost.

@@ -158,6 +158,13 @@ export const metricsRoutes: FastifyPluginAsyncZod<{ reports: Reports; exports: E
       } else {
         ({ from, to } = reports.windowOf(q));
       }
+      await exports.recordExport(ctx, {
+        kind: q.kind,
+        format,
+        from,
+        to,
+        ...(q.kind === "usage" ? { period: q.period } : {}),
+      });
       const body =
         q.kind === "events"
           ? exports.events(ctx, from, to, format)

@@ -9,6 +9,7 @@ import {
   type Row,
 } from "../../platform/db/index.js";
 import type { PlatformContext } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import type { Price, PriceInput, PricePage } from "./usage.schemas.js";
 
 export type PriceUnit = Price["unit"];
@@ -66,11 +67,27 @@ function toPrice(r: PriceRow): Price {
   };
 }
 
+function insertPrice(q: Queryable, input: PriceInput, createdBy: string): Promise<PriceRow> {
+  return kysely(q)
+    .insertInto("prices")
+    .values({
+      provider: input.provider,
+      model: input.model,
+      unit: input.unit,
+      usd_per_unit: input.usdPerUnit,
+      effective_from: input.effectiveFrom,
+      note: input.note ?? null,
+      created_by: createdBy,
+    })
+    .returning(PRICE_COLUMNS)
+    .executeTakeFirstOrThrow();
+}
+
 /**
  * The price book, for platform admins. A price is never edited: a correction is a new row with
  * its effective date, and a re-rating run applies it to past events.
  */
-export function createPriceBook(deps: { db: Db }) {
+export function createPriceBook(deps: { db: Db; audit: Pick<AuditLog, "record"> }) {
   const { db } = deps;
   return {
     async list(
@@ -94,20 +111,22 @@ export function createPriceBook(deps: { db: Db }) {
     /** Adds a price; 409 `price.duplicate` when the book has one for the same key and date. */
     async create(ctx: PlatformContext, input: PriceInput): Promise<Price> {
       try {
-        const row = await kysely(db)
-          .insertInto("prices")
-          .values({
-            provider: input.provider,
-            model: input.model,
-            unit: input.unit,
-            usd_per_unit: input.usdPerUnit,
-            effective_from: input.effectiveFrom,
-            note: input.note ?? null,
-            created_by: ctx.actor.userId,
-          })
-          .returning(PRICE_COLUMNS)
-          .executeTakeFirstOrThrow();
-        return toPrice(row);
+        return await db.transaction(async (tx) => {
+          const price = toPrice(await insertPrice(tx, input, ctx.actor.userId));
+          const { provider, model, unit, usdPerUnit, effectiveFrom, note } = price;
+          await deps.audit.record(
+            ctx,
+            {
+              eventType: "price.create",
+              entityType: "price",
+              entityId: price.id,
+              action: "create",
+              newValues: { provider, model, unit, usdPerUnit, effectiveFrom, note },
+            },
+            { tx },
+          );
+          return price;
+        });
       } catch (err) {
         if (isUniqueViolation(err)) {
           throw new AppError(

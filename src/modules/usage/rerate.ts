@@ -9,6 +9,7 @@ import {
   sql,
 } from "../../platform/db/index.js";
 import type { PlatformContext } from "../../tenancy.js";
+import type { AuditLog } from "../audit/index.js";
 import type { AffectedWindows, RerateInput, RerateRun, RerateRunPage } from "./usage.schemas.js";
 
 /** A document version whose ledger cost a run changed (the version's embedding event). */
@@ -83,9 +84,55 @@ interface Aggregate {
  * figures, the roll-up hook and the run's record. Runs take turns (an advisory lock); events
  * recorded meanwhile by other transactions were rated at the current prices anyway.
  */
-export function createRerating(deps: { db: Db; hooks?: RerateHooks }) {
+export function createRerating(deps: {
+  db: Db;
+  audit: Pick<AuditLog, "record">;
+  hooks?: RerateHooks;
+}) {
   const { db } = deps;
   const hooks = deps.hooks ?? {};
+
+  /**
+   * The run's audit rows, last in its transaction: one on each tenant's chain whose costs it
+   * changed (that tenant's figures), in tenant order, then the run's own on the platform's.
+   */
+  async function recordRun(ctx: PlatformContext, run: RerateRun, tx: Queryable) {
+    const entry = {
+      eventType: "usage.rerate",
+      entityType: "rerate" as const,
+      entityId: run.id,
+      action: "update" as const,
+    };
+    const window = { from: run.from, to: run.to, provider: run.provider, model: run.model };
+    for (const t of run.totals) {
+      if (t.changed === 0) continue;
+      await deps.audit.record(
+        ctx,
+        {
+          ...entry,
+          tenantId: t.tenantId,
+          oldValues: { costUsd: t.oldCostUsd },
+          newValues: { ...window, costUsd: t.newCostUsd, events: t.events, changed: t.changed },
+        },
+        { tx },
+      );
+    }
+    await deps.audit.record(
+      ctx,
+      {
+        ...entry,
+        oldValues: { costUsd: run.oldCostUsd },
+        newValues: {
+          ...window,
+          costUsd: run.newCostUsd,
+          events: run.eventsMatched,
+          changed: run.eventsChanged,
+          tenants: run.totals.filter((t) => t.changed > 0).length,
+        },
+      },
+      { tx },
+    );
+  }
 
   return {
     async run(ctx: PlatformContext, input: RerateInput): Promise<RerateRun> {
@@ -201,6 +248,7 @@ export function createRerating(deps: { db: Db; hooks?: RerateHooks }) {
           })
           .returning(RUN_COLUMNS)
           .executeTakeFirstOrThrow();
+        await recordRun(ctx, toRun(run), tx);
         return toRun(run);
       });
     },
