@@ -24,6 +24,9 @@ import { fillUrl } from "../fixtures/isolation.js";
 const POLICY: Record<string, RouteScope> = {
   "POST /api/auth/logout": "none",
   "GET /api/auth/me": "none",
+  "GET /api/audit": "admin",
+  "GET /api/audit/verify": "admin",
+  "GET /api/audit/export": "admin",
   "POST /api/customers/api-key": "admin",
   "GET /api/customers/api-keys": "admin",
   "POST /api/customers/api-keys": "admin",

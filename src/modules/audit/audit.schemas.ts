@@ -54,9 +54,9 @@ export const auditEventSchema = z.object({
   actorType: z.enum(AUDIT_ACTOR_TYPES),
   actorId: z.string().nullable(),
   /** A job's cause: the actor (by id) and request that started it. */
-  causedBy: z.unknown().nullable(),
-  oldValues: z.unknown().nullable(),
-  newValues: z.unknown().nullable(),
+  causedBy: z.record(z.string(), z.unknown()).nullable(),
+  oldValues: z.record(z.string(), z.unknown()).nullable(),
+  newValues: z.record(z.string(), z.unknown()).nullable(),
   changesSummary: z.string().nullable(),
   result: z.enum(AUDIT_RESULTS),
   errorMessage: z.string().nullable(),
