@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { InjectOptions } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GENESIS_HASH, NIL_UUID, rowHash } from "../../src/modules/audit/index.js";
+import { NIL_UUID } from "../../src/modules/audit/index.js";
 import type { Db } from "../../src/platform/db/index.js";
 import {
   bearer,
@@ -13,6 +13,7 @@ import {
   startApp,
   type TestApp,
 } from "../fixtures/app.js";
+import { auditChain, expectIntactChain, type StoredAuditRow } from "../fixtures/audit.js";
 import { type S3Server, startS3Server } from "../fixtures/blobs.js";
 import { apiKeyContext } from "../fixtures/contexts.js";
 import { backends, type TestBackend } from "../fixtures/db.js";
@@ -20,38 +21,12 @@ import { faultyDb } from "../fixtures/faulty-db.js";
 import { presignedUpload, settle, uploadFile } from "../fixtures/ingest.js";
 import { FAQS, POLICIES } from "../fixtures/knowledge.js";
 
-interface AuditRow {
-  tenant_id: string | null;
-  chain_id: string;
-  seq: number;
-  event_type: string;
-  entity_type: string;
-  entity_id: string | null;
-  action: string;
-  actor_type: string;
-  actor_id: string | null;
-  caused_by: { actor: Record<string, string>; requestId: string | null } | null;
-  old_values: Record<string, unknown> | null;
-  new_values: Record<string, unknown> | null;
-  changes_summary: string | null;
-  result: string;
-  ip_address: string | null;
-  user_agent: string | null;
-  request_id: string | null;
-  created_at: Date;
-  prev_hash: string;
-  hash: string;
-}
+type AuditRow = StoredAuditRow;
 
 const rand = () => randomBytes(5).toString("hex");
 const UA = "audit-content-test/1.0";
 
-/** Every row of one chain (a tenant's, or the platform's: NIL_UUID), in order. */
-function chain(db: Db, chainId: string): Promise<AuditRow[]> {
-  return db.query<AuditRow>("select * from audit_events where chain_id = $1 order by seq", [
-    chainId,
-  ]);
-}
+const chain = auditChain;
 
 /**
  * A tenant's chain without the rows its signup and its API key's first use from an address
@@ -66,18 +41,6 @@ async function changes(db: Db, chainId: string): Promise<AuditRow[]> {
 /** The rows of one chain about one entity, oldest first. */
 async function rowsOf(db: Db, chainId: string, entityId: string): Promise<AuditRow[]> {
   return (await chain(db, chainId)).filter((r) => r.entity_id === entityId);
-}
-
-/** Seqs 1..n, each row's stored hash its content's, each linked to the one before. */
-function expectIntactChain(rows: AuditRow[]): void {
-  let prev = GENESIS_HASH;
-  rows.forEach((r, i) => {
-    expect(r.seq).toBe(i + 1);
-    expect(r.prev_hash).toBe(prev);
-    const stored = { ...r, created_at: r.created_at.toISOString() };
-    expect(rowHash(stored as unknown as Parameters<typeof rowHash>[0])).toBe(r.hash);
-    prev = r.hash;
-  });
 }
 
 /** A request as a client sends it: its own request id and user agent, the credential given. */

@@ -18,28 +18,11 @@ import {
   type TestApp,
   uniqueEmail,
 } from "../fixtures/app.js";
+import type { StoredAuditRow } from "../fixtures/audit.js";
 import { backends, type TestBackend } from "../fixtures/db.js";
 import { faultyDb } from "../fixtures/faulty-db.js";
 
-/** One audit row as the table stores it. */
-interface AuditRow {
-  id: string;
-  tenant_id: string | null;
-  seq: number;
-  event_type: string;
-  entity_type: string;
-  entity_id: string | null;
-  action: string;
-  actor_type: string;
-  actor_id: string | null;
-  old_values: Record<string, unknown> | null;
-  new_values: Record<string, unknown> | null;
-  result: string;
-  error_message: string | null;
-  ip_address: string | null;
-  user_agent: string | null;
-  request_id: string | null;
-}
+type AuditRow = StoredAuditRow;
 
 const USERS = "/api/customers/users";
 const KEYS = "/api/customers/api-keys";

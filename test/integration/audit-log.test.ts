@@ -7,55 +7,14 @@ import {
   GENESIS_HASH,
   NIL_UUID,
   REDACTED,
-  rowHash,
 } from "../../src/modules/audit/index.js";
 import { createTestClock } from "../../src/platform/clock.js";
-import type { Db } from "../../src/platform/db/index.js";
 import type { PlatformContext, TenantContext } from "../../src/tenancy.js";
+import { auditChain, expectIntactChain } from "../fixtures/audit.js";
 import { apiKeyContext, testRequest, userContext } from "../fixtures/contexts.js";
 import { backends, type TestDb } from "../fixtures/db.js";
 
-interface StoredRow {
-  id: string;
-  tenant_id: string | null;
-  chain_id: string;
-  seq: number;
-  event_type: string;
-  entity_type: string;
-  entity_id: string | null;
-  action: string;
-  actor_type: string;
-  actor_id: string | null;
-  caused_by: never;
-  old_values: never;
-  new_values: never;
-  changes_summary: string | null;
-  result: string;
-  error_message: string | null;
-  ip_address: string | null;
-  user_agent: string | null;
-  request_id: string | null;
-  created_at: Date;
-  prev_hash: string;
-  hash: string;
-}
-
-async function chainRows(db: Db, chainId: string): Promise<StoredRow[]> {
-  return db.query<StoredRow>("select * from audit_events where chain_id = $1 order by seq", [
-    chainId,
-  ]);
-}
-
-/** Every row's hash recomputed from what is stored, the links and the seqs 1..n. */
-function expectIntactChain(rows: StoredRow[]): void {
-  let prev = GENESIS_HASH;
-  rows.forEach((r, i) => {
-    expect(r.seq).toBe(i + 1);
-    expect(r.prev_hash).toBe(prev);
-    expect(rowHash({ ...r, created_at: r.created_at.toISOString() })).toBe(r.hash);
-    prev = r.hash;
-  });
-}
+const chainRows = auditChain;
 
 const entry = {
   eventType: "document.update",
