@@ -3,7 +3,7 @@ import type { ContentInput } from "./content.js";
 import type { DocumentRow } from "./documents.store.js";
 
 /**
- * The audit rows of the documents module (docs/audit-events-content.md). Values hold what an
+ * The audit rows of the documents module (README, "Audit log"). Values hold what an
  * auditor compares — titles, types, source URLs, metadata (on an update, the keys that changed),
  * version numbers — and the content as its SHA-256 and byte size, never the text itself.
  */

@@ -20,7 +20,8 @@
  * Append-only: BEFORE UPDATE OR DELETE row triggers and BEFORE TRUNCATE statement triggers
  * raise on `audit_events` and `audit_digests`. The one exception is the retention job: it sets
  * the transaction-local `tenantrag.audit_retention_cutoff` and may then delete rows of
- * `audit_events` created before that cutoff, and no others (src/modules/audit/retention.ts).
+ * `audit_events` created before that cutoff, and no others (`retention` in
+ * src/modules/audit/audit.trail.ts).
  */
 export const sql = `
 create table audit_events (
