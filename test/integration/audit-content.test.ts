@@ -1,19 +1,22 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import type { InjectOptions } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NIL_UUID } from "../../src/modules/audit/index.js";
 import type { Db } from "../../src/platform/db/index.js";
 import {
   bearer,
   expectError,
-  type Method,
   platformAdminToken,
   type SignedUp,
   signup,
   startApp,
   type TestApp,
 } from "../fixtures/app.js";
-import { auditChain, expectIntactChain, type StoredAuditRow } from "../fixtures/audit.js";
+import {
+  auditCaller,
+  auditChain,
+  expectIntactChain,
+  type StoredAuditRow,
+} from "../fixtures/audit.js";
 import { type S3Server, startS3Server } from "../fixtures/blobs.js";
 import { apiKeyContext } from "../fixtures/contexts.js";
 import { backends, type TestBackend } from "../fixtures/db.js";
@@ -43,26 +46,7 @@ async function rowsOf(db: Db, chainId: string, entityId: string): Promise<AuditR
   return (await chain(db, chainId)).filter((r) => r.entity_id === entityId);
 }
 
-/** A request as a client sends it: its own request id and user agent, the credential given. */
-function caller(t: () => TestApp) {
-  return async (
-    auth: Record<string, string>,
-    method: Method,
-    url: string,
-    payload?: unknown,
-    extra: Partial<InjectOptions> = {},
-  ) => {
-    const requestId = `req-${rand()}`;
-    const res = await t().app.inject({
-      method,
-      url,
-      headers: { ...auth, "x-request-id": requestId, "user-agent": UA },
-      ...(payload !== undefined ? { payload: payload as object } : {}),
-      ...extra,
-    } as InjectOptions);
-    return Object.assign(res, { requestId });
-  };
-}
+const caller = (t: () => TestApp) => auditCaller(t, UA);
 
 /** The id of the signup's own API key. */
 async function keyIdOf(t: TestApp, s: SignedUp): Promise<string> {

@@ -1,6 +1,6 @@
 import { createReadStream, existsSync, readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
-import { loadPublicKey } from "../../platform/crypto/signing.js";
+import { keyIdOf, loadPublicKey } from "../../platform/crypto/signing.js";
 import {
   createChainVerifier,
   type DigestInput,
@@ -110,6 +110,17 @@ async function verifyFile(
     else if (v.type !== "row") return broken(`line ${n}: not a header, row, anchor or digest`);
   }
   if (!header) return broken("the file is empty: not an audit export");
+  // A chain younger than its first digest has no signature to fail: without this, another
+  // deployment's key (an auditor's mix-up) would pass it. The header is not signed; its digests are.
+  const given = keyIdOf(publicKey);
+  if (header.keyId !== given) {
+    return {
+      ...broken(
+        `the export was made with signing key ${String(header.keyId)}, not the given key ${given}`,
+      ),
+      chainId: header.chainId,
+    };
+  }
   const verifier = createChainVerifier({
     publicKey,
     prevHash: header.prevHash ?? undefined,

@@ -24,6 +24,8 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
       typeof createdAt === "string" &&
       /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(createdAt) &&
       !Number.isNaN(date.getTime()) &&
+      // Year 0000 has the form, but timestamptz has no year 0.
+      date.getUTCFullYear() >= 1 &&
       date.toISOString() === createdAt;
     if (!canonical || !isUuid(id)) throw new Error("bad cursor");
     return { createdAt: date, id };
