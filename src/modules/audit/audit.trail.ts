@@ -358,6 +358,15 @@ export function createAuditTrail(deps: {
             cutoff.toISOString(),
           ]);
           const k = kysely(tx);
+          // The head first, locked: concurrent runs take turns on a chain, and the later one
+          // reads after the earlier one committed (it finds nothing left to delete and records
+          // no row); otherwise both read the same old rows and each appended an anchor.
+          await k
+            .selectFrom("audit_chains")
+            .select("seq")
+            .where("chain_id", "=", c.chain_id)
+            .forUpdate()
+            .execute();
           const kept = await k
             .selectFrom("audit_events")
             .select(sql<number | null>`min(seq)`.as("seq"))
