@@ -107,7 +107,7 @@ export function createEventsLog(deps: EventsDeps): EventsLog {
   const pending = new Set<Promise<void>>();
 
   /** The row of an event, or null when sampling leaves it out. */
-  function build(ctx: TenantContext, e: EventInput): NewEventRow | null {
+  function build(ctx: TenantContext, e: EventInput, at: Date): NewEventRow | null {
     const clean = validateEvent(e.name, e.data);
     if (
       e.name === "message_sent" &&
@@ -126,12 +126,14 @@ export function createEventsLog(deps: EventsDeps): EventsLog {
       data: fitted.data,
       session_id: typeof session === "string" ? session : null,
       user_id: userOf(ctx),
-      created_at: new Date(deps.clock.now()),
+      created_at: at,
     };
   }
 
   async function write(ctx: TenantContext, events: EventInput[], tx: Queryable) {
-    const rows = events.map((e) => build(ctx, e));
+    // One instant for the events of one fact.
+    const at = new Date(deps.clock.now());
+    const rows = events.map((e) => build(ctx, e, at));
     const kept = rows.filter((r): r is NewEventRow => r !== null);
     const inserted = new Set(await eventsStore.insert(tx, kept));
     return rows.map((r) =>
@@ -148,7 +150,7 @@ export function createEventsLog(deps: EventsDeps): EventsLog {
       return write(ctx, events, opts.tx);
     },
     logOutside(ctx, name, data, opts = {}) {
-      const row = build(ctx, { name, data, id: opts.id });
+      const row = build(ctx, { name, data, id: opts.id }, new Date(deps.clock.now()));
       if (!row) return Promise.resolve();
       const p = eventsStore.insert(deps.db, [row]).then(
         () => undefined,
