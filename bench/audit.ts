@@ -111,6 +111,7 @@ async function latencies(app: AppContext, ops: number): Promise<Latency[]> {
       ingestion: app.ingestion,
       documents: app.documents,
       audit: unaudited,
+      events: app.events,
     }),
     audited: app.knowledge,
   };

@@ -28,6 +28,7 @@
 import { randomUUID } from "node:crypto";
 import pino from "pino";
 import { createAuditLog } from "../src/modules/audit/index.js";
+import { createEventsLog } from "../src/modules/events/index.js";
 import { createDocumentsService } from "../src/modules/ingestion/index.js";
 import { createSearchService, reciprocalRankFusion } from "../src/modules/search/index.js";
 import { createTenantsService } from "../src/modules/tenants/index.js";
@@ -326,6 +327,13 @@ function catalog(db: Db, vectors: LanceVectorIndex, blobsDir: string) {
     queue: { get: async () => undefined },
     usage: createUsageService({ db, clock: systemClock, logger: silent, audit: audit(db) }),
     audit: audit(db),
+    events: createEventsLog({
+      db,
+      clock: systemClock,
+      logger: silent,
+      oversize: "refuse",
+      messageSentSampleRate: 1,
+    }),
     logger: silent,
   });
 }

@@ -140,6 +140,20 @@ const envSchema = z.object({
   RETENTION_BATCH_SIZE: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
   AUDIT_SIGNING_KEY: optionalString,
   AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(730),
+  /** Only `production` changes anything here (EVENTS_OVERSIZE's default); any value is accepted. */
+  NODE_ENV: optionalString,
+  EVENTS_OVERSIZE: z.enum(["refuse", "truncate"]).optional(),
+  EVENTS_MESSAGE_SENT_SAMPLE_RATE: z.coerce.number().min(0).max(1).default(1),
+  EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(400),
+  EVENTS_RETENTION: optionalString.pipe(
+    z
+      .string()
+      .regex(
+        /^\s*[a-z][a-z0-9_]*\s*:\s*\d{1,5}\s*(,\s*[a-z][a-z0-9_]*\s*:\s*\d{1,5}\s*)*$/,
+        "must be name:days,name:days (e.g. message_sent:90,ingest_started:30)",
+      )
+      .optional(),
+  ),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -241,6 +255,21 @@ export interface Config {
     signingKeyPem: string;
     /** Audit rows older than this are deleted by the `audit.retention` job (default 2 years). */
     retentionDays: number;
+  };
+  /** The analytics events feed (modules/events). */
+  events: {
+    /**
+     * What an event whose data is over 2 KB gets: `refuse` (an error, in development and
+     * tests: the emitting code is wrong and should fail where its author sees it) or `truncate`
+     * (in production: an analytics row never fails the business write it rides with; counted).
+     */
+    oversize: "refuse" | "truncate";
+    /** The share of `message_sent` events kept, 0…1, decided per message id. */
+    messageSentSampleRate: number;
+    /** Events older than this are deleted by the `events.retention` job (default 400 days). */
+    retentionDays: number;
+    /** Per event name, days that replace `retentionDays` (EVENTS_RETENTION=name:days,…). */
+    retentionByName: Record<string, number>;
   };
 }
 
@@ -372,7 +401,30 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       batchSize: e.RETENTION_BATCH_SIZE,
     },
     audit: { signingKeyPem, retentionDays: e.AUDIT_RETENTION_DAYS },
+    events: {
+      oversize: e.EVENTS_OVERSIZE ?? (e.NODE_ENV === "production" ? "truncate" : "refuse"),
+      messageSentSampleRate: e.EVENTS_MESSAGE_SENT_SAMPLE_RATE,
+      retentionDays: e.EVENTS_RETENTION_DAYS,
+      retentionByName: parseRetentionByName(e.EVENTS_RETENTION),
+    },
   };
+}
+
+/** `name:days,name:days` (already checked by the schema's pattern) as a map; days >= 1. */
+function parseRetentionByName(value: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of value ? value.split(",") : []) {
+    const [name, days] = part.split(":").map((s) => s.trim()) as [string, string];
+    const n = Number(days);
+    if (n < 1)
+      throw new ConfigError(
+        `invalid configuration:\n  EVENTS_RETENTION: ${name} keeps events at least 1 day`,
+      );
+    if (name in out)
+      throw new ConfigError(`invalid configuration:\n  EVENTS_RETENTION: ${name} is named twice`);
+    out[name] = n;
+  }
+  return out;
 }
 
 const secretsSchema = z.object({

@@ -22,6 +22,16 @@ import {
 } from "./modules/audit/index.js";
 import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
 import {
+  createEventsFeed,
+  createEventsLog,
+  createEventsRetention,
+  type EventsFeed,
+  type EventsLog,
+  eventsJobs,
+  eventsJobTypes,
+  eventsSchedules,
+} from "./modules/events/index.js";
+import {
   createDocumentsService,
   createIdempotency,
   createIngestionPipeline,
@@ -125,6 +135,13 @@ export interface AppContext {
   audit: AuditLog;
   /** The audit log's reads, verification, export, hourly signed digests and retention. */
   auditTrail: AuditTrail;
+  /**
+   * The analytics events feed: `log(ctx, name, data, { tx })` writes a business fact in the
+   * caller's transaction; `logOutside` a refusal whose transaction rolls back (modules/events).
+   */
+  events: EventsLog;
+  /** The feed's pages and analytics. */
+  eventsFeed: EventsFeed;
   auth: ReturnType<typeof createAuthService>;
   blobs: BlobStore;
   queue: JobQueue<AppJobs>;
@@ -211,6 +228,7 @@ const appJobTypes = {
   ...quotaJobTypes,
   ...rollupJobTypes,
   ...auditJobTypes,
+  ...eventsJobTypes,
 };
 export type AppJobs = RegistryOf<typeof appJobTypes>;
 
@@ -224,6 +242,7 @@ const appSchedules: JobSchedule[] = [
   ...quotaSchedules,
   ...rollupSchedules,
   ...auditSchedules,
+  ...eventsSchedules,
 ];
 
 export class StartupError extends Error {
@@ -290,6 +309,33 @@ export async function createContext(
     clock,
   });
   const audit = createAuditLog({ db, clock });
+  const events = createEventsLog({
+    db,
+    clock,
+    logger,
+    metrics,
+    oversize: config.events.oversize,
+    messageSentSampleRate: config.events.messageSentSampleRate,
+  });
+  // Runs just before the database closes (closers run in reverse): the events written outside
+  // a transaction (refusals) land first.
+  closers.push(() => events.drain());
+  let eventsRetention: ReturnType<typeof createEventsRetention>;
+  try {
+    eventsRetention = createEventsRetention({
+      db,
+      clock,
+      logger,
+      policy: {
+        defaultDays: config.events.retentionDays,
+        byName: config.events.retentionByName,
+        batchSize: config.retention.batchSize,
+      },
+    });
+  } catch (err) {
+    await close();
+    throw new StartupError((err as Error).message);
+  }
   const tenants = createTenantsService({ db, masterKey: config.masterKey, clock, audit });
   const auditTrail = createAuditTrail({
     db,
@@ -435,6 +481,7 @@ export async function createContext(
     queue,
     usage,
     audit,
+    events,
     logger,
   });
   const quotas = createQuotasService({
@@ -444,6 +491,7 @@ export async function createContext(
     logger,
     metrics,
     audit,
+    events,
     levels: (tctx, o) => documents.levels(tctx, o),
   });
   const ingestion = createIngestionService({
@@ -453,6 +501,7 @@ export async function createContext(
     tenants,
     quotas,
     audit,
+    events,
     allowPrivateUrls: config.allowPrivateUrls,
   });
   const pipeline = createIngestionPipeline({
@@ -464,6 +513,7 @@ export async function createContext(
     usage,
     quotas,
     audit,
+    events,
     logger,
     allowPrivateUrls: config.allowPrivateUrls,
     maxFetchBytes: config.fetchMaxBytes,
@@ -472,7 +522,7 @@ export async function createContext(
   });
   const uploads = createUploadsService({ db, blobs, ingestion, clock, audit });
   const search = createSearchService({ db, documents, vectors, embedders, tenants, quotas, usage });
-  const knowledge = createKnowledgeService({ db, ingestion, documents, audit });
+  const knowledge = createKnowledgeService({ db, ingestion, documents, audit, events });
   const recovery = createIngestionRecovery({ db, blobs, queue, logger });
   const rollups = createRollups({ db, clock, documents, logger });
   const usageWithReports = Object.assign(ledger, {
@@ -545,6 +595,8 @@ export async function createContext(
     tenants,
     audit,
     auditTrail,
+    events,
+    eventsFeed: createEventsFeed({ db, clock }),
     auth,
     blobs,
     queue,
@@ -586,6 +638,7 @@ export async function createContext(
         ...quotaJobs({ quotas, logger }),
         ...rollupJobs({ rollups }),
         ...auditJobs({ trail: auditTrail }),
+        ...eventsJobs({ retention: eventsRetention }),
       ];
       queue.work(catalogHandlers(registry, jobs, { logger, metrics: jobMetrics }), {
         concurrency: config.workerConcurrency,

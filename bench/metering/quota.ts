@@ -15,6 +15,7 @@
 import { randomUUID } from "node:crypto";
 import pino from "pino";
 import { createAuditLog } from "../../src/modules/audit/index.js";
+import { createEventsLog } from "../../src/modules/events/index.js";
 import { createQuotasService } from "../../src/modules/quotas/index.js";
 import { createTenantsService } from "../../src/modules/tenants/index.js";
 import { systemClock } from "../../src/platform/clock.js";
@@ -74,6 +75,13 @@ async function measure(db: Db, ops: number, concurrency: number): Promise<PhaseR
     logger: pino({ level: "silent" }),
     levels: async () => ({ documents: 0, storageBytes: 0 }),
     audit: createAuditLog({ db, clock: systemClock }),
+    events: createEventsLog({
+      db,
+      clock: systemClock,
+      logger: pino({ level: "silent" }),
+      oversize: "refuse",
+      messageSentSampleRate: 1,
+    }),
   });
 
   const bare = async () => {

@@ -16,6 +16,7 @@ import { adminRoutes } from "../modules/admin/index.js";
 import { alertsRoutes } from "../modules/alerts/index.js";
 import { auditRoutes } from "../modules/audit/index.js";
 import { authRoutes } from "../modules/auth/index.js";
+import { eventsRoutes } from "../modules/events/index.js";
 import { documentsRoutes, ingestionRoutes, uploadsRoutes } from "../modules/ingestion/index.js";
 import { knowledgeRoutes } from "../modules/knowledge/index.js";
 import { quotaHeadersHook, quotasRoutes } from "../modules/quotas/index.js";
@@ -196,6 +197,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(rateLimitRoutes, { limiter: ctx.rateLimits, clock: ctx.clock });
   await app.register(alertsRoutes, { alerts: ctx.alerts });
   await app.register(auditRoutes, { trail: ctx.auditTrail });
+  await app.register(eventsRoutes, { feed: ctx.eventsFeed });
   await app.register(reconciliationRoutes, { reconciliation: ctx.reconciliation });
   await app.register(quotasRoutes, { quotas: ctx.quotas });
   await app.register(metricsRoutes, { reports: ctx.usage.reports, exports: ctx.usage.exports });

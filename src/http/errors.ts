@@ -73,6 +73,9 @@ export const ERROR_STATUS = {
   "quota.unavailable": 503,
   "plan.trial_expired": 402,
   "plan.not_found": 404,
+  /** Faults of the code that emits an event (no client creates one): server errors. */
+  "events.invalid_payload": 500,
+  "events.payload_too_large": 500,
 } as const satisfies Record<ErrorCode, number>;
 
 /** The status an error code is answered with. */

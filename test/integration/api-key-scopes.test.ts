@@ -27,6 +27,14 @@ const POLICY: Record<string, RouteScope> = {
   "GET /api/audit": "admin",
   "GET /api/audit/verify": "admin",
   "GET /api/audit/export": "admin",
+  // The events feed names who did what (user ids): admin keys. Its aggregates suit a
+  // dashboard's read-only key.
+  "GET /api/events": "admin",
+  "GET /api/analytics/conversations": "read",
+  "GET /api/analytics/escalation-rate": "read",
+  "GET /api/analytics/ingestion": "read",
+  "GET /api/analytics/quota-friction": "read",
+  "GET /api/analytics/plan-funnel": "read",
   "POST /api/customers/api-key": "admin",
   "GET /api/customers/api-keys": "admin",
   "POST /api/customers/api-keys": "admin",

@@ -372,6 +372,7 @@ describe.each(backends)("quotas ($name)", (backend) => {
       logger: t.ctx.logger,
       levels: async () => ({ documents: 0, storageBytes: 0 }),
       audit: t.ctx.audit,
+      events: t.ctx.events,
     });
     const ctx = apiKeyContext(s.tenantId);
     await expect(quotas.reserve(ctx, "searches", 1)).rejects.toMatchObject({

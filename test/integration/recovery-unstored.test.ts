@@ -43,6 +43,7 @@ describe.each(backends)(
         tenants: app.ctx.tenants,
         quotas: app.ctx.quotas,
         audit: app.ctx.audit,
+        events: app.ctx.events,
         allowPrivateUrls: app.ctx.config.allowPrivateUrls,
         queue: app.ctx.queue,
         blobs: {

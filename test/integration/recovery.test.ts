@@ -27,6 +27,7 @@ describe.each(backends)("recovery of lost ingestion work ($name)", (backend) => 
       tenants: app.ctx.tenants,
       quotas: app.ctx.quotas,
       audit: app.ctx.audit,
+      events: app.ctx.events,
       allowPrivateUrls: app.ctx.config.allowPrivateUrls,
       queue: {
         ...app.ctx.queue,

@@ -7,6 +7,7 @@ import type { JobQueue, JobRegistry } from "../../platform/queue/queue.js";
 import type { VectorIndex } from "../../platform/vectors/vectors.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { AuditLog } from "../audit/index.js";
+import type { EventsLog } from "../events/index.js";
 import type { UsageRecorder } from "../usage/index.js";
 import { deletionEntry } from "./audit-entries.js";
 import type {
@@ -95,6 +96,8 @@ export interface DocumentsDeps {
   usage: UsageRecorder;
   /** Records a delete in its transaction (a knowledge item's document: the item's row does). */
   audit: Pick<AuditLog, "record">;
+  /** document_deleted, in the delete's transaction (not for a knowledge item's document). */
+  events: Pick<EventsLog, "log">;
   /** Told when the chunks or blobs of a document deleted in a caller's transaction stay. */
   logger: Pick<Logger, "error">;
 }
@@ -309,7 +312,10 @@ export function createDocumentsService(deps: DocumentsDeps) {
           throw notFound("document");
         }
         await recordStorageChange(deps.usage, ctx, q, `delete:${id}`);
-        if (!opts.knowledge) await deps.audit.record(ctx, deletionEntry(doc), { tx: q });
+        if (!opts.knowledge) {
+          await deps.events.log(ctx, "document_deleted", { documentId: id }, { tx: q });
+          await deps.audit.record(ctx, deletionEntry(doc), { tx: q });
+        }
       };
       if (opts.tx) await removeRows(opts.tx);
       else await db.transaction(removeRows);

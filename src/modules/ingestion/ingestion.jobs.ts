@@ -9,6 +9,7 @@ import {
 } from "../../platform/queue/catalog.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
 import { type Cause, causeSchema } from "../../tenancy.js";
+import type { IngestSourceType } from "./ingest-events.js";
 import type { createIngestionPipeline } from "./ingestion.pipeline.js";
 import type { IngestionRecovery } from "./recovery.js";
 
@@ -34,6 +35,10 @@ export const ingestionJobTypes = {
       version: z.number().int().min(1),
       /** Who asked for the version; absent in jobs queued before causes were recorded. */
       causedBy: causeSchema.optional(),
+      /** How the content came in, for the version's events; absent in older jobs and repairs. */
+      sourceType: z
+        .enum(["text", "batch", "url", "file", "upload", "content_update", "knowledge"])
+        .optional(),
     }),
     maxAttempts: INGEST_MAX_ATTEMPTS,
   },
@@ -93,6 +98,7 @@ export function enqueueProcessing(
     version: number;
     jobId: string;
     causedBy: Cause | null;
+    sourceType?: IngestSourceType | undefined;
   },
   tx?: Queryable,
 ): Promise<{ id: string }> {
@@ -103,6 +109,7 @@ export function enqueueProcessing(
       documentId: job.documentId,
       version: job.version,
       ...(job.causedBy ? { causedBy: job.causedBy } : {}),
+      ...(job.sourceType ? { sourceType: job.sourceType } : {}),
     },
     { jobId: job.jobId, ...(tx ? { tx } : {}) },
   );

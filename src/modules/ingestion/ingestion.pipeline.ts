@@ -8,6 +8,7 @@ import { type JobContext, NonRetryableError } from "../../platform/queue/queue.j
 import type { ChunkRow, VectorIndex } from "../../platform/vectors/vectors.js";
 import { jobContext, type TenantContext } from "../../tenancy.js";
 import type { AuditLog } from "../audit/index.js";
+import { type EventsLog, jobEventId } from "../events/index.js";
 import type { QuotasService, Reservation } from "../quotas/index.js";
 import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
 import type { BillableFact, UsageRecorder } from "../usage/index.js";
@@ -16,6 +17,7 @@ import { chunkText } from "./chunking.js";
 import { blobKeyFor, contentHash } from "./content.js";
 import { documentsStore as store, type VersionRow } from "./documents.store.js";
 import type { Extractor } from "./extract-pool.js";
+import { eventUrl } from "./ingest-events.js";
 import { INGEST_MAX_ATTEMPTS, type IngestionJobs } from "./ingestion.jobs.js";
 import { classify, IngestionJobError } from "./job-failures.js";
 import { knowledgeItemIdOf } from "./knowledge-documents.js";
@@ -36,6 +38,8 @@ export interface PipelineDeps {
   quotas: Pick<QuotasService, "reserve" | "settle" | "release">;
   /** Records a version going live, as the system on behalf of the job's cause. */
   audit: Pick<AuditLog, "record">;
+  /** ingest_completed / document_activated with the activation, ingest_failed on the last attempt. */
+  events: Pick<EventsLog, "log" | "logMany">;
   logger: Logger;
   /** Lets URL ingestion reach private addresses (tests, local use). Off in production. */
   allowPrivateUrls: boolean;
@@ -141,6 +145,14 @@ export function createIngestionPipeline(deps: PipelineDeps) {
     // Deleted, or already done by an earlier run of this job: nothing to do.
     if (!version || ["active", "superseded", "duplicate"].includes(version.status)) return;
     await store.updateVersion(db, ctx.tenantId, version.id, { status: "processing" });
+    // The version's events: ids from the job's, so that a rerun of the job writes none twice.
+    const eventOf = {
+      sourceType: payload.sourceType ?? (version.content_type === "url" ? "url" : "text"),
+      documentId: version.document_id,
+      version: version.version,
+    } as const;
+    const eventId = (name: "ingest_completed" | "ingest_failed" | "document_activated") =>
+      jobEventId(job.id, name);
 
     let reservation: Reservation | undefined;
     /** Tokens the provider has billed for this run, once it has. */
@@ -168,6 +180,11 @@ export function createIngestionPipeline(deps: PipelineDeps) {
             await store.updateDocument(tx, ctx.tenantId, version.document_id, {
               status: "completed",
               processing_time_ms: Date.now() - started,
+            });
+            const data = { ...eventOf, url: eventUrl(sourceUrl), docs: 0, chunks: 0 };
+            await deps.events.log(ctx, "ingest_completed", data, {
+              tx,
+              id: eventId("ingest_completed"),
             });
           });
           return;
@@ -286,6 +303,29 @@ export function createIngestionPipeline(deps: PipelineDeps) {
           error_message: null,
         });
         await recordStorageChange(deps.usage, ctx, tx, `activation:${version.id}`);
+        await deps.events.logMany(
+          ctx,
+          [
+            {
+              name: "ingest_completed",
+              id: eventId("ingest_completed"),
+              data: {
+                ...eventOf,
+                url: eventUrl(sourceUrl ?? current.source_url),
+                docs: 1,
+                chunks: rows.length,
+                tokens: embedded.tokens,
+                durationMs: Date.now() - started,
+              },
+            },
+            {
+              name: "document_activated",
+              id: eventId("document_activated"),
+              data: { documentId: doc.id, version: version.version, chunks: rows.length },
+            },
+          ],
+          { tx },
+        );
         await deps.audit.record(
           ctx,
           activationEntry({
@@ -358,6 +398,18 @@ export function createIngestionPipeline(deps: PipelineDeps) {
             processing_time_ms: Date.now() - started,
           });
         }
+        // One statement, after the failure is recorded; its id is the job's (a rerun adds none).
+        await deps.events.log(
+          ctx,
+          "ingest_failed",
+          {
+            ...eventOf,
+            url: eventUrl(doc?.source_url),
+            errorCode: c.code,
+            attempts: job.attempt,
+          },
+          { tx: db, id: eventId("ingest_failed") },
+        );
       }
       if (!c.retry)
         throw err instanceof NonRetryableError ? err : new NonRetryableError(c.message, c.code);

@@ -6,6 +6,7 @@ import { checkUrlTarget, FetchError } from "../../platform/fetch/safe-fetch.js";
 import type { JobQueue } from "../../platform/queue/queue.js";
 import { causeOf, type TenantContext } from "../../tenancy.js";
 import type { AuditLog } from "../audit/index.js";
+import type { EventsLog } from "../events/index.js";
 import { type QuotaStatuses, type QuotasService, quotaExceeded } from "../quotas/index.js";
 import type { TenantsService } from "../tenants/index.js";
 import { type SubmissionSource, submissionEntry } from "./audit-entries.js";
@@ -18,6 +19,7 @@ import {
 } from "./content.js";
 import { type DocumentRow, documentsStore as store, type VersionRow } from "./documents.store.js";
 import { FILE_FIELD_BYTES, FILE_FIELDS, fileSubmission } from "./file-ingest.js";
+import { type IngestSourceType, submissionEvents } from "./ingest-events.js";
 import { enqueueProcessing, type IngestionJobs } from "./ingestion.jobs.js";
 import {
   type BatchResult,
@@ -82,6 +84,11 @@ export interface IngestionDeps {
   quotas: Pick<QuotasService, "assertAvailable">;
   /** Records every accepted submission, in the transaction that accepts it. */
   audit: Pick<AuditLog, "record">;
+  /**
+   * The submission's events (ingest_started, document_created/updated) with its audit row; a
+   * refusal of the documents quota as quota_exceeded, outside the transaction it rolls back.
+   */
+  events: Pick<EventsLog, "logMany" | "logOutside">;
   /** Lets URL ingestion reach private addresses (tests, local use). Off in production. */
   allowPrivateUrls: boolean;
 }
@@ -159,6 +166,13 @@ export function createIngestionService(deps: IngestionDeps) {
     }
     // The documents quota, counted under the same lock (the new document is in `count`).
     if (quota.limit !== null && count > quota.limit) {
+      // Not awaited: the write lands once this transaction has rolled back (events.logOutside).
+      void deps.events.logOutside(ctx, "quota_exceeded", {
+        quotaType: "documents",
+        limit: quota.limit,
+        attempted: 1,
+        used: count - 1,
+      });
       throw quotaExceeded("documents", { ...quota, used: count - 1, remaining: 0 }, 1);
     }
   }
@@ -235,6 +249,7 @@ export function createIngestionService(deps: IngestionDeps) {
       ...(opts.tx ? { tx: opts.tx } : {}),
     });
     const hash = content.kind === "bytes" ? contentHash(content.bytes) : null;
+    const sourceType: IngestSourceType = opts.knowledge ? "knowledge" : (opts.source ?? "text");
     const recorded = await inTransaction(db, opts.tx, async (tx) => {
       const { doc, created } = await findOrCreate(tx, ctx, input, hash, opts);
       if (hash && !created) {
@@ -277,9 +292,18 @@ export function createIngestionService(deps: IngestionDeps) {
           version,
           jobId: row.job_id as string,
           causedBy: causeOf(ctx),
+          sourceType,
         });
       }
       if (created) await assertRoomFor(tx, ctx, quota.documents);
+      const events = submissionEvents({
+        documentId: doc.id,
+        docType: doc.doc_type,
+        version,
+        created,
+        sourceType,
+        url: content.kind === "url" ? (input.sourceUrl ?? doc.source_url) : null,
+      });
       const audit = opts.knowledge
         ? null
         : submissionEntry({
@@ -293,6 +317,7 @@ export function createIngestionService(deps: IngestionDeps) {
             uploadId: opts.uploadId,
           });
       // A URL's submission is accepted with this commit; bytes once they are stored (below).
+      if (content.kind === "url") await deps.events.logMany(ctx, events, { tx });
       if (audit && content.kind === "url") await deps.audit.record(ctx, audit, { tx });
       return {
         duplicate: false as const,
@@ -302,6 +327,7 @@ export function createIngestionService(deps: IngestionDeps) {
         row,
         jobId: row.job_id as string,
         audit,
+        events,
       };
     });
     if (recorded.duplicate) {
@@ -336,7 +362,9 @@ export function createIngestionService(deps: IngestionDeps) {
             version: recorded.version,
             jobId: recorded.jobId,
             causedBy: causeOf(ctx),
+            sourceType,
           });
+          await deps.events.logMany(ctx, recorded.events, { tx });
           if (recorded.audit) await deps.audit.record(ctx, recorded.audit, { tx });
         },
         opts.tx,

@@ -4,6 +4,7 @@ import { decodeCursor, encodeCursor } from "../../platform/db/cursor.js";
 import type { Db, InTransaction, Queryable } from "../../platform/db/index.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { AuditLog } from "../audit/index.js";
+import type { EventsLog } from "../events/index.js";
 import type {
   DocumentInput,
   DocumentsService,
@@ -85,6 +86,8 @@ export interface KnowledgeDeps {
   documents: DocumentsService;
   /** Records every write, last in its transaction. */
   audit: Pick<AuditLog, "record">;
+  /** knowledge_item_created/updated/deleted, in the write's transaction (before its audit row). */
+  events: Pick<EventsLog, "log">;
 }
 
 /**
@@ -261,6 +264,12 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
         documentVersion: ingest.version,
       });
       const result = { ...(await detail(ctx, created, tx)), ingest } as KnowledgeWriteResult;
+      await deps.events.log(
+        ctx,
+        "knowledge_item_created",
+        { itemId: id, itemType: item.type, documentId: ingest.documentId },
+        { tx },
+      );
       await deps.audit.record(ctx, knowledgeAudit.created(item.type, id, item.fields, ingest), {
         tx,
       });
@@ -302,7 +311,15 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
       }
       const result = { ...(await detail(ctx, updated, tx)), ingest } as KnowledgeWriteResult;
       const audit = knowledgeAudit.updated(item.type, id, before.fields, item.fields, ingest);
-      if (audit) await deps.audit.record(ctx, audit, { tx });
+      if (audit) {
+        await deps.events.log(
+          ctx,
+          "knowledge_item_updated",
+          { itemId: id, itemType: item.type, version: ingest.version },
+          { tx },
+        );
+        await deps.audit.record(ctx, audit, { tx });
+      }
       return result;
     },
 
@@ -324,6 +341,14 @@ export function createKnowledgeService(deps: KnowledgeDeps) {
       const gone = await store.delete(opts.tx ?? db, ctx.tenantId, type, id);
       if (gone) {
         const audit = knowledgeAudit.deleted(type, id, gone.fields, gone.document_id);
+        await deps.events.log(
+          ctx,
+          "knowledge_item_deleted",
+          { itemId: id, itemType: type },
+          {
+            tx: opts.tx,
+          },
+        );
         await deps.audit.record(ctx, audit, { tx: opts.tx });
       }
     },

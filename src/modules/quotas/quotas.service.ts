@@ -6,6 +6,7 @@ import type { Db, InTransaction, Queryable } from "../../platform/db/index.js";
 import type { Metrics } from "../../platform/metrics/index.js";
 import type { RequestMeta, TenantContext } from "../../tenancy.js";
 import type { AuditLog } from "../audit/index.js";
+import type { EventsLog } from "../events/index.js";
 import type { TenantsService } from "../tenants/index.js";
 import { createQuotaAdmin } from "./quota-admin.js";
 import { createQuotaTouches } from "./quota-touches.js";
@@ -62,6 +63,11 @@ export interface QuotasDeps {
   levels: LevelSource;
   /** Records plan and override changes (quota-admin.ts). */
   audit: Pick<AuditLog, "record">;
+  /**
+   * Every refusal as a `quota_exceeded` event, written outside the transaction the refusal
+   * rolls back (events.logOutside: tracked, drained at shutdown, never failing the refusal).
+   */
+  events: Pick<EventsLog, "logOutside">;
   metrics?: Metrics;
   /** How long a reservation lives if nobody settles or releases it (a crash): 30 minutes. */
   reservationTtlMs?: number;
@@ -233,6 +239,21 @@ export function createQuotasService(deps: QuotasDeps) {
     return { ...info, statuses: out };
   }
 
+  /**
+   * The refusal's event. Not awaited: the caller's transaction (assertAvailable's `tx`) is
+   * still open and rolls back with the refusal; on PGlite's one connection the write waits for
+   * it to end, and anywhere it must not join it. The refusal is answered without waiting.
+   */
+  function refused(ctx: TenantContext, type: QuotaType, s: QuotaStatus, attempted: number) {
+    void deps.events.logOutside(ctx, "quota_exceeded", {
+      quotaType: type,
+      limit: s.limit,
+      attempted,
+      used: s.used,
+      reserved: s.reserved,
+    });
+  }
+
   async function reserve(
     ctx: TenantContext,
     type: QuotaType,
@@ -268,6 +289,7 @@ export function createQuotasService(deps: QuotasDeps) {
       if (!got) {
         const { statuses: s } = await statuses(ctx, [type]);
         touches.record(ctx.request, type, s[type]);
+        refused(ctx, type, s[type], amount);
         throw quotaExceeded(type, s[type], amount);
       }
       const used = base + got.used;
@@ -424,8 +446,10 @@ export function createQuotasService(deps: QuotasDeps) {
         for (const type of types) {
           const st = s.statuses[type];
           touches.record(ctx.request, type, st);
-          if (st.limit !== null && st.used + st.reserved >= st.limit)
+          if (st.limit !== null && st.used + st.reserved >= st.limit) {
+            refused(ctx, type, st, 1);
             throw quotaExceeded(type, st, 1);
+          }
         }
         return s.statuses;
       } catch (err) {

@@ -17,6 +17,7 @@ import * as m0015 from "./migrations/0015-usage-rollups.js";
 import * as m0016 from "./migrations/0016-alerts.js";
 import * as m0018 from "./migrations/0018-audit-log.js";
 import * as m0019 from "./migrations/0019-api-key-addresses.js";
+import * as m0020 from "./migrations/0020-events.js";
 
 export interface Migration {
   version: number;
@@ -44,6 +45,8 @@ export const migrations: readonly Migration[] = [
   { version: 16, name: "alerts", sql: m0016.sql },
   { version: 18, name: "audit-log", sql: m0018.sql },
   { version: 19, name: "api-key-addresses", sql: m0019.sql },
+  // 17 was never used; 18 and 19 are applied on existing databases.
+  { version: 20, name: "events", sql: m0020.sql },
 ];
 
 /**

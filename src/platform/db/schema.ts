@@ -433,6 +433,17 @@ export const schema = {
     first_seen_at: "timestamptz default",
   },
 
+  // 0020 the analytics events feed (modules/events)
+  events: {
+    id: "uuid",
+    tenant_id: "uuid",
+    name: "text",
+    data: "jsonb default",
+    session_id: "text null",
+    user_id: "uuid null",
+    created_at: "timestamptz default",
+  },
+
   // 0013 quotas (plans.quotas and tenant_config.quota_overrides dropped there)
   plan_quotas: {
     plan_id: "text",
