@@ -409,6 +409,46 @@ export const documentsStore = {
       .executeTakeFirst();
   },
 
+  /**
+   * Marks the version `processing` for a run of its job and returns it with its document, in
+   * one statement; undefined when it is gone, or done (active, superseded, duplicate).
+   */
+  async claimVersion(
+    q: Queryable,
+    tenantId: string,
+    documentId: string,
+    version: number,
+  ): Promise<{ version: VersionRow; document: DocumentRow } | undefined> {
+    const row = await kysely(q)
+      .with("v", (db) =>
+        db
+          .updateTable("document_versions")
+          .set({ status: "processing" })
+          .where("tenant_id", "=", tenantId)
+          .where("document_id", "=", documentId)
+          .where("version", "=", version)
+          .where("status", "not in", ["active", "superseded", "duplicate"])
+          .returning(VERSION_COLUMNS),
+      )
+      .selectFrom("v")
+      .innerJoin("documents as d", (j) =>
+        j.onRef("d.id", "=", "v.document_id").onRef("d.tenant_id", "=", "v.tenant_id"),
+      )
+      .select([
+        ...VERSION_COLUMNS.map((c) => sql.ref(`v.${c}`).as(`v_${c}`)),
+        ...DOCUMENT_COLUMNS.map((c) => sql.ref(`d.${c}`).as(`d_${c}`)),
+      ])
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const r = row as Record<string, unknown>;
+    const pick = (prefix: string, cols: readonly string[]) =>
+      Object.fromEntries(cols.map((c) => [c, r[`${prefix}${c}`]]));
+    return {
+      version: pick("v_", VERSION_COLUMNS) as VersionRow,
+      document: asDocument(pick("d_", DOCUMENT_COLUMNS) as StoredDocument),
+    };
+  },
+
   async versions(q: Queryable, tenantId: string, documentId: string): Promise<VersionRow[]> {
     return kysely(q)
       .selectFrom("document_versions")
@@ -521,12 +561,16 @@ export const documentsStore = {
       .execute();
   },
 
-  /** Makes `version` the only active one; the previous active one becomes superseded. */
+  /**
+   * Makes `version` the only active one, with `figures` set on it; the previous active one
+   * becomes superseded.
+   */
   async activateVersion(
     q: Queryable,
     tenantId: string,
     documentId: string,
     version: number,
+    figures: VersionPatch = {},
   ): Promise<void> {
     const k = kysely(q);
     await k
@@ -539,7 +583,7 @@ export const documentsStore = {
       .execute();
     await k
       .updateTable("document_versions")
-      .set({ is_active: true, status: "active", activated_at: sql`now()` })
+      .set({ ...figures, is_active: true, status: "active", activated_at: sql`now()` })
       .where("tenant_id", "=", tenantId)
       .where("document_id", "=", documentId)
       .where("version", "=", version)

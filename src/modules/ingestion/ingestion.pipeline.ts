@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { AppError } from "../../errors.js";
 import type { BlobStore } from "../../platform/blobs/blobs.js";
-import type { Db } from "../../platform/db/index.js";
+import type { Db, Queryable } from "../../platform/db/index.js";
 import { countTokensBatch } from "../../platform/embeddings/tokens.js";
 import { safeFetch } from "../../platform/fetch/safe-fetch.js";
 import { type JobContext, NonRetryableError } from "../../platform/queue/queue.js";
@@ -15,7 +15,7 @@ import type { BillableFact, UsageRecorder } from "../usage/index.js";
 import { activationEntry } from "./audit-entries.js";
 import { chunkText } from "./chunking.js";
 import { blobKeyFor, contentHash } from "./content.js";
-import { documentsStore as store, type VersionRow } from "./documents.store.js";
+import { type DocumentRow, documentsStore as store, type VersionRow } from "./documents.store.js";
 import type { Extractor } from "./extract-pool.js";
 import { eventUrl } from "./ingest-events.js";
 import { INGEST_MAX_ATTEMPTS, type IngestionJobs } from "./ingestion.jobs.js";
@@ -69,6 +69,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
   async function loadContent(
     ctx: TenantContext,
     version: VersionRow,
+    doc: DocumentRow,
     allowed: string[],
     signal: AbortSignal,
   ) {
@@ -81,8 +82,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         );
       return { bytes, docType: version.content_type as DocType, sourceUrl: undefined };
     }
-    const doc = await store.document(db, ctx.tenantId, version.document_id);
-    if (!doc?.source_url)
+    if (!doc.source_url)
       throw new IngestionJobError("the document has no URL to fetch", "ingestion.no_url");
     const res = await safeFetch(doc.source_url, {
       allowPrivate: deps.allowPrivateUrls,
@@ -141,10 +141,13 @@ export function createIngestionPipeline(deps: PipelineDeps) {
       job: { id: job.id, name: "ingest.process" },
       causedBy: payload.causedBy ?? null,
     });
-    const version = await store.version(db, ctx.tenantId, payload.documentId, payload.version);
+    // Marked `processing` and read with its document in one statement. The document's title,
+    // type and metadata go on the chunks; a delete meanwhile is seen under the activation's
+    // row lock below.
+    const claimed = await store.claimVersion(db, ctx.tenantId, payload.documentId, payload.version);
     // Deleted, or already done by an earlier run of this job: nothing to do.
-    if (!version || ["active", "superseded", "duplicate"].includes(version.status)) return;
-    await store.updateVersion(db, ctx.tenantId, version.id, { status: "processing" });
+    if (!claimed) return;
+    const { version, document: doc } = claimed;
     // The version's events: ids from the job's, so that a rerun of the job writes none twice.
     const eventOf = {
       sourceType: payload.sourceType ?? (version.content_type === "url" ? "url" : "text"),
@@ -158,10 +161,12 @@ export function createIngestionPipeline(deps: PipelineDeps) {
     /** Tokens the provider has billed for this run, once it has. */
     let spent: number | undefined;
     try {
+      // Read once per job: the chunking settings and the embedder both come from it.
       const config = await deps.tenants.getConfig(ctx);
       const { bytes, docType, sourceUrl } = await loadContent(
         ctx,
         version,
+        doc,
         config.allowedDocumentTypes,
         job.signal,
       );
@@ -204,7 +209,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         overlap: config.chunkOverlap,
         strategy: config.chunkStrategy,
       });
-      const { embedder, request } = await tenantEmbedder(deps.embedders, deps.tenants, ctx);
+      const { embedder, request } = await tenantEmbedder(deps.embedders, deps.tenants, ctx, config);
       reservation = await reserveTokens(ctx, countTokensBatch(texts, request.model));
       const embedded = await embedder.embed({ ...request, texts, signal: job.signal });
       spent = embedded.tokens;
@@ -225,16 +230,6 @@ export function createIngestionPipeline(deps: PipelineDeps) {
           ...(knowledgeItemId ? { knowledgeItemId } : {}),
         },
       });
-      const spentReservation = reservation;
-      const doc = await store.document(db, ctx.tenantId, version.document_id);
-      if (!doc) {
-        // Deleted while we worked; its DELETE removed what there was. The tokens were spent.
-        await db.transaction(async (tx) => {
-          await deps.quotas.settle(ctx, spentReservation, embedded.tokens, { tx });
-          await deps.usage.record(ctx, [embeddingFact(null)], { tx });
-        });
-        return;
-      }
       const rows: ChunkRow[] = texts.map((text, i) => ({
         id: `${doc.id}:${version.version}:${i}`,
         documentId: doc.id,
@@ -255,12 +250,11 @@ export function createIngestionPipeline(deps: PipelineDeps) {
         embedding_tokens: embedded.tokens,
       };
       const tokens = reservation;
-      const outcome = await db.transaction(async (tx) => {
-        // The tokens were spent whatever becomes of the version: they count with this commit.
-        await deps.quotas.settle(ctx, tokens, embedded.tokens, { tx });
+      const activate = async (tx: Queryable): Promise<"active" | "superseded" | "deleted"> => {
         // Under the document's row lock, so that versions finishing at once take turns.
         const current = await store.documentForUpdate(tx, ctx.tenantId, doc.id);
         if (!current) {
+          // Deleted while we worked; its DELETE removed what there was. The tokens were spent.
           await deps.usage.record(ctx, [embeddingFact(knowledgeItemIdOf(doc.external_id))], {
             tx,
           });
@@ -288,8 +282,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
           });
           return "superseded";
         }
-        await store.activateVersion(tx, ctx.tenantId, doc.id, version.version);
-        await store.updateVersion(tx, ctx.tenantId, version.id, versionStats);
+        await store.activateVersion(tx, ctx.tenantId, doc.id, version.version, versionStats);
         await store.updateDocument(tx, ctx.tenantId, doc.id, {
           ...stats,
           embedding_cost_usd: versionStats.embedding_cost_usd,
@@ -339,6 +332,14 @@ export function createIngestionPipeline(deps: PipelineDeps) {
           { tx },
         );
         return "active";
+      };
+      const outcome = await db.transaction(async (tx) => {
+        const done = await activate(tx);
+        // The tokens were spent whatever becomes of the version: they count with this commit.
+        // Last, so that the tenant's quota counter, which its other jobs reserve on, is locked
+        // for the commit only.
+        await deps.quotas.settle(ctx, tokens, embedded.tokens, { tx });
+        return done;
       });
       if (outcome !== "active") {
         // Deleted meanwhile (its DELETE may have run before the write above), or out of date.

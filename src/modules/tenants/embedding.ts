@@ -1,6 +1,7 @@
 import { AppError } from "../../errors.js";
 import type { Embedder, EmbedRequest } from "../../platform/embeddings/embedder.js";
 import type { TenantContext } from "../../tenancy.js";
+import type { TenantConfig } from "./tenants.schemas.js";
 import type { TenantsService } from "./tenants.service.js";
 
 export interface Embedders {
@@ -12,14 +13,16 @@ export interface Embedders {
 /**
  * The embedder a tenant's settings name, with the request fields that go with it: the model
  * and the tenant's own provider key only for the OpenAI provider (the local embedder has one
- * model). Ingestion and search must embed alike, so both call this.
+ * model). Ingestion and search must embed alike, so both call this. A caller that has just
+ * read the tenant's configuration passes it as `config` (one read fewer).
  */
 export async function tenantEmbedder(
   embedders: Embedders,
   tenants: TenantsService,
   ctx: TenantContext,
+  config?: Pick<TenantConfig, "embeddingProvider" | "embeddingModel">,
 ): Promise<{ embedder: Embedder; request: Omit<EmbedRequest, "texts"> }> {
-  const config = await tenants.getConfig(ctx);
+  config ??= await tenants.getConfig(ctx);
   if (config.embeddingProvider !== "openai") return { embedder: embedders.local, request: {} };
   if (!embedders.openai) {
     throw new AppError(

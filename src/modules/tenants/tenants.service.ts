@@ -189,11 +189,12 @@ export function createTenantsService(deps: {
       });
     },
 
+    /** One read: the tenant's configuration joined with its plan's limits. */
     async getConfig(ctx: TenantContext): Promise<TenantConfig> {
-      const tenant = await tenantRow(db, ctx.tenantId);
-      const row = await store.config(db, ctx.tenantId);
-      if (!row) throw notFound("tenant configuration");
-      return toConfig(row, await planOf(db, tenant.plan_id));
+      const found = await store.configWithPlan(db, ctx.tenantId);
+      if (!found) throw notFound("tenant");
+      if (!found.config) throw notFound("tenant configuration");
+      return toConfig(found.config, found.plan);
     },
 
     /**

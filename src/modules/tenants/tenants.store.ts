@@ -151,6 +151,47 @@ export const tenantsStore = {
   },
 
   /**
+   * The tenant's configuration with its plan, in one read: undefined when there is no such
+   * tenant, `config` undefined when the tenant has no configuration row.
+   */
+  async configWithPlan(
+    q: Queryable,
+    tenantId: string,
+  ): Promise<{ config: TenantConfigRow | undefined; plan: PlanRow } | undefined> {
+    const row = await kysely(q)
+      .selectFrom("tenants as t")
+      .innerJoin("plans as p", "p.id", "t.plan_id")
+      .leftJoin("tenant_config as c", "c.tenant_id", "t.id")
+      .select(CONFIG_COLUMNS.map((c) => `c.${c}` as const))
+      .select([
+        "p.id as plan_id",
+        "p.name as plan_name",
+        "p.rate_limit_rpm as plan_rate_limit_rpm",
+        "p.rate_limit_per_day as plan_rate_limit_per_day",
+        "p.max_documents as plan_max_documents",
+        "p.max_file_size_mb as plan_max_file_size_mb",
+        "p.trial_days as plan_trial_days",
+      ])
+      .where("t.id", "=", tenantId)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const plan: PlanRow = {
+      id: row.plan_id,
+      name: row.plan_name,
+      rate_limit_rpm: row.plan_rate_limit_rpm,
+      rate_limit_per_day: row.plan_rate_limit_per_day,
+      max_documents: row.plan_max_documents,
+      max_file_size_mb: row.plan_max_file_size_mb,
+      trial_days: row.plan_trial_days,
+    };
+    if (row.tenant_id === null) return { config: undefined, plan };
+    const config = Object.fromEntries(
+      CONFIG_COLUMNS.map((c) => [c, row[c]]),
+    ) as unknown as TenantConfigRow;
+    return { config, plan };
+  },
+
+  /**
    * Writes the given columns (already validated; undefined ones are left alone) and returns the
    * whole row. An empty patch still touches `updated_at`, so it is always a valid UPDATE.
    */

@@ -10,7 +10,7 @@ import {
 import { deterministicUuid } from "../../platform/ids.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { AuditLog } from "../audit/index.js";
-import { createPriceBook, type PriceUnit, priceAt } from "./prices.js";
+import { createPriceBook, type PriceUnit, priceInForce } from "./prices.js";
 import { createRerating, type RerateHooks } from "./rerate.js";
 
 /** What is metered. Gauges (`documents_stored`, `storage_bytes`) are levels, never summed. */
@@ -165,64 +165,73 @@ export function createUsageService(deps: UsageDeps) {
       if (facts.length === 0) return [];
       const actor = actorOf(ctx);
       return inTransaction(db, opts.tx, async (tx) => {
-        const out: RecordedFact[] = [];
-        for (const f of facts) {
+        const k = kysely(tx);
+        // One statement for all the facts, each priced by a subquery of the rule of `priceAt`.
+        const rows = facts.map((f) => {
           if (!Number.isSafeInteger(f.quantity) || f.quantity < 0)
             throw new Error(`usage quantity must be a non-negative integer, got ${f.quantity}`);
-          const id = usageEventId(ctx.tenantId, f.metric, f.subject);
           const unit = unitOf(f.metric);
           const occurredAt = f.occurredAt ?? new Date(clock.now());
-          const price = await priceAt(tx, {
+          const key = { provider: f.provider, model: f.model, unit, at: occurredAt };
+          return {
+            id: usageEventId(ctx.tenantId, f.metric, f.subject),
+            tenant_id: ctx.tenantId,
+            metric: f.metric,
+            quantity: f.quantity,
+            items: f.items ?? 1,
+            unit,
             provider: f.provider,
             model: f.model,
-            unit,
-            at: occurredAt,
-          });
-          if (!price)
+            payer: f.payer,
+            price_id: priceInForce(k, key).select("id"),
+            cost_usd: sql<string>`coalesce(${f.quantity}::numeric * (${priceInForce(k, key).select("usd_per_unit")}), 0)`,
+            subject_type: f.subject.type,
+            subject_id: f.subject.id,
+            document_id: f.documentId ?? null,
+            actor_type: actor.type,
+            actor_id: actor.id,
+            request_id: actor.requestId,
+            occurred_at: occurredAt,
+            metadata: JSON.stringify(f.metadata ?? {}),
+          };
+        });
+        const inserted = await k
+          .insertInto("usage_events")
+          .values(rows)
+          .onConflict((oc) => oc.column("id").doNothing())
+          .returning(["id", "cost_usd", "price_id"])
+          .execute();
+        const recorded = new Map(inserted.map((r) => [r.id, r]));
+        for (const [i, r] of rows.entries()) {
+          const f = facts[i] as BillableFact;
+          if (recorded.get(r.id)?.price_id === null)
             deps.logger.warn(
               { tenantId: ctx.tenantId, metric: f.metric, provider: f.provider, model: f.model },
               "no price for a billable fact: recorded at cost 0",
             );
-          const inserted = await kysely(tx)
-            .insertInto("usage_events")
-            .values({
-              id,
-              tenant_id: ctx.tenantId,
-              metric: f.metric,
-              quantity: f.quantity,
-              items: f.items ?? 1,
-              unit,
-              provider: f.provider,
-              model: f.model,
-              payer: f.payer,
-              price_id: price?.id ?? null,
-              cost_usd: price
-                ? sql<string>`(${f.quantity}::numeric * ${price.usdPerUnit}::numeric)`
-                : "0",
-              subject_type: f.subject.type,
-              subject_id: f.subject.id,
-              document_id: f.documentId ?? null,
-              actor_type: actor.type,
-              actor_id: actor.id,
-              request_id: actor.requestId,
-              occurred_at: occurredAt,
-              metadata: JSON.stringify(f.metadata ?? {}),
-            })
-            .onConflict((oc) => oc.column("id").doNothing())
-            .returning("cost_usd")
-            .executeTakeFirst();
-          if (inserted) {
-            out.push({ id, costUsd: inserted.cost_usd, recorded: true });
-            continue;
-          }
-          const kept = await kysely(tx)
-            .selectFrom("usage_events")
-            .select("cost_usd")
-            .where("id", "=", id)
-            .where("tenant_id", "=", ctx.tenantId)
-            .executeTakeFirstOrThrow();
-          out.push({ id, costUsd: kept.cost_usd, recorded: false });
         }
+        // Facts already in the ledger (a retry): their stored costs.
+        const missing = rows.map((r) => r.id).filter((id) => !recorded.has(id));
+        const kept =
+          missing.length === 0
+            ? new Map<string, string>()
+            : new Map(
+                (
+                  await k
+                    .selectFrom("usage_events")
+                    .select(["id", "cost_usd"])
+                    .where("id", "in", missing)
+                    .where("tenant_id", "=", ctx.tenantId)
+                    .execute()
+                ).map((r) => [r.id, r.cost_usd]),
+              );
+        const out: RecordedFact[] = rows.map(({ id }) => {
+          const r = recorded.get(id);
+          if (r) return { id, costUsd: r.cost_usd, recorded: true };
+          const costUsd = kept.get(id);
+          if (costUsd === undefined) throw new Error(`usage event ${id} is neither new nor kept`);
+          return { id, costUsd, recorded: false };
+        });
         return out;
       });
     },

@@ -37,20 +37,33 @@ export const ANY_MODEL = "*";
  */
 export async function priceAt(
   q: Queryable,
-  key: { provider: string; model: string; unit: PriceUnit; at: Date },
+  key: PriceKey,
 ): Promise<{ id: string; usdPerUnit: string } | undefined> {
-  const row = await kysely(q)
+  const row = await priceInForce(kysely(q), key).select(["id", "usd_per_unit"]).executeTakeFirst();
+  return row ? { id: row.id, usdPerUnit: row.usd_per_unit } : undefined;
+}
+
+export interface PriceKey {
+  provider: string;
+  model: string;
+  unit: PriceUnit;
+  at: Date;
+}
+
+/**
+ * The row of `priceAt`'s rule as a query to select from: a subquery of a statement that prices
+ * what it writes (the ledger's insert), so the price costs no round trip of its own.
+ */
+export function priceInForce(k: ReturnType<typeof kysely>, key: PriceKey) {
+  return k
     .selectFrom("prices")
-    .select(["id", "usd_per_unit"])
     .where("provider", "=", key.provider)
     .where("unit", "=", key.unit)
     .where("model", "in", [key.model, ANY_MODEL])
     .where("effective_from", "<=", key.at)
     .orderBy((eb) => eb("model", "=", key.model), "desc")
     .orderBy("effective_from", "desc")
-    .limit(1)
-    .executeTakeFirst();
-  return row ? { id: row.id, usdPerUnit: row.usd_per_unit } : undefined;
+    .limit(1);
 }
 
 function toPrice(r: PriceRow): Price {
