@@ -29,5 +29,22 @@ export const plainText = () =>
     )
     .refine((s) => badTextReason(s) === undefined, "must not contain lone UTF-16 surrogates");
 
+/**
+ * An ISO 8601 date-time with its offset, as a Date, in the years PostgreSQL's timestamptz and
+ * ISO 8601 both hold (0001–9999 in UTC). Year 0000 has the form but not a timestamptz, and
+ * 9999-12-31T23:00-14:00 is year 10000 in UTC: either would reach a query and fail there as a
+ * 500. Every instant a request carries (windows, prices' effective dates) uses this.
+ */
+export const instant = () =>
+  z.iso
+    .datetime({
+      offset: true,
+      message: "must be an ISO 8601 date-time with an offset, e.g. 2026-01-01T00:00:00Z",
+    })
+    .transform((s) => new Date(s))
+    .refine((d) => d.getUTCFullYear() >= 1 && d.getUTCFullYear() <= 9999, {
+      message: "must be in the years 0001 to 9999 (UTC)",
+    });
+
 /** The response of a route that answers 204: no body (the OpenAPI document shows none). */
 export const noContent = z.undefined().describe("No content");

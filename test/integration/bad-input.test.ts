@@ -240,6 +240,72 @@ describe.each(backends)("bad input ($name)", (backend) => {
     });
   });
 
+  describe("instants the database cannot store", () => {
+    // timestamptz has no year 0, and 9999-12-31T23:59:59-14:00 is year 10000 in UTC: both have
+    // the ISO 8601 form, and once reached a query as a 500.
+    const outOfRange = ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59-14:00"];
+
+    it.each(outOfRange)("refuses %s in every window a tenant asks for", async (at) => {
+      for (const route of [
+        "/api/metrics/usage",
+        "/api/metrics/costs",
+        "/api/metrics/tokens",
+        "/api/metrics/export",
+        "/api/metrics/reconciliation",
+        "/api/events",
+        "/api/audit",
+      ]) {
+        for (const field of ["from", "to"]) {
+          const res = await t.app.inject({
+            url: `${route}?${field}=${encodeURIComponent(at)}`,
+            headers: bearer(owner.token),
+          });
+          expect(res.statusCode, `${route} ${field}: ${res.body}`).toBe(400);
+          expectInvalid(res, "querystring", field);
+        }
+      }
+    });
+
+    it.each(outOfRange)(
+      "refuses %s as a price's effective date or a re-rate window",
+      async (at) => {
+        const price = await t.app.inject({
+          method: "POST",
+          url: "/api/admin/prices",
+          headers: bearer(adminToken),
+          payload: {
+            provider: "p",
+            model: "m",
+            unit: "input_token",
+            usdPerUnit: "1",
+            effectiveFrom: at,
+          },
+        });
+        expectInvalid(price, "body", "effectiveFrom");
+        const rerate = await t.app.inject({
+          method: "POST",
+          url: "/api/admin/usage/rerate",
+          headers: bearer(adminToken),
+          payload: { from: at, to: "2026-01-01T00:00:00Z" },
+        });
+        expectInvalid(rerate, "body", "from");
+      },
+    );
+
+    it("still takes the first and the last storable instant", async () => {
+      const res = await t.app.inject({
+        url: "/api/metrics/reconciliation?from=9999-12-30T00:00:00Z&to=9999-12-31T00:00:00Z",
+        headers: bearer(owner.token),
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      const audit = await t.app.inject({
+        url: "/api/audit?from=0001-01-01T00:00:00Z&to=9999-12-31T23:59:59.999Z",
+        headers: bearer(owner.token),
+      });
+      expect(audit.statusCode, audit.body).toBe(200);
+    });
+  });
+
   describe("credentials", () => {
     const me = (headers: Record<string, string | string[]>) =>
       t.app.inject({ url: "/api/customers/profile", headers });

@@ -237,11 +237,11 @@ describe.each(backends)("usage reconciliation ($name)", (backend) => {
       request: null,
     };
     totals.set(a.tenantId, { chat_messages: 4, cost_usd: "0.2500000000" });
-    const same = await rec.forTenant(ctx, { from, to });
+    const same = await rec.forTenant(ctx, { from: new Date(from), to: new Date(to) });
     expect(same.rollups).toBe(true);
     expect(same.differences).toEqual([]);
     totals.set(a.tenantId, { chat_messages: 3, cost_usd: "0.25" });
-    const r = await rec.forTenant(ctx, { from, to });
+    const r = await rec.forTenant(ctx, { from: new Date(from), to: new Date(to) });
     expect(r.differences).toEqual([
       expect.objectContaining({ metric: "chat_messages", events: "4", rollups: "3" }),
     ]);

@@ -1,18 +1,8 @@
 import { z } from "zod";
+import { instant } from "../../http/schemas.js";
 import { AUDIT_ACTIONS, AUDIT_ACTOR_TYPES, AUDIT_RESULTS } from "./audit.types.js";
 
 /** Request and response schemas of the audit routes (`/api/audit…`, `/api/admin/audit…`). */
-
-/**
- * An instant, in the years PostgreSQL's timestamptz and ISO 8601 both hold (0001–9999, in UTC):
- * year 0000, or 9999-12-31T23:00-14:00 (year 10000 in UTC), would reach the query and fail there.
- */
-const instant = z.iso
-  .datetime({ offset: true, message: "must be an ISO 8601 date-time with a time zone" })
-  .transform((s) => new Date(s))
-  .refine((d) => d.getUTCFullYear() >= 1 && d.getUTCFullYear() <= 9999, {
-    message: "must be in the years 0001 to 9999 (UTC)",
-  });
 
 function checkWindow(q: { from?: Date | undefined; to?: Date | undefined }, ctx: z.RefinementCtx) {
   if (q.from && q.to && !(q.from < q.to)) {
@@ -20,7 +10,7 @@ function checkWindow(q: { from?: Date | undefined; to?: Date | undefined }, ctx:
   }
 }
 
-const windowShape = { from: instant.optional(), to: instant.optional() };
+const windowShape = { from: instant().optional(), to: instant().optional() };
 const tenantIdShape = {
   /** A tenant's chain; without it, the platform's own chain (rows of no tenant). */
   tenantId: z.uuid().optional(),

@@ -1,11 +1,8 @@
 import { z } from "zod";
+import { instant } from "../../http/schemas.js";
 import { EVENT_NAMES } from "./taxonomy.js";
 
 /** Request and response schemas of the events and analytics routes. */
-
-const instant = z.iso
-  .datetime({ offset: true, message: "must be an ISO 8601 date-time with a time zone" })
-  .transform((s) => new Date(s));
 
 function checkWindow(q: { from?: Date | undefined; to?: Date | undefined }, ctx: z.RefinementCtx) {
   if (q.from && q.to && !(q.from < q.to)) {
@@ -18,8 +15,8 @@ const tenantIdShape = { tenantId: z.uuid().optional() };
 
 const listShape = {
   name: z.enum(EVENT_NAMES).optional(),
-  from: instant.optional(),
-  to: instant.optional(),
+  from: instant().optional(),
+  to: instant().optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(200).optional(),
 };

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { instant } from "../../http/schemas.js";
 
 /**
  * Request and response schemas of the metrics, reports and export routes. Windows are
@@ -11,10 +12,6 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 export const MAX_RANGE_MS = { hour: 31 * DAY, day: 366 * DAY, month: 3660 * DAY } as const;
 export const MAX_EVENTS_RANGE_MS = 366 * DAY;
-
-const instant = z.iso
-  .datetime({ offset: true, message: "must be an ISO 8601 date-time with a time zone" })
-  .transform((s) => new Date(s));
 
 export const periodSchema = z.enum(["hour", "day", "month"]);
 
@@ -34,7 +31,7 @@ function checkWindow(maxMs: number) {
   };
 }
 
-const window = { from: instant.optional(), to: instant.optional() };
+const window = { from: instant().optional(), to: instant().optional() };
 
 export const usageQuery = z
   .strictObject({ ...window, period: periodSchema.default("day") })

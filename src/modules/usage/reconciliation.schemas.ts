@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { instant } from "../../http/schemas.js";
 
 /**
  * What a reconciliation line compares:
@@ -72,13 +73,12 @@ export const platformReportSchema = z.object({
 });
 export type PlatformReport = z.infer<typeof platformReportSchema>;
 
-const instant = z.iso.datetime({ offset: true });
 export const windowQuerySchema = z.strictObject({
-  from: instant.optional(),
-  to: instant.optional(),
+  from: instant().optional(),
+  to: instant().optional(),
 });
 export const adminWindowQuerySchema = z.strictObject({
-  from: instant.optional(),
-  to: instant.optional(),
+  from: instant().optional(),
+  to: instant().optional(),
   tenantId: z.uuid().optional(),
 });

@@ -285,11 +285,11 @@ export function createReconciliation(deps: {
     return { tenants, differences };
   }
 
-  const windowOf = (q: { from?: string | undefined; to?: string | undefined }) => {
+  const windowOf = (q: { from?: Date | undefined; to?: Date | undefined }) => {
     const day = previousDay(deps.clock.now());
     return {
-      from: q.from ? new Date(q.from) : day.from,
-      to: q.to ? new Date(q.to) : q.from ? new Date(Date.parse(q.from) + DAY_MS) : day.to,
+      from: q.from ?? day.from,
+      to: q.to ?? (q.from ? new Date(q.from.getTime() + DAY_MS) : day.to),
     };
   };
 
@@ -297,7 +297,7 @@ export function createReconciliation(deps: {
     /** The tenant's reconciliation over [from, to) (default: the previous UTC day). */
     async forTenant(
       ctx: TenantContext,
-      q: { from?: string | undefined; to?: string | undefined },
+      q: { from?: Date | undefined; to?: Date | undefined },
     ): Promise<TenantReport> {
       const w = windowOf(q);
       checkWindow(w.from, w.to);
@@ -316,7 +316,7 @@ export function createReconciliation(deps: {
     /** Every tenant's differences over [from, to) (platform admins), or one tenant's. */
     async forPlatform(
       _ctx: PlatformContext,
-      q: { from?: string | undefined; to?: string | undefined; tenantId?: string | undefined },
+      q: { from?: Date | undefined; to?: Date | undefined; tenantId?: string | undefined },
     ): Promise<PlatformReport> {
       const w = windowOf(q);
       const r = await platform(w, q.tenantId);

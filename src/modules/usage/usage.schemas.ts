@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { plainText } from "../../http/schemas.js";
+import { instant, plainText } from "../../http/schemas.js";
 
 export const PRICE_UNITS = ["input_token", "output_token", "call", "byte", "document"] as const;
 
@@ -57,14 +57,6 @@ export const usdAmount = z
     return text;
   });
 
-/** An instant with its offset (ISO 8601), as a Date. */
-export const instant = z.iso
-  .datetime({
-    offset: true,
-    message: "must be an ISO 8601 date-time with an offset, e.g. 2026-01-01T00:00:00Z",
-  })
-  .transform((s) => new Date(s));
-
 const name = (what: string) => plainText().trim().min(1, `${what} is required`).max(100);
 
 export const priceInputSchema = z.strictObject({
@@ -73,7 +65,7 @@ export const priceInputSchema = z.strictObject({
   model: name("model"),
   unit: z.enum(PRICE_UNITS),
   usdPerUnit: usdAmount,
-  effectiveFrom: instant,
+  effectiveFrom: instant(),
   note: plainText().max(500).optional(),
 });
 export type PriceInput = z.output<typeof priceInputSchema>;
@@ -107,8 +99,8 @@ export const priceListQuery = z.strictObject({
 
 /** The window is [from, to); from must be before to (else 400 `usage.invalid_window`). */
 export const rerateInputSchema = z.strictObject({
-  from: instant,
-  to: instant,
+  from: instant(),
+  to: instant(),
   provider: name("provider").optional(),
   model: name("model").optional(),
 });
