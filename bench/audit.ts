@@ -23,15 +23,14 @@ import { createAlertsService } from "../src/modules/alerts/index.js";
 import type { AuditLog } from "../src/modules/audit/index.js";
 import { createKnowledgeService, type KnowledgeService } from "../src/modules/knowledge/index.js";
 import type { Db, Queryable } from "../src/platform/db/index.js";
-import type { TenantContext } from "../src/tenancy.js";
 import {
   BENCH_DATABASE_URL,
   type BenchDb,
-  benchContext,
   openPglite,
   openPostgres,
   tempDir,
 } from "./lib/backends.js";
+import { compareAlternating, newEnterpriseTenant } from "./lib/compare.js";
 import {
   intOption,
   listOption,
@@ -42,8 +41,6 @@ import {
   summarize,
   table,
 } from "./lib/report.js";
-
-const BLOCK = 50;
 
 /** A recorder that writes nothing: the baseline's. */
 const unaudited: AuditLog = { record: async () => ({ id: "", seq: 0 }) };
@@ -56,42 +53,6 @@ interface Latency {
   addedP99Ms: number;
 }
 
-async function newTenant(app: AppContext): Promise<TenantContext> {
-  const tenant = await app.db.transaction((tx) =>
-    app.tenants.create(tx, { name: `bench-${randomBytes(3).toString("hex")}` }),
-  );
-  // Plan ceilings out of the way: the run measures recording, never refusing.
-  await app.db.query("update tenants set plan_id = 'enterprise' where id = $1", [tenant.id]);
-  return benchContext(tenant.id);
-}
-
-/** Times `a` and `b` in alternating blocks of BLOCK calls, after a warm-up of each. */
-async function compare(
-  ops: number,
-  a: (i: number) => Promise<unknown>,
-  b: (i: number) => Promise<unknown>,
-): Promise<{ a: Summary; b: Summary }> {
-  const sa: number[] = [];
-  const sb: number[] = [];
-  let i = 0;
-  const run = async (fn: (i: number) => Promise<unknown>, n: number, into: number[] | null) => {
-    for (let k = 0; k < n; k += 1) {
-      i += 1;
-      const t0 = performance.now();
-      await fn(i);
-      into?.push(performance.now() - t0);
-    }
-  };
-  await run(a, 20, null);
-  await run(b, 20, null);
-  for (let done = 0; done < ops; done += BLOCK) {
-    const n = Math.min(BLOCK, ops - done);
-    await run(a, n, sa);
-    await run(b, n, sb);
-  }
-  return { a: summarize(sa), b: summarize(sb) };
-}
-
 const latency = (operation: string, r: { a: Summary; b: Summary }): Latency => ({
   operation,
   baseline: r.a,
@@ -101,7 +62,7 @@ const latency = (operation: string, r: { a: Summary; b: Summary }): Latency => (
 });
 
 async function latencies(app: AppContext, ops: number): Promise<Latency[]> {
-  const ctx = await newTenant(app);
+  const ctx = await newEnterpriseTenant(app);
   const out: Latency[] = [];
 
   // Knowledge item updates: one item per variant, each update new content (never a duplicate).
@@ -124,7 +85,7 @@ async function latencies(app: AppContext, ops: number): Promise<Latency[]> {
   out.push(
     latency(
       "knowledge update",
-      await compare(
+      await compareAlternating(
         ops,
         (i) => services.plain.update(ctx, plainItem.id, faq(i)),
         (i) => services.audited.update(ctx, auditedItem.id, faq(i)),
@@ -138,7 +99,7 @@ async function latencies(app: AppContext, ops: number): Promise<Latency[]> {
   out.push(
     latency(
       "alert settings",
-      await compare(
+      await compareAlternating(
         ops,
         (i) => plainAlerts.putSettings(ctx, settings(i)),
         (i) => app.alerts.putSettings(ctx, settings(i)),
@@ -165,7 +126,7 @@ async function latencies(app: AppContext, ops: number): Promise<Latency[]> {
   out.push(
     latency(
       "bare write",
-      await compare(
+      await compareAlternating(
         ops,
         () => app.db.transaction(write),
         () =>
@@ -195,11 +156,11 @@ async function throughput(
   tenants: "one" | "many",
   seconds: number,
 ): Promise<Throughput> {
-  const one = await newTenant(app);
+  const one = await newEnterpriseTenant(app);
   const contexts =
     tenants === "one"
       ? Array.from({ length: writers }, () => one)
-      : await Promise.all(Array.from({ length: writers }, () => newTenant(app)));
+      : await Promise.all(Array.from({ length: writers }, () => newEnterpriseTenant(app)));
   const entry = {
     eventType: "knowledge_item.update",
     entityType: "knowledge_item",

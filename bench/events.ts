@@ -20,15 +20,14 @@ import { type AppContext, createContext } from "../src/context.js";
 import type { EventInput, EventsLog } from "../src/modules/events/index.js";
 import { createIngestionService } from "../src/modules/ingestion/index.js";
 import type { Queryable } from "../src/platform/db/index.js";
-import type { TenantContext } from "../src/tenancy.js";
 import {
   BENCH_DATABASE_URL,
   type BenchDb,
-  benchContext,
   openPglite,
   openPostgres,
   tempDir,
 } from "./lib/backends.js";
+import { compareAlternating, newEnterpriseTenant } from "./lib/compare.js";
 import {
   intOption,
   ms,
@@ -39,8 +38,6 @@ import {
   table,
 } from "./lib/report.js";
 
-const BLOCK = 50;
-
 /** An events log that writes nothing: the baseline's. */
 const silentEvents: EventsLog = {
   log: async () => ({ id: null, written: false }),
@@ -49,42 +46,6 @@ const silentEvents: EventsLog = {
   drain: async () => undefined,
 };
 
-async function newTenant(app: AppContext): Promise<TenantContext> {
-  const tenant = await app.db.transaction((tx) =>
-    app.tenants.create(tx, { name: `bench-${randomBytes(3).toString("hex")}` }),
-  );
-  // Plan ceilings out of the way: the run measures writing, never refusing.
-  await app.db.query("update tenants set plan_id = 'enterprise' where id = $1", [tenant.id]);
-  return benchContext(tenant.id);
-}
-
-/** Times `a` and `b` in alternating blocks of BLOCK calls, after a warm-up of each. */
-async function compare(
-  ops: number,
-  a: (i: number) => Promise<unknown>,
-  b: (i: number) => Promise<unknown>,
-): Promise<{ baseline: Summary; withEvents: Summary }> {
-  const sa: number[] = [];
-  const sb: number[] = [];
-  let i = 0;
-  const run = async (fn: (i: number) => Promise<unknown>, n: number, into: number[] | null) => {
-    for (let k = 0; k < n; k += 1) {
-      i += 1;
-      const t0 = performance.now();
-      await fn(i);
-      into?.push(performance.now() - t0);
-    }
-  };
-  await run(a, 20, null);
-  await run(b, 20, null);
-  for (let done = 0; done < ops; done += BLOCK) {
-    const n = Math.min(BLOCK, ops - done);
-    await run(a, n, sa);
-    await run(b, n, sb);
-  }
-  return { baseline: summarize(sa), withEvents: summarize(sb) };
-}
-
 interface Overhead {
   operation: string;
   baseline: Summary;
@@ -92,8 +53,15 @@ interface Overhead {
   addedP50Ms: number;
 }
 
+const overhead = (operation: string, r: { a: Summary; b: Summary }): Overhead => ({
+  operation,
+  baseline: r.a,
+  withEvents: r.b,
+  addedP50Ms: r.b.p50 - r.a.p50,
+});
+
 async function overheads(app: AppContext, ops: number): Promise<Overhead[]> {
-  const ctx = await newTenant(app);
+  const ctx = await newEnterpriseTenant(app);
   const deps = {
     db: app.db,
     blobs: app.blobs,
@@ -114,16 +82,12 @@ async function overheads(app: AppContext, ops: number): Promise<Overhead[]> {
       },
     ] as const;
   const out: Overhead[] = [];
-  const submit = await compare(
+  const submit = await compareAlternating(
     ops,
     (i) => plain.submit(ctx, ...doc(i, "plain")),
     (i) => app.ingestion.submit(ctx, ...doc(i, "events")),
   );
-  out.push({
-    operation: "submit (new text document)",
-    ...submit,
-    addedP50Ms: submit.withEvents.p50 - submit.baseline.p50,
-  });
+  out.push(overhead("submit (new text document)", submit));
 
   const write = (tx: Queryable) =>
     tx.query(
@@ -132,7 +96,7 @@ async function overheads(app: AppContext, ops: number): Promise<Overhead[]> {
        values ($1, $2, now(), 'bench', 'PUT', '/api/bench', 'bench', 200, 1, 10, 10, 'api_key')`,
       [randomUUID(), ctx.tenantId],
     );
-  const bare = await compare(
+  const bare = await compareAlternating(
     ops,
     () => app.db.transaction(write),
     () =>
@@ -141,11 +105,7 @@ async function overheads(app: AppContext, ops: number): Promise<Overhead[]> {
         await app.events.log(ctx, "document_deleted", { documentId: randomUUID() }, { tx });
       }),
   );
-  out.push({
-    operation: "bare one-insert transaction",
-    ...bare,
-    addedP50Ms: bare.withEvents.p50 - bare.baseline.p50,
-  });
+  out.push(overhead("bare one-insert transaction", bare));
   return out;
 }
 
@@ -164,7 +124,7 @@ async function throughput(
   seconds: number,
   batch: number,
 ): Promise<Throughput> {
-  const ctx = await newTenant(app);
+  const ctx = await newEnterpriseTenant(app);
   const one = (): EventInput => ({
     name: "ingest_completed",
     data: {
