@@ -26,7 +26,7 @@ export const RRF_K = 60;
  * and a heavier list's top ranks dominate a lighter one's. Equal weights of 1 are plain RRF.
  * Ties keep the order of first appearance (the earlier list's order first).
  */
-export function reciprocalRankFusion(lists: WeightedList[], k = RRF_K): VectorHit[] {
+export function weightedRrf(lists: WeightedList[], k = RRF_K): VectorHit[] {
   const fused = new Map<string, VectorHit>();
   for (const { hits, weight } of lists) {
     if (weight <= 0) continue;
@@ -70,6 +70,14 @@ export function weightedScoreFusion(lists: WeightedList[]): VectorHit[] {
   return stableSortByScore([...fused.values()]);
 }
 
+/** Plain RRF (every list weighs 1), as hybrid search fused before weights. */
+export function reciprocalRankFusion(lists: VectorHit[][], k = RRF_K): VectorHit[] {
+  return weightedRrf(
+    lists.map((hits) => ({ hits, weight: 1 })),
+    k,
+  );
+}
+
 function stableSortByScore(hits: VectorHit[]): VectorHit[] {
   return hits
     .map((h, i) => ({ h, i }))
@@ -109,6 +117,6 @@ export function fuse(
   ];
   // RRF weights are doubled so that the balanced 0.5 is plain RRF (weights 1 and 1).
   return settings.method === "rrf"
-    ? reciprocalRankFusion(lists.map((l) => ({ ...l, weight: l.weight * 2 })))
+    ? weightedRrf(lists.map((l) => ({ ...l, weight: l.weight * 2 })))
     : weightedScoreFusion(lists);
 }
