@@ -104,6 +104,24 @@ export function autoFusion(provider: "local" | "openai"): FusionSettings {
     : { method: "rrf", textWeight: 0.5 };
 }
 
+/**
+ * A tenant's settings with each unset (null) one taken from the default of its embedder, each
+ * on its own: `searchFusion: "rrf"` alone keeps the embedder's default text weight.
+ */
+export function fusionSettings(config: {
+  embeddingProvider: "local" | "openai";
+  /** `rrf` or `weighted` (the column's check constraint); anything else reads as unset. */
+  searchFusion: string | null;
+  searchTextWeight: number | null;
+}): FusionSettings {
+  const auto = autoFusion(config.embeddingProvider);
+  const method = config.searchFusion;
+  return {
+    method: method === "rrf" || method === "weighted" ? method : auto.method,
+    textWeight: config.searchTextWeight ?? auto.textWeight,
+  };
+}
+
 /** Fuses the vector and the text list of a hybrid search as `settings` say. */
 export function fuse(
   vector: VectorHit[],

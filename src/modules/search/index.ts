@@ -3,6 +3,7 @@ export {
   type FusionMethod,
   type FusionSettings,
   fuse,
+  fusionSettings,
   reciprocalRankFusion,
   weightedRrf,
   weightedScoreFusion,

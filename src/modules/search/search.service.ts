@@ -7,7 +7,7 @@ import type { DocumentsService } from "../ingestion/index.js";
 import type { QuotasService } from "../quotas/index.js";
 import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
 import type { BillableFact, UsageRecorder } from "../usage/index.js";
-import { autoFusion, type FusionSettings, fuse } from "./fusion.js";
+import { type FusionSettings, fuse, fusionSettings } from "./fusion.js";
 import type { SearchResult } from "./search.schemas.js";
 
 export type SearchMode = "vector" | "text" | "hybrid";
@@ -143,7 +143,10 @@ export function createSearchService(deps: SearchDeps) {
       const embedding = config
         ? await tenantEmbedder(deps.embedders, deps.tenants, ctx, config)
         : undefined;
-      const fusion = autoFusion(config?.embeddingProvider ?? "local");
+      // Text search alone reads no configuration: its fusion settings are never used.
+      const fusion = fusionSettings(
+        config ?? { embeddingProvider: "local", searchFusion: null, searchTextWeight: null },
+      );
       const queryTokens = embedding ? countTokens(q.query, embedding.request.model) : 0;
       const held = await deps.quotas.reserveAll(ctx, [
         { quota: "searches", amount: 1 },
