@@ -34,7 +34,7 @@ import { chunkText } from "../src/modules/ingestion/chunking.js";
 import { createDocumentsService } from "../src/modules/ingestion/index.js";
 import { type FusionMethod, fuse } from "../src/modules/search/fusion.js";
 import { createSearchService } from "../src/modules/search/index.js";
-import { createTenantsService } from "../src/modules/tenants/index.js";
+import { createTenantsService, type tenantSchemas } from "../src/modules/tenants/index.js";
 import { createUsageService } from "../src/modules/usage/index.js";
 import { createLocalBlobStore } from "../src/platform/blobs/local.js";
 import { systemClock } from "../src/platform/clock.js";
@@ -67,6 +67,8 @@ const opts = {
   /** Chunks fetched from each list before fusing, in the variants table. */
   depths: listOption("depths", [30, 150]),
 };
+
+type ConfigUpdate = tenantSchemas.ConfigUpdate;
 
 const DIMENSIONS = 384;
 const K = 10;
@@ -379,7 +381,19 @@ async function main() {
     const bm25 = createBm25(rows.map((r) => ({ id: r.id, text: r.text })));
 
     const scores: Array<[string, Scores]> = [];
-    for (const mode of ["vector", "text", "hybrid"] as const) {
+    const runs: Array<[string, "vector" | "text" | "hybrid", ConfigUpdate]> = [
+      ["service vector", "vector", {}],
+      ["service text", "text", {}],
+      // What hybrid search did before weights (3584a2f): plain RRF, k = 60, same fetch depth.
+      [
+        "service hybrid, plain RRF (before)",
+        "hybrid",
+        { searchFusion: "rrf", searchTextWeight: 0.5 },
+      ],
+      ["service hybrid, defaults", "hybrid", { searchFusion: null, searchTextWeight: null }],
+    ];
+    for (const [label, mode, settings] of runs) {
+      if (Object.keys(settings).length > 0) await tenants.updateConfig(ctx, settings);
       const s = new Scores();
       for (const item of items) {
         const hits = await search.search(ctx, { query: item.query, mode, limit: opts.limit });
@@ -388,7 +402,7 @@ async function main() {
           item.documentId,
         );
       }
-      scores.push([`service ${mode}`, s]);
+      scores.push([label, s]);
     }
     const base = new Scores();
     for (const item of items) {

@@ -40,28 +40,36 @@ export function weightedRrf(lists: WeightedList[], k = RRF_K): VectorHit[] {
 }
 
 /**
- * Convex combination of min-max normalised scores: each list's scores are mapped onto [0, 1]
- * (its best hit 1, its worst 0; a list of one hit, or of equal scores, gives them all 1) and a
- * hit scores Σ weight × normalised score, normalised by Σ weight, over the lists it is in: a
- * hit missing from a list gets 0 from it, which is what its score would be there at most.
- * Unlike RRF this keeps how far apart the scores are: a BM25 winner far ahead of the rest
- * stays ahead, where RRF would make it only one rank better.
+ * Scores of a list's first `NORMALISE_WINDOW` hits set its scale in score fusion: how deep a
+ * search fetched (more when the page is larger, or filtered after the search) must not change
+ * the ranking of its head. bench/quality.ts: depth 30 and depth 150 then rank alike.
  */
-export function weightedScoreFusion(lists: WeightedList[]): VectorHit[] {
+export const NORMALISE_WINDOW = 30;
+
+/**
+ * Convex combination of min-max normalised scores: each list's scores are mapped onto [0, 1],
+ * its best hit 1 and its `window`-th hit (or its last, if shorter) 0, hits below that 0 too; a
+ * list whose scores are all equal gives them all 1. A hit scores Σ weight × normalised score,
+ * normalised by Σ weight, over the lists it is in: a hit missing from a list gets 0 from it,
+ * which is about what it would score there. Unlike RRF this keeps how far apart the scores
+ * are: a BM25 winner far ahead of the rest stays ahead, where RRF makes it one rank better.
+ */
+export function weightedScoreFusion(lists: WeightedList[], window = NORMALISE_WINDOW): VectorHit[] {
   const total = lists.reduce((sum, l) => sum + Math.max(0, l.weight), 0);
   const fused = new Map<string, VectorHit>();
   if (total === 0) return [];
   for (const { hits, weight } of lists) {
     if (weight <= 0 || hits.length === 0) continue;
+    const head = hits.slice(0, Math.max(1, window));
     let max = Number.NEGATIVE_INFINITY;
     let min = Number.POSITIVE_INFINITY;
-    for (const h of hits) {
+    for (const h of head) {
       max = Math.max(max, h.score);
       min = Math.min(min, h.score);
     }
     const span = max - min;
     for (const hit of hits) {
-      const norm = span > 0 ? (hit.score - min) / span : 1;
+      const norm = span > 0 ? Math.max(0, (hit.score - min) / span) : 1;
       const add = (weight / total) * norm;
       const prev = fused.get(hit.id);
       fused.set(hit.id, prev ? { ...prev, score: prev.score + add } : { ...hit, score: add });
