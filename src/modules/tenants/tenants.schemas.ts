@@ -4,6 +4,8 @@ import { plainText } from "../../http/schemas.js";
 export const DOCUMENT_TYPES = ["pdf", "txt", "html", "md"] as const;
 export const CHUNK_STRATEGIES = ["fixed", "paragraph", "recursive"] as const;
 export const EMBEDDING_PROVIDERS = ["local", "openai"] as const;
+/** How hybrid search fuses its two lists (modules/search/fusion.ts). */
+export const SEARCH_FUSIONS = ["rrf", "weighted"] as const;
 
 export const companyName = plainText().trim().min(1).max(200);
 
@@ -40,6 +42,10 @@ export const configUpdateSchema = z
       .nullable(),
     /** The tenant's own provider key; null removes it. */
     providerApiKey: z.string().trim().min(8).max(500).nullable(),
+    /** Hybrid search: fusion by rank or by normalised score; null: the embedder's default. */
+    searchFusion: z.enum(SEARCH_FUSIONS).nullable(),
+    /** Hybrid search: the full-text list's weight (vector's is the rest); null: the default. */
+    searchTextWeight: z.number().min(0).max(1).nullable(),
   })
   .partial()
   .refine((v) => Object.keys(v).length > 0, "name at least one setting to change");
@@ -65,6 +71,10 @@ export const configSchema = z.object({
   embeddingProvider: z.enum(EMBEDDING_PROVIDERS),
   embeddingModel: z.string().nullable(),
   providerApiKey: z.object({ set: z.boolean(), last4: z.string().nullable() }),
+  /** As set; null means the default for the embedder (README, "Search settings"). */
+  // A string, not a nullable enum: OpenAPI 3.0's `nullable` does not admit null into an `enum`.
+  searchFusion: z.string().nullable().describe("rrf | weighted; null: the embedder's default"),
+  searchTextWeight: z.number().nullable(),
   /** The plan's ceilings: a tenant may lower its limits, never raise them past these. */
   planLimits: limitsSchema,
   updatedAt: z.iso.datetime(),

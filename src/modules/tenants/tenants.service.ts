@@ -66,6 +66,8 @@ const AUDITED_CONFIG_FIELDS = [
   "chunkStrategy",
   "embeddingProvider",
   "embeddingModel",
+  "searchFusion",
+  "searchTextWeight",
 ] as const satisfies readonly (keyof TenantConfig)[];
 
 /**
@@ -132,6 +134,8 @@ export function createTenantsService(deps: {
       embeddingProvider: row.embedding_provider as TenantConfig["embeddingProvider"],
       embeddingModel: row.embedding_model,
       providerApiKey: { set: row.provider_api_key_enc !== null, last4: row.provider_api_key_last4 },
+      searchFusion: row.search_fusion,
+      searchTextWeight: row.search_text_weight,
       planLimits: {
         rateLimitPerMinute: plan.rate_limit_rpm,
         rateLimitPerDay: plan.rate_limit_per_day,
@@ -286,6 +290,8 @@ export function createTenantsService(deps: {
           chunk_strategy: patch.chunkStrategy,
           embedding_provider: patch.embeddingProvider,
           embedding_model: patch.embeddingModel,
+          search_fusion: patch.searchFusion,
+          search_text_weight: patch.searchTextWeight,
           ...(key === undefined
             ? {}
             : key === null

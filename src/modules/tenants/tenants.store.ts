@@ -41,6 +41,8 @@ const CONFIG_COLUMNS = [
   "provider_api_key_enc",
   "provider_api_key_last4",
   "updated_at",
+  "search_fusion",
+  "search_text_weight",
 ] as const;
 
 export type TenantRow = Row<"tenants", (typeof TENANT_COLUMNS)[number]>;

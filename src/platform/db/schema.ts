@@ -100,6 +100,9 @@ export const schema = {
     provider_api_key_enc: "bytea null",
     provider_api_key_last4: "text null",
     updated_at: "timestamptz default",
+    // 0021 hybrid-search settings (null: the default for the tenant's embedder)
+    search_fusion: oneOf("text null", ["rrf", "weighted"]),
+    search_text_weight: "double null",
   },
   users: {
     id: "uuid default",
