@@ -114,7 +114,7 @@ const envSchema = z.object({
     .max(1024 * 1024 * 1024)
     .default(10 * 1024 * 1024),
   FETCH_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
-  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
   EXTRACTION_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
   JOB_BACKOFF_MS: z.coerce.number().int().min(1).max(600_000).default(2000),
   JOB_LOCK_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
