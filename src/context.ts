@@ -430,6 +430,7 @@ export async function createContext(
     annThreshold: config.annThreshold,
     annSearch: config.annSearch,
     searchConcurrency: config.vectorSearchConcurrency,
+    cacheBytes: config.lanceCacheBytes,
     // Index builds and clean-ups run as background jobs, never on a request.
     async requestOptimize(tenantId, { delayMs }) {
       await queue.enqueue("index.optimize", { tenantId }, { priority: -10, delayMs });
