@@ -9,9 +9,16 @@
  *
  * Options (flag or BENCH_* variable): docs, doc-bytes, samples (documents whose time to
  * searchable is followed during the bulk load), idle (documents sent one at a time afterwards),
- * submitters (requests in flight), concurrency (WORKER_CONCURRENCY), modes (embedded,server).
+ * submitters (requests in flight), concurrency (WORKER_CONCURRENCY; unset: the app's default),
+ * modes (embedded,server), batches / batch-size / batch-bytes (`POST /api/ingest/batch`
+ * requests timed after the idle documents, 10 × 50 × 9 KB by default; 0 skips them).
+ *
+ * RSS and heap of the process (API and workers are one process here) are sampled every second
+ * of the bulk load; `--docs=10000` is the long-load memory run of issue 11.
  */
 import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { connect } from "@lancedb/lancedb";
 import type { FastifyInstance } from "fastify";
 import pino from "pino";
 import { loadConfig } from "../src/config.js";
@@ -52,9 +59,12 @@ const opts = {
   samples: intOption("samples", 50),
   idle: intOption("idle", 20),
   submitters: intOption("submitters", 4),
-  concurrency: intOption("concurrency", 2),
+  concurrency: stringOption("concurrency", undefined),
   modes: stringOption("modes", "embedded,server").split(","),
   seed: intOption("seed", 42),
+  batches: intOption("batches", 10),
+  batchSize: intOption("batch-size", 50),
+  batchBytes: intOption("batch-bytes", 9000),
 };
 
 type Mode = "embedded" | "server";
@@ -69,6 +79,7 @@ interface Booted {
   ctx: AppContext;
   app: FastifyInstance;
   label: string;
+  lanceDir: string;
   dispose(): Promise<void>;
 }
 
@@ -79,8 +90,9 @@ async function boot(mode: Mode): Promise<Booted> {
   const base = {
     DATA_DIR: data.dir,
     LOG_LEVEL: "silent" as const,
-    WORKER_CONCURRENCY: String(opts.concurrency),
+    ...(opts.concurrency ? { WORKER_CONCURRENCY: opts.concurrency } : {}),
   };
+  const lanceDir = path.join(data.dir, "lance");
   if (mode === "embedded") {
     // Exactly what `npm start` does with an empty DATA_DIR: PGlite under it, migrated.
     const ctx = await createContext(loadConfig(base), { logger: silent });
@@ -90,6 +102,7 @@ async function boot(mode: Mode): Promise<Booted> {
       ctx,
       app,
       label: "embedded (PGlite + embedded queue)",
+      lanceDir,
       async dispose() {
         await app.close();
         await ctx.close();
@@ -116,6 +129,7 @@ async function boot(mode: Mode): Promise<Booted> {
     ctx,
     app,
     label: "server (PostgreSQL + BullMQ/Redis)",
+    lanceDir,
     async dispose() {
       await app.close();
       await ctx.close(); // closes pg.db too
@@ -126,13 +140,89 @@ async function boot(mode: Mode): Promise<Booted> {
   };
 }
 
-function generateDocs(count: number, offset: number, runSeed: number): Doc[] {
+function generateDocs(count: number, offset: number, runSeed: number, bytes = opts.docBytes) {
   const gen = createTextGenerator(opts.seed + offset);
-  return Array.from({ length: count }, (_, i) => {
+  return Array.from({ length: count }, (_, i): Doc => {
     const marker = uniqueMarker(offset + i, runSeed);
     const title = `${gen.word()} ${gen.word()} ${gen.word()} guide ${offset + i}`;
-    return { title, marker, content: gen.markdown(title, opts.docBytes, marker) };
+    return { title, marker, content: gen.markdown(title, bytes, marker) };
   });
+}
+
+/** One `POST /api/ingest/batch`; its time to the answer, every item accepted. */
+async function submitBatch(app: FastifyInstance, apiKey: string, docs: Doc[]): Promise<number> {
+  const started = performance.now();
+  const res = await app.inject({
+    method: "POST",
+    url: "/api/ingest/batch",
+    headers: { "x-api-key": apiKey },
+    payload: {
+      documents: docs.map((d) => ({ title: d.title, content: d.content, docType: "md" })),
+    },
+  });
+  const elapsed = performance.now() - started;
+  if (res.statusCode >= 300) throw new Error(`batch answered ${res.statusCode}: ${res.body}`);
+  const body = res.json() as { accepted: number };
+  if (body.accepted !== docs.length)
+    throw new Error(`batch accepted ${body.accepted}: ${res.body}`);
+  return elapsed;
+}
+
+interface MemorySample {
+  at: number;
+  rss: number;
+  heap: number;
+  external: number;
+  completed: number;
+}
+
+/** RSS, heap and external memory of this process, and the documents completed, every second. */
+function startMemorySampler(ctx: AppContext, tenantId: string) {
+  const samples: MemorySample[] = [];
+  const t0 = performance.now();
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    const m = process.memoryUsage();
+    ctx.db
+      .query<{ n: number }>(
+        "select count(*)::int as n from documents where tenant_id = $1 and status = 'completed'",
+        [tenantId],
+      )
+      .then(([row]) => {
+        samples.push({
+          at: performance.now() - t0,
+          rss: m.rss,
+          heap: m.heapUsed,
+          external: m.external + m.arrayBuffers,
+          completed: row?.n ?? 0,
+        });
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        busy = false;
+      });
+  }, 1000);
+  return {
+    stop() {
+      clearInterval(timer);
+      return samples;
+    },
+  };
+}
+
+/** Latest version of each table of the tenant: every commit (writes, compactions, indexes). */
+async function tableCommits(lanceDir: string, tenantId: string): Promise<number> {
+  const conn = await connect(path.join(lanceDir, tenantId));
+  let commits = 0;
+  for (const name of await conn.tableNames()) {
+    const t = await conn.openTable(name);
+    commits += await t.version();
+    t.close();
+  }
+  conn.close();
+  return commits;
 }
 
 interface Submitted {
@@ -255,9 +345,17 @@ interface ModeResult {
   /** Milliseconds summed over all jobs: their run time, and each traced stage's. */
   jobRunTotal: number;
   stages: Map<string, { calls: number; ms: number }>;
+  commits: number;
+  memory: MemorySample[];
+  batch: Summary;
 }
 
-async function runMode(mode: Mode, docs: Doc[], idleDocs: Doc[]): Promise<ModeResult> {
+async function runMode(
+  mode: Mode,
+  docs: Doc[],
+  idleDocs: Doc[],
+  batchDocs: Doc[][],
+): Promise<ModeResult> {
   const booted = await boot(mode);
   const { ctx, app } = booted;
   try {
@@ -281,7 +379,7 @@ async function runMode(mode: Mode, docs: Doc[], idleDocs: Doc[]): Promise<ModeRe
     await ctx.db.query(
       `update tenant_config set max_documents = $2, rate_limit_rpm = 1000000,
          rate_limit_per_day = 100000000 where tenant_id = $1`,
-      [tenant.id, docs.length + idleDocs.length + 10],
+      [tenant.id, docs.length + idleDocs.length + batchDocs.flat().length + 10],
     );
     const t = benchContext(tenant.id);
     const tracer = createStageTracer();
@@ -296,6 +394,7 @@ async function runMode(mode: Mode, docs: Doc[], idleDocs: Doc[]): Promise<ModeRe
     // Bulk load: every document submitted as fast as `submitters` clients can, while the
     // workers drain the queue; sampled documents are followed until they are searchable.
     const follower = startFollower(ctx, t, 100);
+    const sampler = startMemorySampler(ctx, tenant.id);
     const every = Math.max(1, Math.floor(docs.length / Math.max(1, opts.samples)));
     const t0 = performance.now();
     const subs = await mapLimit(docs, opts.submitters, async (doc, i) => {
@@ -305,7 +404,9 @@ async function runMode(mode: Mode, docs: Doc[], idleDocs: Doc[]): Promise<ModeRe
     });
     const submitted = performance.now();
     const end = await waitAllDone(ctx, tenant.id, docs.length);
+    const memory = sampler.stop();
     const followed = await follower.finish();
+    const commits = await tableCommits(booted.lanceDir, tenant.id);
     console.log(`\n${booted.label}: time per call of traced stages, bulk load in 4 slices\n`);
     tracer.print(t0, end.at, 4);
     const traced = tracer.totals(t0, end.at);
@@ -345,6 +446,10 @@ async function runMode(mode: Mode, docs: Doc[], idleDocs: Doc[]): Promise<ModeRe
       }
     }
 
+    // Batches: one request of `batchSize` documents at a time, the workers busy with the last.
+    const batchMs: number[] = [];
+    for (const batch of batchDocs) batchMs.push(await submitBatch(app, apiKey, batch));
+
     return {
       label: booted.label,
       docs: docs.length,
@@ -366,6 +471,9 @@ async function runMode(mode: Mode, docs: Doc[], idleDocs: Doc[]): Promise<ModeRe
       jobRun: summarize(jobs.map((j) => Number(j.run_ms))),
       jobRunTotal: jobs.reduce((n, j) => n + Number(j.run_ms), 0),
       stages: traced,
+      commits,
+      memory,
+      batch: summarize(batchMs),
     };
   } finally {
     await booted.dispose();
@@ -387,6 +495,14 @@ async function main() {
   const runSeed = Math.floor(Math.random() * 36 ** 4);
   const { ms: genMs, value: docs } = await timed(async () => generateDocs(opts.docs, 0, runSeed));
   const idleDocs = generateDocs(opts.idle, opts.docs, runSeed);
+  const batchDocs = Array.from({ length: opts.batches }, (_, b) =>
+    generateDocs(
+      opts.batchSize,
+      opts.docs + opts.idle + b * opts.batchSize,
+      runSeed,
+      opts.batchBytes,
+    ),
+  );
   const avgBytes = docs.reduce((n, d) => n + Buffer.byteLength(d.content), 0) / docs.length;
   console.log(
     `generated ${docs.length} Markdown documents (mean ${avgBytes.toFixed(0)} bytes) in ${ms(genMs)} ms\n`,
@@ -395,7 +511,7 @@ async function main() {
   const results: ModeResult[] = [];
   for (const mode of runnable) {
     console.log(`running ${mode} mode…`);
-    results.push(await runMode(mode, docs, idleDocs));
+    results.push(await runMode(mode, docs, idleDocs, batchDocs));
   }
 
   console.log("\n## Throughput (bulk load, end to end: first request → last document completed)\n");
@@ -413,6 +529,11 @@ async function main() {
       rate(r.chunks, r.totalMs),
       (r.bytes / 1e6 / (r.totalMs / 1000)).toFixed(2),
     ]),
+  );
+  console.log("## LanceDB commits (table versions of chunks + catalog after the bulk load)\n");
+  table(
+    ["mode", "docs", "commits", "commits per document"],
+    results.map((r) => [r.label, r.docs, r.commits, (r.commits / r.docs).toFixed(2)]),
   );
   console.log("## Latencies (ms)\n");
   const row = (label: string, what: string, s: Summary) => [
@@ -433,6 +554,35 @@ async function main() {
       row(r.label, "bulk: job run (handler + bookkeeping)", r.jobRun),
       row(r.label, "idle: submit → completed", r.idleCompleted),
       row(r.label, "idle: submit → searchable", r.idleSearchable),
+      row(r.label, `batch of ${opts.batchSize} × ${opts.batchBytes} B → answer`, r.batch),
+    ]),
+  );
+  console.log("## Memory of the process during the bulk load (MB), ten points in time\n");
+  table(
+    ["mode", "s", "docs completed", "RSS", "heap used", "external + buffers"],
+    results.flatMap((r) => {
+      const picks = r.memory.filter(
+        (_, i) => i % Math.max(1, Math.floor(r.memory.length / 10)) === 0,
+      );
+      const last = r.memory.at(-1);
+      if (last && picks.at(-1) !== last) picks.push(last);
+      return picks.map((m) => [
+        r.label,
+        (m.at / 1000).toFixed(0),
+        m.completed,
+        (m.rss / 2 ** 20).toFixed(0),
+        (m.heap / 2 ** 20).toFixed(0),
+        (m.external / 2 ** 20).toFixed(0),
+      ]);
+    }),
+  );
+  table(
+    ["mode", "RSS max MB", "RSS at end MB", "heap max MB"],
+    results.map((r) => [
+      r.label,
+      (Math.max(0, ...r.memory.map((m) => m.rss)) / 2 ** 20).toFixed(0),
+      ((r.memory.at(-1)?.rss ?? 0) / 2 ** 20).toFixed(0),
+      (Math.max(0, ...r.memory.map((m) => m.heap)) / 2 ** 20).toFixed(0),
     ]),
   );
   console.log("## Share of job run time (summed over all jobs of the bulk load)\n");
@@ -464,6 +614,7 @@ async function main() {
       [
         ["docs/s", ratio(server.docs / server.totalMs, embedded.docs / embedded.totalMs)],
         ["202 answer p50", ratio(server.accept.p50, embedded.accept.p50)],
+        ["batch answer p50", ratio(server.batch.p50, embedded.batch.p50)],
         ["job run p50", ratio(server.jobRun.p50, embedded.jobRun.p50)],
         [
           "idle submit → searchable p50",

@@ -114,7 +114,7 @@ const envSchema = z.object({
     .max(1024 * 1024 * 1024)
     .default(10 * 1024 * 1024),
   FETCH_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(15_000),
-  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
   EXTRACTION_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
   JOB_BACKOFF_MS: z.coerce.number().int().min(1).max(600_000).default(2000),
   JOB_LOCK_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
@@ -126,6 +126,8 @@ const envSchema = z.object({
   ANN_EF: z.coerce.number().int().min(10).max(10_000).default(1000),
   ANN_REFINE_FACTOR: z.coerce.number().int().min(1).max(100).default(20),
   VECTOR_SEARCH_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
+  LANCE_INDEX_CACHE_MB: z.coerce.number().int().min(1).max(1_000_000).default(1024),
+  LANCE_METADATA_CACHE_MB: z.coerce.number().int().min(1).max(1_000_000).default(256),
   TELEMETRY_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(500),
   TELEMETRY_FLUSH_INTERVAL_MS: z.coerce.number().int().min(10).max(600_000).default(1000),
   TELEMETRY_BUFFER_MAX: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
@@ -228,6 +230,8 @@ export interface Config {
   annSearch: { ef: number; refineFactor: number };
   /** Undefined: the CPU count. */
   vectorSearchConcurrency: number | undefined;
+  /** LanceDB's index and metadata caches, shared by every open tenant of the process. */
+  lanceCacheBytes: { index: number; metadata: number };
   /** The API-call telemetry buffer (modules/usage/telemetry.ts). */
   telemetry: {
     /** Rows per INSERT; a flush starts as soon as this many are buffered. */
@@ -386,6 +390,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     annThreshold: e.ANN_THRESHOLD,
     annSearch: { ef: e.ANN_EF, refineFactor: e.ANN_REFINE_FACTOR },
     vectorSearchConcurrency: e.VECTOR_SEARCH_CONCURRENCY,
+    lanceCacheBytes: {
+      index: e.LANCE_INDEX_CACHE_MB * 1024 * 1024,
+      metadata: e.LANCE_METADATA_CACHE_MB * 1024 * 1024,
+    },
     telemetry: {
       batchSize: e.TELEMETRY_BATCH_SIZE,
       flushIntervalMs: e.TELEMETRY_FLUSH_INTERVAL_MS,

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import pino, { type Logger } from "pino";
@@ -411,10 +412,11 @@ export async function createContext(
         // PGlite opens its files for one process only: a job running at start is orphaned.
         singleProcess: db.kind === "pglite",
       });
-  // One extraction thread per concurrent job; none start until a job extracts. Closed after
-  // the queue, whose running jobs may still be extracting.
+  // One extraction thread per concurrent job, up to one per CPU (extraction is CPU work; the
+  // rest of a job mostly waits on the database and the tenant's vector write); none start
+  // until a job extracts. Closed after the queue, whose running jobs may still be extracting.
   const extractor = createThreadExtractor({
-    threads: config.workerConcurrency,
+    threads: Math.min(config.workerConcurrency, availableParallelism()),
     timeoutMs: config.extractionTimeoutMs,
   });
   closers.push(() => extractor.close());
@@ -428,6 +430,7 @@ export async function createContext(
     annThreshold: config.annThreshold,
     annSearch: config.annSearch,
     searchConcurrency: config.vectorSearchConcurrency,
+    cacheBytes: config.lanceCacheBytes,
     // Index builds and clean-ups run as background jobs, never on a request.
     async requestOptimize(tenantId, { delayMs }) {
       await queue.enqueue("index.optimize", { tenantId }, { priority: -10, delayMs });

@@ -479,6 +479,129 @@ describe.each(lockCases)("VectorIndex (LanceDB), writes under the $name lock", (
   });
 });
 
+// ---- group commit (lock-independent) ----------------------------------------------------------
+
+describe("VectorIndex (LanceDB): group commit of one tenant's concurrent writes", () => {
+  /** The latest version of a tenant's table: it grows by one per commit. */
+  async function tableVersion(uri: string, tenant: string, name: "chunks" | "catalog") {
+    const conn = await lancedb.connect(path.join(uri, tenant));
+    const t = await conn.openTable(name);
+    try {
+      return await t.version();
+    } finally {
+      t.close();
+      conn.close();
+    }
+  }
+
+  function groupIndex(opts: Partial<LanceVectorIndexOptions> = {}) {
+    const uri = tempDir();
+    const index = createLanceVectorIndex({
+      uri,
+      dimensions: DIMS,
+      lock: createInProcessTenantLock(),
+      logger,
+      compactFragments: 0,
+      ftsRefreshRows: 0,
+      ...opts,
+    });
+    return { uri, index };
+  }
+
+  it("writes that arrive together commit once per table, and every row is there", async () => {
+    const { uri, index } = groupIndex();
+    try {
+      const tenant = randomUUID();
+      await index.upsertChunks(tenant, chunks(randomUUID(), 1, 2));
+      await index.upsertCatalog(tenant, catalogRow(randomUUID(), 1));
+      const before = {
+        chunks: await tableVersion(uri, tenant, "chunks"),
+        catalog: await tableVersion(uri, tenant, "catalog"),
+      };
+      const docs = Array.from({ length: 10 }, () => randomUUID());
+      await Promise.all(
+        docs.flatMap((doc) => [
+          index.upsertChunks(tenant, chunks(doc, 1, 3)),
+          index.upsertCatalog(tenant, catalogRow(doc, 1)),
+        ]),
+      );
+      // 20 writes, 2 commits: one merge per table (one by one, it was 20).
+      expect((await tableVersion(uri, tenant, "chunks")) - before.chunks).toBe(1);
+      expect((await tableVersion(uri, tenant, "catalog")) - before.catalog).toBe(1);
+      expect(await index.count(tenant)).toBe(2 + 30);
+      const catalog = await index.readCatalog(tenant);
+      expect(catalog.filter((r) => (docs as string[]).includes(r.documentId))).toHaveLength(10);
+      const hits = await index.searchText(tenant, "common", 100);
+      expect(docs.every((d) => hits.some((h) => h.documentId === d))).toBe(true);
+    } finally {
+      await index.close();
+    }
+  });
+
+  it("a group keeps the newest catalog version and applies deletes after the merges", async () => {
+    const { index } = groupIndex();
+    try {
+      const tenant = randomUUID();
+      const [doc, gone] = [randomUUID(), randomUUID()];
+      await index.upsertChunks(tenant, chunks(doc, 1, 2));
+      await Promise.all([
+        index.upsertCatalog(tenant, catalogRow(doc, 3)),
+        index.upsertCatalog(tenant, catalogRow(doc, 2)),
+        index.upsertChunks(tenant, chunks(doc, 2, 2)),
+        index.deleteVersions(tenant, doc, { olderThan: 2 }),
+        index.upsertChunks(tenant, chunks(gone, 1, 2)),
+        index.deleteDocument(tenant, gone),
+      ]);
+      expect((await index.readCatalog(tenant)).map((r) => [r.documentId, r.version])).toEqual([
+        [doc, 3],
+      ]);
+      const hits = await index.searchText(tenant, "common", 100);
+      expect(hits.map((h) => `${h.documentId}:${h.version}`).sort()).toEqual([
+        `${doc}:2`,
+        `${doc}:2`,
+      ]);
+    } finally {
+      await index.close();
+    }
+  });
+
+  it("a write that fails in a group fails alone; the others are written", async () => {
+    const bad = randomUUID();
+    const { uri, index } = groupIndex({
+      beforeCommit(_table, documentIds) {
+        if (documentIds.includes(bad)) throw new Error("storage refused the write");
+      },
+    });
+    try {
+      const tenant = randomUUID();
+      await index.upsertChunks(tenant, chunks(randomUUID(), 1, 1));
+      const before = await tableVersion(uri, tenant, "chunks");
+      const good = Array.from({ length: 5 }, () => randomUUID());
+      const results = await Promise.allSettled(
+        [...good.slice(0, 2), bad, ...good.slice(2)].map((doc) =>
+          index.upsertChunks(tenant, chunks(doc, 1, 2)),
+        ),
+      );
+      expect(results.map((r) => r.status)).toEqual([
+        "fulfilled",
+        "fulfilled",
+        "rejected",
+        "fulfilled",
+        "fulfilled",
+        "fulfilled",
+      ]);
+      expect(String((results[2] as PromiseRejectedResult).reason)).toMatch(/storage refused/);
+      // The combined commit failed before it wrote; each good member then committed alone.
+      expect((await tableVersion(uri, tenant, "chunks")) - before).toBe(5);
+      expect(await index.count(tenant)).toBe(1 + 10);
+      const hits = await index.searchText(tenant, "common", 100);
+      expect(hits.some((h) => h.documentId === bad)).toBe(false);
+    } finally {
+      await index.close();
+    }
+  });
+});
+
 // ---- cache and input checks (lock-independent) ----------------------------------------------
 
 describe("VectorIndex (LanceDB): open-table cache", () => {

@@ -216,6 +216,71 @@ describe.each(backends)("ingestion and search ($name)", (backend) => {
     expect(body.results[1].error.code).toBe("validation.failed");
   });
 
+  it("answers a batch item by item in its order, items of one identity taking turns", async () => {
+    const s = await signup(t.app);
+    const documents = [
+      ...Array.from({ length: 10 }, (_, i) => ({ title: `Doc ${i}`, content: `content ${i}` })),
+      { title: "Ext", content: "first text", externalId: "ext-1" },
+      { title: "Same", content: "identical content" },
+      { title: "Ext", content: "second text", externalId: "ext-1" },
+      { title: "Same again", content: "identical content" },
+    ];
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/api/ingest/batch",
+      headers: bearer(s.token),
+      payload: { documents },
+    });
+    expect(res.statusCode, res.body).toBe(202);
+    const body = res.json();
+    expect(body).toMatchObject({ accepted: 14, rejected: 0 });
+    const results = body.results as Array<{
+      index: number;
+      result: { documentId: string; version: number; status: string };
+    }>;
+    expect(results.map((r) => r.index)).toEqual(documents.map((_, i) => i));
+    expect(new Set(results.slice(0, 10).map((r) => r.result.documentId)).size).toBe(10);
+    // One externalId: the first item makes version 1, the later one version 2.
+    expect(results[12]?.result.documentId).toBe(results[10]?.result.documentId);
+    expect([results[10]?.result.version, results[12]?.result.version]).toEqual([1, 2]);
+    // The same content without a name: the later item is the earlier one's duplicate.
+    expect(results[11]?.result.status).toBe("processing");
+    expect(results[13]?.result).toMatchObject({
+      documentId: results[11]?.result.documentId,
+      status: "duplicate",
+    });
+  });
+
+  it("accepts a batch's first items up to the document limit and refuses the rest", async () => {
+    const s = await signup(t.app);
+    const cfg = await t.app.inject({
+      method: "PUT",
+      url: "/api/customers/config",
+      headers: bearer(s.token),
+      payload: { maxDocuments: 3 },
+    });
+    expect(cfg.statusCode).toBe(200);
+    const res = await t.app.inject({
+      method: "POST",
+      url: "/api/ingest/batch",
+      headers: bearer(s.token),
+      payload: {
+        documents: Array.from({ length: 6 }, (_, i) => ({ title: `d${i}`, content: `text ${i}` })),
+      },
+    });
+    expect(res.statusCode, res.body).toBe(202);
+    const body = res.json();
+    expect(body.results.map((r: { ok: boolean }) => r.ok)).toEqual([
+      true,
+      true,
+      true,
+      false,
+      false,
+      false,
+    ]);
+    expect(body.results[3].error.code).toBe("ingestion.max_documents");
+  });
+
   it("refuses a batch larger than the limit as a whole", async () => {
     const s = await signup(t.app);
     const documents = Array.from({ length: 10_000 }, (_, i) => ({ title: `d${i}`, content: "x" }));

@@ -72,6 +72,9 @@ export interface FileUpload {
   read(limits: MultipartLimits): Promise<MultipartForm>;
 }
 
+/** Items of one `/api/ingest/batch` request submitted at once (`submitBatch`). */
+const BATCH_CONCURRENCY = 8;
+
 /** Room for the form's fields and part headers beside the file in an announced length. */
 const FORM_OVERHEAD_BYTES = 64 * 1024;
 
@@ -378,6 +381,25 @@ export function createIngestionService(deps: IngestionDeps) {
     };
   }
 
+  /**
+   * Whether `n` new documents fit the tenant's document limit and quota now (a hint for the
+   * batch: each creation still checks under the lock). False when the quotas cannot be read.
+   */
+  async function roomFor(ctx: TenantContext, n: number): Promise<boolean> {
+    try {
+      const [config, quota, count] = await Promise.all([
+        deps.tenants.getConfig(ctx),
+        deps.quotas.assertAvailable(ctx, ["tokens", "storage_bytes"], { read: ["documents"] }),
+        store.countDocuments(db, ctx.tenantId),
+      ]);
+      const limit = quota.documents.limit;
+      return count + n <= config.maxDocuments && (limit === null || count + n <= limit);
+    } catch (err) {
+      if (err instanceof AppError) return false;
+      throw err;
+    }
+  }
+
   async function limits(ctx: TenantContext): Promise<TenantLimits> {
     return tenantLimits(await deps.tenants.getConfig(ctx));
   }
@@ -439,33 +461,54 @@ export function createIngestionService(deps: IngestionDeps) {
     limits,
 
     /**
-     * Text documents one by one: each item is checked and submitted on its own, and one that
-     * is refused (as invalid, or by an AppError) is reported in its place without stopping the
-     * rest. Any other error fails the request.
+     * Text documents, each checked and submitted on its own: one that is refused (as invalid,
+     * or by an AppError) is reported in its place without stopping the rest. Any other error
+     * fails the request. Items run `BATCH_CONCURRENCY` at a time (their blob writes and
+     * transactions overlap) when the tenant has room for every item under its document limits;
+     * otherwise one after the other, so that the first items are the ones accepted. Items of
+     * one identity (externalId, source URL, or content) always run in their order.
      */
     async submitBatch(ctx: TenantContext, items: unknown[]): Promise<BatchResult> {
-      const results: BatchResult["results"] = [];
+      const results: BatchResult["results"] = new Array(items.length);
+      const lanes = new Map<string, Array<{ index: number; item: DocumentItem }>>();
       for (const [index, raw] of items.entries()) {
         const parsed = documentItemSchema.safeParse(raw);
         if (!parsed.success) {
           const issue = parsed.error.issues[0];
-          results.push({
+          results[index] = {
             index,
             ok: false,
             error: {
               code: "validation.failed",
               message: `${issue?.path.join(".") || "item"}: ${issue?.message ?? "invalid"}`,
             },
-          });
+          };
           continue;
         }
-        try {
-          results.push({ index, ok: true, result: await submitText(ctx, parsed.data, "batch") });
-        } catch (err) {
-          if (!(err instanceof AppError)) throw err;
-          results.push({ index, ok: false, error: { code: err.code, message: err.message } });
-        }
+        const item = parsed.data;
+        const key = identityKey(item, contentHash(Buffer.from(item.content, "utf8")));
+        lanes.set(key, [...(lanes.get(key) ?? []), { index, item }]);
       }
+      const valid = [...lanes.values()].reduce((n, lane) => n + lane.length, 0);
+      const concurrency = valid > 1 && (await roomFor(ctx, valid)) ? BATCH_CONCURRENCY : 1;
+      const queue = [...lanes.values()];
+      const runLanes = async () => {
+        for (let lane = queue.shift(); lane; lane = queue.shift()) {
+          for (const { index, item } of lane) {
+            try {
+              results[index] = { index, ok: true, result: await submitText(ctx, item, "batch") };
+            } catch (err) {
+              if (!(err instanceof AppError)) throw err;
+              results[index] = {
+                index,
+                ok: false,
+                error: { code: err.code, message: err.message },
+              };
+            }
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, runLanes));
       const accepted = results.filter((r) => r.ok).length;
       return { results, accepted, rejected: results.length - accepted };
     },

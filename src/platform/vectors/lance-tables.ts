@@ -79,18 +79,16 @@ export function chunksTable(rows: ChunkRow[], dimensions: number): ArrowTable {
   );
 }
 
-export function catalogTable(row: CatalogRow): ArrowTable {
+export function catalogTable(rows: CatalogRow[]): ArrowTable {
   return makeArrowTable(
-    [
-      {
-        document_id: row.documentId,
-        version: row.version,
-        title: row.title,
-        doc_type: row.docType,
-        summary: row.summary,
-        chunk_count: row.chunkCount,
-      },
-    ],
+    rows.map((row) => ({
+      document_id: row.documentId,
+      version: row.version,
+      title: row.title,
+      doc_type: row.docType,
+      summary: row.summary,
+      chunk_count: row.chunkCount,
+    })),
     { schema: catalogSchema },
   );
 }

@@ -114,8 +114,31 @@ export interface LanceVectorIndexOptions {
   readConsistencySeconds?: number;
   /** Memory for LanceDB's caches, shared by all open tenants. */
   cacheBytes?: { index: number; metadata: number };
+  /**
+   * Writes of one tenant that a write of its own holds up are put together into one commit
+   * per table by the next holder of the lock (`coalesce`): at most this many in one. 1 turns
+   * the grouping off. Default 64.
+   */
+  maxGroupWrites?: number;
+  /**
+   * Called under the lock before each merge or delete commits, with the table and the
+   * documents it writes (tests inject failures here).
+   */
+  beforeCommit?: (table: TableName, documentIds: string[]) => void | Promise<void>;
   /** Clock for the idle timeout (tests). */
   now?: () => number;
+}
+
+/** One write waiting for a group commit of its tenant (see `coalesce`). */
+type GroupedWrite =
+  | { kind: "chunks"; rows: ChunkRow[] }
+  | { kind: "catalog"; row: CatalogRow }
+  | { kind: "delete"; documentId: string; predicate: string; tables: TableName[] };
+
+interface GroupMember {
+  write: GroupedWrite;
+  resolve(): void;
+  reject(err: unknown): void;
 }
 
 export interface LanceVectorIndex extends VectorIndex {
@@ -209,7 +232,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
   }
 
   /** Runs `fn` under the tenant's lock; every `fn` here is idempotent, so it may run twice. */
-  function write<R>(
+  function writeUnderLock<R>(
     tenantId: string,
     fn: (h: TenantHandle, held: HeldTenantLock) => Promise<R>,
   ): Promise<R> {
@@ -226,6 +249,139 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
         }
       }),
     );
+  }
+
+  const maxGroupWrites = Math.max(1, opts.maxGroupWrites ?? 64);
+  /** Per tenant, the group that waits for the lock and takes new writes. */
+  const gathering = new Map<string, GroupMember[]>();
+
+  /**
+   * Group commit. A write of a tenant joins the tenant's group waiting for the lock, or starts
+   * one; the group's turn takes every write that joined meanwhile and commits them together:
+   * one merge for all chunks, one for all catalog rows, one delete for all deletes, and one
+   * round of upkeep (`afterWrite`). Under load a tenant's writes thus cost a few commits per
+   * group instead of one or two per write, and fragments, versions and compactions fall with
+   * them. Each caller's promise settles on its own: if the combined commit fails, the members
+   * are written again one by one (every write here is idempotent), so a bad write fails alone.
+   * Writes that arrive while a group commits start the next group.
+   */
+  function coalesce(tenant: string, write: GroupedWrite): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const member = { write, resolve, reject };
+      const open = gathering.get(tenant);
+      if (open && open.length < maxGroupWrites) {
+        open.push(member);
+        return;
+      }
+      const members = [member];
+      gathering.set(tenant, members);
+      void writeGroup(tenant, members).catch((err: unknown) => {
+        for (const m of members) m.reject(err);
+      });
+    });
+  }
+
+  function writeGroup(tenant: string, members: GroupMember[]): Promise<void> {
+    return writeUnderLock(tenant, async (h, held) => {
+      // Writes that come from now on go to the next group.
+      if (gathering.get(tenant) === members) gathering.delete(tenant);
+      if (members.length === 1) {
+        await commitWrites(tenant, h, held, [(members[0] as GroupMember).write]);
+        (members[0] as GroupMember).resolve();
+        return;
+      }
+      try {
+        await commitWrites(
+          tenant,
+          h,
+          held,
+          members.map((m) => m.write),
+        );
+        for (const m of members) m.resolve();
+        return;
+      } catch (err) {
+        logger.warn(
+          { err, tenantId: tenant, writes: members.length },
+          "a group commit failed; writing its members one by one",
+        );
+      }
+      for (const m of members) {
+        try {
+          await commitWrites(tenant, h, held, [m.write]);
+          m.resolve();
+        } catch (err) {
+          m.reject(err);
+        }
+      }
+    });
+  }
+
+  /** Commits `writes` as one merge or delete per table, then the upkeep after a write. */
+  async function commitWrites(
+    tenant: string,
+    h: TenantHandle,
+    held: HeldTenantLock,
+    writes: GroupedWrite[],
+  ): Promise<void> {
+    // The same chunk twice (a job run again while its first run writes): the later one wins.
+    const chunks = new Map<string, ChunkRow>();
+    const catalog = new Map<string, CatalogRow>();
+    const deletes = new Map<TableName, string[]>();
+    const deleted = new Map<TableName, string[]>();
+    for (const w of writes) {
+      if (w.kind === "chunks") {
+        for (const r of w.rows) chunks.set(r.id, r);
+      } else if (w.kind === "catalog") {
+        // Versions of a document may finish out of order: the newest one is kept.
+        const other = catalog.get(w.row.documentId);
+        if (!other || other.version <= w.row.version) catalog.set(w.row.documentId, w.row);
+      } else {
+        for (const name of w.tables) {
+          deletes.set(name, [...(deletes.get(name) ?? []), w.predicate]);
+          deleted.set(name, [...(deleted.get(name) ?? []), w.documentId]);
+        }
+      }
+    }
+    const written = new Map<TableName, Table>();
+    let crossed = false;
+    if (chunks.size > 0) {
+      const t = (await tableOf(h, "chunks", true)) as Table;
+      await opts.beforeCommit?.("chunks", [
+        ...new Set([...chunks.values()].map((r) => r.documentId)),
+      ]);
+      const merged = await t
+        .mergeInsert("id")
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute(chunksTable([...chunks.values()], dimensions));
+      await ensureFts(h, t);
+      if (merged.numInsertedRows > 0) {
+        const total = await t.countRows();
+        crossed = total >= annThreshold && total - merged.numInsertedRows < annThreshold;
+      }
+      written.set("chunks", t);
+    }
+    if (catalog.size > 0) {
+      const t = (await tableOf(h, "catalog", true)) as Table;
+      await opts.beforeCommit?.("catalog", [...catalog.keys()]);
+      await t
+        .mergeInsert("document_id")
+        .whenMatchedUpdateAll({ where: "target.version <= source.version" })
+        .whenNotMatchedInsertAll()
+        .execute(catalogTable([...catalog.values()]));
+      written.set("catalog", t);
+    }
+    // Deletes last: a document deleted while its chunks were being written loses them too.
+    for (const [name, predicates] of deletes) {
+      const t = await tableOf(h, name, false);
+      if (!t) continue;
+      await opts.beforeCommit?.(name, deleted.get(name) ?? []);
+      // A delete that matches nothing commits nothing.
+      const where =
+        predicates.length === 1 ? predicates[0] : predicates.map((p) => `(${p})`).join(" OR ");
+      if ((await t.delete(where as string)).numDeletedRows > 0) written.set(name, t);
+    }
+    await afterWrite(tenant, h, held, [...written.entries()], crossed);
   }
 
   /** When each tenant last asked for an optimize, so that a busy tenant does not ask often. */
@@ -275,7 +431,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       async (t) => (await unindexedTextRows(t)) > 0,
     );
     if (!stale) return;
-    await write(tenantId, async (h, held) => {
+    await writeUnderLock(tenantId, async (h, held) => {
       const t = await tableOf(h, "chunks", false);
       // Another search may have folded them in while this one waited for the lock.
       if (!t || (await unindexedTextRows(t)) === 0) return;
@@ -344,7 +500,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     // searched exactly until the next compaction folds them in (bench/RESULTS.md: ~100 s at
     // 100 000 × 384 on 2 cores).
     if (!mayExist(tenantId)) return { annIndexed: false };
-    await write(tenantId, compactTables);
+    await writeUnderLock(tenantId, compactTables);
     const annIndexed = await read(tenantId, "chunks", false, async (t) => {
       // A build reads one version for minutes: compactions meanwhile keep the old versions.
       const built = await lock.withLongReader(tenantId, () =>
@@ -375,7 +531,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     if (closed) throw new Error("vector index is closed");
   };
 
-  /** Deletes the document's rows matching `versionClause` from `tables`. */
+  /** Deletes the document's rows matching `versionClause` from `tables` (a group commit). */
   async function remove(
     tenantId: string,
     documentId: string,
@@ -384,18 +540,10 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
   ): Promise<void> {
     open();
     const tenant = tenantKey(tenantId);
-    const predicate = `document_id = ${sqlString(documentKey(documentId))}${versionClause}`;
+    const doc = documentKey(documentId);
+    const predicate = `document_id = ${sqlString(doc)}${versionClause}`;
     if (!mayExist(tenant)) return;
-    await write(tenant, async (h, held) => {
-      const written: Array<[TableName, Table]> = [];
-      for (const name of tables) {
-        const t = await tableOf(h, name, false);
-        if (!t) continue;
-        // A delete that matches nothing commits nothing.
-        if ((await t.delete(predicate)).numDeletedRows > 0) written.push([name, t]);
-      }
-      await afterWrite(tenant, h, held, written);
-    });
+    await coalesce(tenant, { kind: "delete", documentId: doc, predicate, tables });
   }
   return {
     async upsertChunks(tenantId: string, rows: ChunkRow[]) {
@@ -403,38 +551,12 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       const tenant = tenantKey(tenantId);
       const valid = validChunks(rows, dimensions);
       if (valid.length === 0) return;
-      const data = chunksTable(valid, dimensions);
-      await write(tenant, async (h, held) => {
-        const t = (await tableOf(h, "chunks", true)) as Table;
-        const merged = await t
-          .mergeInsert("id")
-          .whenMatchedUpdateAll()
-          .whenNotMatchedInsertAll()
-          .execute(data);
-        await ensureFts(h, t);
-        let crossed = false;
-        if (merged.numInsertedRows > 0) {
-          const total = await t.countRows();
-          crossed = total >= annThreshold && total - merged.numInsertedRows < annThreshold;
-        }
-        await afterWrite(tenant, h, held, [["chunks", t]], crossed);
-      });
+      await coalesce(tenant, { kind: "chunks", rows: valid });
     },
 
     async upsertCatalog(tenantId: string, row: CatalogRow) {
       open();
-      const tenant = tenantKey(tenantId);
-      const data = catalogTable(validCatalogRow(row));
-      await write(tenant, async (h, held) => {
-        const t = (await tableOf(h, "catalog", true)) as Table;
-        // Versions of a document may finish out of order: an older one never replaces a newer.
-        await t
-          .mergeInsert("document_id")
-          .whenMatchedUpdateAll({ where: "target.version <= source.version" })
-          .whenNotMatchedInsertAll()
-          .execute(data);
-        await afterWrite(tenant, h, held, [["catalog", t]]);
-      });
+      await coalesce(tenantKey(tenantId), { kind: "catalog", row: validCatalogRow(row) });
     },
 
     async deleteDocument(tenantId: string, documentId: string) {
