@@ -10,17 +10,20 @@ import { catalogTable, chunksTable, type TableName, toCatalogRow } from "./lance
 import { createLimiter } from "./limiter.js";
 import type { HeldTenantLock, TenantLock } from "./lock.js";
 import {
+  type AnnIndexSettings,
   type AnnSearchSettings,
   annIndexState,
   bm25,
   buildAnnIndex,
   closeTables,
   compact,
+  DEFAULT_ANN_INDEX,
   DEFAULT_ANN_SEARCH,
   dueForCompaction,
   ensureFts,
   forgetIfGone,
   hasFts,
+  LANCE_INDEX_TYPE,
   nearest,
   TABLES,
   type TenantHandle,
@@ -56,8 +59,13 @@ export interface LanceVectorIndexOptions {
   annThreshold?: number;
   /** ANN index pieces (see `buildAnnIndex`) past which `optimize` builds the index anew. */
   maxAnnDeltas?: number;
-  /** How hard ANN queries search (`AnnSearchSettings`). */
+  /** How hard ANN queries search (`AnnSearchSettings`; defaults `DEFAULT_ANN_SEARCH`). */
   annSearch?: Partial<AnnSearchSettings>;
+  /**
+   * How `optimize` builds the ANN index (`AnnIndexSettings`; defaults `DEFAULT_ANN_INDEX`). An
+   * existing index of another type is rebuilt by the next `optimize`, and serves until then.
+   */
+  annIndex?: Partial<AnnIndexSettings>;
   /**
    * A write that leaves a table with this many small fragments compacts it before returning
    * (under the tenant's lock), which also folds new rows into the full-text and ANN indexes.
@@ -141,6 +149,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
   const annThreshold = opts.annThreshold ?? 20_000;
   const maxAnnDeltas = opts.maxAnnDeltas ?? 64;
   const annSearch = { ...DEFAULT_ANN_SEARCH, ...opts.annSearch };
+  const annIndex = { ...DEFAULT_ANN_INDEX, ...opts.annIndex };
   const compactLimits = {
     fragments: opts.compactFragments ?? 32,
     maxFragments: opts.maxCompactFragments ?? 256,
@@ -328,7 +337,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     if (!chunks) return;
     const state = await annIndexState(chunks);
     const annDue = state
-      ? state.deltas > maxAnnDeltas
+      ? state.deltas > maxAnnDeltas || state.type !== LANCE_INDEX_TYPE[annIndex.type]
       : crossedAnnThreshold || (await chunks.countRows()) >= annThreshold;
     const last = requested.get(tenantId);
     if (annDue && (last === undefined || now - last >= REQUEST_EVERY_MS)) {
@@ -348,7 +357,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     const annIndexed = await read(tenantId, "chunks", false, async (t) => {
       // A build reads one version for minutes: compactions meanwhile keep the old versions.
       const built = await lock.withLongReader(tenantId, () =>
-        buildAnnIndex(t, annThreshold, maxAnnDeltas),
+        buildAnnIndex(t, annThreshold, maxAnnDeltas, annIndex),
       );
       if (built && built.action !== "kept") {
         logger.info(
