@@ -91,6 +91,7 @@ import { type Db, migrate, openDb, pendingMigrations } from "./platform/db/index
 import type { Embedder } from "./platform/embeddings/embedder.js";
 import { createLocalEmbedder } from "./platform/embeddings/local.js";
 import { createOpenAIEmbedder } from "./platform/embeddings/openai.js";
+import { withQueryCache } from "./platform/embeddings/query-cache.js";
 import { createMetrics, type Metrics } from "./platform/metrics/index.js";
 import { createBullmqQueue } from "./platform/queue/bullmq.js";
 import {
@@ -437,7 +438,8 @@ export async function createContext(
   closers.push(() => vectors.close());
   closers.push(() => queue.close());
   const embedders = {
-    local: createLocalEmbedder({ dimensions: config.embeddingDimensions }),
+    // Searches embed one query each: repeated queries skip the embedding (deterministic model).
+    local: withQueryCache(createLocalEmbedder({ dimensions: config.embeddingDimensions })),
     ...(config.openai.apiKey || config.openai.baseUrl
       ? {
           openai: createOpenAIEmbedder({
