@@ -88,14 +88,21 @@ const opts = {
   cacheSize: intOption("cache-size", 64),
   unindexed: intOption("unindexed", 999),
   burst: intOption("burst", 16),
-  annSearch: stringOption("ann-search", "100x4x20,200x8x20,400x10x30,1000x20x1"),
-  annIndex: stringOption("ann-index", "ivf_hnsw_sq:1000000"),
+  annSearch: stringOption("ann-search", "100x1x10,100x1x20,100x1x40,100x4x20,1000x20x20"),
+  annIndex: stringOption("ann-index", "ivf_flat:0,ivf_pq:0"),
   vectors: stringOption("vectors", "clustered,local"),
   clusters: intOption("clusters", 1000),
   /** Norm of a clustered vector's offset from its centre, relative to the centre's (in %). */
   spread: intOption("spread", 50),
-  /** Also measure the defaults before this change: first-version index, no caches. */
-  legacy: stringOption("legacy", "false") === "true",
+  /**
+   * Corpora on which to also measure the defaults before the tuning (single-partition HNSW-SQ
+   * index, ef 1000 × refine 20, no caches): `true` for all, or a list such as `local`.
+   */
+  legacy: stringOption("legacy", "false"),
+  /** With `legacy`, also build the old index at the largest size (minutes at 100 000). */
+  legacyAnn: stringOption("legacy-ann", "false") === "true",
+  /** Measure every mode exactly at the largest size too (slow: ~0.1–0.7 s per query). */
+  exactLargest: stringOption("exact-largest", "true") !== "false",
   seed: intOption("seed", 7),
 };
 
@@ -110,7 +117,8 @@ function parseIndex(spec: string): AnnIndexSettings {
   const [type, rpp, m, efc] = spec.split(":");
   return {
     type: type as AnnIndexType,
-    rowsPerPartition: Number(rpp ?? 1_000_000),
+    // 0 or absent: LanceDB's √rows partitions, as the adapter's default.
+    ...(Number(rpp) > 0 ? { rowsPerPartition: Number(rpp) } : {}),
     m: Number(m ?? 20),
     efConstruction: Number(efc ?? 300),
   };
@@ -495,19 +503,23 @@ async function main() {
       ]);
       written = size;
       const label = `${corpus}: ${size} chunks, exact`;
-      console.log(`measuring ${label}…`);
-      await measureAll(
-        label,
-        queries,
-        { index: indexOnly(index), service: serviceSearch(search, () => single) },
-        cells,
-      );
-      if (opts.legacy) {
+      const largest = size === sizes[sizes.length - 1];
+      const legacy = opts.legacy === "true" || opts.legacy.split(",").includes(corpus);
+      if (!largest || opts.exactLargest) {
+        console.log(`measuring ${label}…`);
+        await measureAll(
+          label,
+          queries,
+          { index: indexOnly(index), service: serviceSearch(search, () => single) },
+          cells,
+        );
+      }
+      if (legacy && (!largest || opts.exactLargest)) {
         await measurePaths(`${label}, before`, queries, ["service"], {
           service: serviceSearch(legacySearch, () => single),
         });
       }
-      if (size !== sizes[sizes.length - 1]) continue;
+      if (!largest) continue;
       // One at a time: an exact search holds the whole vector column (~150 MB at 100k × 384),
       // so a few hundred at once exhaust the memory of the machine.
       for (const q of queries) exactTop.push(await topVector(index, single.tenantId, q));
@@ -539,7 +551,9 @@ async function main() {
       await compactor.optimize(single.tenantId);
       await compactor.close();
       const variants: Array<{ label: string; index: AnnIndexSettings; legacy: boolean }> = [
-        ...(opts.legacy ? [{ label: "before", index: { ...LEGACY.index }, legacy: true }] : []),
+        ...(legacy && opts.legacyAnn
+          ? [{ label: "before", index: { ...LEGACY.index }, legacy: true }]
+          : []),
         ...opts.annIndex.split(",").map((spec) => ({
           label: spec,
           index: parseIndex(spec),
@@ -856,7 +870,9 @@ async function buildIndex(uri: string, tenantId: string, settings: AnnIndexSetti
     const rows = await t.countRows();
     await t.createIndex("vector", { config: annIndexConfig(settings, rows), replace: true });
     t.close();
-    return Math.max(1, Math.round(rows / settings.rowsPerPartition));
+    return settings.rowsPerPartition
+      ? Math.max(1, Math.round(rows / settings.rowsPerPartition))
+      : Math.round(Math.sqrt(rows));
   } finally {
     conn.close();
   }

@@ -428,6 +428,7 @@ export async function createContext(
     lock: db.kind === "postgres" ? createPgTenantLock(db) : createInProcessTenantLock(),
     annThreshold: config.annThreshold,
     annSearch: config.annSearch,
+    annIndex: config.annIndex,
     searchConcurrency: config.vectorSearchConcurrency,
     // Index builds and clean-ups run as background jobs, never on a request.
     async requestOptimize(tenantId, { delayMs }) {

@@ -371,6 +371,26 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     return { annIndexed };
   }
 
+  /** Tenants whose ANN index type this process has compared with `annIndex.type`. */
+  const typeChecked = new Set<string>();
+
+  /**
+   * Once per tenant and process, on its first vector search: an ANN index of another type than
+   * configured (built before `annIndex.type` changed) asks for an optimize, which rebuilds it.
+   * It keeps answering meanwhile, with the same query settings. Without this a tenant that no
+   * longer writes would never compact, so never be asked to rebuild.
+   */
+  async function checkAnnType(tenantId: string, t: Table): Promise<void> {
+    if (typeChecked.has(tenantId)) return;
+    if (typeChecked.size >= 100_000) typeChecked.clear();
+    typeChecked.add(tenantId);
+    const state = await annIndexState(t);
+    if (state && state.type !== LANCE_INDEX_TYPE[annIndex.type] && !requested.has(tenantId)) {
+      requested.set(tenantId, Date.now());
+      request(tenantId, 0, requested);
+    }
+  }
+
   function searchArgs(tenantId: string, limit: number, filters: SearchFilters | undefined) {
     return {
       tenant: tenantKey(tenantId),
@@ -464,9 +484,10 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       if (args.where === false) return [];
       const { where } = args;
       return limitSearch(() =>
-        read(args.tenant, "chunks", [] as VectorHit[], (t) =>
-          nearest(t, query, args.limit, where, annSearch),
-        ),
+        read(args.tenant, "chunks", [] as VectorHit[], async (t) => {
+          await checkAnnType(args.tenant, t);
+          return nearest(t, query, args.limit, where, annSearch);
+        }),
       );
     },
 
