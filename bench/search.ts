@@ -26,6 +26,8 @@
  * ann-search (ANN query settings compared after the build, `<ef>x<refineFactor>`, comma-separated).
  */
 import { randomUUID } from "node:crypto";
+import path from "node:path";
+import { connect } from "@lancedb/lancedb";
 import pino from "pino";
 import { createAuditLog } from "../src/modules/audit/index.js";
 import { createEventsLog } from "../src/modules/events/index.js";
@@ -37,7 +39,12 @@ import { createLocalBlobStore } from "../src/platform/blobs/local.js";
 import { systemClock } from "../src/platform/clock.js";
 import type { Db } from "../src/platform/db/index.js";
 import { createLocalEmbedder } from "../src/platform/embeddings/local.js";
+import { withQueryCache } from "../src/platform/embeddings/query-cache.js";
 import {
+  type AnnIndexSettings,
+  type AnnIndexType,
+  type AnnSearchSettings,
+  annIndexConfig,
   type ChunkRow,
   createInProcessTenantLock,
   createLanceVectorIndex,
@@ -58,7 +65,7 @@ import {
   table,
   timed,
 } from "./lib/report.js";
-import { createTextGenerator } from "./lib/text.js";
+import { createTextGenerator, prng } from "./lib/text.js";
 
 /**
  * Retrieval is measured here without quotas: a reserve and a settle per search are measured on
@@ -81,9 +88,47 @@ const opts = {
   cacheSize: intOption("cache-size", 64),
   unindexed: intOption("unindexed", 999),
   burst: intOption("burst", 16),
-  annSearch: stringOption("ann-search", "100x4,400x10,1000x20"),
+  annSearch: stringOption("ann-search", "100x1x10,100x1x20,100x1x40,100x4x20,1000x20x20"),
+  annIndex: stringOption("ann-index", "ivf_flat:0,ivf_pq:0"),
+  vectors: stringOption("vectors", "clustered,local"),
+  clusters: intOption("clusters", 1000),
+  /** Norm of a clustered vector's offset from its centre, relative to the centre's (in %). */
+  spread: intOption("spread", 50),
+  /**
+   * Corpora on which to also measure the defaults before the tuning (single-partition HNSW-SQ
+   * index, ef 1000 × refine 20, no caches): `true` for all, or a list such as `local`.
+   */
+  legacy: stringOption("legacy", "false"),
+  /** With `legacy`, also build the old index at the largest size (minutes at 100 000). */
+  legacyAnn: stringOption("legacy-ann", "false") === "true",
+  /** Measure every mode exactly at the largest size too (slow: ~0.1–0.7 s per query). */
+  exactLargest: stringOption("exact-largest", "true") !== "false",
   seed: intOption("seed", 7),
 };
+
+/** The ANN index and query settings and the service of this repository before the tuning. */
+const LEGACY = {
+  index: { type: "ivf_hnsw_sq", rowsPerPartition: 1_000_000, m: 20, efConstruction: 300 },
+  search: { ef: 1000, refineFactor: 20, nprobes: 20 },
+} as const;
+
+/** `type:rowsPerPartition[:m:efConstruction]`, e.g. `ivf_hnsw_sq:4096:20:150`. */
+function parseIndex(spec: string): AnnIndexSettings {
+  const [type, rpp, m, efc] = spec.split(":");
+  return {
+    type: type as AnnIndexType,
+    // 0 or absent: LanceDB's √rows partitions, as the adapter's default.
+    ...(Number(rpp) > 0 ? { rowsPerPartition: Number(rpp) } : {}),
+    m: Number(m ?? 20),
+    efConstruction: Number(efc ?? 300),
+  };
+}
+
+/** `<ef>x<refineFactor>[x<nprobes>]`. */
+function parseSearch(spec: string): AnnSearchSettings {
+  const [ef, refineFactor, nprobes] = spec.split("x").map(Number) as [number, number, number?];
+  return { ef, refineFactor, nprobes: nprobes ?? 20 };
+}
 
 const DIMENSIONS = 384;
 const LIMIT = 10;
@@ -94,6 +139,33 @@ type Mode = (typeof MODES)[number];
 
 const silent = pino({ level: "silent" });
 const embedder = createLocalEmbedder({ dimensions: DIMENSIONS });
+/** What the composition root gives the search service: repeated queries skip the embedding. */
+const queryEmbedder = withQueryCache(embedder);
+
+/**
+ * A seeded Gaussian mixture on the unit sphere, as real embeddings cluster by topic: `clusters`
+ * random unit centres; each vector is a centre plus isotropic noise of norm ≈ spread, then
+ * normalised. Queries are drawn from the same mixture.
+ */
+function createMixture(seed: number) {
+  const rand = prng(seed);
+  const gauss = () => {
+    const u = Math.max(rand(), 1e-12);
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
+  };
+  const unit = (v: number[]) => {
+    const n = Math.hypot(...v);
+    return v.map((x) => x / n);
+  };
+  const centres = Array.from({ length: opts.clusters }, () =>
+    unit(Array.from({ length: DIMENSIONS }, gauss)),
+  );
+  const sigma = opts.spread / 100 / Math.sqrt(DIMENSIONS);
+  return () => {
+    const c = centres[Math.floor(rand() * centres.length)] as number[];
+    return unit(c.map((x) => x + sigma * gauss()));
+  };
+}
 
 interface Piece {
   text: string;
@@ -116,7 +188,10 @@ async function makePool(count: number): Promise<Piece[]> {
 }
 
 /** Chunk rows for `pieces`, `chunksPerDoc` to a document, version 1 of each. */
-function rowsFor(pieces: Piece[]): { rows: ChunkRow[]; documentIds: string[] } {
+function rowsFor(
+  pieces: Piece[],
+  vectorOf: (p: Piece, i: number) => number[] = (p) => p.vector,
+): { rows: ChunkRow[]; documentIds: string[] } {
   const rows: ChunkRow[] = [];
   const documentIds: string[] = [];
   let documentId = "";
@@ -132,7 +207,7 @@ function rowsFor(pieces: Piece[]): { rows: ChunkRow[]; documentIds: string[] } {
       version: 1,
       chunkIndex,
       text: p.text,
-      vector: p.vector,
+      vector: vectorOf(p, i),
       title: `Document ${documentIds.length}`,
       docType: "md",
       metadata: { source: "bench" },
@@ -351,7 +426,7 @@ async function main() {
     // Nothing measured here changes a tenant's profile, configuration or status: no audit rows.
     audit: { record: async () => ({ id: "", seq: 0 }) },
   });
-  const embedders = { local: embedder };
+  const embedders = { local: queryEmbedder };
   const index = createLanceVectorIndex({
     uri: lance.dir,
     dimensions: DIMENSIONS,
@@ -375,71 +450,183 @@ async function main() {
   const annVariants: Array<Array<string | number>> = [];
   let warm: LanceVectorIndex | undefined;
 
+  const legacyTenants = createTenantsService({
+    db,
+    masterKey: Buffer.alloc(32, 7),
+    clock: systemClock,
+    audit: { record: async () => ({ id: "", seq: 0 }) },
+    embeddingCache: false,
+  });
+  /** The search service over `vectors`: as composed now, or (legacy) without the caches. */
+  const serviceOver = (vectors: LanceVectorIndex, legacy = false) =>
+    createSearchService({
+      db,
+      documents: catalog(db, vectors, blobs.dir),
+      vectors,
+      embedders: { local: legacy ? embedder : queryEmbedder },
+      tenants: legacy ? legacyTenants : tenants,
+      usage: createUsageService({ db, clock: systemClock, logger: silent, audit: audit(db) }),
+      quotas: unmetered,
+    });
+  const legacySearch = serviceOver(index, true);
+
+  async function singleTenant(
+    corpus: string,
+    pieces: Piece[],
+    localQueries: Query[],
+    sizes: number[],
+  ): Promise<void> {
+    const single = await createTenant(db, tenants, `single-${corpus}`);
+    let vectorOf: (p: Piece, i: number) => number[] = (p) => p.vector;
+    let queries = localQueries;
+    if (corpus === "clustered") {
+      const sample = createMixture(opts.seed + 17);
+      const vectors = Array.from({ length: sizes[sizes.length - 1] as number }, sample);
+      vectorOf = (_p, i) => vectors[i] as number[];
+      queries = localQueries.map((q) => ({ ...q, vector: sample() }));
+    } else if (corpus !== "local") {
+      throw new Error(`--vectors: unknown corpus ${corpus} (clustered, local)`);
+    }
+    let written = 0;
+    const exactTop: Top[] = [];
+    const indexOnly = (vectors: LanceVectorIndex) => indexSearch(vectors, () => single.tenantId);
+    for (const size of sizes) {
+      const slice = pieces.slice(written, size);
+      const { rows, documentIds } = rowsFor(slice, (p, i) => vectorOf(p, written + i));
+      const w = await timed(async () => {
+        await writeRows(index, single.tenantId, rows);
+        await seedDocuments(db, single.tenantId, documentIds);
+      });
+      builds.push([
+        `${corpus}: write chunks ${written}→${size} (+ seed rows)`,
+        `${(w.ms / 1000).toFixed(1)} s`,
+      ]);
+      written = size;
+      const label = `${corpus}: ${size} chunks, exact`;
+      const largest = size === sizes[sizes.length - 1];
+      const legacy = opts.legacy === "true" || opts.legacy.split(",").includes(corpus);
+      if (!largest || opts.exactLargest) {
+        console.log(`measuring ${label}…`);
+        await measureAll(
+          label,
+          queries,
+          { index: indexOnly(index), service: serviceSearch(search, () => single) },
+          cells,
+        );
+      }
+      if (legacy && (!largest || opts.exactLargest)) {
+        await measurePaths(`${label}, before`, queries, ["service"], {
+          service: serviceSearch(legacySearch, () => single),
+        });
+      }
+      if (!largest) continue;
+      // One at a time: an exact search holds the whole vector column (~150 MB at 100k × 384),
+      // so a few hundred at once exhaust the memory of the machine.
+      for (const q of queries) exactTop.push(await topVector(index, single.tenantId, q));
+      if (opts.burst > 0 && corpus === "local") {
+        // Bounded first: RSS does not shrink afterwards, so the unbounded run's growth is, if
+        // anything, understated.
+        bursts.push(await burst("default bound", index, single.tenantId, queries, size));
+        const unbounded = createLanceVectorIndex({
+          uri: lance.dir,
+          dimensions: DIMENSIONS,
+          lock: createInProcessTenantLock(),
+          searchConcurrency: opts.burst,
+          logger: silent,
+        });
+        try {
+          bursts.push(await burst("no bound", unbounded, single.tenantId, queries, size));
+        } finally {
+          await unbounded.close();
+        }
+      }
+      // Compaction as optimize() runs it first; each index is then built straight on the table.
+      const compactor = createLanceVectorIndex({
+        uri: lance.dir,
+        dimensions: DIMENSIONS,
+        lock: createInProcessTenantLock(),
+        annThreshold: Number.MAX_SAFE_INTEGER,
+        logger: silent,
+      });
+      await compactor.optimize(single.tenantId);
+      await compactor.close();
+      const variants: Array<{ label: string; index: AnnIndexSettings; legacy: boolean }> = [
+        ...(legacy && opts.legacyAnn
+          ? [{ label: "before", index: { ...LEGACY.index }, legacy: true }]
+          : []),
+        ...opts.annIndex.split(",").map((spec) => ({
+          label: spec,
+          index: parseIndex(spec),
+          legacy: false,
+        })),
+      ];
+      for (const v of variants) {
+        const built = await timed(() => buildIndex(lance.dir, single.tenantId, v.index));
+        builds.push([
+          `${corpus}: ANN index ${v.label} at ${size} (${built.value} partitions)`,
+          `${(built.ms / 1000).toFixed(1)} s`,
+        ]);
+        const settings = v.legacy ? [LEGACY.search] : opts.annSearch.split(",").map(parseSearch);
+        annVariants.push(
+          ...(
+            await compareAnnSettings(lance.dir, single.tenantId, queries, exactTop, settings)
+          ).map((r) => [corpus, v.label, ...r]),
+        );
+        // The full measure with this index under the adapter's defaults (or the old ones).
+        const vectors = createLanceVectorIndex({
+          uri: lance.dir,
+          dimensions: DIMENSIONS,
+          lock: createInProcessTenantLock(),
+          ...(v.legacy ? { annSearch: { ...LEGACY.search } } : {}),
+          logger: silent,
+        });
+        try {
+          const annLabel = `${corpus}: ${size} chunks, ANN ${v.label}`;
+          console.log(`measuring ${annLabel}…`);
+          await measureAll(
+            annLabel,
+            queries,
+            {
+              index: indexOnly(vectors),
+              service: serviceSearch(serviceOver(vectors, v.legacy), () => single),
+            },
+            cells,
+          );
+        } finally {
+          await vectors.close();
+        }
+      }
+    }
+  }
+
+  async function measurePaths(
+    scenario: string,
+    queries: Query[],
+    paths: Array<"index" | "service">,
+    searches: Partial<Record<"index" | "service", Search>>,
+  ) {
+    for (const path of paths) {
+      for (const mode of MODES) {
+        const stats = await measure(queries, mode, searches[path] as Search);
+        cells.push({ scenario, path, mode, stats });
+        console.log(
+          `  ${scenario} · ${path} · ${mode}: p50 ${ms(stats.p50)} ms, p99 ${ms(stats.p99)} ms`,
+        );
+      }
+    }
+  }
+
   try {
     const largest = Math.max(...opts.sizes, opts.tenants * opts.tenantChunks);
     const pool = await timed(() => makePool(largest));
     builds.push([`generate + embed ${largest} chunks`, `${(pool.ms / 1000).toFixed(1)} s`]);
     const queries = await makeQueries(opts.warmup + opts.queries, Math.max(1, opts.tenants));
 
-    // One tenant, growing through the sizes: exact search below the ANN threshold (and above
-    // it until optimize() has run), then ANN at the largest size.
-    const single = await createTenant(db, tenants, "single");
+    // One tenant per corpus, growing through the sizes: exact search below the ANN threshold
+    // (and above it until optimize() has run), then each ANN index at the largest size.
     const sizes = [...opts.sizes].sort((a, b) => a - b);
-    let written = 0;
-    const exactTop: Top[] = [];
-    for (const size of sizes) {
-      const { rows, documentIds } = rowsFor(pool.value.slice(written, size));
-      const w = await timed(async () => {
-        await writeRows(index, single.tenantId, rows);
-        await seedDocuments(db, single.tenantId, documentIds);
-      });
-      builds.push([
-        `1 tenant: write chunks ${written}→${size} (+ seed rows)`,
-        `${(w.ms / 1000).toFixed(1)} s`,
-      ]);
-      written = size;
-      const label = `${size} chunks, exact`;
-      console.log(`measuring ${label}…`);
-      const searches = {
-        index: indexSearch(index, () => single.tenantId),
-        service: serviceSearch(search, () => single),
-      };
-      await measureAll(label, queries, searches, cells);
-      if (size === sizes[sizes.length - 1]) {
-        // One at a time: an exact search holds the whole vector column (~150 MB at 100k × 384),
-        // so a few hundred at once exhaust the memory of the machine.
-        for (const q of queries) exactTop.push(await topVector(index, single.tenantId, q));
-        if (opts.burst > 0) {
-          // Bounded first: RSS does not shrink afterwards, so the unbounded run's growth is, if
-          // anything, understated.
-          bursts.push(await burst("default bound", index, single.tenantId, queries, size));
-          const unbounded = createLanceVectorIndex({
-            uri: lance.dir,
-            dimensions: DIMENSIONS,
-            lock: createInProcessTenantLock(),
-            searchConcurrency: opts.burst,
-            logger: silent,
-          });
-          try {
-            bursts.push(await burst("no bound", unbounded, single.tenantId, queries, size));
-          } finally {
-            await unbounded.close();
-          }
-        }
-        const built = await timed(() => index.optimize(single.tenantId));
-        builds.push([
-          `1 tenant: optimize() at ${size} (HNSW-SQ build + compaction)`,
-          `${(built.ms / 1000).toFixed(1)} s (ANN index: ${built.value.annIndexed ? "yes" : "no"})`,
-        ]);
-        if (built.value.annIndexed) {
-          const annLabel = `${size} chunks, ANN`;
-          console.log(`measuring ${annLabel}…`);
-          await measureAll(annLabel, queries, searches, cells);
-          annVariants.push(
-            ...(await compareAnnSettings(lance.dir, single.tenantId, queries, exactTop)),
-          );
-        }
-      }
+    for (const corpus of opts.vectors.split(",")) {
+      await singleTenant(corpus, pool.value, queries, sizes);
     }
 
     // Text search between two full-text refreshes: rows written since the last one are not in
@@ -568,16 +755,42 @@ async function main() {
   const largest = Math.max(...opts.sizes);
   for (const path of ["index", "service"]) {
     for (const mode of MODES) {
-      const exact = find(`${largest} chunks, exact`, path, mode);
-      const ann = find(`${largest} chunks, ANN`, path, mode);
-      if (exact && ann) {
-        ratios.push([
-          `ANN / exact at ${largest}`,
-          path,
-          mode,
-          ratio(ann.p50, exact.p50),
-          ratio(ann.p99, exact.p99),
-        ]);
+      const first = opts.annIndex.split(",")[0];
+      for (const corpus of opts.vectors.split(",")) {
+        const exact = find(`${corpus}: ${largest} chunks, exact`, path, mode);
+        const ann = find(`${corpus}: ${largest} chunks, ANN ${first}`, path, mode);
+        const before = find(`${corpus}: ${largest} chunks, ANN before`, path, mode);
+        if (exact && ann) {
+          ratios.push([
+            `${corpus}: ANN ${first} / exact at ${largest}`,
+            path,
+            mode,
+            ratio(ann.p50, exact.p50),
+            ratio(ann.p99, exact.p99),
+          ]);
+        }
+        if (before && ann) {
+          ratios.push([
+            `${corpus}: ANN ${first} / before at ${largest}`,
+            path,
+            mode,
+            ratio(ann.p50, before.p50),
+            ratio(ann.p99, before.p99),
+          ]);
+        }
+        for (const size of opts.sizes) {
+          const now = find(`${corpus}: ${size} chunks, exact`, path, mode);
+          const old = find(`${corpus}: ${size} chunks, exact, before`, path, mode);
+          if (now && old) {
+            ratios.push([
+              `${corpus}: exact at ${size}, cached / before`,
+              path,
+              mode,
+              ratio(now.p50, old.p50),
+              ratio(now.p99, old.p99),
+            ]);
+          }
+        }
       }
       const cold = scenarios.find((s) => s.includes("tenants") && !s.includes("all open"));
       const hot = scenarios.find((s) => s.includes("all open"));
@@ -593,7 +806,11 @@ async function main() {
         ]);
       }
       const stale = scenarios.find((s) => s.includes("not yet in the FTS index"));
-      const fresh = find(`${Math.min(...opts.sizes)} chunks, exact`, path, mode);
+      const fresh = find(
+        `${opts.vectors.split(",")[0]}: ${Math.min(...opts.sizes)} chunks, exact`,
+        path,
+        mode,
+      );
       const st = stale ? find(stale, path, mode) : undefined;
       if (st && fresh) {
         ratios.push([
@@ -630,12 +847,39 @@ async function main() {
     console.log(
       `\n## ANN settings against exact search (index path, vector, same ${opts.warmup + opts.queries} queries)\n`,
     );
-    table(["ef × refine", "p50 ms", "p99 ms", `recall@${LIMIT}`, "similarity"], annVariants);
+    table(
+      [
+        "vectors",
+        "index",
+        "ef × refine × nprobes",
+        "p50 ms",
+        "p99 ms",
+        `recall@${LIMIT}`,
+        "similarity",
+      ],
+      annVariants,
+    );
+  }
+}
+
+/** Builds (or replaces) the tenant's ANN index as `optimize` would; its partition count. */
+async function buildIndex(uri: string, tenantId: string, settings: AnnIndexSettings) {
+  const conn = await connect(path.join(uri, tenantId));
+  try {
+    const t = await conn.openTable("chunks");
+    const rows = await t.countRows();
+    await t.createIndex("vector", { config: annIndexConfig(settings, rows), replace: true });
+    t.close();
+    return settings.rowsPerPartition
+      ? Math.max(1, Math.round(rows / settings.rowsPerPartition))
+      : Math.round(Math.sqrt(rows));
+  } finally {
+    conn.close();
   }
 }
 
 /**
- * Each `--ann-search` setting on the built index: vector latency (index path) and how close its
+ * Each ANN query setting on the built index: vector latency (index path) and how close its
  * top 10 is to the exact one — recall@10 (the share of the exact top 10 it contains) and the
  * ratio of their summed cosine similarities (1.0 when it finds neighbours as similar, even if
  * they are other chunks that tie with the exact ones).
@@ -645,15 +889,16 @@ async function compareAnnSettings(
   tenantId: string,
   queries: Query[],
   exactTop: Top[],
+  settings: AnnSearchSettings[],
 ): Promise<Array<Array<string | number>>> {
   const out: Array<Array<string | number>> = [];
-  for (const setting of opts.annSearch.split(",")) {
-    const [ef, refineFactor] = setting.split("x").map(Number) as [number, number];
+  for (const annSearch of settings) {
+    const label = `${annSearch.ef}x${annSearch.refineFactor}x${annSearch.nprobes}`;
     const index = createLanceVectorIndex({
       uri,
       dimensions: DIMENSIONS,
       lock: createInProcessTenantLock(),
-      annSearch: { ef, refineFactor },
+      annSearch,
       logger: silent,
     });
     try {
@@ -665,8 +910,8 @@ async function compareAnnSettings(
       const top: Top[] = [];
       for (const q of queries) top.push(await topVector(index, tenantId, q));
       const { recall, similarity } = annQuality(exactTop, top);
-      out.push([setting, ms(stats.p50), ms(stats.p99), recall.toFixed(3), similarity.toFixed(3)]);
-      console.log(`  ANN ${setting}: p50 ${ms(stats.p50)} ms, recall ${recall.toFixed(3)}`);
+      out.push([label, ms(stats.p50), ms(stats.p99), recall.toFixed(3), similarity.toFixed(3)]);
+      console.log(`  ANN ${label}: p50 ${ms(stats.p50)} ms, recall ${recall.toFixed(3)}`);
     } finally {
       await index.close();
     }

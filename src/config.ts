@@ -124,7 +124,10 @@ const envSchema = z.object({
     .default("tenantrag"),
   ANN_THRESHOLD: z.coerce.number().int().min(256).max(100_000_000).default(20_000),
   ANN_EF: z.coerce.number().int().min(10).max(10_000).default(1000),
-  ANN_REFINE_FACTOR: z.coerce.number().int().min(1).max(100).default(20),
+  ANN_REFINE_FACTOR: z.coerce.number().int().min(1).max(100).default(4),
+  ANN_NPROBES: z.coerce.number().int().min(1).max(10_000).default(20),
+  ANN_INDEX_TYPE: z.enum(["ivf_flat", "ivf_hnsw_sq", "ivf_pq"]).default("ivf_pq"),
+  ANN_ROWS_PER_PARTITION: z.coerce.number().int().min(16).max(100_000_000).optional(),
   VECTOR_SEARCH_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
   LANCE_INDEX_CACHE_MB: z.coerce.number().int().min(1).max(1_000_000).default(1024),
   LANCE_METADATA_CACHE_MB: z.coerce.number().int().min(1).max(1_000_000).default(256),
@@ -227,7 +230,9 @@ export interface Config {
   annThreshold: number;
   /** How long one document's text extraction may take. */
   extractionTimeoutMs: number;
-  annSearch: { ef: number; refineFactor: number };
+  annSearch: { ef: number; refineFactor: number; nprobes: number };
+  /** Undefined rows per partition: LanceDB's √rows partitions. */
+  annIndex: { type: "ivf_flat" | "ivf_hnsw_sq" | "ivf_pq"; rowsPerPartition?: number };
   /** Undefined: the CPU count. */
   vectorSearchConcurrency: number | undefined;
   /** LanceDB's index and metadata caches, shared by every open tenant of the process. */
@@ -388,7 +393,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobLockMs: e.JOB_LOCK_MS,
     queuePrefix: e.QUEUE_PREFIX,
     annThreshold: e.ANN_THRESHOLD,
-    annSearch: { ef: e.ANN_EF, refineFactor: e.ANN_REFINE_FACTOR },
+    annSearch: { ef: e.ANN_EF, refineFactor: e.ANN_REFINE_FACTOR, nprobes: e.ANN_NPROBES },
+    annIndex: {
+      type: e.ANN_INDEX_TYPE,
+      ...(e.ANN_ROWS_PER_PARTITION ? { rowsPerPartition: e.ANN_ROWS_PER_PARTITION } : {}),
+    },
     vectorSearchConcurrency: e.VECTOR_SEARCH_CONCURRENCY,
     lanceCacheBytes: {
       index: e.LANCE_INDEX_CACHE_MB * 1024 * 1024,

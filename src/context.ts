@@ -92,6 +92,7 @@ import { type Db, migrate, openDb, pendingMigrations } from "./platform/db/index
 import type { Embedder } from "./platform/embeddings/embedder.js";
 import { createLocalEmbedder } from "./platform/embeddings/local.js";
 import { createOpenAIEmbedder } from "./platform/embeddings/openai.js";
+import { withQueryCache } from "./platform/embeddings/query-cache.js";
 import { createMetrics, type Metrics } from "./platform/metrics/index.js";
 import { createBullmqQueue } from "./platform/queue/bullmq.js";
 import {
@@ -429,6 +430,7 @@ export async function createContext(
     lock: db.kind === "postgres" ? createPgTenantLock(db) : createInProcessTenantLock(),
     annThreshold: config.annThreshold,
     annSearch: config.annSearch,
+    annIndex: config.annIndex,
     searchConcurrency: config.vectorSearchConcurrency,
     cacheBytes: config.lanceCacheBytes,
     // Index builds and clean-ups run as background jobs, never on a request.
@@ -440,7 +442,8 @@ export async function createContext(
   closers.push(() => vectors.close());
   closers.push(() => queue.close());
   const embedders = {
-    local: createLocalEmbedder({ dimensions: config.embeddingDimensions }),
+    // Searches embed one query each: repeated queries skip the embedding (deterministic model).
+    local: withQueryCache(createLocalEmbedder({ dimensions: config.embeddingDimensions })),
     ...(config.openai.apiKey || config.openai.baseUrl
       ? {
           openai: createOpenAIEmbedder({

@@ -5,6 +5,7 @@ import * as lancedb from "@lancedb/lancedb";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  ANN_INDEX_TYPES,
   type ChunkRow,
   createInProcessTenantLock,
   createLanceVectorIndex,
@@ -681,6 +682,19 @@ describe("VectorIndex (LanceDB): open-table cache", () => {
 });
 
 /** What a tenant's table looks like on disk, read with LanceDB itself. */
+/** LanceDB's name of the type of the tenant's ANN index. */
+async function annIndexType(uri: string, tenant: string): Promise<string | undefined> {
+  const conn = await lancedb.connect(path.join(uri, tenant));
+  try {
+    const table = await conn.openTable("chunks");
+    const type = (await table.listIndices()).find((i) => i.columns.includes("vector"))?.indexType;
+    table.close();
+    return type;
+  } finally {
+    conn.close();
+  }
+}
+
 async function tableInfo(uri: string, tenant: string, name = "chunks") {
   const conn = await lancedb.connect(path.join(uri, tenant));
   try {
@@ -863,6 +877,90 @@ describe("VectorIndex (LanceDB): upkeep on the write path", () => {
       expect(await index.count(tenant)).toBe(28);
       expect((await index.searchText(tenant, "row13", 5)).map((h) => h.text)).toEqual(["row13"]);
     } finally {
+      await index.close();
+    }
+  });
+
+  it.each(ANN_INDEX_TYPES)(
+    "an %s index of several partitions finds the exact top results on clustered rows",
+    async (type) => {
+      const { uri, index } = upkeepIndex({
+        annThreshold: 256,
+        annIndex: { type, rowsPerPartition: 100, numSubVectors: 4 },
+        annSearch: { ef: 100, refineFactor: 10, nprobes: 3 },
+      });
+      const tenant = randomUUID();
+      const doc = randomUUID();
+      const rand = rng(11);
+      const centers = Array.from({ length: 8 }, (_, k) => near(k * 3, 0.5, rng(k + 90)));
+      const rows = Array.from({ length: 300 }, (_, i) =>
+        chunk(doc, 1, i, {
+          vector: unit((centers[i % 8] as number[]).map((x) => x + 0.25 * (rand() - 0.5))),
+        }),
+      );
+      try {
+        await index.upsertChunks(tenant, rows);
+        expect(await index.optimize(tenant)).toEqual({ annIndexed: true });
+        expect(await annIndexType(uri, tenant)).toBe(
+          { ivf_hnsw_sq: "IvfHnswSq", ivf_pq: "IvfPq", ivf_flat: "IvfFlat" }[type],
+        );
+        for (const [qi, center] of centers.entries()) {
+          const q = unit(center.map((x) => x + 0.1 * (rng(qi + 700)() - 0.5)));
+          const exact = rows
+            .map((r) => ({ id: r.id, score: cosine(q, r.vector) }))
+            .sort((x, y) => y.score - x.score)
+            .slice(0, 5);
+          const hits = await index.searchVector(tenant, q, 5);
+          expect(hits.map((h) => h.id)).toEqual(exact.map((e) => e.id));
+          hits.forEach((h, i) => {
+            expect(h.score).toBeCloseTo(exact[i]?.score as number, 3);
+          });
+        }
+      } finally {
+        await index.close();
+      }
+    },
+  );
+
+  it("an index of another type than configured keeps serving, and optimize rebuilds it", async () => {
+    const { uri, index } = upkeepIndex({
+      annThreshold: 256,
+      annIndex: { type: "ivf_hnsw_sq", rowsPerPartition: 1_000_000 },
+    });
+    const tenant = randomUUID();
+    const doc = randomUUID();
+    const rows = Array.from({ length: 300 }, (_, i) =>
+      chunk(doc, 1, i, { vector: near(i % DIMS, 0.3, rng(i)) }),
+    );
+    const asked: string[] = [];
+    const flat = createLanceVectorIndex({
+      uri,
+      dimensions: DIMS,
+      lock: createInProcessTenantLock(),
+      logger,
+      annThreshold: 256,
+      annIndex: { type: "ivf_flat", rowsPerPartition: 150 },
+      async requestOptimize(tenantId, { delayMs }) {
+        if (delayMs === 0) asked.push(tenantId);
+      },
+    });
+    try {
+      await index.upsertChunks(tenant, rows);
+      expect(await index.optimize(tenant)).toEqual({ annIndexed: true });
+      expect(await annIndexType(uri, tenant)).toBe("IvfHnswSq");
+      // The same type is kept as it is; another type is built anew.
+      expect(await index.optimize(tenant)).toEqual({ annIndexed: true });
+      expect(await annIndexType(uri, tenant)).toBe("IvfHnswSq");
+      const target = rows[42] as ChunkRow;
+      // The first search of an instance configured for another type asks for the rebuild, once.
+      expect((await flat.searchVector(tenant, target.vector, 1))[0]?.id).toBe(target.id);
+      await flat.searchVector(tenant, target.vector, 1);
+      expect(asked).toEqual([tenant]);
+      expect(await flat.optimize(tenant)).toEqual({ annIndexed: true });
+      expect(await annIndexType(uri, tenant)).toBe("IvfFlat");
+      expect((await flat.searchVector(tenant, target.vector, 1))[0]?.id).toBe(target.id);
+    } finally {
+      await flat.close();
       await index.close();
     }
   });

@@ -53,15 +53,21 @@ describe("loadConfig defaults", () => {
 
   it("searches ANN indexes at ef 1000 × refine 20 and bounds vector searches by the CPU count", () => {
     const config = loadConfig({ DATA_DIR: dataDir });
-    expect(config.annSearch).toEqual({ ef: 1000, refineFactor: 20 });
+    expect(config.annSearch).toEqual({ ef: 1000, refineFactor: 4, nprobes: 20 });
+    expect(config.annIndex).toEqual({ type: "ivf_pq" });
     expect(config.vectorSearchConcurrency).toBeUndefined();
     const tuned = loadConfig({
       DATA_DIR: dataDir,
       ANN_EF: "300",
       ANN_REFINE_FACTOR: "5",
+      ANN_NPROBES: "40",
+      ANN_INDEX_TYPE: "ivf_hnsw_sq",
+      ANN_ROWS_PER_PARTITION: "4096",
       VECTOR_SEARCH_CONCURRENCY: "3",
     });
-    expect(tuned.annSearch).toEqual({ ef: 300, refineFactor: 5 });
+    expect(tuned.annSearch).toEqual({ ef: 300, refineFactor: 5, nprobes: 40 });
+    expect(tuned.annIndex).toEqual({ type: "ivf_hnsw_sq", rowsPerPartition: 4096 });
+    expect(() => loadConfig({ DATA_DIR: dataDir, ANN_INDEX_TYPE: "hnsw" })).toThrow();
     expect(tuned.vectorSearchConcurrency).toBe(3);
   });
 

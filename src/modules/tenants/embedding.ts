@@ -2,7 +2,7 @@ import { AppError } from "../../errors.js";
 import type { Embedder, EmbedRequest } from "../../platform/embeddings/embedder.js";
 import type { TenantContext } from "../../tenancy.js";
 import type { TenantConfig } from "./tenants.schemas.js";
-import type { TenantsService } from "./tenants.service.js";
+import type { EmbeddingSettings, TenantsService } from "./tenants.service.js";
 
 export interface Embedders {
   local: Embedder;
@@ -14,7 +14,9 @@ export interface Embedders {
  * The embedder a tenant's settings name, with the request fields that go with it: the model
  * and the tenant's own provider key only for the OpenAI provider (the local embedder has one
  * model). Ingestion and search must embed alike, so both call this. A caller that has just
- * read the tenant's configuration passes it as `config` (one read fewer).
+ * read the tenant's configuration passes it as `config` (its key is then read afresh too);
+ * without it the settings come from the tenants service's short-lived cache
+ * (`embeddingSettings`), which is what every search does.
  */
 export async function tenantEmbedder(
   embedders: Embedders,
@@ -22,19 +24,21 @@ export async function tenantEmbedder(
   ctx: TenantContext,
   config?: Pick<TenantConfig, "embeddingProvider" | "embeddingModel">,
 ): Promise<{ embedder: Embedder; request: Omit<EmbedRequest, "texts"> }> {
-  config ??= await tenants.getConfig(ctx);
-  if (config.embeddingProvider !== "openai") return { embedder: embedders.local, request: {} };
+  const settings: EmbeddingSettings = config
+    ? { provider: config.embeddingProvider, model: config.embeddingModel }
+    : await tenants.embeddingSettings(ctx);
+  if (settings.provider !== "openai") return { embedder: embedders.local, request: {} };
   if (!embedders.openai) {
     throw new AppError(
       "embedding.not_configured",
       "the tenant's embedding provider is openai, but this server has no OpenAI-compatible endpoint configured",
     );
   }
-  const apiKey = await tenants.providerApiKey(ctx);
+  const apiKey = config ? await tenants.providerApiKey(ctx) : settings.apiKey;
   return {
     embedder: embedders.openai,
     request: {
-      ...(config.embeddingModel ? { model: config.embeddingModel } : {}),
+      ...(settings.model ? { model: settings.model } : {}),
       ...(apiKey ? { apiKey } : {}),
     },
   };

@@ -1,3 +1,4 @@
+import { LRUCache } from "lru-cache";
 import { AppError, notFound } from "../../errors.js";
 import type { Clock } from "../../platform/clock.js";
 import { decryptSecret, encryptSecret } from "../../platform/crypto/index.js";
@@ -98,17 +99,53 @@ function configChanges(
   return { oldValues, newValues };
 }
 
+/** What a search needs of the tenant's configuration to embed its query (`embeddingSettings`). */
+export interface EmbeddingSettings {
+  provider: TenantConfig["embeddingProvider"];
+  model: string | null;
+  /** The tenant's own provider key in clear (OpenAI provider only); undefined when unset. */
+  apiKey?: string;
+}
+
+/**
+ * The cache of `embeddingSettings`. `ttlMs` bounds how long another process's configuration
+ * change goes unseen here (this process's own changes drop the entry at commit).
+ */
+export interface EmbeddingSettingsCache {
+  max: number;
+  ttlMs: number;
+}
+
+export const DEFAULT_EMBEDDING_SETTINGS_CACHE: EmbeddingSettingsCache = {
+  max: 10_000,
+  ttlMs: 5_000,
+};
+
 export function createTenantsService(deps: {
   db: Db;
   masterKey: Buffer;
   clock: Clock;
   /** Profile, configuration and status changes are recorded, in their transaction. */
   audit: AuditLog;
+  /** Bounds of the `embeddingSettings` cache; false reads the database every time. */
+  embeddingCache?: Partial<EmbeddingSettingsCache> | false;
 }) {
   const { db, audit } = deps;
+  const cacheBounds =
+    deps.embeddingCache === false
+      ? undefined
+      : { ...DEFAULT_EMBEDDING_SETTINGS_CACHE, ...deps.embeddingCache };
+  // Entries carry the clock time they were read at (the service's clock, so tests can move it).
+  const embeddingCache = cacheBounds
+    ? new LRUCache<string, { value: EmbeddingSettings; at: number }>({ max: cacheBounds.max })
+    : undefined;
+  // Bumped by every change of this process: a read that started before it must not cache.
+  const epochs = new Map<string, number>();
   const configListeners = new Set<(tenantId: string) => void>();
   const configChanged = (tx: Queryable, tenantId: string) => {
     const notify = () => {
+      embeddingCache?.delete(tenantId);
+      epochs.set(tenantId, (epochs.get(tenantId) ?? 0) + 1);
       for (const listener of configListeners) listener(tenantId);
     };
     if (tx.afterCommit) tx.afterCommit(notify);
@@ -199,6 +236,35 @@ export function createTenantsService(deps: {
       if (!found) throw notFound("tenant");
       if (!found.config) throw notFound("tenant configuration");
       return toConfig(found.config, found.plan);
+    },
+
+    /**
+     * The embedder settings of the tenant's configuration (provider, model, own key), as a
+     * search needs them for every query: cached per tenant. A change made by this process
+     * drops the entry when it commits, so the next search of this process embeds with the new
+     * settings; a change made by another process (server mode: several API processes) is seen
+     * within `ttlMs` (5 s by default). A short TTL rather than a version check because a check
+     * is itself one database read per search, the cost this cache removes; and a few seconds of
+     * staleness only affect query embedding after a provider change, which makes existing
+     * vectors incomparable until documents are re-ingested anyway (ingestion reads the
+     * configuration itself, uncached).
+     */
+    async embeddingSettings(ctx: TenantContext): Promise<EmbeddingSettings> {
+      const now = deps.clock.now();
+      const hit = embeddingCache?.get(ctx.tenantId);
+      if (hit && cacheBounds && now - hit.at < cacheBounds.ttlMs) return hit.value;
+      const epoch = epochs.get(ctx.tenantId) ?? 0;
+      const row = await store.config(db, ctx.tenantId);
+      if (!row) throw notFound("tenant configuration");
+      const provider = row.embedding_provider as TenantConfig["embeddingProvider"];
+      const value: EmbeddingSettings = { provider, model: row.embedding_model };
+      if (provider === "openai" && row.provider_api_key_enc) {
+        value.apiKey = decryptSecret(deps.masterKey, Buffer.from(row.provider_api_key_enc));
+      }
+      if ((epochs.get(ctx.tenantId) ?? 0) === epoch) {
+        embeddingCache?.set(ctx.tenantId, { value, at: now });
+      }
+      return value;
     },
 
     /**

@@ -10,17 +10,20 @@ import { catalogTable, chunksTable, type TableName, toCatalogRow } from "./lance
 import { createLimiter } from "./limiter.js";
 import type { HeldTenantLock, TenantLock } from "./lock.js";
 import {
+  type AnnIndexSettings,
   type AnnSearchSettings,
   annIndexState,
   bm25,
   buildAnnIndex,
   closeTables,
   compact,
+  DEFAULT_ANN_INDEX,
   DEFAULT_ANN_SEARCH,
   dueForCompaction,
   ensureFts,
   forgetIfGone,
   hasFts,
+  LANCE_INDEX_TYPE,
   nearest,
   TABLES,
   type TenantHandle,
@@ -56,8 +59,13 @@ export interface LanceVectorIndexOptions {
   annThreshold?: number;
   /** ANN index pieces (see `buildAnnIndex`) past which `optimize` builds the index anew. */
   maxAnnDeltas?: number;
-  /** How hard ANN queries search (`AnnSearchSettings`). */
+  /** How hard ANN queries search (`AnnSearchSettings`; defaults `DEFAULT_ANN_SEARCH`). */
   annSearch?: Partial<AnnSearchSettings>;
+  /**
+   * How `optimize` builds the ANN index (`AnnIndexSettings`; defaults `DEFAULT_ANN_INDEX`). An
+   * existing index of another type is rebuilt by the next `optimize`, and serves until then.
+   */
+  annIndex?: Partial<AnnIndexSettings>;
   /**
    * A write that leaves a table with this many small fragments compacts it before returning
    * (under the tenant's lock), which also folds new rows into the full-text and ANN indexes.
@@ -164,6 +172,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
   const annThreshold = opts.annThreshold ?? 20_000;
   const maxAnnDeltas = opts.maxAnnDeltas ?? 64;
   const annSearch = { ...DEFAULT_ANN_SEARCH, ...opts.annSearch };
+  const annIndex = { ...DEFAULT_ANN_INDEX, ...opts.annIndex };
   const compactLimits = {
     fragments: opts.compactFragments ?? 32,
     maxFragments: opts.maxCompactFragments ?? 256,
@@ -484,7 +493,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     if (!chunks) return;
     const state = await annIndexState(chunks);
     const annDue = state
-      ? state.deltas > maxAnnDeltas
+      ? state.deltas > maxAnnDeltas || state.type !== LANCE_INDEX_TYPE[annIndex.type]
       : crossedAnnThreshold || (await chunks.countRows()) >= annThreshold;
     const last = requested.get(tenantId);
     if (annDue && (last === undefined || now - last >= REQUEST_EVERY_MS)) {
@@ -504,7 +513,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     const annIndexed = await read(tenantId, "chunks", false, async (t) => {
       // A build reads one version for minutes: compactions meanwhile keep the old versions.
       const built = await lock.withLongReader(tenantId, () =>
-        buildAnnIndex(t, annThreshold, maxAnnDeltas),
+        buildAnnIndex(t, annThreshold, maxAnnDeltas, annIndex),
       );
       if (built && built.action !== "kept") {
         logger.info(
@@ -516,6 +525,26 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     });
     requested.delete(tenantId);
     return { annIndexed };
+  }
+
+  /** Tenants whose ANN index type this process has compared with `annIndex.type`. */
+  const typeChecked = new Set<string>();
+
+  /**
+   * Once per tenant and process, on its first vector search: an ANN index of another type than
+   * configured (built before `annIndex.type` changed) asks for an optimize, which rebuilds it.
+   * It keeps answering meanwhile, with the same query settings. Without this a tenant that no
+   * longer writes would never compact, so never be asked to rebuild.
+   */
+  async function checkAnnType(tenantId: string, t: Table): Promise<void> {
+    if (typeChecked.has(tenantId)) return;
+    if (typeChecked.size >= 100_000) typeChecked.clear();
+    typeChecked.add(tenantId);
+    const state = await annIndexState(t);
+    if (state && state.type !== LANCE_INDEX_TYPE[annIndex.type] && !requested.has(tenantId)) {
+      requested.set(tenantId, Date.now());
+      request(tenantId, 0, requested);
+    }
   }
 
   function searchArgs(tenantId: string, limit: number, filters: SearchFilters | undefined) {
@@ -577,9 +606,10 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       if (args.where === false) return [];
       const { where } = args;
       return limitSearch(() =>
-        read(args.tenant, "chunks", [] as VectorHit[], (t) =>
-          nearest(t, query, args.limit, where, annSearch),
-        ),
+        read(args.tenant, "chunks", [] as VectorHit[], async (t) => {
+          await checkAnnType(args.tenant, t);
+          return nearest(t, query, args.limit, where, annSearch);
+        }),
       );
     },
 

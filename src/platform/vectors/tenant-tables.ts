@@ -119,17 +119,88 @@ export async function forgetIfGone(h: TenantHandle, name: TableName): Promise<bo
 }
 
 /**
- * How hard an ANN query searches. The index (HNSW over scalar-quantized vectors) proposes
- * `limit × refineFactor` candidates, visiting at least `ef` graph nodes, and the refine step
- * re-ranks them by exact cosine distance (so scores stay comparable with exact search).
- * Without an ANN index both settings are inert. The defaults come from bench/RESULTS.md.
+ * How hard an ANN query searches. An IVF index first picks the `nprobes` partitions whose
+ * centroids are nearest the query; within each, an HNSW graph (IVF_HNSW_SQ) proposes
+ * `limit × refineFactor` candidates visiting at least `ef` nodes, or the partition is scanned
+ * (IVF_FLAT, IVF_PQ). The refine step re-ranks the candidates by exact cosine distance, so
+ * scores stay comparable with exact search. Without an ANN index every setting is inert; on an
+ * index of another type the settings it has no use for are ignored (an old single-partition
+ * HNSW-SQ index reads only `ef` and `refineFactor`). Defaults measured in bench/RESULTS.md
+ * ("Search latency at 100 000 chunks").
  */
 export interface AnnSearchSettings {
   ef: number;
   refineFactor: number;
+  nprobes: number;
 }
 
-export const DEFAULT_ANN_SEARCH: AnnSearchSettings = { ef: 1000, refineFactor: 20 };
+export const DEFAULT_ANN_SEARCH: AnnSearchSettings = { ef: 1000, refineFactor: 4, nprobes: 20 };
+
+/** The ANN index kinds of LanceDB 0.29 this adapter builds. */
+export const ANN_INDEX_TYPES = ["ivf_hnsw_sq", "ivf_pq", "ivf_flat"] as const;
+export type AnnIndexType = (typeof ANN_INDEX_TYPES)[number];
+
+/**
+ * How `optimize` builds the ANN index. `rowsPerPartition` sets the IVF partitions (rows / it,
+ * at least 1); undefined leaves it to LanceDB, which makes √rows of them (316 at 100 000
+ * rows). More partitions make each probe cheaper and the build faster (k-means, and one small
+ * graph per partition for IVF_HNSW_SQ) at the cost of recall for a fixed `nprobes`. `m` and
+ * `efConstruction` shape the HNSW graphs (IVF_HNSW_SQ only); `numSubVectors` the PQ codes
+ * (IVF_PQ only; must divide the dimensions; LanceDB picks when undefined).
+ *
+ * The default, IVF_PQ with √rows partitions, 20 probes and a refine factor of 4 (the PQ
+ * candidates re-ranked by exact cosine distance), answered in ~6.5 ms with recall@10 1.0 on
+ * clustered vectors at 100 000 × 384 on 2 cores, where IVF_FLAT took ~130 ms for the same
+ * recall and HNSW-SQ minutes to build (bench/RESULTS.md, "Search latency at 100 000 chunks").
+ * Without refinement PQ recall is 0.47: keep `refineFactor` ≥ 4 with it.
+ */
+export interface AnnIndexSettings {
+  type: AnnIndexType;
+  rowsPerPartition?: number;
+  m: number;
+  efConstruction: number;
+  numSubVectors?: number;
+}
+
+export const DEFAULT_ANN_INDEX: AnnIndexSettings = {
+  type: "ivf_pq",
+  m: 20,
+  efConstruction: 300,
+};
+
+/** LanceDB's name of each index type (`listIndices().indexType`). */
+export const LANCE_INDEX_TYPE: Record<AnnIndexType, string> = {
+  ivf_hnsw_sq: "IvfHnswSq",
+  ivf_pq: "IvfPq",
+  ivf_flat: "IvfFlat",
+};
+
+/** LanceDB's index configuration for `settings` over a table of `rows` rows. */
+export function annIndexConfig(settings: AnnIndexSettings, rows: number): Index {
+  const common = {
+    distanceType: "cosine" as const,
+    ...(settings.rowsPerPartition
+      ? { numPartitions: Math.max(1, Math.round(rows / settings.rowsPerPartition)) }
+      : {}),
+  };
+  switch (settings.type) {
+    case "ivf_hnsw_sq":
+      return Index.hnswSq({ ...common, m: settings.m, efConstruction: settings.efConstruction });
+    case "ivf_pq":
+      return Index.ivfPq({
+        ...common,
+        ...(settings.numSubVectors ? { numSubVectors: settings.numSubVectors } : {}),
+      });
+    case "ivf_flat":
+      return Index.ivfFlat(common);
+    default:
+      return assertNeverType(settings.type);
+  }
+}
+
+function assertNeverType(t: never): never {
+  throw new Error(`unknown ANN index type ${String(t)}`);
+}
 
 /** What `compact` keeps while an ANN build reads an older version (see TenantLock). */
 export const KEEP_VERSIONS_FOR_LONG_READER_MS = 24 * 3_600_000;
@@ -146,6 +217,7 @@ export async function nearest(
     .query()
     .nearestTo(vector)
     .distanceType("cosine")
+    .nprobes(ann.nprobes)
     // HNSW refuses an ef below the candidates it is asked for.
     .ef(Math.max(ann.ef, limit * ann.refineFactor))
     .refineFactor(ann.refineFactor)
@@ -181,37 +253,40 @@ export async function bm25(
   return rows.map((r) => toHit(r, Number(r._score))).sort((a, b) => b.score - a.score);
 }
 
-/** The table's ANN index, if any: `deltas` is how many pieces LanceDB searches one by one. */
-export async function annIndexState(t: Table): Promise<{ deltas: number } | undefined> {
+/**
+ * The table's ANN index, if any: `deltas` is how many pieces LanceDB searches one by one,
+ * `type` LanceDB's name of its kind ("IvfHnswSq", …).
+ */
+export async function annIndexState(
+  t: Table,
+): Promise<{ deltas: number; type: string } | undefined> {
   const idx = (await t.listIndices()).find((i) => i.columns.includes("vector"));
   if (!idx) return undefined;
-  return { deltas: (await t.indexStats(idx.name))?.numIndices ?? 1 };
+  return { deltas: (await t.indexStats(idx.name))?.numIndices ?? 1, type: idx.indexType };
 }
 
 /**
- * Builds the HNSW-SQ index (cosine: embeddings are L2-normalised) once the table has
- * `threshold` rows, and builds it anew once it has more than `maxDeltas` pieces: every
- * compaction folds the rows written since into a small extra index (a delta) that each query
- * searches separately, ~0.25 ms apiece (bench/RESULTS.md), until a rebuild merges them.
- * HNSW-SQ rather than IVF-PQ: on the same data IVF-PQ recalled 0.17–0.53 of the exact top 10
- * and took as long to build. One IVF partition per million rows bounds the memory of training.
- * False when there is no index and none is due; what was done otherwise.
+ * Builds the ANN index (cosine: embeddings are L2-normalised) once the table has `threshold`
+ * rows, and builds it anew once it has more than `maxDeltas` pieces (every compaction folds the
+ * rows written since into a small extra index, a delta, that each query searches separately,
+ * ~0.25 ms apiece, until a rebuild merges them) or is of another type than `settings.type` (an
+ * operator changed `ANN_INDEX_TYPE`: the old index serves searches until the new one commits).
+ * A changed partition size or graph shape alone does not rebuild: it applies at the next
+ * rebuild. False when there is no index and none is due; what was done otherwise.
  */
 export async function buildAnnIndex(
   t: Table,
   threshold: number,
   maxDeltas: number,
+  settings: AnnIndexSettings = DEFAULT_ANN_INDEX,
 ): Promise<false | { rows: number; ms: number; action: "kept" | "built" | "rebuilt" }> {
   const state = await annIndexState(t);
-  if (state && state.deltas <= maxDeltas) return { rows: 0, ms: 0, action: "kept" };
+  const sameType = state?.type === LANCE_INDEX_TYPE[settings.type];
+  if (state && sameType && state.deltas <= maxDeltas) return { rows: 0, ms: 0, action: "kept" };
   const rows = await t.countRows();
   if (!state && rows < threshold) return false;
   const started = Date.now();
-  const numPartitions = Math.max(1, Math.ceil(rows / 1_000_000));
-  await t.createIndex("vector", {
-    config: Index.hnswSq({ distanceType: "cosine", numPartitions }),
-    replace: true,
-  });
+  await t.createIndex("vector", { config: annIndexConfig(settings, rows), replace: true });
   return { rows, ms: Date.now() - started, action: state ? "rebuilt" : "built" };
 }
 
