@@ -5,7 +5,7 @@ import type { SearchFilters, VectorHit, VectorIndex } from "../../platform/vecto
 import type { TenantContext } from "../../tenancy.js";
 import type { DocumentsService } from "../ingestion/index.js";
 import type { QuotasService } from "../quotas/index.js";
-import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
+import { type Embedders, embedderFor, type TenantsService } from "../tenants/index.js";
 import type { BillableFact, UsageRecorder } from "../usage/index.js";
 import { type FusionSettings, fuse, fusionSettings } from "./fusion.js";
 import type { SearchResult } from "./search.schemas.js";
@@ -41,7 +41,7 @@ const FUSION_DEPTH = 30;
 const SEARCH_PRICE_KEY = { provider: "tenantrag", model: "search" } as const;
 
 export function createSearchService(deps: SearchDeps) {
-  type Embedding = Awaited<ReturnType<typeof tenantEmbedder>>;
+  type Embedding = ReturnType<typeof embedderFor>;
 
   /** The query's vector, and the embedding fact of `search` (tokens as the embedder billed). */
   async function queryVector(
@@ -139,14 +139,15 @@ export function createSearchService(deps: SearchDeps) {
       opts: InTransaction = {},
     ): Promise<SearchResult[]> {
       const embeds = q.mode === "vector" || q.mode === "hybrid";
-      const config = embeds ? await deps.tenants.getConfig(ctx) : undefined;
-      const embedding = config
-        ? await tenantEmbedder(deps.embedders, deps.tenants, ctx, config)
-        : undefined;
-      // Text search alone reads no configuration: its fusion settings are never used.
-      const fusion = fusionSettings(
-        config ?? { embeddingProvider: "local", searchFusion: null, searchTextWeight: null },
-      );
+      // One read of the tenant's search settings (cached by the tenants service), for the
+      // query's embedder and the fusion. Text search alone reads none: it fuses nothing.
+      const settings = embeds ? await deps.tenants.embeddingSettings(ctx) : undefined;
+      const embedding = settings ? embedderFor(deps.embedders, settings) : undefined;
+      const fusion = fusionSettings({
+        embeddingProvider: settings?.provider ?? "local",
+        searchFusion: settings?.searchFusion ?? null,
+        searchTextWeight: settings?.searchTextWeight ?? null,
+      });
       const queryTokens = embedding ? countTokens(q.query, embedding.request.model) : 0;
       const held = await deps.quotas.reserveAll(ctx, [
         { quota: "searches", amount: 1 },

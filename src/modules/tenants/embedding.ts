@@ -24,9 +24,20 @@ export async function tenantEmbedder(
   ctx: TenantContext,
   config?: Pick<TenantConfig, "embeddingProvider" | "embeddingModel">,
 ): Promise<{ embedder: Embedder; request: Omit<EmbedRequest, "texts"> }> {
-  const settings: EmbeddingSettings = config
-    ? { provider: config.embeddingProvider, model: config.embeddingModel }
-    : await tenants.embeddingSettings(ctx);
+  if (config) {
+    const settings = { provider: config.embeddingProvider, model: config.embeddingModel };
+    if (settings.provider !== "openai") return embedderFor(embedders, settings);
+    const apiKey = await tenants.providerApiKey(ctx);
+    return embedderFor(embedders, { ...settings, ...(apiKey ? { apiKey } : {}) });
+  }
+  return embedderFor(embedders, await tenants.embeddingSettings(ctx));
+}
+
+/** The embedder and request fields of settings already read (`embeddingSettings`). */
+export function embedderFor(
+  embedders: Embedders,
+  settings: Pick<EmbeddingSettings, "provider" | "model" | "apiKey">,
+): { embedder: Embedder; request: Omit<EmbedRequest, "texts"> } {
   if (settings.provider !== "openai") return { embedder: embedders.local, request: {} };
   if (!embedders.openai) {
     throw new AppError(
@@ -34,7 +45,7 @@ export async function tenantEmbedder(
       "the tenant's embedding provider is openai, but this server has no OpenAI-compatible endpoint configured",
     );
   }
-  const apiKey = config ? await tenants.providerApiKey(ctx) : settings.apiKey;
+  const { apiKey } = settings;
   return {
     embedder: embedders.openai,
     request: {

@@ -1,4 +1,4 @@
-export { type Embedders, tenantEmbedder } from "./embedding.js";
+export { type Embedders, embedderFor, tenantEmbedder } from "./embedding.js";
 export { tenantsRoutes } from "./tenants.routes.js";
 export * as tenantSchemas from "./tenants.schemas.js";
 export { DOCUMENT_TYPES } from "./tenants.schemas.js";

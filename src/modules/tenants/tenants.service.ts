@@ -99,12 +99,17 @@ function configChanges(
   return { oldValues, newValues };
 }
 
-/** What a search needs of the tenant's configuration to embed its query (`embeddingSettings`). */
+/**
+ * What a search needs of the tenant's configuration (`embeddingSettings`): how to embed its
+ * query, and how to fuse its lists.
+ */
 export interface EmbeddingSettings {
   provider: TenantConfig["embeddingProvider"];
   model: string | null;
   /** The tenant's own provider key in clear (OpenAI provider only); undefined when unset. */
   apiKey?: string;
+  searchFusion: TenantConfig["searchFusion"];
+  searchTextWeight: TenantConfig["searchTextWeight"];
 }
 
 /**
@@ -257,7 +262,12 @@ export function createTenantsService(deps: {
       const row = await store.config(db, ctx.tenantId);
       if (!row) throw notFound("tenant configuration");
       const provider = row.embedding_provider as TenantConfig["embeddingProvider"];
-      const value: EmbeddingSettings = { provider, model: row.embedding_model };
+      const value: EmbeddingSettings = {
+        provider,
+        model: row.embedding_model,
+        searchFusion: row.search_fusion,
+        searchTextWeight: row.search_text_weight,
+      };
       if (provider === "openai" && row.provider_api_key_enc) {
         value.apiKey = decryptSecret(deps.masterKey, Buffer.from(row.provider_api_key_enc));
       }
