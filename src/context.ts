@@ -400,6 +400,8 @@ export async function createContext(
         backoffBaseMs: config.jobBackoffMs,
         lockDurationMs: config.jobLockMs,
         stalledIntervalMs: config.jobLockMs,
+        fair: config.jobFairScheduling,
+        ...(config.jobTenantConcurrency ? { tenantConcurrency: config.jobTenantConcurrency } : {}),
       })
     : createEmbeddedQueue({
         db,
@@ -410,6 +412,8 @@ export async function createContext(
         leaseMs: config.jobLockMs,
         // PGlite opens its files for one process only: a job running at start is orphaned.
         singleProcess: db.kind === "pglite",
+        fair: config.jobFairScheduling,
+        tenantConcurrency: config.jobTenantConcurrency ?? 0,
       });
   // One extraction thread per concurrent job; none start until a job extracts. Closed after
   // the queue, whose running jobs may still be extracting.

@@ -18,6 +18,7 @@ import * as m0016 from "./migrations/0016-alerts.js";
 import * as m0018 from "./migrations/0018-audit-log.js";
 import * as m0019 from "./migrations/0019-api-key-addresses.js";
 import * as m0020 from "./migrations/0020-events.js";
+import * as m0021 from "./migrations/0021-fair-job-claims.js";
 
 export interface Migration {
   version: number;
@@ -47,6 +48,7 @@ export const migrations: readonly Migration[] = [
   { version: 19, name: "api-key-addresses", sql: m0019.sql },
   // 17 was never used; 18 and 19 are applied on existing databases.
   { version: 20, name: "events", sql: m0020.sql },
+  { version: 21, name: "fair-job-claims", sql: m0021.sql },
 ];
 
 /**
