@@ -4,7 +4,12 @@ import { createRateGate, RateGateTimeout } from "../../src/platform/embeddings/r
 /** A clock the test moves; timers still run on real time (short waits only). */
 function clock(start = 1_000_000) {
   let t = start;
-  return { now: () => t, advance: (ms: number) => void (t += ms) };
+  return {
+    now: () => t,
+    advance(ms: number) {
+      t += ms;
+    },
+  };
 }
 
 describe("rate gate (adaptive per-key limit)", () => {
