@@ -170,16 +170,18 @@ async function submit(app: FastifyInstance, apiKey: string, doc: Doc): Promise<s
   return res.json().documentId as string;
 }
 
-/** Polls (every 10 ms) until a text search for the marker finds the document. */
+/** Polls (every 50 ms) until a text search for the marker finds the document. */
 async function untilSearchable(ctx: AppContext, t: TenantContext, id: string, marker: string) {
+  const deadline = performance.now() + 300_000;
   for (;;) {
+    if (performance.now() > deadline) throw new Error(`document ${id} not searchable in 300 s`);
     const view = await ctx.documents.get(t, id);
     if (view.status === "failed") throw new Error(`document ${id} failed`);
     if (view.status === "completed") {
       const hits = await ctx.search.search(t, { query: marker, mode: "text", limit: 5 });
       if (hits.some((h) => h.documentId === id)) return;
     }
-    await sleep(10);
+    await sleep(50);
   }
 }
 
