@@ -232,9 +232,10 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
   }
 
   /**
-   * One fair relay pass: per tenant, its oldest committed rows not yet handed over, as many as
-   * its window has room for (rows handed over and not finished count against it), 500 in all
-   * at most. Passes of every process take turns under an advisory lock, so two cannot both
+   * One fair relay pass: per tenant, its oldest committed rows not yet handed over and due, as
+   * many as its window has room for (rows handed over and not finished count against it), 500
+   * in all at most. A delayed row (an `index.optimize` a minute away) is handed over once due,
+   * by the next pass: handed over early, it would hold a place of its tenant's window meanwhile. Passes of every process take turns under an advisory lock, so two cannot both
    * fill one tenant's last free place; the lock is transaction-scoped and the transaction cut
    * off by the server if its process freezes in it.
    */
@@ -270,7 +271,7 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
           select j.id, j.tenant_id, j.type, j.payload, j.priority, j.max_attempts, j.created_at,
                  greatest(0, extract(epoch from j.run_at - now()) * 1000)::int as delay_ms
           from jobs j
-          where j.status = 'queued' and j.relayed_at is null
+          where j.status = 'queued' and j.relayed_at is null and j.run_at <= now()
             and coalesce(j.tenant_id, ${nil}::uuid) = tenants.t
           order by j.priority desc, j.created_at
           limit greatest(0, ${tenantWindow}::int - coalesce(inflight.n, 0))
