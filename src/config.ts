@@ -118,6 +118,8 @@ const envSchema = z.object({
   EXTRACTION_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
   JOB_BACKOFF_MS: z.coerce.number().int().min(1).max(600_000).default(2000),
   JOB_LOCK_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000),
+  JOB_FAIR_SCHEDULING: boolish.default(true),
+  JOB_TENANT_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).optional(),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[\w.-]{1,64}$/, "letters, digits, _ . - (at most 64)")
@@ -225,6 +227,13 @@ export interface Config {
    * worker died runs again about this long later, plus one check interval of as much.
    */
   jobLockMs: number;
+  /** Jobs are taken round-robin across tenants (false: one FIFO across all). */
+  jobFairScheduling: boolean;
+  /**
+   * Most jobs of one tenant running at once across all workers; undefined: no cap (embedded)
+   * or the BullMQ adapter's window (4).
+   */
+  jobTenantConcurrency: number | undefined;
   /** Namespace of the keys in Redis (queues, throttles): deployments (or test runs) sharing a Redis differ. */
   queuePrefix: string;
   annThreshold: number;
@@ -391,6 +400,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     extractionTimeoutMs: e.EXTRACTION_TIMEOUT_MS,
     jobBackoffMs: e.JOB_BACKOFF_MS,
     jobLockMs: e.JOB_LOCK_MS,
+    jobFairScheduling: e.JOB_FAIR_SCHEDULING,
+    jobTenantConcurrency: e.JOB_TENANT_CONCURRENCY,
     queuePrefix: e.QUEUE_PREFIX,
     annThreshold: e.ANN_THRESHOLD,
     annSearch: { ef: e.ANN_EF, refineFactor: e.ANN_REFINE_FACTOR, nprobes: e.ANN_NPROBES },

@@ -402,6 +402,8 @@ export async function createContext(
         backoffBaseMs: config.jobBackoffMs,
         lockDurationMs: config.jobLockMs,
         stalledIntervalMs: config.jobLockMs,
+        fair: config.jobFairScheduling,
+        ...(config.jobTenantConcurrency ? { tenantConcurrency: config.jobTenantConcurrency } : {}),
       })
     : createEmbeddedQueue({
         db,
@@ -412,6 +414,8 @@ export async function createContext(
         leaseMs: config.jobLockMs,
         // PGlite opens its files for one process only: a job running at start is orphaned.
         singleProcess: db.kind === "pglite",
+        fair: config.jobFairScheduling,
+        tenantConcurrency: config.jobTenantConcurrency ?? 0,
       });
   // One extraction thread per concurrent job, up to one per CPU (extraction is CPU work; the
   // rest of a job mostly waits on the database and the tenant's vector write); none start

@@ -438,6 +438,120 @@ describe.each(queueAdapters)("JobQueue port: $name", ({ name, skip, open }) => {
       expect(runs.size).toBe(50);
       expect([...runs.values()].every((n) => n === 1)).toBe(true);
     });
+    describe("fair across tenants", () => {
+      // The jobs a test leaves queued must not take turns in the next one.
+      afterEach(() => h.db.query("delete from jobs where status = 'queued'"));
+
+      /** Waits for a job of `tenant` (not necessarily the test's first) to complete. */
+      const completed = (q: TestQueue, tenant: string, id: string) =>
+        waitFor(
+          `job ${id} to complete`,
+          async () => {
+            const job = await q.get(tenant, id);
+            return job?.status === "completed";
+          },
+          20_000,
+        );
+      /** `n` jobs of the tenant, enqueued in one batch. */
+      const bulk = (q: TestQueue, tenant: string, n: number, from = 0) =>
+        q.enqueueBatch(
+          Array.from({ length: n }, (_, i) => ({
+            type: "test.echo" as const,
+            payload: { tenantId: tenant, n: from + i },
+          })),
+        );
+
+      for (const concurrency of [1, 3]) {
+        it(`runs another tenant's job among the first few while one tenant has 200 queued (concurrency ${concurrency})`, async () => {
+          const a = await fresh();
+          const b = await createTenant(h.db);
+          const q = h.make();
+          const started: Array<{ tenant: string; n: number }> = [];
+          await bulk(q, a, 200);
+          const single = await q.enqueue("test.echo", { tenantId: b, n: 0 });
+          q.work(
+            handlers(async ({ payload }) => {
+              started.push({ tenant: payload.tenantId, n: payload.n });
+              await sleep(5);
+            }),
+            { concurrency },
+          );
+          await completed(q, b, single.id);
+          const position = started.findIndex((s) => s.tenant === b);
+          // FIFO would run it 201st. BullMQ: behind at most the window of A's jobs in Redis.
+          expect(position).toBeGreaterThanOrEqual(0);
+          expect(position).toBeLessThanOrEqual(concurrency + 5);
+          // A's jobs start in A's order with one worker slot.
+          const ofA = started.filter((s) => s.tenant === a).map((s) => s.n);
+          if (concurrency === 1) expect(ofA).toEqual([...ofA].sort((x, y) => x - y));
+        });
+      }
+
+      it("lets no tenant starve: two bulk loads share the workers turn by turn", async () => {
+        const a = await fresh();
+        const c = await createTenant(h.db);
+        const q = h.make();
+        await bulk(q, a, 200);
+        // Enqueued after all of A's: FIFO would run none of them before A's 200.
+        const cIds = await bulk(q, c, 200);
+        const started: string[] = [];
+        q.work(
+          handlers(async ({ payload }) => void started.push(payload.tenantId)),
+          { concurrency: 2 },
+        );
+        const ours = () => started.filter((t) => t === a || t === c);
+        await waitFor("60 jobs to start", () => ours().length >= 60);
+        const first = ours().slice(0, 60);
+        expect(first.filter((t) => t === a).length).toBeGreaterThanOrEqual(20);
+        expect(first.filter((t) => t === c).length).toBeGreaterThanOrEqual(20);
+        await completed(q, c, cIds[199]?.id as string);
+      });
+
+      it("holds the per-tenant cap across two workers with their own connections", async () => {
+        const a = await fresh();
+        const b = await createTenant(h.db);
+        const active = new Map<string, number>();
+        const peak = new Map<string, number>();
+        let peakAll = 0;
+        const both = handlers(async ({ payload }) => {
+          const now = (active.get(payload.tenantId) ?? 0) + 1;
+          active.set(payload.tenantId, now);
+          peak.set(payload.tenantId, Math.max(peak.get(payload.tenantId) ?? 0, now));
+          peakAll = Math.max(
+            peakAll,
+            [...active.values()].reduce((x, y) => x + y, 0),
+          );
+          await sleep(25);
+          active.set(payload.tenantId, (active.get(payload.tenantId) ?? 1) - 1);
+        });
+        const w1 = h.make({ tenantConcurrency: 2 });
+        const w2 = await h.makeOther({ tenantConcurrency: 2 });
+        const ids = [...(await bulk(w1, a, 24)), ...(await bulk(w1, b, 12))];
+        w1.work(both, { concurrency: 4 });
+        w2.work(both, { concurrency: 4 });
+        for (const [i, { id }] of ids.entries()) await completed(w1, i < 24 ? a : b, id);
+        expect(peak.get(a)).toBe(2);
+        expect(peak.get(b)).toBeLessThanOrEqual(2);
+        // The cap is per tenant: the two tenants did run at the same time.
+        expect(peakAll).toBeGreaterThan(2);
+      });
+
+      it("runs one FIFO across tenants when fairness is off", async () => {
+        const a = await fresh();
+        const b = await createTenant(h.db);
+        const q = h.make({ fair: false });
+        await bulk(q, a, 20);
+        const single = await q.enqueue("test.echo", { tenantId: b, n: 0 });
+        const started: string[] = [];
+        q.work(
+          handlers(async ({ payload }) => void started.push(payload.tenantId)),
+          { concurrency: 1 },
+        );
+        await completed(q, b, single.id);
+        expect(started.indexOf(b)).toBe(20);
+      });
+    });
+
     describe("enqueue in the caller's transaction", () => {
       it("a rolled-back transaction enqueues nothing, single or batch", async () => {
         await fresh();

@@ -24,6 +24,8 @@ import {
 import { buildPdf } from "../fixtures/pdf.js";
 
 const OPENAI_KEY = `sk-fake-${randomBytes(8).toString("hex")}`;
+/** A tenant's own provider key, which the fake can rate-limit alone. */
+const TENANT_KEY = `sk-own-${randomBytes(8).toString("hex")}`;
 const MB = 1024 * 1024;
 
 async function ingestText(t: TestApp, s: SignedUp, title: string, content: string) {
@@ -45,7 +47,7 @@ describe.each(backends)("ingestion faults ($name)", (backend) => {
   let silentUrl: string;
 
   beforeAll(async () => {
-    fake = await startFakeOpenAI({ keys: [OPENAI_KEY] });
+    fake = await startFakeOpenAI({ keys: [OPENAI_KEY, TENANT_KEY] });
     silent = createServer(() => {});
     silent.listen(0, "127.0.0.1");
     await once(silent, "listening");
@@ -58,6 +60,8 @@ describe.each(backends)("ingestion faults ($name)", (backend) => {
         FETCH_TIMEOUT_MS: "500",
         OPENAI_BASE_URL: fake.url,
         OPENAI_API_KEY: OPENAI_KEY,
+        // A tenant's jobs take one of the two worker slots at most: another tenant keeps one.
+        JOB_TENANT_CONCURRENCY: "1",
       },
       { workers: true },
     );
@@ -70,14 +74,14 @@ describe.each(backends)("ingestion faults ($name)", (backend) => {
   });
   beforeEach(() => fake.reset());
 
-  /** A tenant whose embeddings come from the fake OpenAI server. */
-  async function openaiTenant(): Promise<SignedUp> {
+  /** A tenant whose embeddings come from the fake OpenAI server (with its own key, if given). */
+  async function openaiTenant(providerApiKey?: string): Promise<SignedUp> {
     const s = await signup(t.app);
     const res = await t.app.inject({
       method: "PUT",
       url: "/api/customers/config",
       headers: bearer(s.token),
-      payload: { embeddingProvider: "openai" },
+      payload: { embeddingProvider: "openai", ...(providerApiKey ? { providerApiKey } : {}) },
     });
     expect(res.statusCode, res.body).toBe(200);
     return s;
@@ -201,6 +205,39 @@ describe.each(backends)("ingestion faults ($name)", (backend) => {
     const callers = new Set(fake.requests.map((r) => r.apiKey));
     expect(callers).toEqual(new Set([OPENAI_KEY]));
     expect(fake.requests.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it("a 429 for one tenant's key slows that tenant alone: its documents complete, after the Retry-After, and another tenant's are not held", async () => {
+    const a = await openaiTenant(TENANT_KEY);
+    const b = await openaiTenant();
+    // A's provider refuses its first two requests, asking for a second each time.
+    fake.failNextFor(TENANT_KEY, { status: 429, retryAfter: "1" }, 2);
+    const order: string[] = [];
+    const follow = (who: string, s: SignedUp, id: string) =>
+      settle(t.app, s.token, id).then((st) => {
+        order.push(who);
+        return st;
+      });
+    const aIds = [];
+    for (const n of [1, 2, 3]) aIds.push(await ingestText(t, a, `A ${n}`, `Alpha fact ${n}.`));
+    await expect.poll(() => fake.requests.some((r) => r.apiKey === TENANT_KEY)).toBe(true);
+    const bIds = [];
+    for (const n of [1, 2]) bIds.push(await ingestText(t, b, `B ${n}`, `Bravo fact ${n}.`));
+    const settled = await Promise.all([
+      ...aIds.map((id) => follow("a", a, id)),
+      ...bIds.map((id) => follow("b", b, id)),
+    ]);
+    // Nothing failed, and no job needed a second attempt: the embedder waited the 429s out.
+    for (const st of settled) {
+      expect(st).toMatchObject({ status: "completed", job: { status: "completed", attempts: 1 } });
+    }
+    // B's documents were done while A's key was paused.
+    expect(order.slice(0, 2)).toEqual(["b", "b"]);
+    const ofA = fake.requests.filter((r) => r.apiKey === TENANT_KEY).map((r) => r.at);
+    const [first, second, third] = ofA as [number, number, number];
+    // Each retry on A's key came no sooner than the second it was told to wait.
+    expect(second - first).toBeGreaterThanOrEqual(990);
+    expect(third - second).toBeGreaterThanOrEqual(990);
   });
 
   it("an embedding provider that answers 503 twice, then works, completes the document", async () => {

@@ -19,6 +19,7 @@ import * as m0018 from "./migrations/0018-audit-log.js";
 import * as m0019 from "./migrations/0019-api-key-addresses.js";
 import * as m0020 from "./migrations/0020-events.js";
 import * as m0021 from "./migrations/0021-search-settings.js";
+import * as m0022 from "./migrations/0022-fair-job-claims.js";
 
 export interface Migration {
   version: number;
@@ -49,6 +50,7 @@ export const migrations: readonly Migration[] = [
   // 17 was never used; 18 and 19 are applied on existing databases.
   { version: 20, name: "events", sql: m0020.sql },
   { version: 21, name: "search-settings", sql: m0021.sql },
+  { version: 22, name: "fair-job-claims", sql: m0022.sql },
 ];
 
 /**

@@ -279,6 +279,11 @@ export const schema = {
     last_run_at: "timestamptz null",
     updated_at: "timestamptz default",
   },
+  // 0022 the embedded queue's round-robin turn of each tenant (nil UUID: platform jobs)
+  job_tenant_turns: {
+    tenant_key: "uuid",
+    last_claimed_at: "timestamptz",
+  },
   // 0012 usage ledger
   prices: {
     id: "uuid default",

@@ -1,5 +1,6 @@
 import OpenAI, { APIConnectionError, APIError, APIUserAbortError } from "openai";
 import { type Embedder, EmbeddingError, type EmbedRequest, type EmbedResult } from "./embedder.js";
+import { createRateGate, type RateGate, RateGateTimeout } from "./rate-gate.js";
 import { countTokensBatch } from "./tokens.js";
 
 export interface OpenAIEmbedderOptions {
@@ -24,6 +25,14 @@ export interface OpenAIEmbedderOptions {
   maxRetryDelayMs?: number;
   /** Per HTTP request. */
   timeoutMs?: number;
+  /**
+   * The longest one embed call waits, in all, for a rate-limited key (Retry-After pauses and
+   * the queue for a place under the key's adaptive concurrency) before it fails as retryable,
+   * so that its job goes back to the queue and runs again later. Default 60 s.
+   */
+  maxRateLimitWaitMs?: number;
+  /** Requests in flight per provider key at first (default 4) and at most (default 16). */
+  keyConcurrency?: { initial: number; max: number };
 }
 
 /** Vector lengths of OpenAI's models, reported for an empty request that asks nothing. */
@@ -36,6 +45,11 @@ const MAX_BACKOFF_MS = 8_000;
 /** Clients kept per key; one per tenant that brings a key, plus the operator's. */
 const MAX_CLIENTS = 256;
 
+interface KeyState {
+  client: OpenAI;
+  gate: RateGate;
+}
+
 /**
  * Embeds through the official `openai` SDK against any OpenAI-compatible /v1/embeddings.
  *
@@ -43,6 +57,12 @@ const MAX_CLIENTS = 256;
  * AbortSignal and it honours any Retry-After however long. Ours honours Retry-After (seconds
  * or HTTP date) and retry-after-ms up to `maxRetryDelayMs`, backs off exponentially otherwise,
  * and stops at once on abort. Batches run one after another, in input order.
+ *
+ * Rate limits are per provider key (rate-gate.ts): a 429 pauses that key for every call using
+ * it, for as long as the provider asked, and halves how many requests may be in flight with
+ * it; successes raise that again. A 429 is retried until the call has waited
+ * `maxRateLimitWaitMs` in all, then fails as retryable (the job runs again later, the document
+ * is not failed). Other keys, other tenants' among them, are not slowed.
  */
 export function createOpenAIEmbedder(opts: OpenAIEmbedderOptions = {}): Embedder {
   const defaultModel = opts.defaultModel ?? "text-embedding-3-small";
@@ -51,20 +71,22 @@ export function createOpenAIEmbedder(opts: OpenAIEmbedderOptions = {}): Embedder
     maxRetries: opts.maxRetries ?? 4,
     initialDelayMs: opts.initialRetryDelayMs ?? 500,
     maxDelayMs: opts.maxRetryDelayMs ?? 60_000,
+    maxRateLimitWaitMs: opts.maxRateLimitWaitMs ?? 60_000,
   };
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new RangeError(`openai embedder: batchSize must be a positive integer, got ${batchSize}`);
   }
-  const clients = new Map<string, OpenAI>();
+  const keyConcurrency = opts.keyConcurrency ?? { initial: 4, max: 16 };
+  const clients = new Map<string, KeyState>();
 
-  function clientFor(apiKey: string): OpenAI {
-    let client = clients.get(apiKey);
-    if (client) {
+  function clientFor(apiKey: string): KeyState {
+    let state = clients.get(apiKey);
+    if (state) {
       // Re-insert so the Map's order is least recently used first.
       clients.delete(apiKey);
     } else {
       // Every option is explicit: the SDK would otherwise read OPENAI_* environment variables.
-      client = new OpenAI({
+      const client = new OpenAI({
         apiKey,
         baseURL: opts.baseURL ?? "https://api.openai.com/v1",
         organization: null,
@@ -76,10 +98,15 @@ export function createOpenAIEmbedder(opts: OpenAIEmbedderOptions = {}): Embedder
         logLevel: "warn",
         ...(opts.fetch ? { fetch: opts.fetch } : {}),
       });
+      const gate = createRateGate({
+        initialConcurrency: keyConcurrency.initial,
+        maxConcurrency: keyConcurrency.max,
+      });
+      state = { client, gate };
       if (clients.size >= MAX_CLIENTS) clients.delete(clients.keys().next().value as string);
     }
-    clients.set(apiKey, client);
-    return client;
+    clients.set(apiKey, state);
+    return state;
   }
 
   return {
@@ -97,7 +124,8 @@ export function createOpenAIEmbedder(opts: OpenAIEmbedderOptions = {}): Embedder
         const dimensions = opts.dimensions ?? KNOWN_DIMENSIONS[model] ?? 0;
         return { vectors: [], dimensions, model, tokens: 0 };
       }
-      const client = clientFor(apiKey);
+      const { client, gate } = clientFor(apiKey);
+      const deadline = Date.now() + policy.maxRateLimitWaitMs;
       const vectors: number[][] = [];
       let tokens = 0;
       for (let start = 0; start < req.texts.length; start += batchSize) {
@@ -108,7 +136,7 @@ export function createOpenAIEmbedder(opts: OpenAIEmbedderOptions = {}): Embedder
               { model, input: batch, ...(opts.dimensions ? { dimensions: opts.dimensions } : {}) },
               { signal: req.signal ?? null },
             ),
-          policy,
+          { ...policy, gate, deadline },
           req.signal,
         );
         for (const v of inInputOrder(res.data, batch.length)) vectors.push(v);
@@ -152,6 +180,7 @@ interface RetryPolicy {
   maxRetries: number;
   initialDelayMs: number;
   maxDelayMs: number;
+  maxRateLimitWaitMs: number;
 }
 
 interface Failure {
@@ -182,32 +211,66 @@ function classify(err: unknown): Failure {
   return { retryable: false, message: `embedding failed: ${message}` };
 }
 
+/**
+ * Runs `attempt` through the key's gate. 429s are retried once the gate lets the key be used
+ * again, until `deadline`; other retryable failures `maxRetries` times with backoff.
+ */
 async function withRetries<T>(
   attempt: () => Promise<T>,
-  policy: RetryPolicy,
+  policy: RetryPolicy & { gate: RateGate; deadline: number },
   signal?: AbortSignal,
 ): Promise<T> {
-  for (let retry = 0; ; retry++) {
+  const { gate } = policy;
+  let limited = 0;
+  for (let retry = 0; ; ) {
     try {
-      return await attempt();
+      await gate.acquire(policy.deadline, signal);
     } catch (err) {
-      signal?.throwIfAborted();
-      const failure = classify(err);
-      const fail = (message: string) => {
-        const e = new EmbeddingError(message, failure.retryable, failure.status);
-        e.cause = err;
-        return e;
-      };
-      if (!failure.retryable || retry >= policy.maxRetries) {
-        const tries = retry > 0 ? ` (after ${retry + 1} attempts)` : "";
-        throw fail(failure.message + tries);
-      }
-      const asked = retryAfterMs(failure.headers);
-      if (asked !== undefined && asked > policy.maxDelayMs) {
-        throw fail(`${failure.message}; the provider asks to wait ${Math.ceil(asked / 1000)} s`);
-      }
-      await sleep(asked ?? backoffMs(retry, policy.initialDelayMs), signal);
+      if (!(err instanceof RateGateTimeout)) throw err;
+      const waited = Math.round(policy.maxRateLimitWaitMs / 1000);
+      throw new EmbeddingError(
+        `embedding provider rate limit: ${err.message}, beyond the ${waited} s this call waits; try again later`,
+        true,
+        429,
+      );
     }
+    let failure: Failure;
+    let error: unknown;
+    try {
+      const result = await attempt();
+      gate.release({ kind: "success" });
+      return result;
+    } catch (err) {
+      error = err;
+      failure = classify(err);
+    }
+    const asked = retryAfterMs(failure.headers);
+    if (failure.status === 429) {
+      gate.release({
+        kind: "rate_limited",
+        pauseMs: asked ?? backoffMs(limited++, policy.initialDelayMs),
+      });
+    } else {
+      gate.release({ kind: "other" });
+    }
+    signal?.throwIfAborted();
+    const fail = (message: string) => {
+      const e = new EmbeddingError(message, failure.retryable, failure.status);
+      e.cause = error;
+      return e;
+    };
+    if (!failure.retryable) throw fail(failure.message);
+    if (asked !== undefined && asked > policy.maxDelayMs) {
+      throw fail(`${failure.message}; the provider asks to wait ${Math.ceil(asked / 1000)} s`);
+    }
+    // A 429 waits in the gate (the pause it set), bounded by the call's deadline.
+    if (failure.status === 429) continue;
+    if (retry >= policy.maxRetries) {
+      const tries = retry > 0 ? ` (after ${retry + 1} attempts)` : "";
+      throw fail(failure.message + tries);
+    }
+    await sleep(asked ?? backoffMs(retry, policy.initialDelayMs), signal);
+    retry++;
   }
 }
 

@@ -25,6 +25,8 @@ export interface BullmqProcessorDeps {
   logger: Logger;
   backoffBaseMs: number;
   isClosing: () => boolean;
+  /** Called when a run ends, however it ended (the fair relay hands over the next job). */
+  onSettled?: () => void;
 }
 
 /** The `jobs` row id of a BullMQ job: its own id, or one derived for a scheduler's run. */
@@ -195,7 +197,10 @@ export function createBullmqProcessor(deps: BullmqProcessorDeps) {
       const key = token ?? `${job.id}`;
       const p = run(job, key, signal ?? neverAborted);
       running.set(key, { jobId: `${job.id}`, done: p });
-      p.catch(() => {}).finally(() => running.delete(key));
+      p.catch(() => {}).finally(() => {
+        running.delete(key);
+        deps.onSettled?.();
+      });
       return p;
     },
 

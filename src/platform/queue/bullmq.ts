@@ -9,6 +9,7 @@ import {
   getJob,
   insertJobs,
   type NewJob,
+  PLATFORM_TENANT_KEY,
   prepareJob,
 } from "./jobs-store.js";
 import type { JobHandlers, JobQueue, JobRegistry, JobTypeOptions } from "./queue.js";
@@ -38,6 +39,46 @@ export interface BullmqQueueOptions<R extends JobRegistry> {
   maxStalledCount?: number;
   /** How often a working queue looks for committed jobs not yet handed to Redis. */
   relayIntervalMs?: number;
+  /**
+   * Fair across tenants (default): each tenant has at most `tenantConcurrency` jobs in Redis
+   * (waiting, delayed or running) at a time; the rest wait in the `jobs` table and are handed
+   * over, oldest first, as earlier ones finish. False hands every job over at once (one FIFO).
+   */
+  fair?: boolean;
+  /** The per-tenant window of fair mode; default 4. It also caps a tenant's running jobs. */
+  tenantConcurrency?: number;
+}
+
+/** The per-tenant window of fair mode when none is given. */
+export const DEFAULT_BULLMQ_TENANT_WINDOW = 4;
+
+/** Fair relay passes of every process take turns under this transaction-scoped lock. */
+const RELAY_LOCK = 0x72656c79; // "rely"
+
+/** Rows per relay pass (and per BullMQ addBulk). */
+const RELAY_BATCH = 500;
+
+/**
+ * Runs `pass` now, or once more after the one in progress when called during it: calls that
+ * come while a pass runs share one rerun, so a burst of completions costs a pass or two.
+ */
+function coalescing(pass: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  let rerun: Promise<void> | undefined;
+  const run = (): Promise<void> => {
+    if (!running) {
+      running = pass().finally(() => {
+        running = undefined;
+      });
+      return running;
+    }
+    rerun ??= running.then(() => {
+      rerun = undefined;
+      return run();
+    });
+    return rerun;
+  };
+  return run;
 }
 
 /**
@@ -54,6 +95,7 @@ function queuedRows(q: Queryable) {
       "payload",
       "priority",
       "max_attempts",
+      "relayed_at",
       sql<number>`greatest(0, extract(epoch from run_at - now()) * 1000)::int`.as("delay_ms"),
     ])
     .where("status", "=", "queued");
@@ -94,6 +136,11 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
   const prefix = opts.prefix ?? "tenantrag";
   const backoffBaseMs = opts.backoffBaseMs ?? 2_000;
   const typeOptions = (opts.typeOptions ?? {}) as JobTypeOptions<JobRegistry>;
+  const fair = opts.fair ?? true;
+  const tenantWindow = opts.tenantConcurrency || DEFAULT_BULLMQ_TENANT_WINDOW;
+  if (!Number.isInteger(tenantWindow) || tenantWindow < 1) {
+    throw new Error(`tenantConcurrency must be a positive integer, got ${tenantWindow}`);
+  }
   // Enqueue fails fast when Redis is unreachable instead of hanging an HTTP request.
   const queue = new Queue(queueName, {
     connection: { url: opts.redisUrl, maxRetriesPerRequest: 3 },
@@ -169,15 +216,102 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
   async function submit(jobs: NewJob[], tx: Queryable | undefined): Promise<void> {
     if (closed) throw new Error("The job queue is closed");
     if (jobs.length === 0) return;
+    // Fair: hands over those of these jobs their tenant's window has room for; the rest wait
+    // their turn, which the relay of a working queue gives them as earlier jobs finish.
+    const ids = jobs.map((j) => j.id);
+    const handOff = fair ? () => handOverFair(ids) : () => handOver(jobs);
     if (tx && tx !== db) {
       await insertJobs(tx, jobs);
       // Without a commit hook (a wrapped handle) the relay hands them over.
-      tx.afterCommit?.(() => void handOver(jobs));
+      tx.afterCommit?.(() => void handOff());
       return;
     }
     if (jobs.length === 1) await insertJobs(db, jobs);
     else await db.transaction((t) => insertJobs(t, jobs));
-    await handOver(jobs);
+    await handOff();
+  }
+
+  /**
+   * One fair relay pass: per tenant, its oldest committed rows not yet handed over and due, as
+   * many as its window has room for (rows handed over and not finished count against it), 500
+   * in all at most. A delayed row (an `index.optimize` a minute away) is handed over once due,
+   * by the next pass: handed over early, it would hold a place of its tenant's window meanwhile. Passes of every process take turns under an advisory lock, so two cannot both
+   * fill one tenant's last free place; the lock is transaction-scoped and the transaction cut
+   * off by the server if its process freezes in it.
+   */
+  async function relayFair(only?: readonly string[]): Promise<number> {
+    const nil = sql.lit(PLATFORM_TENANT_KEY);
+    const key = sql`coalesce(tenant_id, ${nil}::uuid)`;
+    const unrelayed = sql`status = 'queued' and relayed_at is null`;
+    // Every tenant with rows to hand over (a skip scan), or those of the jobs just enqueued.
+    const tenants = only
+      ? sql`tenants(t) as (select distinct ${key} from jobs where id = any(${only}::uuid[]))`
+      : sql`tenants(t) as (
+          (select ${key} from jobs where ${unrelayed} order by 1 limit 1)
+          union all
+          select (select ${key} from jobs where ${unrelayed} and ${key} > tenants.t
+                  order by 1 limit 1)
+          from tenants where tenants.t is not null
+        )`;
+    // Just enqueued: only those ids, and only if no older row of their tenant waits its turn.
+    const onlyThese = only ? sql`and h.id = any(${only}::uuid[])` : sql``;
+    return db.transaction(async (tx) => {
+      await sql`select set_config('idle_in_transaction_session_timeout', '5000', true),
+                       pg_advisory_xact_lock(${RELAY_LOCK})`.execute(kysely(tx));
+      const { rows } = await sql<QueuedRow>`
+        with recursive ${tenants},
+        inflight as (
+          select ${key} as t, count(*)::int as n from jobs
+          where status in ('queued', 'running') and relayed_at is not null group by 1
+        )
+        select h.id, h.tenant_id, h.type, h.payload, h.priority, h.max_attempts, h.delay_ms
+        from tenants
+        left join inflight on inflight.t = tenants.t
+        cross join lateral (
+          select j.id, j.tenant_id, j.type, j.payload, j.priority, j.max_attempts, j.created_at,
+                 greatest(0, extract(epoch from j.run_at - now()) * 1000)::int as delay_ms
+          from jobs j
+          where j.status = 'queued' and j.relayed_at is null and j.run_at <= now()
+            and coalesce(j.tenant_id, ${nil}::uuid) = tenants.t
+          order by j.priority desc, j.created_at
+          limit greatest(0, ${tenantWindow}::int - coalesce(inflight.n, 0))
+        ) h
+        where tenants.t is not null ${onlyThese}
+        order by h.created_at
+        limit ${RELAY_BATCH}`.execute(kysely(tx));
+      if (rows.length === 0) return 0;
+      await addToRedis(rows.map(fromRow));
+      await markRelayed(
+        tx,
+        rows.map((r) => r.id),
+      );
+      return rows.length;
+    });
+  }
+
+  /** Relay passes until a short one; never rejects (the periodic relay tries again). */
+  const relayAll = async (): Promise<void> => {
+    try {
+      while ((await (fair ? relayFair() : relayOnce())) === RELAY_BATCH) {}
+    } catch (err) {
+      logger.warn({ err }, "jobs recorded but not yet handed to redis; the relay will");
+    }
+  };
+  /** Fair mode's relay: periodically, and after a job of this worker ends. */
+  const kickRelay = coalescing(relayAll);
+
+  /** Fair mode's fast path after an enqueue commits; a failure is left to the relay. */
+  async function handOverFair(ids: readonly string[]): Promise<void> {
+    try {
+      for (let start = 0; start < ids.length; start += RELAY_BATCH) {
+        await relayFair(ids.slice(start, start + RELAY_BATCH));
+      }
+    } catch (err) {
+      logger.warn(
+        { err, jobIds: ids },
+        "jobs recorded but not yet handed to redis; the relay will",
+      );
+    }
   }
 
   /** One relay pass: committed rows not yet handed over, oldest first, 500 at most. */
@@ -186,7 +320,7 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
       const rows = await queuedRows(tx)
         .where("relayed_at", "is", null)
         .orderBy("created_at")
-        .limit(500)
+        .limit(RELAY_BATCH)
         .forUpdate()
         .skipLocked()
         .execute();
@@ -236,8 +370,11 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
         .execute();
       if (rows.length === 0) return 0;
       // Rows due for a while but still queued: lost, or waiting behind a backlog. BullMQ
-      // ignores an add whose job id it already holds, so only lost jobs are added.
-      await addToRedis(rows.map(fromRow));
+      // ignores an add whose job id it already holds, so only lost jobs are added. In fair
+      // mode rows never handed over wait for their tenant's window: the relay adds them.
+      const lost = fair ? rows.filter((r) => r.relayed_at !== null) : rows;
+      if (lost.length > 0) await addToRedis(lost.map(fromRow));
+      if (lost.length < rows.length) await kickRelay();
       return rows.length;
     },
 
@@ -253,6 +390,8 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
         logger,
         backoffBaseMs,
         isClosing: () => closed,
+        // A finished job frees a place in its tenant's window: hand over the next one now.
+        ...(fair ? { onSettled: () => void kickRelay() } : {}),
       };
       processor = createBullmqProcessor(deps);
       worker = new Worker(queueName, processor.process, {
@@ -273,7 +412,8 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
         logger,
         what: "relaying recorded jobs to redis",
         async tick() {
-          while ((await relayOnce()) === 500) {}
+          if (fair) await kickRelay();
+          else while ((await relayOnce()) === RELAY_BATCH) {}
         },
       });
     },

@@ -1,7 +1,7 @@
 import type { UpdateObject } from "kysely";
 import { assertNever } from "../../errors.js";
-import { type Database, kysely, type Queryable, type Row, sql } from "../db/index.js";
-import { msFromNow, typeIn } from "./jobs-store.js";
+import { type Database, type Db, kysely, type Queryable, type Row, sql } from "../db/index.js";
+import { msFromNow, PLATFORM_TENANT_KEY, typeIn } from "./jobs-store.js";
 
 /**
  * The statements of the embedded worker on the `jobs` table: claim, lease renewal, sweep of
@@ -63,6 +63,103 @@ export async function claimJob(
     .where("id", "=", next)
     .returning(CLAIMED_COLUMNS)
     .executeTakeFirst();
+}
+
+/** How claims choose among ready jobs. */
+export interface ClaimPolicy {
+  /** Round-robin across tenants (true), or one FIFO across all (false, the old order). */
+  fair: boolean;
+  /** Most running jobs of one tenant across all workers; 0 for no cap. Fair claims only. */
+  tenantConcurrency: number;
+}
+
+/** Capped claims on PostgreSQL take turns under this transaction-scoped advisory lock. */
+const CLAIM_LOCK = 0x6a6f6273; // "jobs"
+
+/**
+ * Takes the next ready job round-robin across tenants: among the tenants that have a ready
+ * job (and fewer than `tenantConcurrency` running, when capped), the one whose last claim is
+ * oldest (a tenant never served first); within a tenant, priority, then run_at, then enqueue
+ * order, as the FIFO claim. Priority still comes first across tenants.
+ *
+ * The tenants with queued jobs are found by a skip scan over `jobs_fair_idx` (one probe per
+ * tenant, not one row per job), so a tenant's backlog of thousands costs a claim no more than
+ * one job does. One statement: on PGlite, which runs one statement at a time, that alone makes
+ * the cap exact. On PostgreSQL a capped claim runs in a transaction that first takes an
+ * advisory lock, so claims of every worker and process take turns and read committed running
+ * counts: two claimers cannot both take a tenant's last free slot. The transaction sets an
+ * idle-in-transaction timeout, so a process frozen while holding the lock (SIGSTOP, a long GC)
+ * is cut off by the server after seconds instead of stopping every capped claim.
+ */
+export async function claimFairJob(
+  db: Db,
+  opts: { workerId: string; leaseMs: number; types: string[]; tenantConcurrency: number },
+): Promise<ClaimedJob | undefined> {
+  if (opts.tenantConcurrency === 0 || db.kind !== "postgres") return fairClaim(db, opts);
+  return db.transaction(async (tx) => {
+    await sql`select set_config('idle_in_transaction_session_timeout', '5000', true),
+                     pg_advisory_xact_lock(${CLAIM_LOCK})`.execute(kysely(tx));
+    return fairClaim(tx, opts);
+  });
+}
+
+async function fairClaim(
+  q: Queryable,
+  opts: { workerId: string; leaseMs: number; types: string[]; tenantConcurrency: number },
+): Promise<ClaimedJob | undefined> {
+  const nil = sql.lit(PLATFORM_TENANT_KEY);
+  const key = sql`coalesce(tenant_id, ${nil}::uuid)`;
+  const cap = opts.tenantConcurrency;
+  const { rows } = await sql<ClaimedJob>`
+    with recursive tenants(t) as (
+      (select ${key} from jobs where status = 'queued' order by 1 limit 1)
+      union all
+      select (select ${key} from jobs
+              where status = 'queued' and ${key} > tenants.t order by 1 limit 1)
+      from tenants where tenants.t is not null
+    ),
+    busy as (
+      select ${key} as t, count(*)::int as n from jobs where status = 'running' group by 1
+    ),
+    heads as (
+      select h.id, tenants.t, h.priority, h.run_at, h.created_at, turns.last_claimed_at
+      from tenants
+      left join busy on busy.t = tenants.t
+      left join job_tenant_turns turns on turns.tenant_key = tenants.t
+      cross join lateral (
+        select j.id, j.priority, j.run_at, j.created_at from jobs j
+        where j.status = 'queued' and coalesce(j.tenant_id, ${nil}::uuid) = tenants.t
+          and j.run_at <= now() and j.type = any(${opts.types}::text[])
+        order by j.priority desc, j.run_at, j.created_at
+        limit 1
+        for update skip locked
+      ) h
+      where tenants.t is not null
+        and (${cap}::int = 0 or coalesce(busy.n, 0) < ${cap}::int)
+    ),
+    pick as (
+      select id, t from heads
+      order by priority desc, last_claimed_at nulls first, run_at, created_at
+      limit 1
+    ),
+    turn as (
+      insert into job_tenant_turns (tenant_key, last_claimed_at)
+      select t, clock_timestamp() from pick
+      on conflict (tenant_key) do update set last_claimed_at = excluded.last_claimed_at
+    )
+    update jobs set
+      status = 'running',
+      attempts = attempts + 1,
+      started_at = now(),
+      updated_at = now(),
+      locked_by = ${opts.workerId},
+      locked_until = ${msFromNow(opts.leaseMs)}
+    from pick
+    where jobs.id = pick.id
+    returning jobs.id, jobs.type, jobs.payload, jobs.attempts, jobs.max_attempts`.execute(
+    kysely(q),
+  );
+  return rows[0];
 }
 
 /**

@@ -3,6 +3,8 @@ import { assertNever } from "../../errors.js";
 import type { Db } from "../db/index.js";
 import {
   type ClaimedJob,
+  type ClaimPolicy,
+  claimFairJob,
   claimJob,
   type Outcome,
   recordOutcome,
@@ -32,6 +34,8 @@ export interface EmbeddedWorkerDeps {
   backoffBaseMs: number;
   /** Only this process works the table (PGlite): jobs running at start were left by a dead one. */
   singleProcess: boolean;
+  /** Round-robin across tenants or FIFO, and the per-tenant cap. */
+  claim: ClaimPolicy;
 }
 
 export interface EmbeddedWorker {
@@ -113,7 +117,14 @@ export function startEmbeddedWorker(deps: EmbeddedWorkerDeps): EmbeddedWorker {
             orphansRequeued = true;
           }
           if (Date.now() - lastSweep >= sweepEveryMs) await sweep();
-          const job = await claimJob(db, { workerId, leaseMs, types });
+          const job = deps.claim.fair
+            ? await claimFairJob(db, {
+                workerId,
+                leaseMs,
+                types,
+                tenantConcurrency: deps.claim.tenantConcurrency,
+              })
+            : await claimJob(db, { workerId, leaseMs, types });
           errors = 0;
           if (job && closing) {
             await write(job, { kind: "released" });

@@ -52,6 +52,18 @@ export interface EmbeddedQueueOptions<R extends JobRegistry> {
    * after their lease. Default false (PostgreSQL: other processes may be working them).
    */
   singleProcess?: boolean;
+  /**
+   * Claim round-robin across tenants (default): the next job is the next one of the ready
+   * tenant served least recently, so one tenant's backlog does not delay another's job. False
+   * restores one FIFO (priority, due time, enqueue order) across all tenants.
+   */
+  fair?: boolean;
+  /**
+   * Most jobs of one tenant running at once, across every worker on the table; 0 (default) for
+   * no cap. With a cap below the concurrency, a tenant whose jobs are slow or waiting (a
+   * provider's rate limit) cannot occupy every slot. Applies to fair claims only.
+   */
+  tenantConcurrency?: number;
 }
 
 /**
@@ -138,6 +150,12 @@ export function createEmbeddedQueue<R extends JobRegistry>(
       if (!Number.isInteger(concurrency) || concurrency < 1) {
         throw new Error(`concurrency must be a positive integer, got ${concurrency}`);
       }
+      const tenantConcurrency = opts.tenantConcurrency ?? 0;
+      if (!Number.isInteger(tenantConcurrency) || tenantConcurrency < 0) {
+        throw new Error(
+          `tenantConcurrency must be a non-negative integer, got ${tenantConcurrency}`,
+        );
+      }
       const types = Object.keys(handlers);
       worker = startEmbeddedWorker({
         db,
@@ -151,6 +169,7 @@ export function createEmbeddedQueue<R extends JobRegistry>(
         pollMs,
         backoffBaseMs: opts.backoffBaseMs ?? 2_000,
         singleProcess: opts.singleProcess ?? false,
+        claim: { fair: opts.fair ?? true, tenantConcurrency },
       });
       scheduler = startTicker({
         everyMs: pollMs,

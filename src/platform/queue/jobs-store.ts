@@ -33,6 +33,9 @@ export interface NewJob {
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
 
+/** The tenant key of platform jobs (tenant_id null) in fair scheduling: a "tenant" of its own. */
+export const PLATFORM_TENANT_KEY = "00000000-0000-0000-0000-000000000000";
+
 /** Default grace of `close()`: what a container runtime typically allows before SIGKILL. */
 export const DEFAULT_CLOSE_GRACE_MS = 10_000;
 
