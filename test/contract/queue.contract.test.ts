@@ -277,7 +277,12 @@ describe.each(queueAdapters)("JobQueue port: $name", ({ name, skip, open }) => {
         [lost, tenantId, JSON.stringify({ tenantId, n: 2 })],
       );
       const waiting = await q.enqueue("test.echo", { tenantId, n: 3 }, { delayMs: 60_000 });
-      expect(await q.recover(60_000)).toBe(name.startsWith("embedded") ? 0 : 1);
+      // Embedded: the row is the job, nothing to bring back. BullMQ: recover() hands the row to
+      // Redis, unless the relay's own pass (after the enqueue above commits, fair scheduling
+      // hands every tenant its due rows) got there first; either way it runs once.
+      const recovered = await q.recover(60_000);
+      if (name.startsWith("embedded")) expect(recovered).toBe(0);
+      else expect([0, 1]).toContain(recovered);
       await until(q, lost, "completed");
       // A second pass, and one that sees the delayed job too, change nothing.
       await q.recover(0);
