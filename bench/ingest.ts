@@ -14,7 +14,7 @@
  * requests timed after the idle documents, 10 × 50 × 9 KB by default; 0 skips them).
  *
  * RSS and heap of the process (API and workers are one process here) are sampled every second
- * of the bulk load; `--docs=10000` is the long-load memory run of issue 11.
+ * of the bulk load; `--docs=10000` is the long-load memory run.
  */
 import { randomBytes } from "node:crypto";
 import path from "node:path";
