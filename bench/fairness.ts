@@ -5,7 +5,7 @@
  * bench/ingest.ts drives it. Each mode runs twice in the same run: fair scheduling on (the
  * default) and off (JOB_FAIR_SCHEDULING=false: one FIFO across tenants, the baseline).
  *
- *   npm run bench:fairness -- --docs=5000          (the issue's load; about 4 × 4 min)
+ *   npm run bench:fairness -- --docs=5000          (full size: about 4 × 4 min)
  *
  * Options (flag or BENCH_* variable): docs (A's bulk, default 1500), doc-bytes (A's, 5000),
  * b-bytes (B's, 600), b-every-ms (1000), submitters (A's requests in flight, 4), concurrency
@@ -15,20 +15,10 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import pino from "pino";
-import { loadConfig } from "../src/config.js";
-import { type AppContext, createContext } from "../src/context.js";
-import { buildApp } from "../src/http/app.js";
-import { generateSigningKeyPem } from "../src/platform/crypto/signing.js";
+import type { AppContext } from "../src/context.js";
 import type { TenantContext } from "../src/tenancy.js";
-import {
-  BENCH_DATABASE_URL,
-  BENCH_REDIS_URL,
-  benchContext,
-  dropQueuePrefix,
-  openPostgres,
-  tempDir,
-  uniqueQueuePrefix,
-} from "./lib/backends.js";
+import { bootBenchApp } from "./lib/app.js";
+import { BENCH_DATABASE_URL, BENCH_REDIS_URL, benchContext } from "./lib/backends.js";
 import {
   intOption,
   mapLimit,
@@ -72,59 +62,16 @@ interface Booted {
   dispose(): Promise<void>;
 }
 
-const silent = pino({ level: "silent" });
+const _silent = pino({ level: "silent" });
 
-async function boot(mode: Mode, fair: boolean): Promise<Booted> {
-  const data = tempDir("fairness");
-  const base = {
-    DATA_DIR: data.dir,
-    LOG_LEVEL: "silent" as const,
+function boot(mode: Mode, fair: boolean): Promise<Booted> {
+  return bootBenchApp(mode, "fairness", {
     WORKER_CONCURRENCY: String(opts.concurrency),
     JOB_FAIR_SCHEDULING: String(fair),
     ...(opts.tenantConcurrency > 0
       ? { JOB_TENANT_CONCURRENCY: String(opts.tenantConcurrency) }
       : {}),
-  };
-  if (mode === "embedded") {
-    const ctx = await createContext(loadConfig(base), { logger: silent });
-    const app = await buildApp(ctx);
-    await app.ready();
-    return {
-      ctx,
-      app,
-      async dispose() {
-        await app.close();
-        await ctx.close();
-        data.remove();
-      },
-    };
-  }
-  const pg = await openPostgres(BENCH_DATABASE_URL as string);
-  const redisUrl = BENCH_REDIS_URL as string;
-  const prefix = uniqueQueuePrefix("fairness");
-  const config = loadConfig({
-    ...base,
-    DATABASE_URL: BENCH_DATABASE_URL,
-    REDIS_URL: redisUrl,
-    QUEUE_PREFIX: prefix,
-    JWT_SECRET: randomBytes(32).toString("hex"),
-    MASTER_KEY: randomBytes(32).toString("hex"),
-    AUDIT_SIGNING_KEY: generateSigningKeyPem(),
   });
-  const ctx = await createContext(config, { db: pg.db, logger: silent, migrations: "skip" });
-  const app = await buildApp(ctx);
-  await app.ready();
-  return {
-    ctx,
-    app,
-    async dispose() {
-      await app.close();
-      await ctx.close();
-      await pg.dispose();
-      await dropQueuePrefix(redisUrl, prefix);
-      data.remove();
-    },
-  };
 }
 
 function generateDocs(count: number, bytes: number, offset: number, runSeed: number): Doc[] {

@@ -21,20 +21,10 @@ import path from "node:path";
 import { connect } from "@lancedb/lancedb";
 import type { FastifyInstance } from "fastify";
 import pino from "pino";
-import { loadConfig } from "../src/config.js";
-import { type AppContext, createContext } from "../src/context.js";
-import { buildApp } from "../src/http/app.js";
-import { generateSigningKeyPem } from "../src/platform/crypto/signing.js";
+import type { AppContext } from "../src/context.js";
 import type { TenantContext } from "../src/tenancy.js";
-import {
-  BENCH_DATABASE_URL,
-  BENCH_REDIS_URL,
-  benchContext,
-  dropQueuePrefix,
-  openPostgres,
-  tempDir,
-  uniqueQueuePrefix,
-} from "./lib/backends.js";
+import { bootBenchApp } from "./lib/app.js";
+import { BENCH_DATABASE_URL, BENCH_REDIS_URL, benchContext } from "./lib/backends.js";
 import {
   intOption,
   mapLimit,
@@ -83,60 +73,21 @@ interface Booted {
   dispose(): Promise<void>;
 }
 
-const silent = pino({ level: "silent" });
+const _silent = pino({ level: "silent" });
 
 async function boot(mode: Mode): Promise<Booted> {
-  const data = tempDir("ingest");
-  const base = {
-    DATA_DIR: data.dir,
-    LOG_LEVEL: "silent" as const,
-    ...(opts.concurrency ? { WORKER_CONCURRENCY: opts.concurrency } : {}),
-  };
-  const lanceDir = path.join(data.dir, "lance");
-  if (mode === "embedded") {
-    // Exactly what `npm start` does with an empty DATA_DIR: PGlite under it, migrated.
-    const ctx = await createContext(loadConfig(base), { logger: silent });
-    const app = await buildApp(ctx);
-    await app.ready();
-    return {
-      ctx,
-      app,
-      label: "embedded (PGlite + embedded queue)",
-      lanceDir,
-      async dispose() {
-        await app.close();
-        await ctx.close();
-        data.remove();
-      },
-    };
-  }
-  const pg = await openPostgres(BENCH_DATABASE_URL as string);
-  const redisUrl = BENCH_REDIS_URL as string;
-  const prefix = uniqueQueuePrefix("ingest");
-  const config = loadConfig({
-    ...base,
-    DATABASE_URL: BENCH_DATABASE_URL,
-    REDIS_URL: redisUrl,
-    QUEUE_PREFIX: prefix,
-    JWT_SECRET: randomBytes(32).toString("hex"),
-    MASTER_KEY: randomBytes(32).toString("hex"),
-    AUDIT_SIGNING_KEY: generateSigningKeyPem(),
-  });
-  const ctx = await createContext(config, { db: pg.db, logger: silent, migrations: "skip" });
-  const app = await buildApp(ctx);
-  await app.ready();
+  const b = await bootBenchApp(
+    mode,
+    "ingest",
+    opts.concurrency ? { WORKER_CONCURRENCY: opts.concurrency } : {},
+  );
   return {
-    ctx,
-    app,
-    label: "server (PostgreSQL + BullMQ/Redis)",
-    lanceDir,
-    async dispose() {
-      await app.close();
-      await ctx.close(); // closes pg.db too
-      await pg.dispose();
-      await dropQueuePrefix(redisUrl, prefix);
-      data.remove();
-    },
+    ...b,
+    label:
+      mode === "embedded"
+        ? "embedded (PGlite + embedded queue)"
+        : "server (PostgreSQL + BullMQ/Redis)",
+    lanceDir: path.join(b.dataDir, "lance"),
   };
 }
 
