@@ -2,7 +2,10 @@
  * Statements per server-mode ingestion job: boots the app in server mode (PostgreSQL +
  * BullMQ), sends documents one at a time through the HTTP app and waits for each, while every
  * statement the `pg` driver sends is recorded with the job (BullMQ run) it was sent for.
- * Prints the statements of one job in order and the count per job (begin/commit included).
+ * The same for each submission, from the request to its 202 (statements sent while it is in
+ * flight that no job sent: a relay or telemetry pass landing in that window counts too).
+ * Prints the statements of one job and one submission in order, and the counts per run
+ * (begin/commit included).
  *
  *   TEST_DATABASE_URL=… TEST_REDIS_URL=… npx tsx bench/job-statements.ts --docs=20
  */
@@ -31,6 +34,8 @@ if (!BENCH_DATABASE_URL || !BENCH_REDIS_URL)
   throw new Error("set TEST_DATABASE_URL and TEST_REDIS_URL");
 
 const run = new AsyncLocalStorage<string>();
+/** The submission in flight (the HTTP path does not carry an async context through inject). */
+let submitting: string | undefined;
 const byJob = new Map<string, Array<{ sql: string; ms: number }>>();
 const proto = Worker.prototype as unknown as {
   callProcessJob(job: { name: string; id?: string }, ...rest: unknown[]): unknown;
@@ -42,7 +47,7 @@ proto.callProcessJob = function (this: unknown, job, ...rest) {
 /** Records a statement sent on a promise (the adapter's calls; the pool's own use callbacks). */
 function record(original: (...a: unknown[]) => unknown) {
   return function (this: unknown, ...args: unknown[]) {
-    const tag = run.getStore();
+    const tag = run.getStore() ?? submitting;
     const text = typeof args[0] === "string" ? args[0] : (args[0] as { text?: string })?.text;
     const res = original.apply(this, args);
     if (tag && text && res instanceof Promise) {
@@ -102,6 +107,7 @@ async function main() {
     const gen = createTextGenerator(42);
     for (let i = 0; i < opts.docs; i++) {
       const title = `${gen.word()} guide ${i}`;
+      submitting = `submit ${i}`;
       const res = await app.inject({
         method: "POST",
         url: "/api/ingest/document",
@@ -112,6 +118,7 @@ async function main() {
           docType: "md",
         },
       });
+      submitting = undefined;
       const { documentId } = res.json() as { documentId: string };
       for (;;) {
         const [row] = await ctx.db.query<{ status: string }>(
@@ -124,18 +131,23 @@ async function main() {
       }
     }
     await sleep(200);
-    const jobs = [...byJob.entries()].filter(([k]) => k.startsWith("ingest.process"));
-    const [, sample] = jobs[Math.floor(jobs.length / 2)] ?? [];
-    console.log("statements of one ingest.process run, in order (ms = round trip):");
-    for (const [i, s] of (sample ?? []).entries())
-      console.log(`${String(i + 1).padStart(3)} ${s.ms.toFixed(2).padStart(6)}  ${s.sql}`);
-    const counts = jobs.map(([, l]) => l.length);
-    const txs = jobs.map(([, l]) => l.filter((s) => /^begin/i.test(s.sql)).length);
-    const sum = jobs.map(([, l]) => l.reduce((n, s) => n + s.ms, 0));
     const avg = (a: number[]) => a.reduce((n, x) => n + x, 0) / a.length;
-    console.log(
-      `\n${jobs.length} jobs: statements per job mean ${avg(counts).toFixed(1)} (min ${Math.min(...counts)}, max ${Math.max(...counts)}), transactions ${avg(txs).toFixed(1)}, summed round trips ${avg(sum).toFixed(1)} ms`,
-    );
+    for (const [prefix, label] of [
+      ["submit", "submission (POST /api/ingest/document, to its 202)"],
+      ["ingest.process", "ingest.process run"],
+    ] as const) {
+      const runs = [...byJob.entries()].filter(([k]) => k.startsWith(prefix));
+      const [, sample] = runs[Math.floor(runs.length / 2)] ?? [];
+      console.log(`statements of one ${label}, in order (ms = round trip):`);
+      for (const [i, s] of (sample ?? []).entries())
+        console.log(`${String(i + 1).padStart(3)} ${s.ms.toFixed(2).padStart(6)}  ${s.sql}`);
+      const counts = runs.map(([, l]) => l.length);
+      const txs = runs.map(([, l]) => l.filter((s) => /^begin/i.test(s.sql)).length);
+      const sum = runs.map(([, l]) => l.reduce((n, s) => n + s.ms, 0));
+      console.log(
+        `\n${runs.length} × ${prefix}: statements mean ${avg(counts).toFixed(1)} (min ${Math.min(...counts)}, max ${Math.max(...counts)}), transactions ${avg(txs).toFixed(1)}, summed round trips ${avg(sum).toFixed(1)} ms\n`,
+      );
+    }
   } finally {
     await app.close();
     await ctx.close();
