@@ -28,16 +28,9 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import pino from "pino";
-import { createAuditLog } from "../src/modules/audit/index.js";
-import { createEventsLog } from "../src/modules/events/index.js";
 import { chunkText } from "../src/modules/ingestion/chunking.js";
-import { createDocumentsService } from "../src/modules/ingestion/index.js";
 import { type FusionMethod, fuse } from "../src/modules/search/fusion.js";
-import { createSearchService } from "../src/modules/search/index.js";
-import { createTenantsService, type tenantSchemas } from "../src/modules/tenants/index.js";
-import { createUsageService } from "../src/modules/usage/index.js";
-import { createLocalBlobStore } from "../src/platform/blobs/local.js";
-import { systemClock } from "../src/platform/clock.js";
+import type { tenantSchemas } from "../src/modules/tenants/index.js";
 import type { Db } from "../src/platform/db/index.js";
 import { createLocalEmbedder } from "../src/platform/embeddings/local.js";
 import {
@@ -56,6 +49,7 @@ import {
   table,
   timed,
 } from "./lib/report.js";
+import { benchSearchService, benchTenants } from "./lib/search-stack.js";
 
 const opts = {
   items: intOption("items", 400),
@@ -76,11 +70,6 @@ const silent = pino({ level: "silent" });
 const embedder = createLocalEmbedder({ dimensions: DIMENSIONS });
 
 /** Quality is measured without quotas (see bench/search.ts). */
-const unmetered = {
-  reserveAll: async () => [],
-  settleAll: async () => {},
-  release: async () => {},
-};
 
 export interface Item {
   name: string;
@@ -300,27 +289,6 @@ async function variants(index: LanceVectorIndex, tenantId: string, items: Item[]
   table(["fusion (index level)", "R@1", "R@10", "MRR@10"], rows);
 }
 
-const audit = (db: Db) => createAuditLog({ db, clock: systemClock });
-
-function catalog(db: Db, vectors: LanceVectorIndex, blobsDir: string) {
-  return createDocumentsService({
-    db,
-    vectors,
-    blobs: createLocalBlobStore({ root: blobsDir }),
-    queue: { get: async () => undefined },
-    usage: createUsageService({ db, clock: systemClock, logger: silent, audit: audit(db) }),
-    audit: audit(db),
-    events: createEventsLog({
-      db,
-      clock: systemClock,
-      logger: silent,
-      oversize: "refuse",
-      messageSentSampleRate: 1,
-    }),
-    logger: silent,
-  });
-}
-
 async function main() {
   printHeader("tenantrag retrieval quality benchmark", opts);
   const root = path.resolve("node_modules");
@@ -333,26 +301,19 @@ async function main() {
   const blobs = tempDir("blobs");
   const store = await openPglite();
   const { db } = store;
-  const tenants = createTenantsService({
-    db,
-    masterKey: Buffer.alloc(32, 7),
-    clock: systemClock,
-    audit: { record: async () => ({ id: "", seq: 0 }) },
-  });
+  const tenants = benchTenants(db);
   const index = createLanceVectorIndex({
     uri: lance.dir,
     dimensions: DIMENSIONS,
     lock: createInProcessTenantLock(),
     logger: silent,
   });
-  const search = createSearchService({
+  const search = benchSearchService({
     db,
-    documents: catalog(db, index, blobs.dir),
     vectors: index,
+    blobsDir: blobs.dir,
     embedders: { local: embedder },
     tenants,
-    usage: createUsageService({ db, clock: systemClock, logger: silent, audit: audit(db) }),
-    quotas: unmetered,
   });
   try {
     const tenant = await db.transaction((tx) =>

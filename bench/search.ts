@@ -29,14 +29,8 @@ import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { connect } from "@lancedb/lancedb";
 import pino from "pino";
-import { createAuditLog } from "../src/modules/audit/index.js";
-import { createEventsLog } from "../src/modules/events/index.js";
-import { createDocumentsService } from "../src/modules/ingestion/index.js";
-import { createSearchService, reciprocalRankFusion } from "../src/modules/search/index.js";
-import { createTenantsService } from "../src/modules/tenants/index.js";
-import { createUsageService } from "../src/modules/usage/index.js";
-import { createLocalBlobStore } from "../src/platform/blobs/local.js";
-import { systemClock } from "../src/platform/clock.js";
+import { type createSearchService, reciprocalRankFusion } from "../src/modules/search/index.js";
+import type { createTenantsService } from "../src/modules/tenants/index.js";
 import type { Db } from "../src/platform/db/index.js";
 import { createLocalEmbedder } from "../src/platform/embeddings/local.js";
 import { withQueryCache } from "../src/platform/embeddings/query-cache.js";
@@ -65,17 +59,8 @@ import {
   table,
   timed,
 } from "./lib/report.js";
+import { benchSearchService, benchTenants } from "./lib/search-stack.js";
 import { createTextGenerator, prng } from "./lib/text.js";
-
-/**
- * Retrieval is measured here without quotas: a reserve and a settle per search are measured on
- * their own by bench/metering/quota.ts.
- */
-const unmetered = {
-  reserveAll: async () => [],
-  settleAll: async () => {},
-  release: async () => {},
-};
 
 const opts = {
   sizes: listOption("sizes", [10_000, 30_000]),
@@ -390,42 +375,13 @@ async function burst(
   return { label, rows, searches: opts.burst, wallMs, rssGrowthMiB: (peak - before) / 2 ** 20 };
 }
 
-const audit = (db: Db) => createAuditLog({ db, clock: systemClock });
-
-/** The documents service as search reads it (active versions); it deletes nothing here. */
-function catalog(db: Db, vectors: LanceVectorIndex, blobsDir: string) {
-  const blobs = createLocalBlobStore({ root: blobsDir });
-  return createDocumentsService({
-    db,
-    vectors,
-    blobs,
-    queue: { get: async () => undefined },
-    usage: createUsageService({ db, clock: systemClock, logger: silent, audit: audit(db) }),
-    audit: audit(db),
-    events: createEventsLog({
-      db,
-      clock: systemClock,
-      logger: silent,
-      oversize: "refuse",
-      messageSentSampleRate: 1,
-    }),
-    logger: silent,
-  });
-}
-
 async function main() {
   printHeader("tenantrag search benchmark", opts);
   const lance = tempDir("lance");
   const blobs = tempDir("blobs");
   const store = await openPglite();
   const { db } = store;
-  const tenants = createTenantsService({
-    db,
-    masterKey: Buffer.alloc(32, 7),
-    clock: systemClock,
-    // Nothing measured here changes a tenant's profile, configuration or status: no audit rows.
-    audit: { record: async () => ({ id: "", seq: 0 }) },
-  });
+  const tenants = benchTenants(db);
   const embedders = { local: queryEmbedder };
   const index = createLanceVectorIndex({
     uri: lance.dir,
@@ -435,14 +391,12 @@ async function main() {
     cacheSize: opts.cacheSize,
     logger: silent,
   });
-  const search = createSearchService({
+  const search = benchSearchService({
     db,
-    documents: catalog(db, index, blobs.dir),
     vectors: index,
+    blobsDir: blobs.dir,
     embedders,
     tenants,
-    usage: createUsageService({ db, clock: systemClock, logger: silent, audit: audit(db) }),
-    quotas: unmetered,
   });
   const cells: Cell[] = [];
   const builds: Array<[string, string]> = [];
@@ -450,23 +404,15 @@ async function main() {
   const annVariants: Array<Array<string | number>> = [];
   let warm: LanceVectorIndex | undefined;
 
-  const legacyTenants = createTenantsService({
-    db,
-    masterKey: Buffer.alloc(32, 7),
-    clock: systemClock,
-    audit: { record: async () => ({ id: "", seq: 0 }) },
-    embeddingCache: false,
-  });
+  const legacyTenants = benchTenants(db, { embeddingCache: false });
   /** The search service over `vectors`: as composed now, or (legacy) without the caches. */
   const serviceOver = (vectors: LanceVectorIndex, legacy = false) =>
-    createSearchService({
+    benchSearchService({
       db,
-      documents: catalog(db, vectors, blobs.dir),
       vectors,
+      blobsDir: blobs.dir,
       embedders: { local: legacy ? embedder : queryEmbedder },
       tenants: legacy ? legacyTenants : tenants,
-      usage: createUsageService({ db, clock: systemClock, logger: silent, audit: audit(db) }),
-      quotas: unmetered,
     });
   const legacySearch = serviceOver(index, true);
 
@@ -698,14 +644,12 @@ async function main() {
         cacheSize: all,
         logger: silent,
       });
-      const warmSearch = createSearchService({
+      const warmSearch = benchSearchService({
         db,
-        documents: catalog(db, warm, blobs.dir),
         vectors: warm,
+        blobsDir: blobs.dir,
         embedders,
         tenants,
-        usage: createUsageService({ db, clock: systemClock, logger: silent, audit: audit(db) }),
-        quotas: unmetered,
       });
       // Open every tenant first, so that the baseline measures a warm cache only.
       for (const [i, ctx] of contexts.entries()) {
