@@ -39,6 +39,25 @@ function openIndex(
   return createLanceVectorIndex({ uri: tempDir(), dimensions: DIMS, logger, ...opts });
 }
 
+/** The index's top `k` for `q` are the exact top `k` of `rows` by cosine, with their scores. */
+async function expectExactTop(
+  index: LanceVectorIndex,
+  tenant: string,
+  rows: ChunkRow[],
+  q: number[],
+  k: number,
+) {
+  const exact = rows
+    .map((r) => ({ id: r.id, score: cosine(q, r.vector) }))
+    .sort((x, y) => y.score - x.score)
+    .slice(0, k);
+  const hits = await index.searchVector(tenant, q, k);
+  expect(hits.map((h) => h.id)).toEqual(exact.map((e) => e.id));
+  hits.forEach((h, i) => {
+    expect(h.score).toBeCloseTo(exact[i]?.score as number, 3);
+  });
+}
+
 // ---- the vector index -----------------------------------------------------------------------
 
 describe.each(lockCases)("VectorIndex (LanceDB), writes under the $name lock", (lc) => {
@@ -404,15 +423,7 @@ describe.each(lockCases)("VectorIndex (LanceDB), writes under the $name lock", (
 
       for (const [qi, center] of centers.slice(0, 6).entries()) {
         const q = unit(center.map((x) => x + 0.1 * (rng(qi + 500)() - 0.5)));
-        const exact = rows
-          .map((r) => ({ id: r.id, score: cosine(q, r.vector) }))
-          .sort((x, y) => y.score - x.score)
-          .slice(0, 5);
-        const hits = await index.searchVector(tenant, q, 5);
-        expect(hits.map((h) => h.id)).toEqual(exact.map((e) => e.id));
-        hits.forEach((h, i) => {
-          expect(h.score).toBeCloseTo(exact[i]?.score as number, 3);
-        });
+        await expectExactTop(index, tenant, rows, q, 5);
       }
       // Filtered ANN search still fills the limit.
       const pdf = await index.searchVector(tenant, near(0), 30, { docTypes: ["pdf"] });
@@ -906,15 +917,7 @@ describe("VectorIndex (LanceDB): upkeep on the write path", () => {
         );
         for (const [qi, center] of centers.entries()) {
           const q = unit(center.map((x) => x + 0.1 * (rng(qi + 700)() - 0.5)));
-          const exact = rows
-            .map((r) => ({ id: r.id, score: cosine(q, r.vector) }))
-            .sort((x, y) => y.score - x.score)
-            .slice(0, 5);
-          const hits = await index.searchVector(tenant, q, 5);
-          expect(hits.map((h) => h.id)).toEqual(exact.map((e) => e.id));
-          hits.forEach((h, i) => {
-            expect(h.score).toBeCloseTo(exact[i]?.score as number, 3);
-          });
+          await expectExactTop(index, tenant, rows, q, 5);
         }
       } finally {
         await index.close();
