@@ -1,8 +1,8 @@
-import { Readable } from "node:stream";
 import type { FastifyReply } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { platformContext, tenantContext } from "../../http/auth-hook.js";
+import { sendDownload } from "../../http/stream.js";
 import {
   adminListQuerySchema,
   adminWindowQuerySchema,
@@ -28,12 +28,8 @@ const jsonLines = {
  */
 export const auditRoutes: FastifyPluginAsyncZod<{ trail: AuditTrail }> = async (app, { trail }) => {
   const tenantRead = { minRole: "admin", scope: "admin" } as const;
-  const stream = (reply: FastifyReply, name: string, lines: AsyncGenerator<string>) => {
-    reply
-      .type("application/x-ndjson; charset=utf-8")
-      .header("content-disposition", `attachment; filename="${name}.jsonl"`);
-    return reply.send(Readable.from(lines));
-  };
+  const stream = (reply: FastifyReply, name: string, lines: AsyncGenerator<string>) =>
+    sendDownload(reply, "application/x-ndjson; charset=utf-8", `${name}.jsonl`, lines);
 
   app.get(
     "/api/audit/public-key",

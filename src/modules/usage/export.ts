@@ -93,12 +93,16 @@ export function createExports(deps: {
 }) {
   /** The tenant's billable events of `[from, to)`, with document titles, page by page. */
   async function* events(ctx: TenantContext, from: Date, to: Date, format: ExportFormat) {
-    if (format === "csv") yield csvLine(EVENT_COLUMNS);
+    // The CSV header goes out with the first page, so that the first chunk follows a read.
+    let head = format === "csv" ? csvLine(EVENT_COLUMNS) : "";
     const titles = new Map<string, string | null>();
     let after: { at: Date; id: string } | null = null;
     for (;;) {
       const rows = await reportsStore.eventsPage(deps.db, ctx.tenantId, from, to, after, PAGE);
-      if (rows.length === 0) return;
+      if (rows.length === 0) {
+        if (head) yield head;
+        return;
+      }
       const missing = [
         ...new Set(
           rows.map((r) => r.document_id).filter((id): id is string => !!id && !titles.has(id)),
@@ -111,7 +115,8 @@ export function createExports(deps: {
         );
         for (const id of missing) titles.set(id, found.get(id) ?? null);
       }
-      let out = "";
+      let out = head;
+      head = "";
       for (const r of rows) {
         const record = {
           occurred_at: r.occurred_at.toISOString(),
@@ -150,10 +155,12 @@ export function createExports(deps: {
     to: Date,
     format: ExportFormat,
   ) {
-    if (format === "csv") yield csvLine(USAGE_COLUMNS);
     const rows = await deps.rollups.read(ctx.tenantId, period, from, to);
+    let head = format === "csv" ? csvLine(USAGE_COLUMNS) : "";
+    if (rows.length === 0 && head) yield head;
     for (let i = 0; i < rows.length; i += PAGE) {
-      let out = "";
+      let out = head;
+      head = "";
       for (const r of rows.slice(i, i + PAGE)) {
         const p = toUsagePoint(r);
         out +=

@@ -1,9 +1,9 @@
-import { Readable } from "node:stream";
 import type { FastifyReply } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { platformContext, tenantContext } from "../../http/auth-hook.js";
 import { idParams } from "../../http/schemas.js";
+import { sendDownload } from "../../http/stream.js";
 import type { ExportFormat, Exports } from "./export.js";
 import {
   adminCustomerUsageResponse,
@@ -170,15 +170,15 @@ export const metricsRoutes: FastifyPluginAsyncZod<{ reports: Reports; exports: E
           ? exports.events(ctx, from, to, format)
           : exports.usage(ctx, q.period, from, to, format);
       const name = `usage-${q.kind}-${from.toISOString().slice(0, 10)}-${to.toISOString().slice(0, 10)}`;
-      reply
-        .type(format === "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson; charset=utf-8")
-        .header(
-          "content-disposition",
-          `attachment; filename="${name}.${format === "csv" ? "csv" : "jsonl"}"`,
-        );
       // The documented body is text; the type provider types send() as string, but Fastify
-      // streams a Readable as is (the plain reply type takes any payload).
-      return (reply as FastifyReply).send(Readable.from(body));
+      // streams a Readable as is (the plain reply type takes any payload). Nothing is sent
+      // before the first page is read: a failed first read is an ordinary error answer.
+      return sendDownload(
+        reply as FastifyReply,
+        format === "csv" ? "text/csv; charset=utf-8" : "application/x-ndjson; charset=utf-8",
+        `${name}.${format === "csv" ? "csv" : "jsonl"}`,
+        body,
+      );
     },
   );
 
