@@ -55,6 +55,17 @@ describe.each(backends)("actors and time ($name)", (backend) => {
     expectError(await refresh(s.refreshToken), 401, "auth.refresh_token_invalid");
   });
 
+  it("an access token stops with its session when the session's lifetime has passed on the clock", async () => {
+    const s = await signup(t.app);
+    clock.advance((REFRESH_TTL_S - 100) * 1000);
+    const renewed = await refresh(s.refreshToken);
+    expect(renewed.statusCode, renewed.body).toBe(200);
+    expect((await profile(renewed.json().token)).statusCode).toBe(200);
+    // The new access token has most of its lifetime left, but its session ends now.
+    clock.advance(200 * 1000);
+    expectError(await profile(renewed.json().token), 401, "auth.session_revoked");
+  });
+
   it("a job acts as the system, for the API key whose request queued it", async () => {
     const s = await signup(t.app);
     const me = await t.app.inject({ url: "/api/auth/me", headers: { "x-api-key": s.apiKey } });

@@ -644,6 +644,42 @@ describe.each(backends)("audit rows of identity and administration ($name)", (ba
       await noRowOf(bad);
     });
 
+    it("a PUT that changes nothing writes no row (profile and configuration)", async () => {
+      const s = await signup(t.app, { companyName: "Same Name" });
+      const profile = meta();
+      const same = await call(
+        profile,
+        { method: "PUT", url: "/api/customers/profile", headers: asUser(s) },
+        { companyName: "Same Name" },
+      );
+      expect(same.statusCode, same.body).toBe(200);
+      expect(same.json().tenant.name).toBe("Same Name");
+      await noRowOf(profile);
+
+      const current = await t.app.inject({ url: "/api/customers/config", headers: asUser(s) });
+      expect(current.statusCode, current.body).toBe(200);
+      const config = meta();
+      const unchanged = await call(
+        config,
+        { method: "PUT", url: "/api/customers/config", headers: asUser(s) },
+        { chunkSize: current.json().chunkSize, chunkOverlap: current.json().chunkOverlap },
+      );
+      expect(unchanged.statusCode, unchanged.body).toBe(200);
+      await noRowOf(config);
+
+      // One field really changed: one row, naming that field alone.
+      const changed = meta();
+      const res = await call(
+        changed,
+        { method: "PUT", url: "/api/customers/config", headers: asUser(s) },
+        { chunkSize: current.json().chunkSize + 100, chunkOverlap: current.json().chunkOverlap },
+      );
+      expect(res.statusCode, res.body).toBe(200);
+      expect((await rowOf(changed)).new_values).toEqual({
+        chunkSize: current.json().chunkSize + 100,
+      });
+    });
+
     it("config: the changed fields only, and of the provider key only that it was set", async () => {
       const s = await signup(t.app);
       const providerKey = `sk-${randomBytes(16).toString("hex")}`;

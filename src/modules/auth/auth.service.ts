@@ -385,7 +385,8 @@ export function createAuthService(deps: AuthDeps) {
       if (!s) throw new AppError("auth.invalid_token", "access token is invalid");
       if (s.tenant_id)
         opts.identified?.({ tenantId: s.tenant_id, actor: { kind: "user", userId: claims.sub } });
-      if (s.revoked_at || s.expired)
+      // The session's end is judged by the app's clock, as its start was set by it.
+      if (s.revoked_at || s.expires_at.getTime() <= deps.clock.now())
         throw new AppError("auth.session_revoked", "session has ended; log in again");
       if (s.role === "platform_admin")
         return { kind: "platform_admin", userId: claims.sub, sessionId: claims.sid };

@@ -324,7 +324,7 @@ export const authStore = {
       .leftJoin("tenants as t", "t.id", "u.tenant_id")
       .select([
         "s.revoked_at",
-        sql<boolean>`s.expires_at < now()`.as("expired"),
+        "s.expires_at",
         "u.tenant_id",
         "u.role",
         "t.status as tenant_status",

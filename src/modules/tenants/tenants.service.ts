@@ -217,8 +217,11 @@ export function createTenantsService(deps: {
     async rename(ctx: TenantContext, name: string, opts: InTransaction = {}): Promise<Tenant> {
       return inTransaction(db, opts.tx, async (tx) => {
         const before = await store.tenantForUpdate(tx, ctx.tenantId);
-        const row = before && (await store.renameTenant(tx, ctx.tenantId, name));
-        if (!before || !row) throw notFound("tenant");
+        if (!before) throw notFound("tenant");
+        // The same name again changes nothing, so there is nothing to write or to audit.
+        if (before.name === name) return toTenant(before);
+        const row = await store.renameTenant(tx, ctx.tenantId, name);
+        if (!row) throw notFound("tenant");
         await audit.record(
           ctx,
           {
@@ -380,17 +383,21 @@ export function createTenantsService(deps: {
         if (!row) throw notFound("tenant configuration");
         configChanged(tx, ctx.tenantId);
         const after = toConfig(row, plan);
-        await audit.record(
-          ctx,
-          {
-            eventType: "tenant_config.update",
-            entityType: "tenant_config",
-            entityId: ctx.tenantId,
-            action: "update",
-            ...configChanges(toConfig(current, plan), after, key !== undefined),
-          },
-          { tx },
-        );
+        const changes = configChanges(toConfig(current, plan), after, key !== undefined);
+        // A PUT that sets every field to what it was is not a change: no audit row.
+        if (Object.keys(changes.newValues).length > 0) {
+          await audit.record(
+            ctx,
+            {
+              eventType: "tenant_config.update",
+              entityType: "tenant_config",
+              entityId: ctx.tenantId,
+              action: "update",
+              ...changes,
+            },
+            { tx },
+          );
+        }
         return after;
       });
     },
