@@ -144,13 +144,15 @@ export function createTenantsService(deps: {
   const embeddingCache = cacheBounds
     ? new LRUCache<string, { value: EmbeddingSettings; at: number }>({ max: cacheBounds.max })
     : undefined;
-  // Bumped by every change of this process: a read that started before it must not cache.
-  const epochs = new Map<string, number>();
+  // Bumped by every configuration change of this process, whichever tenant's: a read that
+  // started before a change must not cache what it read. One counter for all tenants keeps
+  // memory constant; a change elsewhere only costs one uncached read.
+  let epoch = 0;
   const configListeners = new Set<(tenantId: string) => void>();
   const configChanged = (tx: Queryable, tenantId: string) => {
     const notify = () => {
       embeddingCache?.delete(tenantId);
-      epochs.set(tenantId, (epochs.get(tenantId) ?? 0) + 1);
+      epoch += 1;
       for (const listener of configListeners) listener(tenantId);
     };
     if (tx.afterCommit) tx.afterCommit(notify);
@@ -261,7 +263,7 @@ export function createTenantsService(deps: {
       const now = deps.clock.now();
       const hit = embeddingCache?.get(ctx.tenantId);
       if (hit && cacheBounds && now - hit.at < cacheBounds.ttlMs) return hit.value;
-      const epoch = epochs.get(ctx.tenantId) ?? 0;
+      const startedAt = epoch;
       const row = await store.config(db, ctx.tenantId);
       if (!row) throw notFound("tenant configuration");
       const provider = row.embedding_provider as TenantConfig["embeddingProvider"];
@@ -274,7 +276,7 @@ export function createTenantsService(deps: {
       if (provider === "openai" && row.provider_api_key_enc) {
         value.apiKey = decryptSecret(deps.masterKey, Buffer.from(row.provider_api_key_enc));
       }
-      if ((epochs.get(ctx.tenantId) ?? 0) === epoch) {
+      if (epoch === startedAt) {
         embeddingCache?.set(ctx.tenantId, { value, at: now });
       }
       return value;
