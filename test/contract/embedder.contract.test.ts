@@ -8,8 +8,8 @@ import { createLocalEmbedder } from "../../src/platform/embeddings/local.js";
 import {
   createOpenAIEmbedder,
   type OpenAIEmbedderOptions,
-  retryAfterMs,
 } from "../../src/platform/embeddings/openai.js";
+import { retryAfterMs } from "../../src/platform/retry.js";
 import { type FakeOpenAI, fakeEmbedding, startFakeOpenAI } from "../fixtures/fake-openai.js";
 
 const OPERATOR_KEY = "sk-operator-0000";

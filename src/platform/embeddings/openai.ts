@@ -1,4 +1,5 @@
 import OpenAI, { APIConnectionError, APIError, APIUserAbortError } from "openai";
+import { backoffMs, retryAfterMs, sleep } from "../retry.js";
 import { type Embedder, EmbeddingError, type EmbedRequest, type EmbedResult } from "./embedder.js";
 import { createRateGate, type RateGate, RateGateTimeout } from "./rate-gate.js";
 import { countTokensBatch } from "./tokens.js";
@@ -41,7 +42,6 @@ const KNOWN_DIMENSIONS: Record<string, number> = {
   "text-embedding-3-large": 3072,
   "text-embedding-ada-002": 1536,
 };
-const MAX_BACKOFF_MS = 8_000;
 /** Clients kept per key; one per tenant that brings a key, plus the operator's. */
 const MAX_CLIENTS = 256;
 
@@ -272,36 +272,4 @@ async function withRetries<T>(
     await sleep(asked ?? backoffMs(retry, policy.initialDelayMs), signal);
     retry++;
   }
-}
-
-/** What the provider asked for: retry-after-ms, else Retry-After in seconds or as HTTP date. */
-export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
-  const ms = Number.parseFloat(headers?.get("retry-after-ms") ?? "");
-  if (Number.isFinite(ms) && ms >= 0) return ms;
-  const value = headers?.get("retry-after")?.trim();
-  if (!value) return undefined;
-  if (/^\d+(\.\d+)?$/.test(value)) return Number.parseFloat(value) * 1000;
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
-}
-
-/** Exponential, capped, with up to 25 % jitter so that many workers do not retry in step. */
-function backoffMs(retry: number, initialMs: number): number {
-  return Math.min(initialMs * 2 ** retry, MAX_BACKOFF_MS) * (1 - Math.random() * 0.25);
-}
-
-/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }
