@@ -5,8 +5,10 @@ import { metadataSchema } from "../ingestion/index.js";
 /**
  * A session or visitor id from outside: any short plain string. A UUID is used as is; anything
  * else maps to a UUID in the tenant's namespace (ids.ts), so nothing is refused for its form.
+ * At most 100 characters: the router's limit on a path parameter (a longer one in a URL is
+ * answered 414), so that every id a turn accepts can also name its session in a URL.
  */
-export const outsideId = () => plainText().trim().min(1).max(255);
+export const outsideId = () => plainText().trim().min(1).max(100);
 
 /** POST /api/chat. The message's configured length limit is checked by the service (413). */
 export const chatBody = z.strictObject({
