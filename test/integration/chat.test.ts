@@ -95,7 +95,7 @@ describe.each(backends)("chat ($name)", (backend) => {
     a = await signup(t.app);
     refundsId = await ingest(a, "Refunds", REFUNDS);
     shippingId = await ingest(a, "Shipping", SHIPPING);
-  });
+  }, 180_000);
   afterAll(async () => {
     await t?.close();
     await broken?.close();
@@ -365,6 +365,124 @@ describe.each(backends)("chat ($name)", (backend) => {
       .where("name", "in", ["conversation_started", "message_sent"])
       .execute();
     expect(events).toEqual([]);
+  });
+
+  it("uses the tenant's settings (top k, minimum score), changed by admins only, audited", async () => {
+    const s = await signup(t.app);
+    await ingest(s, "Refunds", REFUNDS);
+    await ingest(s, "Shipping", SHIPPING);
+    const member = {
+      email: `m-${Date.now()}@example.test`,
+      password: "a long password",
+      role: "member",
+    };
+    const created = await t.app.inject({
+      method: "POST",
+      url: "/api/customers/users",
+      headers: bearer(s.token),
+      payload: member,
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const login = await t.app.inject({
+      method: "POST",
+      url: "/api/auth/login",
+      payload: { email: member.email, password: member.password },
+    });
+    const memberToken = login.json().token as string;
+    // A member chats and reads the history, but does not change the assistant.
+    const asMember = await t.app.inject({
+      method: "POST",
+      url: "/api/chat",
+      headers: bearer(memberToken),
+      payload: { message: "When are refunds paid back?" },
+    });
+    expect(asMember.statusCode, asMember.body).toBe(200);
+    expect(
+      (await t.app.inject({ url: "/api/chat/sessions", headers: bearer(memberToken) })).statusCode,
+    ).toBe(200);
+    expectError(
+      await t.app.inject({
+        method: "PUT",
+        url: "/api/chat/settings",
+        headers: bearer(memberToken),
+        payload: { topK: 1 },
+      }),
+      403,
+      "auth.forbidden",
+    );
+    const put = (payload: unknown) =>
+      t.app.inject({
+        method: "PUT",
+        url: "/api/chat/settings",
+        headers: bearer(s.token),
+        payload: payload as object,
+      });
+    expectError(await put({ topK: 0 }), 400, "validation.failed");
+    expectError(await put({ minScore: 2 }), 400, "validation.failed");
+    expectError(await put({ unknown: 1 }), 400, "validation.failed");
+    const ok = await put({ topK: 1, systemPrompt: "Be brief." });
+    expect(ok.statusCode, ok.body).toBe(200);
+    expect(ok.json()).toMatchObject({
+      settings: { topK: 1, systemPrompt: "Be brief." },
+      effective: { topK: 1, systemPrompt: "Be brief.", minScore: 0, confidenceThreshold: 0.35 },
+    });
+    expect((await getAs(s, "/api/chat/settings")).json().settings).toEqual({
+      topK: 1,
+      systemPrompt: "Be brief.",
+    });
+    const both = "When are refunds paid back and when are orders shipped?";
+    expect((await ask(s, { message: both })).citations).toHaveLength(1);
+    // With the default depth both documents are cited; a minimum score between their scores
+    // keeps the lower one from the model.
+    expect((await put({ systemPrompt: "Be brief." })).statusCode).toBe(200);
+    const wide = await ask(s, { message: both });
+    const scores = wide.citations.map((c: { score: number }) => c.score) as number[];
+    expect(new Set(wide.citations.map((c: { documentId: string }) => c.documentId)).size).toBe(2);
+    const minScore = (Math.max(...scores) + Math.min(...scores)) / 2;
+    expect((await put({ minScore })).statusCode).toBe(200);
+    const narrow = await ask(s, { message: both });
+    expect(narrow.citations.length).toBeGreaterThan(0);
+    expect(narrow.citations.every((c: { score: number }) => c.score >= minScore)).toBe(true);
+    // Above every score: nothing reaches the model, and the assistant says so.
+    expect((await put({ minScore: Math.min(1, Math.max(...scores) + 0.001) })).statusCode).toBe(
+      200,
+    );
+    expect((await ask(s, { message: both })).answer).toBe(NOTHING_RELEVANT);
+    const audit = await getAs(s, "/api/audit?eventType=chat_settings.update");
+    expect(audit.statusCode, audit.body).toBe(200);
+    const rows = audit.json().items;
+    expect(rows).toHaveLength(4);
+    // The prompt is a text body: the row keeps its digest and length only.
+    expect(JSON.stringify(rows)).not.toContain("Be brief.");
+  });
+
+  it("audits a session's creation and deletion, never its content", async () => {
+    const s = await signup(t.app);
+    const turn = await ask(s, { message: "Secret question about refunds", sessionId: "audited" });
+    await t.app.inject({
+      method: "DELETE",
+      url: "/api/chat/sessions/audited",
+      headers: bearer(s.token),
+    });
+    const res = await getAs(s, `/api/audit?entityType=chat_session&entityId=${turn.sessionId}`);
+    expect(res.statusCode, res.body).toBe(200);
+    const rows = res.json().items as Array<{ eventType: string; actorId: string }>;
+    expect(rows.map((r) => r.eventType).sort()).toEqual([
+      "chat_session.create",
+      "chat_session.delete",
+    ]);
+    expect(res.body).not.toContain("Secret question");
+  });
+
+  it("another tenant's session UUID sent to the chat makes a session of the sender's own", async () => {
+    const b = await signup(t.app);
+    const mine = await ask(a, { message: "When are orders shipped?", sessionId: "a-only" });
+    const theirs = await ask(b, { message: "When are orders shipped?", sessionId: mine.sessionId });
+    expect(theirs.sessionId).toBe(mine.sessionId);
+    expect((await getAs(b, `/api/chat/sessions/${mine.sessionId}`)).json().messageCount).toBe(2);
+    const own = (await getAs(a, `/api/chat/sessions/${mine.sessionId}`)).json();
+    expect(own.messageCount).toBe(2);
+    expect(own.messages[1].id).toBe(mine.messageId);
   });
 
   it("concurrent turns on one session are all saved, each question followed by its answer", async () => {
