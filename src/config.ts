@@ -151,6 +151,7 @@ const envSchema = z.object({
   NODE_ENV: optionalString,
   EVENTS_OVERSIZE: z.enum(["refuse", "truncate"]).optional(),
   EVENTS_MESSAGE_SENT_SAMPLE_RATE: z.coerce.number().min(0).max(1).default(1),
+  CHAT_MAX_MESSAGE_CHARS: z.coerce.number().int().min(1).max(100_000).default(4000),
   EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(400),
   EVENTS_RETENTION: optionalString.pipe(
     z
@@ -273,6 +274,11 @@ export interface Config {
     signingKeyPem: string;
     /** Audit rows older than this are deleted by the `audit.retention` job (default 2 years). */
     retentionDays: number;
+  };
+  /** The chat assistant (modules/chat). */
+  chat: {
+    /** Characters (code points) of one chat message, at most; a longer one is refused (413). */
+    maxMessageChars: number;
   };
   /** The analytics events feed (modules/events). */
   events: {
@@ -429,6 +435,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       batchSize: e.RETENTION_BATCH_SIZE,
     },
     audit: { signingKeyPem, retentionDays: e.AUDIT_RETENTION_DAYS },
+    chat: { maxMessageChars: e.CHAT_MAX_MESSAGE_CHARS },
     events: {
       oversize: e.EVENTS_OVERSIZE ?? (e.NODE_ENV === "production" ? "truncate" : "refuse"),
       messageSentSampleRate: e.EVENTS_MESSAGE_SENT_SAMPLE_RATE,

@@ -22,6 +22,7 @@ import {
   createAuditTrail,
 } from "./modules/audit/index.js";
 import { createAuthService, createTokenSigner } from "./modules/auth/index.js";
+import { type ChatService, createChatService } from "./modules/chat/index.js";
 import {
   createEventsFeed,
   createEventsLog,
@@ -93,6 +94,7 @@ import type { Embedder } from "./platform/embeddings/embedder.js";
 import { createLocalEmbedder } from "./platform/embeddings/local.js";
 import { createOpenAIEmbedder } from "./platform/embeddings/openai.js";
 import { withQueryCache } from "./platform/embeddings/query-cache.js";
+import { type ChatModel, createExtractiveModel } from "./platform/llm/index.js";
 import { createMetrics, type Metrics } from "./platform/metrics/index.js";
 import { createBullmqQueue } from "./platform/queue/bullmq.js";
 import {
@@ -166,6 +168,8 @@ export interface AppContext {
   documents: ReturnType<typeof createDocumentsService>;
   search: ReturnType<typeof createSearchService>;
   knowledge: ReturnType<typeof createKnowledgeService>;
+  /** The conversation service: chat turns, sessions, the assistant's settings (modules/chat). */
+  chat: ChatService;
   /**
    * The billable usage ledger, the price book and re-rating; with the roll-ups (run by the
    * `usage.rollup` schedule), reports and exports.
@@ -211,6 +215,8 @@ export interface ContextOptions {
    * about rate limits give their tenants generous ones this way (the limiter still runs).
    */
   tenantRateLimits?: { perMinute: number; perDay: number };
+  /** The answering model instead of the configured one (tests: a model that fails on cue). */
+  chatModel?: ChatModel;
 }
 
 /** The windows of tenants' request limits, shortest first (RateLimit-Policy names them). */
@@ -533,6 +539,18 @@ export async function createContext(
   const uploads = createUploadsService({ db, blobs, ingestion, clock, audit });
   const search = createSearchService({ db, documents, vectors, embedders, tenants, quotas, usage });
   const knowledge = createKnowledgeService({ db, ingestion, documents, audit, events });
+  const chat = createChatService({
+    db,
+    logger,
+    search,
+    documents,
+    quotas,
+    usage,
+    events,
+    audit,
+    model: opts.chatModel ?? createExtractiveModel(),
+    maxMessageChars: config.chat.maxMessageChars,
+  });
   const recovery = createIngestionRecovery({ db, blobs, queue, logger });
   const rollups = createRollups({ db, clock, documents, logger });
   const usageWithReports = Object.assign(ledger, {
@@ -619,6 +637,7 @@ export async function createContext(
     documents,
     search,
     knowledge,
+    chat,
     usage: usageWithReports,
     quotas,
     recovery,

@@ -16,6 +16,7 @@ import { adminRoutes } from "../modules/admin/index.js";
 import { alertsRoutes } from "../modules/alerts/index.js";
 import { auditRoutes } from "../modules/audit/index.js";
 import { authRoutes } from "../modules/auth/index.js";
+import { chatRoutes } from "../modules/chat/index.js";
 import { eventsRoutes } from "../modules/events/index.js";
 import { documentsRoutes, ingestionRoutes, uploadsRoutes } from "../modules/ingestion/index.js";
 import { knowledgeRoutes } from "../modules/knowledge/index.js";
@@ -193,6 +194,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   });
   await app.register(uploadsRoutes, { uploads: ctx.uploads });
   await app.register(searchRoutes, { search: ctx.search });
+  await app.register(chatRoutes, { chat: ctx.chat });
   await app.register(knowledgeRoutes, { knowledge: ctx.knowledge });
   await app.register(rateLimitRoutes, { limiter: ctx.rateLimits, clock: ctx.clock });
   await app.register(alertsRoutes, { alerts: ctx.alerts });

@@ -76,6 +76,10 @@ export const ERROR_STATUS = {
   /** Faults of the code that emits an event (no client creates one): server errors. */
   "events.invalid_payload": 500,
   "events.payload_too_large": 500,
+  /** A chat message over CHAT_MAX_MESSAGE_CHARS. */
+  "chat.message_too_long": 413,
+  /** The answering model failed: nothing of the turn was saved or billed. */
+  "chat.model_failed": 502,
 } as const satisfies Record<ErrorCode, number>;
 
 /** The status an error code is answered with. */

@@ -76,6 +76,14 @@ const POLICY: Record<string, RouteScope> = {
   "GET /api/metrics/export": "read",
   "GET /api/customers/usage": "read",
   "POST /search": ["read", "chat"],
+  // Chat: a turn needs `chat`; the history suits a dashboard's read key and the chat
+  // integration alike; deleting a conversation is the chat integration's (a visitor's request).
+  "POST /api/chat": "chat",
+  "GET /api/chat/sessions": ["read", "chat"],
+  "GET /api/chat/sessions/:id": ["read", "chat"],
+  "DELETE /api/chat/sessions/:id": "chat",
+  "GET /api/chat/settings": "read",
+  "PUT /api/chat/settings": "admin",
   ...Object.fromEntries(
     ["faqs", "menu-items", "policies"].flatMap((c) => [
       [`GET /api/knowledge/${c}`, "read"],
@@ -282,6 +290,26 @@ describe.each(backends)("API key scopes ($name)", (backend) => {
       const key = await apiKeyWithScopes(t.app, s, ["chat"]);
       expect((await as(key, "POST", "/api/search", { query: "nine" })).statusCode).toBe(200);
       expectError(await as(key, "GET", "/api/documents"), 403, "auth.scope_required");
+    });
+
+    it("a chat key chats and reads its sessions; a read key reads them but cannot chat", async () => {
+      const chatKey = await apiKeyWithScopes(t.app, s, ["chat"]);
+      const turn = await as(chatKey, "POST", "/api/chat", { message: "nine", sessionId: "k-1" });
+      expect(turn.statusCode, turn.body).toBe(200);
+      expect((await as(chatKey, "GET", "/api/chat/sessions/k-1")).statusCode).toBe(200);
+      expectError(await as(chatKey, "PUT", "/api/chat/settings", {}), 403, "auth.scope_required");
+      const readKey = await apiKeyWithScopes(t.app, s, ["read"]);
+      expect((await as(readKey, "GET", "/api/chat/sessions")).statusCode).toBe(200);
+      expectError(
+        await as(readKey, "POST", "/api/chat", { message: "nine" }),
+        403,
+        "auth.scope_required",
+      );
+      expectError(
+        await as(readKey, "DELETE", "/api/chat/sessions/k-1"),
+        403,
+        "auth.scope_required",
+      );
     });
 
     it("an admin key manages users and keys, like a tenant admin", async () => {

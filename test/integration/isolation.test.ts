@@ -133,7 +133,7 @@ describe.each(backends)("tenant isolation ($name)", (backend) => {
       }
     }
     report(failures);
-  });
+  }, 300_000); // a fresh tenant per route (signup hashes a password): over the default 30 s
 
   async function checkParamRoute(
     route: WalkedRoute,

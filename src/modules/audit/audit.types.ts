@@ -44,7 +44,9 @@ export type AuditEntityType =
   | "usage_export"
   | "platform_admin"
   | "audit_log"
-  | "audit_chain";
+  | "audit_chain"
+  | "chat_session"
+  | "chat_settings";
 
 export interface AuditEntry {
   /** Dotted, `<entity>.<verb>`: "api_key.create", "auth.login", "document.delete", "plan.update" … */
