@@ -31,7 +31,7 @@
 import path from "node:path";
 import pino from "pino";
 import { chunkText } from "../src/modules/ingestion/chunking.js";
-import { type FusionMethod, fuse } from "../src/modules/search/fusion.js";
+import { type FusionMethod, fuse, fusionSettings } from "../src/modules/search/fusion.js";
 import type { tenantSchemas } from "../src/modules/tenants/index.js";
 import type { Db } from "../src/platform/db/index.js";
 import { createLocalEmbedder } from "../src/platform/embeddings/local.js";
@@ -39,7 +39,9 @@ import {
   type ChunkRow,
   createInProcessTenantLock,
   createLanceVectorIndex,
+  type FullTextSettings,
   type LanceVectorIndex,
+  type VectorHit,
 } from "../src/platform/vectors/index.js";
 import { benchContext, openPglite, tempDir } from "./lib/backends.js";
 import { type Corpus, type Item, manCorpus, readmeCorpus } from "./lib/corpora.js";
@@ -66,6 +68,13 @@ const opts = {
   variants: stringOption("variants", "") !== "",
   /** Chunks fetched from each list before fusing, in the variants table. */
   depths: listOption("depths", [30, 150]),
+  /**
+   * Full-text index settings to compare (index level, comma-separated): `default`, `nostem`,
+   * `stop` (stop words removed), `noascii`, `positions`, `title:<boost>` (the title column in
+   * a full-text index of its own, matched with the text), `prepend` (the title prepended to
+   * each chunk's text). `+` combines, e.g. `stop+title:0.5`.
+   */
+  fts: stringOption("fts", ""),
 };
 
 type ConfigUpdate = tenantSchemas.ConfigUpdate;
@@ -212,13 +221,100 @@ async function variants(index: LanceVectorIndex, tenantId: string, items: Item[]
   table(["fusion (index level)", "R@1", "R@10", "MRR@10"], rows);
 }
 
+/** `--fts` spec → the adapter's full-text settings, and whether titles are prepended. */
+function parseFts(spec: string): { fullText: Partial<FullTextSettings>; prepend: boolean } {
+  const fullText: Partial<FullTextSettings> = {};
+  let prepend = false;
+  for (const part of spec.split("+")) {
+    const [key, value] = part.split(":");
+    if (key === "default") continue;
+    else if (key === "nostem") fullText.stem = false;
+    else if (key === "stop") fullText.removeStopWords = true;
+    else if (key === "noascii") fullText.asciiFolding = false;
+    else if (key === "positions") fullText.withPosition = true;
+    else if (key === "title") fullText.titleBoost = Number(value ?? 1);
+    else if (key === "prepend") prepend = true;
+    else throw new Error(`--fts: unknown setting ${part}`);
+  }
+  return { fullText, prepend };
+}
+
+/** Service-equivalent fetch depth for `opts.limit` (search.service.ts). */
+const FETCH = Math.min(Math.max(opts.limit * 3, 30), 150);
+
+/**
+ * Each `--fts` setting over the same chunks, at index level (every row active): text search
+ * alone, and hybrid as the service fuses by default (the vector list of the main index).
+ */
+async function ftsVariants(
+  rows: ChunkRow[],
+  items: Item[],
+  vectorLists: VectorHit[][],
+  tenantId: string,
+): Promise<string[][]> {
+  const out: string[][] = [];
+  for (const spec of opts.fts.split(",")) {
+    const { fullText, prepend } = parseFts(spec);
+    const dir = tempDir("lance-fts");
+    const index = createLanceVectorIndex({
+      uri: dir.dir,
+      dimensions: DIMENSIONS,
+      lock: createInProcessTenantLock(),
+      fullText,
+      logger: silent,
+    });
+    try {
+      const written = prepend ? rows.map((r) => ({ ...r, text: `${r.title}\n${r.text}` })) : rows;
+      const started = performance.now();
+      for (let i = 0; i < written.length; i += 2000) {
+        await index.upsertChunks(tenantId, written.slice(i, i + 2000));
+      }
+      await index.optimize(tenantId);
+      const buildMs = performance.now() - started;
+      const text = new Scores();
+      const hybrid = new Scores();
+      const t0 = performance.now();
+      for (const [i, item] of items.entries()) {
+        const t = await index.searchText(tenantId, item.query, FETCH);
+        text.add(
+          t.map((h) => h.documentId),
+          item.documentId,
+        );
+        hybrid.add(
+          fuse(
+            vectorLists[i] as VectorHit[],
+            t,
+            fusionSettings({
+              embeddingProvider: "local",
+              searchFusion: null,
+              searchTextWeight: null,
+            }),
+          ).map((h) => h.documentId),
+          item.documentId,
+        );
+      }
+      const perQuery = (performance.now() - t0) / Math.max(1, items.length);
+      const [, ...tr] = text.row(spec);
+      const [, ...hr] = hybrid.row(spec);
+      out.push([spec, ...tr, ...hr, (buildMs / 1000).toFixed(1), perQuery.toFixed(2)]);
+      console.log(
+        `  fts ${spec}: text MRR ${text.mrr.toFixed(3)}, hybrid MRR ${hybrid.mrr.toFixed(3)}`,
+      );
+    } finally {
+      await index.close();
+      dir.remove();
+    }
+  }
+  return out;
+}
+
 /** The rankings of one corpus, each a row of its table. */
 async function measureCorpus(
   corpus: Corpus,
   store: { db: Db },
   tenants: ReturnType<typeof benchTenants>,
   dirs: { lance: string; blobs: string },
-): Promise<Array<[string, Scores]>> {
+): Promise<{ scores: Array<[string, Scores]>; fts: string[][] }> {
   const { db } = store;
   const { items } = corpus;
   const index = createLanceVectorIndex({
@@ -293,7 +389,16 @@ async function measureCorpus(
     }
     scores.push(["plain BM25 over chunks", base]);
     if (opts.variants) await variants(index, tenant.id, items);
-    return scores;
+    let fts: string[][] = [];
+    if (opts.fts !== "") {
+      const { vectors } = await embedder.embed({ texts: items.map((i) => i.query) });
+      const lists: VectorHit[][] = [];
+      for (const [i] of items.entries()) {
+        lists.push(await index.searchVector(tenant.id, vectors[i] as number[], FETCH));
+      }
+      fts = await ftsVariants(rows, items, lists, tenant.id);
+    }
+    return { scores, fts };
   } finally {
     await index.close();
   }
@@ -345,7 +450,7 @@ async function main() {
   const blobs = tempDir("blobs");
   const store = await openPglite();
   const tenants = benchTenants(store.db);
-  const results: Array<[Corpus, Array<[string, Scores]>]> = [];
+  const results: Array<[Corpus, Awaited<ReturnType<typeof measureCorpus>>]> = [];
   try {
     for (const c of corpora) {
       if (c.skipped || c.items.length === 0) continue;
@@ -360,13 +465,30 @@ async function main() {
     blobs.remove();
   }
   console.log("");
-  for (const [c, scores] of results) {
+  for (const [c, { scores, fts }] of results) {
     console.log(`### ${c.name} (${c.items.length} items)\n`);
     table(
       ["ranking", "R@1", "R@10", "MRR@10"],
       scores.map(([label, s]) => s.row(label)),
     );
     console.log(`${verdict(scores)}\n`);
+    if (fts.length > 0) {
+      console.log(`Full-text settings (index level, fetch ${FETCH}):\n`);
+      table(
+        [
+          "settings",
+          "text R@1",
+          "text R@10",
+          "text MRR@10",
+          "hybrid R@1",
+          "hybrid R@10",
+          "hybrid MRR@10",
+          "build s",
+          "ms/query",
+        ],
+        fts,
+      );
+    }
   }
   printFooter();
 }
