@@ -64,10 +64,32 @@ export function createSearchService(deps: SearchDeps) {
     };
   }
 
-  /** The active version of each document of `hits` that still exists. */
-  async function activeVersions(ctx: TenantContext, hits: VectorHit[]) {
-    const ids = [...new Set(hits.map((h) => h.documentId))];
-    return ids.length === 0 ? new Map<string, number>() : deps.documents.activeVersions(ctx, ids);
+  /**
+   * The active-version filter, looked up list by list as each index search answers, so that
+   * the first list's lookup runs while the other search is still going. Each document is
+   * asked for once: a later list asks only for the documents the earlier ones did not.
+   */
+  function activeVersionLookup(ctx: TenantContext) {
+    const asked = new Set<string>();
+    const lookups: Array<Promise<Map<string, number>>> = [];
+    return {
+      /** Starts the lookup of the documents of `hits` not asked for yet; returns `hits`. */
+      add(hits: VectorHit[]): VectorHit[] {
+        const ids = [...new Set(hits.map((h) => h.documentId))].filter((id) => !asked.has(id));
+        for (const id of ids) asked.add(id);
+        if (ids.length === 0) return hits;
+        const found = deps.documents.activeVersions(ctx, ids);
+        // Awaited by `all`; if the search fails first, its failure is the one reported.
+        found.catch(() => {});
+        lookups.push(found);
+        return hits;
+      },
+      /** The active version of every document asked for that still exists. */
+      async all(): Promise<Map<string, number>> {
+        const maps = await Promise.all(lookups);
+        return new Map(maps.flatMap((m) => [...m]));
+      },
+    };
   }
 
   async function run(
@@ -90,19 +112,22 @@ export function createSearchService(deps: SearchDeps) {
         metadata: { mode: q.mode },
       },
     ];
-    // The two searches run at once; the active-version filter is one query over both.
+    // The two searches run at once; each list's active-version lookup starts when it answers.
+    const lookup = activeVersionLookup(ctx);
     const [vector, text] = await Promise.all([
       embedding
-        ? queryVector(embedding, q.query, searchId).then(({ vector, fact }) => {
-            facts.push(fact);
-            return deps.vectors.searchVector(ctx.tenantId, vector, fetch, q.filters);
-          })
+        ? queryVector(embedding, q.query, searchId)
+            .then(({ vector, fact }) => {
+              facts.push(fact);
+              return deps.vectors.searchVector(ctx.tenantId, vector, fetch, q.filters);
+            })
+            .then(lookup.add)
         : [],
       q.mode === "text" || q.mode === "hybrid"
-        ? deps.vectors.searchText(ctx.tenantId, q.query, fetch, q.filters)
+        ? deps.vectors.searchText(ctx.tenantId, q.query, fetch, q.filters).then(lookup.add)
         : [],
     ]);
-    const active = await activeVersions(ctx, [...vector, ...text]);
+    const active = await lookup.all();
     const keep = (h: VectorHit) => active.get(h.documentId) === h.version;
     const ranked =
       q.mode === "hybrid"
