@@ -5,6 +5,7 @@ import type { ChunkRow, VectorIndex } from "../../src/platform/vectors/index.js"
 import type { TenantContext } from "../../src/tenancy.js";
 import { signup, startApp, type TestApp } from "../fixtures/app.js";
 import { backends } from "../fixtures/db.js";
+import { search as searchRoute } from "../fixtures/ingest.js";
 
 /**
  * Hybrid search looks up the active versions of each list's documents as soon as that list
@@ -136,5 +137,79 @@ describe.each(backends)("hybrid search's active-version lookup ($name)", (backen
     expect(hits.map((h) => `${h.documentId}:${h.version}:${h.chunkIndex}`)).toEqual(
       viaRoute.map((h) => `${h.documentId}:${h.version}:${h.chunkIndex}`),
     );
+  });
+  it("superseded chunks ranking above every active one do not leave the page short", async () => {
+    const s = await signup(t.app);
+    const doc = randomUUID();
+    const other = randomUUID();
+    const rows = async (documentId: string, version: number, texts: string[]) => {
+      const { vectors } = await t.ctx.embedders.local.embed({ texts });
+      return texts.map(
+        (text, i): ChunkRow => ({
+          id: `${documentId}:${version}:${i}`,
+          documentId,
+          version,
+          chunkIndex: i,
+          text,
+          vector: vectors[i] as number[],
+          title: "Harbour notes",
+          docType: "md",
+          metadata: {},
+        }),
+      );
+    };
+    // Version 1 (superseded, not yet cleaned up): 80 chunks that match the query best, more
+    // than any first fetch for a page of 10 (30). Version 2 (active) and another document:
+    // weaker matches, found only past the superseded ones.
+    await t.ctx.vectors.upsertChunks(s.tenantId, [
+      ...(await rows(
+        doc,
+        1,
+        Array.from({ length: 80 }, (_, i) => `lighthouse keeper tide table entry ${i}`),
+      )),
+      ...(await rows(
+        doc,
+        2,
+        Array.from(
+          { length: 6 },
+          (_, i) => `the lighthouse stands on the northern cape, part ${i}`,
+        ),
+      )),
+      ...(await rows(
+        other,
+        1,
+        Array.from({ length: 6 }, (_, i) => `a lighthouse keeper's diary, page ${i}`),
+      )),
+    ]);
+    for (const [id, active] of [
+      [doc, 2],
+      [other, 1],
+    ] as const) {
+      await t.ctx.db.query(
+        `insert into documents (id, tenant_id, title, doc_type, status, active_version, latest_version)
+         values ($1, $2, 'Harbour notes', 'md', 'completed', $3, $3)`,
+        [id, s.tenantId, active],
+      );
+      for (let v = 1; v <= active; v++) {
+        await t.ctx.db.query(
+          `insert into document_versions (tenant_id, document_id, version, content_type, status, is_active)
+           values ($1, $2, $3, 'md', $4, $5)`,
+          [s.tenantId, id, v, v === active ? "active" : "superseded", v === active],
+        );
+      }
+    }
+    for (const mode of ["vector", "text", "hybrid"] as const) {
+      const hits = await searchRoute(t.app, s.token, {
+        query: "lighthouse keeper tide table entry",
+        mode,
+        limit: 10,
+      });
+      // Every active chunk that matches: 6 + 6 ≥ 10, so a full page, none superseded.
+      expect(hits, mode).toHaveLength(10);
+      expect(
+        hits.every((h) => (h.documentId === doc ? h.version === 2 : h.documentId === other)),
+        mode,
+      ).toBe(true);
+    }
   });
 });
