@@ -968,6 +968,98 @@ describe("VectorIndex (LanceDB): upkeep on the write path", () => {
     }
   });
 
+  it("a full-text index built under other settings keeps answering, and optimize rebuilds it", async () => {
+    const { uri, index } = upkeepIndex({});
+    const tenant = randomUUID();
+    const doc = randomUUID();
+    const rows = [
+      chunk(doc, 1, 0, { text: "the lighthouse keeper logs every passing ship", title: "Harbour" }),
+      chunk(doc, 1, 1, { text: "tide tables for the northern coast", title: "Harbour" }),
+      ...Array.from({ length: 8 }, (_, i) =>
+        chunk(randomUUID(), 1, 0, { text: `weather report number ${i}`, title: "Weather" }),
+      ),
+    ];
+    await index.upsertChunks(tenant, rows);
+    await index.close();
+    // What earlier releases built: one text index under LanceDB's default name.
+    const conn = await lancedb.connect(path.join(uri, tenant));
+    const raw = await conn.openTable("chunks");
+    for (const i of await raw.listIndices()) {
+      if (i.columns.includes("text")) await raw.dropIndex(i.name);
+    }
+    await raw.createIndex("text", {
+      config: lancedb.Index.fts({ withPosition: false, stem: true, asciiFolding: true }),
+    });
+    raw.close();
+    conn.close();
+
+    const asked: string[] = [];
+    const open = (fullText: LanceVectorIndexOptions["fullText"]) =>
+      createLanceVectorIndex({
+        uri,
+        dimensions: DIMS,
+        lock: createInProcessTenantLock(),
+        logger,
+        fullText,
+        async requestOptimize(tenantId, { delayMs }) {
+          if (delayMs === 0) asked.push(tenantId);
+        },
+      });
+    const textIndexes = async () => {
+      const c = await lancedb.connect(path.join(uri, tenant));
+      const t = await c.openTable("chunks");
+      const names = (await t.listIndices()).filter((i) => i.indexType === "FTS");
+      t.close();
+      c.close();
+      return names.map((i) => i.columns.join(",")).sort();
+    };
+    const ids = (hits: Array<{ id: string }>) => hits.map((h) => h.id);
+
+    // The settings of earlier releases: the old index is theirs, nothing to rebuild.
+    const same = open({});
+    try {
+      expect(ids(await same.searchText(tenant, "lighthouse", 5))).toEqual([rows[0]?.id]);
+      expect(asked).toEqual([]);
+    } finally {
+      await same.close();
+    }
+
+    // Titles boosted: the old index keeps answering on the text alone, and asks for a rebuild.
+    const titled = open({ titleBoost: 2 });
+    try {
+      expect(ids(await titled.searchText(tenant, "lighthouse", 5))).toEqual([rows[0]?.id]);
+      expect(await titled.searchText(tenant, "harbour", 5)).toEqual([]);
+      await titled.searchText(tenant, "harbour", 5);
+      expect(asked).toEqual([tenant]);
+      await titled.optimize(tenant);
+      expect(await textIndexes()).toEqual(["text", "title"]);
+      // The title now counts: both chunks of the harbour document, and the text still works.
+      expect(ids(await titled.searchText(tenant, "harbour", 5)).sort()).toEqual(
+        [rows[0]?.id, rows[1]?.id].sort(),
+      );
+      expect(ids(await titled.searchText(tenant, "tide", 5))).toEqual([rows[1]?.id]);
+      // Rows written after the rebuild are found by title too.
+      const later = chunk(randomUUID(), 1, 0, { text: "ferry timetable", title: "Harbour" });
+      await titled.upsertChunks(tenant, [later]);
+      expect(ids(await titled.searchText(tenant, "harbour", 5))).toContain(later.id);
+    } finally {
+      await titled.close();
+    }
+
+    // Back to the defaults: the title index goes at the next optimize, search is on text again.
+    asked.length = 0;
+    const back = open({});
+    try {
+      expect(ids(await back.searchText(tenant, "lighthouse", 5))).toEqual([rows[0]?.id]);
+      expect(asked).toEqual([tenant]);
+      await back.optimize(tenant);
+      expect(await textIndexes()).toEqual(["text"]);
+      expect(await back.searchText(tenant, "harbour", 5)).toEqual([]);
+    } finally {
+      await back.close();
+    }
+  });
+
   it("optimize builds the ANN index anew once it has more than maxAnnDeltas pieces", async () => {
     const { uri, index, requests } = upkeepIndex({
       annThreshold: 256,

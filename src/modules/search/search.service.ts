@@ -37,6 +37,9 @@ export interface SearchDeps {
  */
 const FUSION_DEPTH = 30;
 
+/** The deepest fetch when superseded chunks crowd a list out (the index's largest limit). */
+const MAX_FETCH = 1000;
+
 /** Searches are the platform's own calls, priced by the `tenantrag`/`search` row (0 unless set). */
 const SEARCH_PRICE_KEY = { provider: "tenantrag", model: "search" } as const;
 
@@ -64,10 +67,47 @@ export function createSearchService(deps: SearchDeps) {
     };
   }
 
-  /** The active version of each document of `hits` that still exists. */
-  async function activeVersions(ctx: TenantContext, hits: VectorHit[]) {
-    const ids = [...new Set(hits.map((h) => h.documentId))];
-    return ids.length === 0 ? new Map<string, number>() : deps.documents.activeVersions(ctx, ids);
+  /**
+   * The active-version filter, looked up list by list as each index search answers, so that
+   * the first list's lookup runs while the other search is still going. Each document is
+   * asked for once: a later list (or a deeper fetch) asks only for documents not asked yet.
+   */
+  function activeVersionLookup(ctx: TenantContext) {
+    const asked = new Map<string, Promise<Map<string, number>>>();
+    return {
+      /** The active version of each document of `hits` that still exists. */
+      async of(hits: VectorHit[]): Promise<Map<string, number>> {
+        const ids = [...new Set(hits.map((h) => h.documentId))];
+        const fresh = ids.filter((id) => !asked.has(id));
+        if (fresh.length > 0) {
+          const found = deps.documents.activeVersions(ctx, fresh);
+          // Awaited below or by the other list; if a search fails first, its error is reported.
+          found.catch(() => {});
+          for (const id of fresh) asked.set(id, found);
+        }
+        const maps = await Promise.all(new Set(ids.map((id) => asked.get(id))));
+        return new Map(maps.flatMap((m) => (m ? [...m] : [])));
+      },
+    };
+  }
+
+  /**
+   * One list's hits of active versions: fetched `fetch` deep, filtered, and fetched deeper
+   * (×4, at most `MAX_FETCH`) while fewer than `limit` are left and the index had more:
+   * chunks of superseded versions not yet cleaned up must not crowd a page out.
+   */
+  async function activeList(
+    search: (depth: number) => Promise<VectorHit[]>,
+    fetch: number,
+    limit: number,
+    lookup: ReturnType<typeof activeVersionLookup>,
+  ): Promise<VectorHit[]> {
+    for (let depth = fetch; ; depth = Math.min(depth * 4, MAX_FETCH)) {
+      const hits = await search(depth);
+      const active = await lookup.of(hits);
+      const kept = hits.filter((h) => active.get(h.documentId) === h.version);
+      if (kept.length >= limit || hits.length < depth || depth >= MAX_FETCH) return kept;
+    }
   }
 
   async function run(
@@ -90,24 +130,31 @@ export function createSearchService(deps: SearchDeps) {
         metadata: { mode: q.mode },
       },
     ];
-    // The two searches run at once; the active-version filter is one query over both.
+    // The two searches run at once; each list's active-version lookup starts when it answers.
+    const lookup = activeVersionLookup(ctx);
     const [vector, text] = await Promise.all([
       embedding
         ? queryVector(embedding, q.query, searchId).then(({ vector, fact }) => {
             facts.push(fact);
-            return deps.vectors.searchVector(ctx.tenantId, vector, fetch, q.filters);
+            return activeList(
+              (depth) => deps.vectors.searchVector(ctx.tenantId, vector, depth, q.filters),
+              fetch,
+              q.limit,
+              lookup,
+            );
           })
         : [],
       q.mode === "text" || q.mode === "hybrid"
-        ? deps.vectors.searchText(ctx.tenantId, q.query, fetch, q.filters)
+        ? activeList(
+            (depth) => deps.vectors.searchText(ctx.tenantId, q.query, depth, q.filters),
+            fetch,
+            q.limit,
+            lookup,
+          )
         : [],
     ]);
-    const active = await activeVersions(ctx, [...vector, ...text]);
-    const keep = (h: VectorHit) => active.get(h.documentId) === h.version;
     const ranked =
-      q.mode === "hybrid"
-        ? fuse(vector.filter(keep), text.filter(keep), fusion)
-        : (q.mode === "vector" ? vector : text).filter(keep);
+      q.mode === "hybrid" ? fuse(vector, text, fusion) : q.mode === "vector" ? vector : text;
     const results = ranked.slice(0, q.limit).map((h) => ({
       text: h.text,
       score: h.score,

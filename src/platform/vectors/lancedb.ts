@@ -19,12 +19,16 @@ import {
   compact,
   DEFAULT_ANN_INDEX,
   DEFAULT_ANN_SEARCH,
+  DEFAULT_FULL_TEXT,
   dueForCompaction,
   ensureFts,
+  type FullTextSettings,
   forgetIfGone,
+  ftsState,
   hasFts,
   LANCE_INDEX_TYPE,
   nearest,
+  rebuildFts,
   TABLES,
   type TenantHandle,
   tableOf,
@@ -66,6 +70,13 @@ export interface LanceVectorIndexOptions {
    * existing index of another type is rebuilt by the next `optimize`, and serves until then.
    */
   annIndex?: Partial<AnnIndexSettings>;
+  /**
+   * How the full-text index tokenizes and whether titles count (`FullTextSettings`; defaults
+   * `DEFAULT_FULL_TEXT`). Indexes built under other settings keep answering (LanceDB
+   * tokenizes queries as the index it searches was built) and are rebuilt by the next
+   * `optimize`, which the first text search of each tenant in a process asks for.
+   */
+  fullText?: Partial<FullTextSettings>;
   /**
    * A write that leaves a table with this many small fragments compacts it before returning
    * (under the tenant's lock), which also folds new rows into the full-text and ANN indexes.
@@ -173,6 +184,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
   const maxAnnDeltas = opts.maxAnnDeltas ?? 64;
   const annSearch = { ...DEFAULT_ANN_SEARCH, ...opts.annSearch };
   const annIndex = { ...DEFAULT_ANN_INDEX, ...opts.annIndex };
+  const fullText: FullTextSettings = { ...DEFAULT_FULL_TEXT, ...opts.fullText };
   const compactLimits = {
     fragments: opts.compactFragments ?? 32,
     maxFragments: opts.maxCompactFragments ?? 256,
@@ -180,7 +192,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
   };
   const keepVersionsMs = opts.keepVersionsMs ?? 20_000;
   const compactTables = (h: TenantHandle, held: HeldTenantLock, tables?: TableName[]) =>
-    compact(h, held, keepVersionsMs, tables);
+    compact(h, held, keepVersionsMs, tables, fullText);
   const limitSearch = createLimiter(opts.searchConcurrency ?? availableParallelism());
   const remote = isRemote(opts.uri);
   const base = remote
@@ -363,7 +375,7 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
         .whenMatchedUpdateAll()
         .whenNotMatchedInsertAll()
         .execute(chunksTable([...chunks.values()], dimensions));
-      await ensureFts(h, t);
+      await ensureFts(h, t, fullText);
       if (merged.numInsertedRows > 0) {
         const total = await t.countRows();
         crossed = total >= annThreshold && total - merged.numInsertedRows < annThreshold;
@@ -509,7 +521,14 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     // searched exactly until the next compaction folds them in (bench/RESULTS.md: ~100 s at
     // 100 000 × 384 on 2 cores).
     if (!mayExist(tenantId)) return { annIndexed: false };
-    await writeUnderLock(tenantId, compactTables);
+    await writeUnderLock(tenantId, async (h, held) => {
+      await compactTables(h, held);
+      // Full-text indexes built under other settings: rebuilt here, seconds at 100 000 rows.
+      const t = await tableOf(h, "chunks", false);
+      if (t && (await rebuildFts(h, t, fullText))) {
+        logger.info({ tenantId, fullText }, "rebuilt full-text index under the current settings");
+      }
+    });
     const annIndexed = await read(tenantId, "chunks", false, async (t) => {
       // A build reads one version for minutes: compactions meanwhile keep the old versions.
       const built = await lock.withLongReader(tenantId, () =>
@@ -542,6 +561,25 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
     typeChecked.add(tenantId);
     const state = await annIndexState(t);
     if (state && state.type !== LANCE_INDEX_TYPE[annIndex.type] && !requested.has(tenantId)) {
+      requested.set(tenantId, Date.now());
+      request(tenantId, 0, requested);
+    }
+  }
+
+  /** Tenants whose full-text indexes this process has compared with `fullText`. */
+  const ftsChecked = new Set<string>();
+
+  /**
+   * Once per tenant and process, on its first text search: full-text indexes built under
+   * other settings than `fullText` ask for an optimize, which rebuilds them (`rebuildFts`).
+   * They keep answering meanwhile, as they were built (the title index only if it is there).
+   */
+  async function checkFts(tenantId: string, t: Table): Promise<void> {
+    if (ftsChecked.has(tenantId)) return;
+    if (ftsChecked.size >= 100_000) ftsChecked.clear();
+    ftsChecked.add(tenantId);
+    const state = await ftsState(t, fullText);
+    if (state && !state.current && !requested.has(tenantId)) {
       requested.set(tenantId, Date.now());
       request(tenantId, 0, requested);
     }
@@ -628,7 +666,8 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
           logger.warn({ tenantId: args.tenant }, "full-text index missing; text search is empty");
           return [];
         }
-        return bm25(t, terms, args.limit, where);
+        await checkFts(args.tenant, t);
+        return bm25(t, terms, args.limit, where, h.titleFtsReady ? fullText.titleBoost : 0);
       });
     },
 

@@ -1,4 +1,11 @@
-import { type Connection, Index, MatchQuery, type Table } from "@lancedb/lancedb";
+import {
+  type Connection,
+  type FullTextQuery,
+  Index,
+  MatchQuery,
+  MultiMatchQuery,
+  type Table,
+} from "@lancedb/lancedb";
 import {
   catalogSchema,
   chunksSchema,
@@ -17,30 +24,94 @@ export interface TenantHandle {
   tables: Map<TableName, Table>;
   /** The chunks table is known to have its full-text index. */
   ftsReady: boolean;
+  /** The chunks table is known to have the full-text index of its titles. */
+  titleFtsReady?: boolean;
 }
 
 export const TABLES: TableName[] = ["chunks", "catalog"];
 
 /**
- * Tokenizer of the full-text index. No stop-word removal: BM25 already weighs common words
- * down, and a query made only of stop words would otherwise trip the LanceDB bug described at
- * `ftsTerms`. No positions: nothing here runs phrase queries, and the index is smaller without.
- * English stemming ("runs" finds "running") is harmless for other languages: queries and rows
- * go through the same stemmer.
+ * The full-text index. Tokenizer options apply to the index of chunk texts (and the title
+ * index): LanceDB tokenizes a query with the options of the index it searches, so an index
+ * built with other options keeps answering consistently until it is rebuilt.
+ * - `stem`, `language`: English stemming ("runs" finds "running"); harmless for other
+ *   languages, queries and rows go through the same stemmer.
+ * - `removeStopWords`: BM25 already weighs common words down, and a query made only of stop
+ *   words would trip the LanceDB bug described at `ftsTerms` while rows are unindexed.
+ * - `withPosition`: positions serve phrase queries only, which nothing here runs.
+ * - `titleBoost`: above 0, the `title` column gets a full-text index of its own and text
+ *   search matches both, a title match weighing `titleBoost` × a text match (LanceDB's
+ *   multi-column match: the BM25 scores of the two columns add).
+ * Defaults measured in bench/RESULTS.md ("Full-text index options").
  */
-const FTS_OPTIONS = {
-  withPosition: false,
-  lowercase: true,
-  asciiFolding: true,
+export interface FullTextSettings {
+  stem: boolean;
+  language: string;
+  removeStopWords: boolean;
+  asciiFolding: boolean;
+  lowercase: boolean;
+  withPosition: boolean;
+  titleBoost: number;
+}
+
+export const DEFAULT_FULL_TEXT: FullTextSettings = {
   stem: true,
   language: "English",
   removeStopWords: false,
+  asciiFolding: true,
+  lowercase: true,
+  withPosition: false,
+  titleBoost: 0,
 };
+
+/** LanceDB's configuration of a full-text index under `settings`. */
+function ftsConfig(settings: FullTextSettings): Index {
+  return Index.fts({
+    withPosition: settings.withPosition,
+    lowercase: settings.lowercase,
+    asciiFolding: settings.asciiFolding,
+    stem: settings.stem,
+    language: settings.language,
+    removeStopWords: settings.removeStopWords,
+  });
+}
+
+/**
+ * The name of the text index built under `settings`: its tokenizer options, so that an index
+ * built under other options can be told apart (`ftsState`) and rebuilt. LanceDB 0.29 does not
+ * report an FTS index's options; indexes of earlier releases carry LanceDB's default name
+ * `text_idx`, which stands for the options of those releases (`LEGACY_FULL_TEXT`).
+ */
+export function ftsIndexName(settings: FullTextSettings): string {
+  const flag = (b: boolean) => (b ? "1" : "0");
+  return `text_fts_${[
+    settings.stem ? settings.language.toLowerCase() : "nostem",
+    flag(settings.removeStopWords),
+    flag(settings.asciiFolding),
+    flag(settings.lowercase),
+    flag(settings.withPosition),
+  ].join("_")}`;
+}
+
+/** The name of an index of `text` built before its name carried the options… */
+const LEGACY_TEXT_INDEX = "text_idx";
+/** …and the options it was built with (those of every release before). */
+const LEGACY_FULL_TEXT: FullTextSettings = {
+  stem: true,
+  language: "English",
+  removeStopWords: false,
+  asciiFolding: true,
+  lowercase: true,
+  withPosition: false,
+  titleBoost: 0,
+};
+const TITLE_INDEX = "title_fts";
 
 export function closeTables(h: TenantHandle): void {
   for (const t of h.tables.values()) t.close();
   h.tables.clear();
   h.ftsReady = false;
+  h.titleFtsReady = undefined;
 }
 
 /**
@@ -84,26 +155,95 @@ export async function tableOf(
 
 export async function hasFts(h: TenantHandle, t: Table): Promise<boolean> {
   // Only a positive answer is remembered: another process may create the index later.
-  if (!h.ftsReady) h.ftsReady = (await t.listIndices()).some((i) => i.columns.includes("text"));
+  if (!h.ftsReady || h.titleFtsReady === undefined) {
+    const indexes = await t.listIndices();
+    h.ftsReady = indexes.some((i) => i.columns.includes("text"));
+    h.titleFtsReady = indexes.some((i) => i.columns.includes("title"));
+  }
   return h.ftsReady;
 }
 
 /**
- * Full-text queries fail on a table without the index, so the first write creates it (over
- * that write's rows). Rows written later are not in it until a compaction folds them in, which
- * the adapter's text search runs first when there are any (see `bm25` for why).
+ * What the table's full-text indexes are against `settings`: `current` when the text index
+ * was built under the same tokenizer options and the title index is there if and only if
+ * `settings` boost titles. Undefined when there is no text index.
  */
-export async function ensureFts(h: TenantHandle, t: Table): Promise<void> {
+export async function ftsState(
+  t: Table,
+  settings: FullTextSettings,
+): Promise<{ current: boolean; text: string; title: boolean } | undefined> {
+  const indexes = await t.listIndices();
+  const text = indexes.find((i) => i.columns.includes("text"));
+  if (!text) return undefined;
+  const title = indexes.some((i) => i.columns.includes("title"));
+  const name = text.name === LEGACY_TEXT_INDEX ? ftsIndexName(LEGACY_FULL_TEXT) : text.name;
+  return {
+    current: name === ftsIndexName(settings) && title === settings.titleBoost > 0,
+    text: text.name,
+    title,
+  };
+}
+
+/**
+ * Full-text queries fail on a table without the index, so the first write creates it (over
+ * that write's rows), and the title index with it when titles are boosted. Rows written later
+ * are not in them until a compaction folds them in, which the adapter's text search runs first
+ * when there are any (see `bm25` for why). An index built under other settings is left as it
+ * is: `rebuildFts` replaces it.
+ */
+export async function ensureFts(
+  h: TenantHandle,
+  t: Table,
+  settings: FullTextSettings = DEFAULT_FULL_TEXT,
+): Promise<void> {
   if (await hasFts(h, t)) return;
-  await t.createIndex("text", { config: Index.fts(FTS_OPTIONS) });
+  await t.createIndex("text", { config: ftsConfig(settings), name: ftsIndexName(settings) });
+  if (settings.titleBoost > 0) {
+    await t.createIndex("title", { config: ftsConfig(settings), name: TITLE_INDEX });
+    h.titleFtsReady = true;
+  }
   h.ftsReady = true;
+}
+
+/**
+ * Builds the full-text indexes anew when they were built under other settings than
+ * `settings` (an operator changed them): the new text index is built next to the old one,
+ * which answers until the new one commits and is then dropped; the title index is built or
+ * dropped as `titleBoost` says. Under the tenant's lock (it races with compaction otherwise).
+ * True when something was rebuilt.
+ */
+export async function rebuildFts(
+  h: TenantHandle,
+  t: Table,
+  settings: FullTextSettings,
+): Promise<boolean> {
+  const state = await ftsState(t, settings);
+  if (!state || state.current) return false;
+  const name = ftsIndexName(settings);
+  if (state.text !== name) {
+    await t.createIndex("text", { config: ftsConfig(settings), name });
+    await t.dropIndex(state.text);
+  }
+  const titleIdx = (await t.listIndices()).find((i) => i.columns.includes("title"));
+  if (settings.titleBoost > 0) {
+    if (titleIdx) await t.dropIndex(titleIdx.name);
+    await t.createIndex("title", { config: ftsConfig(settings), name: TITLE_INDEX });
+  } else if (titleIdx) {
+    await t.dropIndex(titleIdx.name);
+  }
+  h.ftsReady = true;
+  h.titleFtsReady = settings.titleBoost > 0;
+  return true;
 }
 
 /** Rows not yet in the full-text index: LanceDB scans them on every text query (see `bm25`). */
 export async function unindexedTextRows(t: Table): Promise<number> {
-  const idx = (await t.listIndices()).find((i) => i.columns.includes("text"));
-  if (!idx) return 0;
-  return (await t.indexStats(idx.name))?.numUnindexedRows ?? 0;
+  let most = 0;
+  for (const idx of await t.listIndices()) {
+    if (!idx.columns.includes("text") && !idx.columns.includes("title")) continue;
+    most = Math.max(most, (await t.indexStats(idx.name))?.numUnindexedRows ?? 0);
+  }
+  return most;
 }
 
 /**
@@ -114,7 +254,10 @@ export async function forgetIfGone(h: TenantHandle, name: TableName): Promise<bo
   if ((await h.conn.tableNames()).includes(name)) return false;
   h.tables.get(name)?.close();
   h.tables.delete(name);
-  if (name === "chunks") h.ftsReady = false;
+  if (name === "chunks") {
+    h.ftsReady = false;
+    h.titleFtsReady = undefined;
+  }
   return true;
 }
 
@@ -242,10 +385,15 @@ export async function bm25(
   terms: string,
   limit: number,
   where: string | undefined,
+  titleBoost = 0,
 ): Promise<VectorHit[]> {
+  const match: FullTextQuery =
+    titleBoost > 0
+      ? new MultiMatchQuery(terms, ["text", "title"], { boosts: [1, titleBoost] })
+      : new MatchQuery(terms, "text");
   let q = t
     .query()
-    .fullTextSearch(new MatchQuery(terms, "text"))
+    .fullTextSearch(match)
     .select([...HIT_COLUMNS, "_score"])
     .limit(limit);
   if (where) q = q.where(where);
@@ -330,6 +478,7 @@ export async function compact(
   held: HeldTenantLock,
   keepVersionsMs: number,
   tables: readonly TableName[] = TABLES,
+  fullText: FullTextSettings = DEFAULT_FULL_TEXT,
 ): Promise<void> {
   const keepMs = (await held.longReaderActive())
     ? Math.max(keepVersionsMs, KEEP_VERSIONS_FOR_LONG_READER_MS)
@@ -338,7 +487,7 @@ export async function compact(
   for (const name of tables) {
     const t = await tableOf(h, name, false);
     if (!t) continue;
-    if (name === "chunks") await ensureFts(h, t);
+    if (name === "chunks") await ensureFts(h, t, fullText);
     await t.optimize({ cleanupOlderThan });
   }
 }
