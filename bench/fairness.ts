@@ -127,9 +127,7 @@ async function untilSearchable(ctx: AppContext, t: TenantContext, id: string, ma
         "select status, attempts, last_error, created_at, started_at, finished_at from jobs where tenant_id = $1 and payload->>'documentId' = $2",
         [t.tenantId, id],
       );
-      throw new Error(
-        `document ${id} not searchable in 300 s: ${JSON.stringify({ last, jobs })}`,
-      );
+      throw new Error(`document ${id} not searchable in 300 s: ${JSON.stringify({ last, jobs })}`);
     }
     const view = await ctx.documents.get(t, id);
     last = view;
