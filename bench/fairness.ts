@@ -120,9 +120,17 @@ async function submit(app: FastifyInstance, apiKey: string, doc: Doc): Promise<s
 /** Polls (every 50 ms) until a text search for the marker finds the document. */
 async function untilSearchable(ctx: AppContext, t: TenantContext, id: string, marker: string) {
   const deadline = performance.now() + 300_000;
+  let last: unknown;
   for (;;) {
-    if (performance.now() > deadline) throw new Error(`document ${id} not searchable in 300 s`);
+    if (performance.now() > deadline) {
+      const jobs = await ctx.db.query(
+        "select status, attempts, last_error, created_at, started_at, finished_at from jobs where tenant_id = $1 and payload->>'documentId' = $2",
+        [t.tenantId, id],
+      );
+      throw new Error(`document ${id} not searchable in 300 s: ${JSON.stringify({ last, jobs })}`);
+    }
     const view = await ctx.documents.get(t, id);
+    last = view;
     if (view.status === "failed") throw new Error(`document ${id} failed`);
     if (view.status === "completed") {
       const hits = await ctx.search.search(t, { query: marker, mode: "text", limit: 5 });

@@ -142,13 +142,21 @@ function startMemorySampler(ctx: AppContext, tenantId: string) {
         [tenantId],
       )
       .then(([row]) => {
-        samples.push({
+        const sample = {
           at: performance.now() - t0,
           rss: m.rss,
           heap: m.heapUsed,
           external: m.external + m.arrayBuffers,
           completed: row?.n ?? 0,
-        });
+        };
+        samples.push(sample);
+        // Progress on stderr every 15 s, so a long run that is cut short still tells its story.
+        if (samples.length % 15 === 0) {
+          const mb = (b: number) => (b / 2 ** 20).toFixed(0);
+          process.stderr.write(
+            `memory ${(sample.at / 1000).toFixed(0)} s: ${sample.completed} docs, RSS ${mb(sample.rss)} MB, heap ${mb(sample.heap)} MB, external ${mb(sample.external)} MB\n`,
+          );
+        }
       })
       .catch(() => undefined)
       .finally(() => {

@@ -492,6 +492,24 @@ describe.each(queueAdapters)("JobQueue port: $name", ({ name, skip, open }) => {
         });
       }
 
+      it("runs a tenant's jobs beyond its window as earlier ones finish, not at the periodic relay", async () => {
+        const a = await fresh();
+        // The periodic relay waits a minute: only the hand-over after each finished job can
+        // bring the jobs past the first window (BullMQ: 4 in Redis) to the workers in time.
+        const q = h.make({ relayMs: 60_000 });
+        const ids = await bulk(q, a, 12);
+        q.work(
+          handlers(async () => {
+            await sleep(5);
+          }),
+          { concurrency: 2 },
+        );
+        for (const { id } of ids) await completed(q, a, id);
+        // A new job after the backlog is gone is handed over at once too.
+        const late = await q.enqueue("test.echo", { tenantId: a, n: 99 });
+        await completed(q, a, late.id);
+      });
+
       it("lets no tenant starve: two bulk loads share the workers turn by turn", async () => {
         const a = await fresh();
         const c = await createTenant(h.db);

@@ -612,6 +612,46 @@ describe("VectorIndex (LanceDB): group commit of one tenant's concurrent writes"
       await index.close();
     }
   });
+
+  it("a group that cannot take the tenant's lock fails its writes, and the next writes go through", async () => {
+    // A lock whose first acquisition fails, as a server-mode advisory lock does when its
+    // connection drops: the group waiting for it never gets a turn.
+    const inner = createInProcessTenantLock();
+    let failNext = true;
+    const lock: TenantLock = {
+      withLock(tenantId, fn) {
+        if (failNext) {
+          failNext = false;
+          return Promise.reject(new Error("connection terminated"));
+        }
+        return inner.withLock(tenantId, fn);
+      },
+      withLongReader: (tenantId, fn) => inner.withLongReader(tenantId, fn),
+    };
+    const { index } = groupIndex({ lock });
+    try {
+      const tenant = randomUUID();
+      const first = randomUUID();
+      await expect(index.upsertChunks(tenant, chunks(first, 1, 2))).rejects.toThrow(
+        /connection terminated/,
+      );
+      // Before the fix these joined the failed group and never settled.
+      const docs = [randomUUID(), randomUUID(), first];
+      const settled = await Promise.race([
+        Promise.allSettled(docs.map((doc) => index.upsertChunks(tenant, chunks(doc, 1, 2)))),
+        new Promise<"hung">((r) => setTimeout(() => r("hung"), 10_000).unref()),
+      ]);
+      expect(settled).not.toBe("hung");
+      expect((settled as PromiseSettledResult<void>[]).map((r) => r.status)).toEqual([
+        "fulfilled",
+        "fulfilled",
+        "fulfilled",
+      ]);
+      expect(await index.count(tenant)).toBe(6);
+    } finally {
+      await index.close();
+    }
+  });
 });
 
 // ---- cache and input checks (lock-independent) ----------------------------------------------

@@ -563,7 +563,7 @@ export const documentsStore = {
 
   /**
    * Makes `version` the only active one, with `figures` set on it; the previous active one
-   * becomes superseded.
+   * becomes superseded. One statement: both rows in one UPDATE.
    */
   async activateVersion(
     q: Queryable,
@@ -572,22 +572,61 @@ export const documentsStore = {
     version: number,
     figures: VersionPatch = {},
   ): Promise<void> {
-    const k = kysely(q);
-    await k
+    const isIt = sql<boolean>`version = ${version}`;
+    const onIt = (column: string, value: unknown) =>
+      sql`case when ${isIt} then ${value} else ${sql.ref(column)} end`;
+    await kysely(q)
       .updateTable("document_versions")
-      .set({ is_active: false, status: "superseded" })
+      .set({
+        ...Object.fromEntries(Object.entries(figures).map(([c, v]) => [c, onIt(c, v)])),
+        is_active: isIt,
+        status: sql`case when ${isIt} then 'active' else 'superseded' end`,
+        activated_at: sql`case when ${isIt} then now() else activated_at end`,
+      })
       .where("tenant_id", "=", tenantId)
       .where("document_id", "=", documentId)
-      .where("is_active", "=", true)
-      .where("version", "<>", version)
+      .where((eb) =>
+        eb.or([
+          eb("version", "=", version),
+          eb.and([eb("is_active", "=", true), eb("version", "<>", version)]),
+        ]),
+      )
       .execute();
-    await k
-      .updateTable("document_versions")
-      .set({ ...figures, is_active: true, status: "active", activated_at: sql`now()` })
-      .where("tenant_id", "=", tenantId)
-      .where("document_id", "=", documentId)
-      .where("version", "=", version)
-      .execute();
+  },
+
+  /**
+   * The document locked for its version's activation, and the tenant's storage level as it
+   * will be once the document holds `bytes` (its other documents as this statement sees them):
+   * one statement instead of the lock and a count after it. A change committed by another
+   * transaction while this one waited for the lock is not in the level; the next change and
+   * the daily snapshot state the level again.
+   */
+  async documentForActivation(
+    q: Queryable,
+    tenantId: string,
+    id: string,
+    bytes: number,
+  ): Promise<{ document: DocumentRow; level: { documents: number; bytes: number } } | undefined> {
+    const row = await kysely(q)
+      .selectFrom("documents as d")
+      .select(DOCUMENT_COLUMNS.map((c) => `d.${c}` as const))
+      .select([
+        sql<number>`(select count(*) from documents o where o.tenant_id = ${tenantId})::int`.as(
+          "level_documents",
+        ),
+        sql<string>`(select coalesce(sum(o.file_size_bytes), 0) from documents o
+                     where o.tenant_id = ${tenantId} and o.id <> d.id)::text`.as("level_bytes"),
+      ])
+      .where("d.tenant_id", "=", tenantId)
+      .where("d.id", "=", id)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const { level_documents, level_bytes, ...doc } = row;
+    return {
+      document: asDocument(doc as StoredDocument),
+      level: { documents: Number(level_documents), bytes: Number(level_bytes) + bytes },
+    };
   },
 
   /**

@@ -11,7 +11,7 @@ import type { AuditLog } from "../audit/index.js";
 import { type EventsLog, jobEventId } from "../events/index.js";
 import type { QuotasService, Reservation } from "../quotas/index.js";
 import { type Embedders, type TenantsService, tenantEmbedder } from "../tenants/index.js";
-import type { BillableFact, UsageRecorder } from "../usage/index.js";
+import { type BillableFact, storageFacts, type UsageRecorder } from "../usage/index.js";
 import { activationEntry } from "./audit-entries.js";
 import { chunkText } from "./chunking.js";
 import { blobKeyFor, contentHash } from "./content.js";
@@ -21,7 +21,6 @@ import { eventUrl } from "./ingest-events.js";
 import { INGEST_MAX_ATTEMPTS, type IngestionJobs } from "./ingestion.jobs.js";
 import { classify, IngestionJobError } from "./job-failures.js";
 import { knowledgeItemIdOf } from "./knowledge-documents.js";
-import { recordStorageChange } from "./usage-facts.js";
 
 type Payload = ReturnType<IngestionJobs["ingest.process"]["parse"]>;
 type DocType = "pdf" | "txt" | "html" | "md";
@@ -251,19 +250,34 @@ export function createIngestionPipeline(deps: PipelineDeps) {
       };
       const tokens = reservation;
       const activate = async (tx: Queryable): Promise<"active" | "superseded" | "deleted"> => {
-        // Under the document's row lock, so that versions finishing at once take turns.
-        const current = await store.documentForUpdate(tx, ctx.tenantId, doc.id);
-        if (!current) {
+        // Under the document's row lock, so that versions finishing at once take turns; the
+        // tenant's storage level once this version is live comes with it.
+        const locked = await store.documentForActivation(tx, ctx.tenantId, doc.id, bytes.length);
+        const current = locked?.document;
+        if (!locked || !current) {
           // Deleted while we worked; its DELETE removed what there was. The tokens were spent.
           await deps.usage.record(ctx, [embeddingFact(knowledgeItemIdOf(doc.external_id))], {
             tx,
           });
           return "deleted";
         }
-        // Billed with the version's write, superseded or not.
+        // A newer version finished first (several jobs of one document ran at once): this
+        // one is out of date before it goes live.
+        const superseded = (current.active_version ?? 0) > version.version;
+        // Billed with the version's write, superseded or not; a version going live changes the
+        // storage gauges too (event ids from the version: a rerun records nothing twice). All
+        // facts in one statement.
         const [billed] = await deps.usage.record(
           ctx,
-          [embeddingFact(knowledgeItemIdOf(current.external_id))],
+          [
+            embeddingFact(knowledgeItemIdOf(current.external_id)),
+            ...(superseded
+              ? []
+              : storageFacts(locked.level, {
+                  type: "storage_change",
+                  id: `activation:${version.id}`,
+                })),
+          ],
           { tx },
         );
         const versionStats = {
@@ -273,9 +287,7 @@ export function createIngestionPipeline(deps: PipelineDeps) {
           error_code: null,
           error_message: null,
         };
-        if ((current.active_version ?? 0) > version.version) {
-          // A newer version finished first (several jobs of one document ran at once): this
-          // one is out of date before it goes live.
+        if (superseded) {
           await store.updateVersion(tx, ctx.tenantId, version.id, {
             ...versionStats,
             status: "superseded",
@@ -295,7 +307,6 @@ export function createIngestionPipeline(deps: PipelineDeps) {
           error_code: null,
           error_message: null,
         });
-        await recordStorageChange(deps.usage, ctx, tx, `activation:${version.id}`);
         await deps.events.logMany(
           ctx,
           [
@@ -348,18 +359,21 @@ export function createIngestionPipeline(deps: PipelineDeps) {
       }
       // Only now may older versions' chunks go: search filtered them out since the switch.
       // Newer versions' chunks, perhaps being written by another job, stay. A first version
-      // has nothing older, and the delete scans the tenant's table (bench/RESULTS.md).
-      if (version.version > 1) {
-        await deps.vectors.deleteVersions(ctx.tenantId, doc.id, { olderThan: version.version });
-      }
-      await deps.vectors.upsertCatalog(ctx.tenantId, {
-        documentId: doc.id,
-        version: version.version,
-        title: doc.title,
-        docType: doc.doc_type,
-        summary: extracted.text.slice(0, 500),
-        chunkCount: rows.length,
-      });
+      // has nothing older, and the delete scans the tenant's table (bench/RESULTS.md). Sent
+      // together with the catalog row, so that both go in one group commit (one lock turn).
+      await Promise.all([
+        version.version > 1
+          ? deps.vectors.deleteVersions(ctx.tenantId, doc.id, { olderThan: version.version })
+          : undefined,
+        deps.vectors.upsertCatalog(ctx.tenantId, {
+          documentId: doc.id,
+          version: version.version,
+          title: doc.title,
+          docType: doc.doc_type,
+          summary: extracted.text.slice(0, 500),
+          chunkCount: rows.length,
+        }),
+      ]);
       // The actor (system, with the job and its cause) is what the audit log will record.
       deps.logger.info(
         { jobId: job.id, documentId: doc.id, version: version.version, actor: ctx.actor },

@@ -255,38 +255,75 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
         )`;
     // Just enqueued: only those ids, and only if no older row of their tenant waits its turn.
     const onlyThese = only ? sql`and h.id = any(${only}::uuid[])` : sql``;
-    return db.transaction(async (tx) => {
+    const passStartedAt = heldBack;
+    const handed = await db.transaction(async (tx) => {
       await sql`select set_config('idle_in_transaction_session_timeout', '5000', true),
                        pg_advisory_xact_lock(${RELAY_LOCK})`.execute(kysely(tx));
-      const { rows } = await sql<QueuedRow>`
+      // One row per job handed over, or one row of nulls; `more`: a due row is left waiting.
+      const { rows } = await sql<
+        { [K in keyof QueuedRow]: QueuedRow[K] | null } & { more: boolean }
+      >`
         with recursive ${tenants},
         inflight as (
           select ${key} as t, count(*)::int as n from jobs
           where status in ('queued', 'running') and relayed_at is not null group by 1
+        ),
+        picked as (
+          select h.id, h.tenant_id, h.type, h.payload, h.priority, h.max_attempts, h.delay_ms
+          from tenants
+          left join inflight on inflight.t = tenants.t
+          cross join lateral (
+            select j.id, j.tenant_id, j.type, j.payload, j.priority, j.max_attempts, j.created_at,
+                   greatest(0, extract(epoch from j.run_at - now()) * 1000)::int as delay_ms
+            from jobs j
+            where j.status = 'queued' and j.relayed_at is null and j.run_at <= now()
+              and coalesce(j.tenant_id, ${nil}::uuid) = tenants.t
+            order by j.priority desc, j.created_at
+            limit greatest(0, ${tenantWindow}::int - coalesce(inflight.n, 0))
+          ) h
+          where tenants.t is not null ${onlyThese}
+          order by h.created_at
+          limit ${RELAY_BATCH}
         )
-        select h.id, h.tenant_id, h.type, h.payload, h.priority, h.max_attempts, h.delay_ms
-        from tenants
-        left join inflight on inflight.t = tenants.t
-        cross join lateral (
-          select j.id, j.tenant_id, j.type, j.payload, j.priority, j.max_attempts, j.created_at,
-                 greatest(0, extract(epoch from j.run_at - now()) * 1000)::int as delay_ms
-          from jobs j
-          where j.status = 'queued' and j.relayed_at is null and j.run_at <= now()
-            and coalesce(j.tenant_id, ${nil}::uuid) = tenants.t
-          order by j.priority desc, j.created_at
-          limit greatest(0, ${tenantWindow}::int - coalesce(inflight.n, 0))
-        ) h
-        where tenants.t is not null ${onlyThese}
-        order by h.created_at
-        limit ${RELAY_BATCH}`.execute(kysely(tx));
-      if (rows.length === 0) return 0;
-      await addToRedis(rows.map(fromRow));
+        select p.*, exists (
+          select 1 from jobs w
+          where w.status = 'queued' and w.relayed_at is null and w.run_at <= now()
+            and not exists (select 1 from picked q where q.id = w.id)
+        ) as more
+        from (select 1) one left join picked p on true`.execute(kysely(tx));
+      const picked = rows.filter((r): r is QueuedRow & { more: boolean } => r.id !== null);
+      if (only) {
+        // Some of these wait for their tenant's window: a finished job should hand them over.
+        if (picked.length < only.length) noteWaiting();
+      } else if (rows[0]?.more) {
+        noteWaiting();
+      } else if (heldBack === passStartedAt) {
+        // Nothing due waits, and no enqueue held a job back since this pass began.
+        waiting = false;
+      }
+      if (picked.length === 0) return 0;
+      await addToRedis(picked.map(fromRow));
       await markRelayed(
         tx,
-        rows.map((r) => r.id),
+        picked.map((r) => r.id),
       );
-      return rows.length;
+      return picked.length;
     });
+    return handed;
+  }
+
+  /**
+   * Whether rows of this process's knowledge wait for their tenant's window (or for a pass
+   * that failed). A finished job runs a relay pass only then: in a steady state, where every
+   * enqueue is handed over at once, it costs no statements. Rows held back by another
+   * process are seen by this one's periodic pass (every `relayIntervalMs`), which sets it.
+   */
+  let waiting = true;
+  /** Counts the hold-backs, so that a pass does not clear one that came while it ran. */
+  let heldBack = 0;
+  function noteWaiting(): void {
+    waiting = true;
+    heldBack += 1;
   }
 
   /** Relay passes until a short one; never rejects (the periodic relay tries again). */
@@ -294,6 +331,7 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
     try {
       while ((await (fair ? relayFair() : relayOnce())) === RELAY_BATCH) {}
     } catch (err) {
+      noteWaiting();
       logger.warn({ err }, "jobs recorded but not yet handed to redis; the relay will");
     }
   };
@@ -307,6 +345,7 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
         await relayFair(ids.slice(start, start + RELAY_BATCH));
       }
     } catch (err) {
+      noteWaiting();
       logger.warn(
         { err, jobIds: ids },
         "jobs recorded but not yet handed to redis; the relay will",
@@ -390,8 +429,15 @@ export function createBullmqQueue<R extends JobRegistry>(opts: BullmqQueueOption
         logger,
         backoffBaseMs,
         isClosing: () => closed,
-        // A finished job frees a place in its tenant's window: hand over the next one now.
-        ...(fair ? { onSettled: () => void kickRelay() } : {}),
+        // A finished job frees a place in its tenant's window: hand over the next one now,
+        // if any waits.
+        ...(fair
+          ? {
+              onSettled: () => {
+                if (waiting) void kickRelay();
+              },
+            }
+          : {}),
       };
       processor = createBullmqProcessor(deps);
       worker = new Worker(queueName, processor.process, {

@@ -284,7 +284,9 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
    * group instead of one or two per write, and fragments, versions and compactions fall with
    * them. Each caller's promise settles on its own: if the combined commit fails, the members
    * are written again one by one (every write here is idempotent), so a bad write fails alone.
-   * Writes that arrive while a group commits start the next group.
+   * Writes that arrive while a group commits start the next group. A group that cannot get
+   * its turn (taking the lock or opening the tenant failed) fails every member, and the next
+   * write starts a new group.
    */
   function coalesce(tenant: string, write: GroupedWrite): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -297,6 +299,9 @@ export function createLanceVectorIndex(opts: LanceVectorIndexOptions): LanceVect
       const members = [member];
       gathering.set(tenant, members);
       void writeGroup(tenant, members).catch((err: unknown) => {
+        // Failed before its turn began (the lock or the tenant's tables could not be had): the
+        // group still takes new writes, which would wait for a turn that never comes.
+        if (gathering.get(tenant) === members) gathering.delete(tenant);
         for (const m of members) m.reject(err);
       });
     });
