@@ -218,20 +218,56 @@ export const documentsStore = {
     return asDocumentOrNone(row);
   },
 
+  /**
+   * The tenant's documents, from its maintained figures (migration 0023): in a transaction
+   * that created one, its own included.
+   */
   async countDocuments(q: Queryable, tenantId: string): Promise<number> {
-    const row = await kysely(q)
-      .selectFrom("documents")
-      .select((eb) => eb.fn.countAll<number>().as("n"))
-      .where("tenant_id", "=", tenantId)
-      .executeTakeFirst();
-    return row?.n ?? 0;
+    return (await documentsStore.storageLevel(q, tenantId)).documents;
   },
 
   /**
    * The tenant's storage level: its documents and the bytes of their stored content (the
-   * usage ledger's gauges `documents_stored` and `storage_bytes`).
+   * usage ledger's gauges `documents_stored` and `storage_bytes`), as `count(*)` and
+   * `sum(file_size_bytes)` over its documents give them, read from the figures the triggers
+   * of migration 0023 keep.
    */
   async storageLevel(
+    q: Queryable,
+    tenantId: string,
+  ): Promise<{ documents: number; bytes: number }> {
+    const row = await kysely(q)
+      .selectFrom("tenant_document_counts")
+      .select(["documents", "stored_bytes"])
+      .where("tenant_id", "=", tenantId)
+      .executeTakeFirst();
+    return { documents: Number(row?.documents ?? 0), bytes: Number(row?.stored_bytes ?? 0) };
+  },
+
+  /** Storage levels of the given tenants (absent: no documents, level 0). */
+  async storageLevels(
+    q: Queryable,
+    tenantIds: readonly string[],
+  ): Promise<Map<string, { documents: number; bytes: number }>> {
+    if (tenantIds.length === 0) return new Map();
+    const rows = await kysely(q)
+      .selectFrom("tenant_document_counts")
+      .select(["tenant_id", "documents", "stored_bytes"])
+      .where("tenant_id", "in", tenantIds)
+      .execute();
+    return new Map(
+      rows.map((r) => [
+        r.tenant_id,
+        { documents: Number(r.documents), bytes: Number(r.stored_bytes) },
+      ]),
+    );
+  },
+
+  /**
+   * The same figures counted from the documents themselves (a scan): what the maintained row
+   * must equal, for the reconciliation check and the tests.
+   */
+  async countedLevel(
     q: Queryable,
     tenantId: string,
   ): Promise<{ documents: number; bytes: number }> {
@@ -244,27 +280,6 @@ export const documentsStore = {
       .where("tenant_id", "=", tenantId)
       .executeTakeFirst();
     return { documents: Number(row?.documents ?? 0), bytes: Number(row?.bytes ?? 0) };
-  },
-
-  /** Storage levels of the given tenants (absent: no documents, level 0). */
-  async storageLevels(
-    q: Queryable,
-    tenantIds: readonly string[],
-  ): Promise<Map<string, { documents: number; bytes: number }>> {
-    if (tenantIds.length === 0) return new Map();
-    const rows = await kysely(q)
-      .selectFrom("documents")
-      .select((eb) => [
-        "tenant_id",
-        eb.fn.countAll<number>().as("documents"),
-        sql<string>`coalesce(sum(file_size_bytes), 0)::text`.as("bytes"),
-      ])
-      .where("tenant_id", "in", tenantIds)
-      .groupBy("tenant_id")
-      .execute();
-    return new Map(
-      rows.map((r) => [r.tenant_id, { documents: Number(r.documents), bytes: Number(r.bytes) }]),
-    );
   },
 
   /**

@@ -63,6 +63,11 @@ export interface SubmitOptions {
   source?: SubmissionSource;
   /** The direct upload the content came from. */
   uploadId?: string;
+  /**
+   * The tenant's document limit as its caller read it with the rest of its configuration
+   * (`limits`); without it, read in the submission's transaction.
+   */
+  maxDocuments?: number;
 }
 
 /** A multipart body yet to be read: its announced length, and a reader bound to the request. */
@@ -147,18 +152,19 @@ export function createIngestionService(deps: IngestionDeps) {
   }
 
   /**
-   * Refuses a new document past the tenant's limit: counts the tenant's documents, the new one
-   * included, under its config row lock. Every creation takes that lock, so creations take
-   * turns from here to their commit, and each counts the ones committed before it (a statement
-   * after the lock sees them). Called last in the transaction, so the turn is short: the lock,
-   * the count and the commit.
+   * Refuses a new document past the tenant's limit. Runs after the document's insert, which
+   * added it to the tenant's document figures (migration 0023's trigger) and locked that row
+   * until the commit: creations of one tenant take turns from their insert to their commit,
+   * and each reads a count that includes the ones committed before it and itself. The
+   * insert is the transaction's last write but the version's, so the turn is short.
    */
   async function assertRoomFor(
     tx: Queryable,
     ctx: TenantContext,
     quota: QuotaStatuses["documents"],
+    known: number | undefined,
   ): Promise<void> {
-    const maxDocuments = await deps.tenants.maxDocumentsForUpdate(ctx, tx);
+    const maxDocuments = known ?? (await deps.tenants.maxDocumentsForUpdate(ctx, tx));
     const count = await store.countDocuments(tx, ctx.tenantId);
     if (count > maxDocuments) {
       throw new AppError(
@@ -167,7 +173,7 @@ export function createIngestionService(deps: IngestionDeps) {
         { maxDocuments },
       );
     }
-    // The documents quota, counted under the same lock (the new document is in `count`).
+    // The documents quota, counted on the same row (the new document is in `count`).
     if (quota.limit !== null && count > quota.limit) {
       // Not awaited: the write lands once this transaction has rolled back (events.logOutside).
       void deps.events.logOutside(ctx, "quota_exceeded", {
@@ -298,7 +304,7 @@ export function createIngestionService(deps: IngestionDeps) {
           sourceType,
         });
       }
-      if (created) await assertRoomFor(tx, ctx, quota.documents);
+      if (created) await assertRoomFor(tx, ctx, quota.documents, opts.maxDocuments);
       const events = submissionEvents({
         documentId: doc.id,
         docType: doc.doc_type,
@@ -409,7 +415,8 @@ export function createIngestionService(deps: IngestionDeps) {
     item: DocumentItem,
     source: SubmissionSource = "text",
   ): Promise<IngestResult> {
-    (await limits(ctx)).assertType(item.docType);
+    const tenant = await limits(ctx);
+    tenant.assertType(item.docType);
     return submit(
       ctx,
       {
@@ -420,12 +427,13 @@ export function createIngestionService(deps: IngestionDeps) {
         metadata: item.metadata,
       },
       { kind: "bytes", bytes: Buffer.from(item.content, "utf8"), format: item.docType },
-      { source },
+      { source, maxDocuments: tenant.maxDocuments },
     );
   }
 
   async function submitUrl(ctx: TenantContext, item: UrlItem): Promise<IngestResult> {
-    (await limits(ctx)).assertType("html");
+    const tenant = await limits(ctx);
+    tenant.assertType("html");
     // Refused targets get a clear 4xx now; the worker checks again when it fetches (DNS can change).
     try {
       await checkUrlTarget(item.url, { allowPrivate: deps.allowPrivateUrls });
@@ -448,7 +456,7 @@ export function createIngestionService(deps: IngestionDeps) {
         metadata: item.metadata,
       },
       { kind: "url", url: item.url },
-      { source: "url" },
+      { source: "url", maxDocuments: tenant.maxDocuments },
     );
   }
 
@@ -529,7 +537,7 @@ export function createIngestionService(deps: IngestionDeps) {
         fieldBytes: FILE_FIELD_BYTES,
       });
       const { input, content } = fileSubmission(form, tenant);
-      return submit(ctx, input, content, { source: "file" });
+      return submit(ctx, input, content, { source: "file", maxDocuments: tenant.maxDocuments });
     },
 
     /**

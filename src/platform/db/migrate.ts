@@ -20,6 +20,7 @@ import * as m0019 from "./migrations/0019-api-key-addresses.js";
 import * as m0020 from "./migrations/0020-events.js";
 import * as m0021 from "./migrations/0021-search-settings.js";
 import * as m0022 from "./migrations/0022-fair-job-claims.js";
+import * as m0023 from "./migrations/0023-document-counts.js";
 
 export interface Migration {
   version: number;
@@ -51,6 +52,7 @@ export const migrations: readonly Migration[] = [
   { version: 20, name: "events", sql: m0020.sql },
   { version: 21, name: "search-settings", sql: m0021.sql },
   { version: 22, name: "fair-job-claims", sql: m0022.sql },
+  { version: 23, name: "document-counts", sql: m0023.sql },
 ];
 
 /**
