@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createIngestionService } from "../../src/modules/ingestion/index.js";
 import { documentsStore } from "../../src/modules/ingestion/documents.store.js";
+import { createIngestionService } from "../../src/modules/ingestion/index.js";
 import {
   bearer,
   expectError,
