@@ -140,4 +140,41 @@ describe.each(backends)("the tenant's maintained document figures ($name)", (bac
     expect(kept.documents).toBe(4);
     expect(kept.documents).toBe(counted.documents);
   });
+  it("lets concurrent batches and single submissions at the limit create no more documents than it allows, first items first", async () => {
+    const s = await signup(t.app);
+    await setMax(s, 10);
+    const batch = (tag: string) =>
+      t.app.inject({
+        method: "POST",
+        url: "/api/ingest/batch",
+        headers: bearer(s.token),
+        payload: {
+          documents: Array.from({ length: 6 }, (_, i) => ({
+            title: `${tag}${i}`,
+            content: `batch ${tag} item ${i}`,
+          })),
+        },
+      });
+    const [a, b, ...singles] = await Promise.all([
+      batch("a"),
+      batch("b"),
+      ...Array.from({ length: 4 }, (_, i) => ingest(s, { title: `s${i}`, content: `single ${i}` })),
+    ]);
+    let created = 0;
+    for (const res of [a, b]) {
+      expect(res?.statusCode, res?.body).toBe(202);
+      const oks: boolean[] = res?.json().results.map((r: { ok: boolean }) => r.ok);
+      // Within a batch, the accepted ones are its first items.
+      expect(oks).toEqual([...oks].sort((x, y) => Number(y) - Number(x)));
+      for (const r of res?.json().results ?? []) {
+        if (!r.ok) expect(r.error.code).toBe("ingestion.max_documents");
+      }
+      created += oks.filter(Boolean).length;
+    }
+    created += singles.filter((r) => r.statusCode === 202).length;
+    expect(created).toBe(10);
+    expect(await documentCount(t.app, s.token)).toBe(10);
+    const [kept, counted] = await figures(s.tenantId);
+    expect(kept).toEqual(counted);
+  });
 });
