@@ -675,55 +675,57 @@ export function createIngestionService(deps: IngestionDeps) {
     }
     const stored = planned.filter((p) => !failed.has(p));
     try {
-      await db.transaction(async (tx) => {
-        const marked = await store.markVersionsStored(
-          tx,
-          ctx.tenantId,
-          stored.map((p) => rowOf(p).id),
-        );
-        if (marked.size !== stored.length) {
-          throw new Error("a version was discarded as abandoned before its content was stored");
-        }
-        await enqueueProcessingMany(
-          deps.queue,
-          stored.map((p) => ({
-            tenantId: ctx.tenantId,
-            documentId: p.documentId,
-            version: p.version,
-            jobId: p.jobId,
-            causedBy: causeOf(ctx),
-            sourceType,
-          })),
-          tx,
-        );
-        const events = stored.flatMap((p) =>
-          submissionEvents({
-            documentId: p.documentId,
-            docType: p.item.item.docType,
-            version: p.version,
-            created: p.created,
-            sourceType,
-            url: null,
-          }),
-        );
-        await deps.events.logMany(ctx, events, { tx });
-        const entries = stored.map((p) =>
-          submissionEntry({
-            doc: auditedDocument(p, docs.get(p.documentId) as DocumentRow),
-            created: p.created,
-            input: {
-              title: p.item.item.title,
-              sourceUrl: p.item.item.sourceUrl,
-              ...(p.item.item.metadata ? { metadata: p.item.item.metadata } : {}),
-            },
-            version: p.version,
-            hash: p.item.hash,
-            content: { kind: "bytes", bytes: p.item.bytes, format: p.item.item.docType },
-            source: "batch",
-          }),
-        );
-        await deps.audit.recordMany(ctx, entries, { tx });
-      });
+      // Nothing new to accept (duplicates and refusals only): no second transaction.
+      if (stored.length > 0)
+        await db.transaction(async (tx) => {
+          const marked = await store.markVersionsStored(
+            tx,
+            ctx.tenantId,
+            stored.map((p) => rowOf(p).id),
+          );
+          if (marked.size !== stored.length) {
+            throw new Error("a version was discarded as abandoned before its content was stored");
+          }
+          await enqueueProcessingMany(
+            deps.queue,
+            stored.map((p) => ({
+              tenantId: ctx.tenantId,
+              documentId: p.documentId,
+              version: p.version,
+              jobId: p.jobId,
+              causedBy: causeOf(ctx),
+              sourceType,
+            })),
+            tx,
+          );
+          const events = stored.flatMap((p) =>
+            submissionEvents({
+              documentId: p.documentId,
+              docType: p.item.item.docType,
+              version: p.version,
+              created: p.created,
+              sourceType,
+              url: null,
+            }),
+          );
+          await deps.events.logMany(ctx, events, { tx });
+          const entries = stored.map((p) =>
+            submissionEntry({
+              doc: auditedDocument(p, docs.get(p.documentId) as DocumentRow),
+              created: p.created,
+              input: {
+                title: p.item.item.title,
+                sourceUrl: p.item.item.sourceUrl,
+                ...(p.item.item.metadata ? { metadata: p.item.item.metadata } : {}),
+              },
+              version: p.version,
+              hash: p.item.hash,
+              content: { kind: "bytes", bytes: p.item.bytes, format: p.item.item.docType },
+              source: "batch",
+            }),
+          );
+          await deps.audit.recordMany(ctx, entries, { tx });
+        });
     } catch (err) {
       // Nothing was accepted: the versions go, as a request that never answered leaves them.
       for (const p of stored) {
