@@ -515,7 +515,7 @@ export function createIngestionService(deps: IngestionDeps) {
             states.set(v.key, st);
           }
         }
-        if (st && st.live && st.live.hash === v.hash) {
+        if (st?.live && st.live.hash === v.hash) {
           duplicates.push({ item: v, documentId: st.documentId, same: st.live.same });
           continue;
         }
