@@ -43,7 +43,10 @@ import {
 } from "./lib/report.js";
 
 /** A recorder that writes nothing: the baseline's. */
-const unaudited: AuditLog = { record: async () => ({ id: "", seq: 0 }) };
+const unaudited: AuditLog = {
+  record: async () => ({ id: "", seq: 0 }),
+  recordMany: async () => [],
+};
 
 interface Latency {
   operation: string;

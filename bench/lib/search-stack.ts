@@ -36,7 +36,7 @@ export function benchTenants(db: Db, opts: { embeddingCache?: false } = {}): Ten
     db,
     masterKey: Buffer.alloc(32, 7),
     clock: systemClock,
-    audit: { record: async () => ({ id: "", seq: 0 }) },
+    audit: { record: async () => ({ id: "", seq: 0 }), recordMany: async () => [] },
     ...opts,
   });
 }

@@ -61,7 +61,7 @@ async function measure(db: Db, ops: number, concurrency: number): Promise<PhaseR
   const tenantId = await insertTenant(db, "bench-quota");
   const ctx = benchContext(tenantId);
   // Nothing measured here changes a tenant's profile, configuration or status: no audit rows.
-  const audit = { record: async () => ({ id: "", seq: 0 }) };
+  const audit = { record: async () => ({ id: "", seq: 0 }), recordMany: async () => [] };
   const tenants = createTenantsService({
     db,
     masterKey: Buffer.alloc(32, 7),

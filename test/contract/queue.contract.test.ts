@@ -510,6 +510,34 @@ describe.each(queueAdapters)("JobQueue port: $name", ({ name, skip, open }) => {
         await completed(q, a, late.id);
       });
 
+      it("schedules a batch committed in the caller's transaction as fairly as any other", async () => {
+        const a = await fresh();
+        const b = await createTenant(h.db);
+        const q = h.make();
+        const started: string[] = [];
+        await h.db.transaction((tx) =>
+          q.enqueueBatch(
+            Array.from({ length: 200 }, (_, n) => ({
+              type: "test.echo" as const,
+              payload: { tenantId: a, n },
+            })),
+            { tx },
+          ),
+        );
+        const single = await q.enqueue("test.echo", { tenantId: b, n: 0 });
+        q.work(
+          handlers(async ({ payload }) => {
+            started.push(payload.tenantId);
+            await sleep(5);
+          }),
+          { concurrency: 2 },
+        );
+        await completed(q, b, single.id);
+        const position = started.indexOf(b);
+        expect(position).toBeGreaterThanOrEqual(0);
+        expect(position).toBeLessThanOrEqual(2 + 5);
+      });
+
       it("lets no tenant starve: two bulk loads share the workers turn by turn", async () => {
         const a = await fresh();
         const c = await createTenant(h.db);

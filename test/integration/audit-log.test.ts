@@ -199,6 +199,41 @@ describe.each(backends)("audit log: record ($name)", (backend) => {
     expect(head).toEqual({ seq: rows.length, hash: rows.at(-1)?.hash });
   });
 
+  it("recordMany appends consecutive rows as many records would, beside concurrent writers, or none on rollback", async () => {
+    const tenantId = randomUUID();
+    const ctx = userContext(tenantId, randomUUID());
+    const many = (n: number, tag: string) =>
+      Array.from({ length: n }, (_, i) => ({ ...entry, entityId: `${tag}-${i}` }));
+    const results = await Promise.all([
+      t.db.transaction((tx) => audit.recordMany(ctx, many(20, "a"), { tx })),
+      ...Array.from({ length: 5 }, (_, i) =>
+        t.db.transaction((tx) => audit.record(ctx, { ...entry, entityId: `one-${i}` }, { tx })),
+      ),
+      t.db.transaction((tx) => audit.recordMany(ctx, many(7, "b"), { tx })),
+    ]);
+    const batch = results[0] as Array<{ seq: number }>;
+    expect(batch.map((r) => r.seq)).toEqual(
+      Array.from({ length: 20 }, (_, i) => (batch[0]?.seq ?? 0) + i),
+    );
+    await expect(
+      t.db.transaction(async (tx) => {
+        await audit.recordMany(ctx, many(3, "gone"), { tx });
+        throw new Error("rolled back");
+      }),
+    ).rejects.toThrow(/rolled back/);
+    const rows = await chainRows(t.db, tenantId);
+    expect(rows).toHaveLength(32);
+    expectIntactChain(rows);
+    const ids = rows.map((r) => r.entity_id);
+    expect(ids.filter((id) => id?.startsWith("a-"))).toEqual(many(20, "a").map((e) => e.entityId));
+    expect(ids.some((id) => id?.startsWith("gone"))).toBe(false);
+    const [head] = await t.db.query<{ seq: number; hash: string }>(
+      "select seq, hash from audit_chains where chain_id = $1",
+      [tenantId],
+    );
+    expect(head).toEqual({ seq: 32, hash: rows.at(-1)?.hash });
+  });
+
   it("refuses UPDATE, DELETE and TRUNCATE of audit rows and digests", async () => {
     const tenantId = randomUUID();
     await t.db.transaction((tx) =>

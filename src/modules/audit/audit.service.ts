@@ -172,6 +172,27 @@ export function createAuditLog(deps: { db: Db; clock: Clock }): AuditLog & {
       const row = build(auditActorOf(ctx), tenantOf(ctx, entry), ctx.request, entry);
       return appendIn(opts.tx, row);
     },
+    async recordMany(ctx, entries, opts) {
+      if (entries.length === 0) return [];
+      const actor = auditActorOf(ctx);
+      const rows = entries.map((e) => build(actor, tenantOf(ctx, e), ctx.request, e));
+      const chains = new Set(rows.map((r) => r.chain_id));
+      if (chains.size !== 1) throw new TypeError("recordMany appends to one chain");
+      const appendAll = async (tx: Queryable) => {
+        const first = rows[0] as (typeof rows)[number];
+        const head = await auditStore.lockHead(tx, first.chain_id, GENESIS_HASH);
+        let { seq, hash: prev } = head;
+        const chained = rows.map((row) => {
+          seq += 1;
+          const content = { ...row, seq, prev_hash: prev };
+          prev = rowHash({ ...content, created_at: row.created_at.toISOString() });
+          return { ...content, hash: prev };
+        });
+        await auditStore.appendMany(tx, chained);
+        return chained.map((r) => ({ id: r.id, seq: r.seq }));
+      };
+      return opts.tx.afterCommit || opts.tx !== db ? appendAll(opts.tx) : db.transaction(appendAll);
+    },
     async recordSystem(job, tenantId, entry, opts) {
       const actor = { type: "system" as const, id: `${job.name}:${job.id}`, causedBy: null };
       return appendIn(opts.tx, build(actor, tenantId, null, entry));

@@ -83,6 +83,30 @@ export const auditStore = {
       .execute();
   },
 
+  /**
+   * Inserts consecutive rows of one chain and advances its head to the last, in one statement
+   * (the head locked by `lockHead` in the same transaction).
+   */
+  async appendMany(q: Queryable, rows: readonly NewAuditRow[]): Promise<void> {
+    const last = rows.at(-1);
+    if (!last) return;
+    await kysely(q)
+      .with("appended", (w) =>
+        w.insertInto("audit_events").values(
+          rows.map((r) => ({
+            ...r,
+            caused_by: jsonb(r.caused_by),
+            old_values: jsonb(r.old_values),
+            new_values: jsonb(r.new_values),
+          })),
+        ),
+      )
+      .updateTable("audit_chains")
+      .set({ seq: last.seq, hash: last.hash })
+      .where("chain_id", "=", last.chain_id)
+      .execute();
+  },
+
   /** The platform chain's id (rows without a tenant). */
   platformChain: NIL_UUID,
 };

@@ -101,6 +101,17 @@ export interface AuditLog {
     entry: AuditEntry,
     opts: { tx: Queryable },
   ): Promise<{ id: string; seq: number }>;
+  /**
+   * Appends several rows of one context to its chain IN `tx`, in order, as that many `record`
+   * calls would (consecutive seqs, each row's hash over the previous one's), in two statements
+   * whatever their number: the head's lock, then one multi-row insert that advances the head
+   * to the last row. Nothing for an empty list.
+   */
+  recordMany(
+    ctx: AuditContext,
+    entries: readonly AuditEntry[],
+    opts: { tx: Queryable },
+  ): Promise<Array<{ id: string; seq: number }>>;
 }
 
 /** Appends a row as a job of the system (retention), to a tenant's chain or the platform's (null). */

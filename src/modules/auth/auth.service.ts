@@ -29,6 +29,8 @@ import { createUsers, insertUserOrConflict, normalizeEmail, toUser } from "./use
 
 const REFRESH_PREFIX = "rtk_";
 
+/** How often an API key's `last_used_at` is written (auth.store.ts `touchApiKey`). */
+const TOUCH_INTERVAL_MS = 60_000;
 /** A credential's tenant and holder, known before (or even if) it is accepted. */
 export interface IdentifiedCaller {
   tenantId: string;
@@ -359,7 +361,12 @@ export function createAuthService(deps: AuthDeps) {
         if (!row || row.revoked_at)
           throw new AppError("auth.invalid_api_key", "API key is invalid or revoked");
         assertTenantActive(row.tenant_status);
-        await store.touchApiKey(db, row.id);
+        // At most once a minute (the statement's own condition): the row just read tells
+        // whether this minute's write has been made, so most requests send none.
+        const used = row.last_used_at?.getTime();
+        if (used === undefined || deps.clock.now() - used >= TOUCH_INTERVAL_MS) {
+          await store.touchApiKey(db, row.id);
+        }
         const principal: Principal = {
           kind: "api_key",
           keyId: row.id,

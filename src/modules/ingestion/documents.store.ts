@@ -203,6 +203,215 @@ export const documentsStore = {
     return undefined;
   },
 
+  /**
+   * Takes the advisory locks named `keys` until the transaction `q` ends, in one statement and
+   * in sorted order (two callers that share keys cannot each hold one the other waits for).
+   */
+  async lockAllUntilCommit(q: Queryable, keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    const sorted = [...new Set(keys)].sort();
+    await sql`select pg_advisory_xact_lock(hashtextextended(k, 0))
+      from unnest(${sorted}::text[]) with ordinality as u(k, n) order by n`.execute(kysely(q));
+  },
+
+  /**
+   * The tenant's document count, its row (migration 0023) locked until the transaction ends:
+   * documents created meanwhile by others wait for the commit (their insert updates the row).
+   */
+  async lockDocumentCount(q: Queryable, tenantId: string): Promise<number> {
+    const row = await kysely(q)
+      .insertInto("tenant_document_counts")
+      .values({ tenant_id: tenantId })
+      .onConflict((oc) =>
+        oc.column("tenant_id").doUpdateSet({ documents: sql`tenant_document_counts.documents` }),
+      )
+      .returning("documents")
+      .executeTakeFirstOrThrow();
+    return Number(row.documents);
+  },
+
+  /**
+   * `documentByIdentity` for many identities at once (a batch): the documents found, locked,
+   * by identity key (`external:…`, `url:…`, `content:…`, as the ingestion service names them).
+   * At most four statements, whatever the number of identities.
+   */
+  async documentsByIdentities(
+    q: Queryable,
+    tenantId: string,
+    identities: { externalIds: string[]; sourceUrls: string[]; contentHashes: string[] },
+  ): Promise<Map<string, DocumentRow>> {
+    const k = kysely(q);
+    const found = new Map<string, string>();
+    if (identities.externalIds.length > 0) {
+      const rows = await k
+        .selectFrom("documents")
+        .select(["id", "external_id"])
+        .where("tenant_id", "=", tenantId)
+        .where("external_id", "in", identities.externalIds)
+        .execute();
+      for (const r of rows) found.set(`external:${r.external_id}`, r.id);
+    }
+    if (identities.sourceUrls.length > 0) {
+      const rows = await k
+        .selectFrom("documents")
+        .select(["id", "source_url"])
+        .where("tenant_id", "=", tenantId)
+        .where("source_url", "in", identities.sourceUrls)
+        .where("external_id", "is", null)
+        .orderBy("created_at")
+        .execute();
+      for (const r of rows) {
+        const key = `url:${r.source_url}`;
+        if (!found.has(key)) found.set(key, r.id);
+      }
+    }
+    if (identities.contentHashes.length > 0) {
+      const rows = await k
+        .selectFrom("document_versions as v")
+        .innerJoin("documents as d", "d.id", "v.document_id")
+        .select(["d.id", "v.content_hash"])
+        .where("v.tenant_id", "=", tenantId)
+        .where("v.content_hash", "in", identities.contentHashes)
+        .where("v.status", "in", LIVE)
+        .where("d.external_id", "is", null)
+        .where("d.source_url", "is", null)
+        .where("v.version", "=", (eb) =>
+          eb
+            .selectFrom("document_versions as w")
+            .select((w) => w.fn.max("w.version").as("newest"))
+            .whereRef("w.document_id", "=", "d.id")
+            .where("w.status", "in", LIVE),
+        )
+        .orderBy("d.created_at")
+        .execute();
+      for (const r of rows) {
+        const key = `content:${r.content_hash}`;
+        if (!found.has(key)) found.set(key, r.id);
+      }
+    }
+    const out = new Map<string, DocumentRow>();
+    if (found.size === 0) return out;
+    // Locked as `documentByIdentity` locks them, in id order; read again under the lock.
+    const rows = await k
+      .selectFrom("documents")
+      .select(DOCUMENT_COLUMNS)
+      .where("tenant_id", "=", tenantId)
+      .where("id", "in", [...new Set(found.values())])
+      .orderBy("id")
+      .forUpdate()
+      .execute();
+    const byId = new Map(rows.map((r) => [r.id, asDocument(r)]));
+    for (const [key, id] of found) {
+      const doc = byId.get(id);
+      if (doc) out.set(key, doc);
+    }
+    return out;
+  },
+
+  /** Of each document, its newest version that is live or on its way (not failed). */
+  async newestLiveVersions(
+    q: Queryable,
+    tenantId: string,
+    documentIds: readonly string[],
+  ): Promise<Map<string, VersionRow>> {
+    if (documentIds.length === 0) return new Map();
+    const rows = await kysely(q)
+      .selectFrom("document_versions")
+      .select(VERSION_COLUMNS)
+      .distinctOn("document_id")
+      .where("tenant_id", "=", tenantId)
+      .where("document_id", "in", [...documentIds])
+      .where("status", "in", LIVE)
+      .orderBy("document_id")
+      .orderBy("version", "desc")
+      .execute();
+    return new Map(rows.map((r) => [r.document_id, r]));
+  },
+
+  /** `insertDocument` for many documents, ids chosen by the caller, in one statement. */
+  async insertDocuments(
+    q: Queryable,
+    docs: ReadonlyArray<{
+      id: string;
+      tenantId: string;
+      externalId: string | null;
+      title: string;
+      docType: string;
+      sourceUrl: string | null;
+      metadata: Record<string, string>;
+      latestVersion: number;
+    }>,
+  ): Promise<DocumentRow[]> {
+    if (docs.length === 0) return [];
+    const rows = await kysely(q)
+      .insertInto("documents")
+      .values(
+        docs.map((d) => ({
+          id: d.id,
+          tenant_id: d.tenantId,
+          external_id: d.externalId,
+          title: d.title,
+          doc_type: d.docType,
+          source_url: d.sourceUrl,
+          metadata: JSON.stringify(d.metadata),
+          latest_version: d.latestVersion,
+          status: "processing" as const,
+        })),
+      )
+      .returning(DOCUMENT_COLUMNS)
+      .execute();
+    return rows.map(asDocument);
+  },
+
+  /** `insertVersion` for many versions (bytes, not yet stored), in one statement. */
+  async insertVersions(
+    q: Queryable,
+    versions: ReadonlyArray<{
+      tenantId: string;
+      documentId: string;
+      version: number;
+      contentHash: string;
+      blobKey: string;
+      contentType: string;
+      jobId: string;
+    }>,
+  ): Promise<VersionRow[]> {
+    if (versions.length === 0) return [];
+    return kysely(q)
+      .insertInto("document_versions")
+      .values(
+        versions.map((v) => ({
+          tenant_id: v.tenantId,
+          document_id: v.documentId,
+          version: v.version,
+          content_hash: v.contentHash,
+          blob_key: v.blobKey,
+          content_type: v.contentType,
+          job_id: v.jobId,
+          content_stored_at: null,
+        })),
+      )
+      .returning(VERSION_COLUMNS)
+      .execute();
+  },
+
+  /** `markVersionStored` for many versions: the ids of those marked (gone ones are absent). */
+  async markVersionsStored(
+    q: Queryable,
+    tenantId: string,
+    ids: readonly string[],
+  ): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const rows = await kysely(q)
+      .updateTable("document_versions")
+      .set({ content_stored_at: sql`now()` })
+      .where("tenant_id", "=", tenantId)
+      .where("id", "in", [...ids])
+      .returning("id")
+      .execute();
+    return new Set(rows.map((r) => r.id));
+  },
+
   /** Takes the advisory lock named `key` until the transaction `q` ends (waits its turn). */
   async lockUntilCommit(q: Queryable, key: string): Promise<void> {
     await sql`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`.execute(kysely(q));
@@ -218,20 +427,56 @@ export const documentsStore = {
     return asDocumentOrNone(row);
   },
 
+  /**
+   * The tenant's documents, from its maintained figures (migration 0023): in a transaction
+   * that created one, its own included.
+   */
   async countDocuments(q: Queryable, tenantId: string): Promise<number> {
-    const row = await kysely(q)
-      .selectFrom("documents")
-      .select((eb) => eb.fn.countAll<number>().as("n"))
-      .where("tenant_id", "=", tenantId)
-      .executeTakeFirst();
-    return row?.n ?? 0;
+    return (await documentsStore.storageLevel(q, tenantId)).documents;
   },
 
   /**
    * The tenant's storage level: its documents and the bytes of their stored content (the
-   * usage ledger's gauges `documents_stored` and `storage_bytes`).
+   * usage ledger's gauges `documents_stored` and `storage_bytes`), as `count(*)` and
+   * `sum(file_size_bytes)` over its documents give them, read from the figures the triggers
+   * of migration 0023 keep.
    */
   async storageLevel(
+    q: Queryable,
+    tenantId: string,
+  ): Promise<{ documents: number; bytes: number }> {
+    const row = await kysely(q)
+      .selectFrom("tenant_document_counts")
+      .select(["documents", "stored_bytes"])
+      .where("tenant_id", "=", tenantId)
+      .executeTakeFirst();
+    return { documents: Number(row?.documents ?? 0), bytes: Number(row?.stored_bytes ?? 0) };
+  },
+
+  /** Storage levels of the given tenants (absent: no documents, level 0). */
+  async storageLevels(
+    q: Queryable,
+    tenantIds: readonly string[],
+  ): Promise<Map<string, { documents: number; bytes: number }>> {
+    if (tenantIds.length === 0) return new Map();
+    const rows = await kysely(q)
+      .selectFrom("tenant_document_counts")
+      .select(["tenant_id", "documents", "stored_bytes"])
+      .where("tenant_id", "in", tenantIds)
+      .execute();
+    return new Map(
+      rows.map((r) => [
+        r.tenant_id,
+        { documents: Number(r.documents), bytes: Number(r.stored_bytes) },
+      ]),
+    );
+  },
+
+  /**
+   * The same figures counted from the documents themselves (a scan): what the maintained row
+   * must equal, for the reconciliation check and the tests.
+   */
+  async countedLevel(
     q: Queryable,
     tenantId: string,
   ): Promise<{ documents: number; bytes: number }> {
@@ -244,27 +489,6 @@ export const documentsStore = {
       .where("tenant_id", "=", tenantId)
       .executeTakeFirst();
     return { documents: Number(row?.documents ?? 0), bytes: Number(row?.bytes ?? 0) };
-  },
-
-  /** Storage levels of the given tenants (absent: no documents, level 0). */
-  async storageLevels(
-    q: Queryable,
-    tenantIds: readonly string[],
-  ): Promise<Map<string, { documents: number; bytes: number }>> {
-    if (tenantIds.length === 0) return new Map();
-    const rows = await kysely(q)
-      .selectFrom("documents")
-      .select((eb) => [
-        "tenant_id",
-        eb.fn.countAll<number>().as("documents"),
-        sql<string>`coalesce(sum(file_size_bytes), 0)::text`.as("bytes"),
-      ])
-      .where("tenant_id", "in", tenantIds)
-      .groupBy("tenant_id")
-      .execute();
-    return new Map(
-      rows.map((r) => [r.tenant_id, { documents: Number(r.documents), bytes: Number(r.bytes) }]),
-    );
   },
 
   /**

@@ -114,3 +114,25 @@ export function enqueueProcessing(
     { jobId: job.jobId, ...(tx ? { tx } : {}) },
   );
 }
+
+/** `enqueueProcessing` for many versions at once: one multi-row insert of their jobs, in `tx`. */
+export function enqueueProcessingMany(
+  queue: Pick<JobQueue<IngestionJobs>, "enqueueBatch">,
+  jobs: ReadonlyArray<Parameters<typeof enqueueProcessing>[1]>,
+  tx: Queryable,
+): Promise<Array<{ id: string }>> {
+  return queue.enqueueBatch(
+    jobs.map((job) => ({
+      type: "ingest.process" as const,
+      payload: {
+        tenantId: job.tenantId,
+        documentId: job.documentId,
+        version: job.version,
+        ...(job.causedBy ? { causedBy: job.causedBy } : {}),
+        ...(job.sourceType ? { sourceType: job.sourceType } : {}),
+      },
+      opts: { jobId: job.jobId },
+    })),
+    { tx },
+  );
+}

@@ -20,7 +20,7 @@ import {
 import { type DocumentRow, documentsStore as store, type VersionRow } from "./documents.store.js";
 import { FILE_FIELD_BYTES, FILE_FIELDS, fileSubmission } from "./file-ingest.js";
 import { type IngestSourceType, submissionEvents } from "./ingest-events.js";
-import { enqueueProcessing, type IngestionJobs } from "./ingestion.jobs.js";
+import { enqueueProcessing, enqueueProcessingMany, type IngestionJobs } from "./ingestion.jobs.js";
 import {
   type BatchResult,
   type ContentUpdate,
@@ -63,6 +63,11 @@ export interface SubmitOptions {
   source?: SubmissionSource;
   /** The direct upload the content came from. */
   uploadId?: string;
+  /**
+   * The tenant's document limit as its caller read it with the rest of its configuration
+   * (`limits`); without it, read in the submission's transaction.
+   */
+  maxDocuments?: number;
 }
 
 /** A multipart body yet to be read: its announced length, and a reader bound to the request. */
@@ -71,9 +76,6 @@ export interface FileUpload {
   announcedBytes: number;
   read(limits: MultipartLimits): Promise<MultipartForm>;
 }
-
-/** Items of one `/api/ingest/batch` request submitted at once (`submitBatch`). */
-const BATCH_CONCURRENCY = 8;
 
 /** Room for the form's fields and part headers beside the file in an announced length. */
 const FORM_OVERHEAD_BYTES = 64 * 1024;
@@ -86,7 +88,7 @@ export interface IngestionDeps {
   /** Refuses submissions once the tenant's quotas are used up (the worker reserves the tokens). */
   quotas: Pick<QuotasService, "assertAvailable">;
   /** Records every accepted submission, in the transaction that accepts it. */
-  audit: Pick<AuditLog, "record">;
+  audit: Pick<AuditLog, "record" | "recordMany">;
   /**
    * The submission's events (ingest_started, document_created/updated) with its audit row; a
    * refusal of the documents quota as quota_exceeded, outside the transaction it rolls back.
@@ -147,18 +149,19 @@ export function createIngestionService(deps: IngestionDeps) {
   }
 
   /**
-   * Refuses a new document past the tenant's limit: counts the tenant's documents, the new one
-   * included, under its config row lock. Every creation takes that lock, so creations take
-   * turns from here to their commit, and each counts the ones committed before it (a statement
-   * after the lock sees them). Called last in the transaction, so the turn is short: the lock,
-   * the count and the commit.
+   * Refuses a new document past the tenant's limit. Runs after the document's insert, which
+   * added it to the tenant's document figures (migration 0023's trigger) and locked that row
+   * until the commit: creations of one tenant take turns from their insert to their commit,
+   * and each reads a count that includes the ones committed before it and itself. The
+   * insert is the transaction's last write but the version's, so the turn is short.
    */
   async function assertRoomFor(
     tx: Queryable,
     ctx: TenantContext,
     quota: QuotaStatuses["documents"],
+    known: number | undefined,
   ): Promise<void> {
-    const maxDocuments = await deps.tenants.maxDocumentsForUpdate(ctx, tx);
+    const maxDocuments = known ?? (await deps.tenants.maxDocumentsForUpdate(ctx, tx));
     const count = await store.countDocuments(tx, ctx.tenantId);
     if (count > maxDocuments) {
       throw new AppError(
@@ -167,7 +170,7 @@ export function createIngestionService(deps: IngestionDeps) {
         { maxDocuments },
       );
     }
-    // The documents quota, counted under the same lock (the new document is in `count`).
+    // The documents quota, counted on the same row (the new document is in `count`).
     if (quota.limit !== null && count > quota.limit) {
       // Not awaited: the write lands once this transaction has rolled back (events.logOutside).
       void deps.events.logOutside(ctx, "quota_exceeded", {
@@ -298,7 +301,7 @@ export function createIngestionService(deps: IngestionDeps) {
           sourceType,
         });
       }
-      if (created) await assertRoomFor(tx, ctx, quota.documents);
+      if (created) await assertRoomFor(tx, ctx, quota.documents, opts.maxDocuments);
       const events = submissionEvents({
         documentId: doc.id,
         docType: doc.doc_type,
@@ -382,22 +385,426 @@ export function createIngestionService(deps: IngestionDeps) {
   }
 
   /**
-   * Whether `n` new documents fit the tenant's document limit and quota now (a hint for the
-   * batch: each creation still checks under the lock). False when the quotas cannot be read.
+   * The batch (`submitBatch`). Per item, the same outcome as submitting the items one after
+   * the other: a new document, a new version of the document of its identity, a duplicate of
+   * that document's newest live version (also of an earlier item of the batch), or a refusal.
+   * A failure to store one item's bytes discards that item's version only (503 in its place);
+   * a failure of the final transaction answers 503 for every item it would have accepted.
    */
-  async function roomFor(ctx: TenantContext, n: number): Promise<boolean> {
-    try {
-      const [config, quota, count] = await Promise.all([
-        deps.tenants.getConfig(ctx),
-        deps.quotas.assertAvailable(ctx, ["tokens", "storage_bytes"], { read: ["documents"] }),
-        store.countDocuments(db, ctx.tenantId),
-      ]);
-      const limit = quota.documents.limit;
-      return count + n <= config.maxDocuments && (limit === null || count + n <= limit);
-    } catch (err) {
-      if (err instanceof AppError) return false;
-      throw err;
+  async function submitBatchItems(
+    ctx: TenantContext,
+    items: unknown[],
+  ): Promise<BatchResult["results"]> {
+    const results: BatchResult["results"] = new Array(items.length);
+    const refuse = (index: number, err: AppError) => {
+      results[index] = { index, ok: false, error: { code: err.code, message: err.message } };
+    };
+    const tenant = await limits(ctx);
+    type Item = {
+      index: number;
+      item: DocumentItem;
+      bytes: Buffer;
+      hash: string;
+      key: string;
+    };
+    const valid: Item[] = [];
+    for (const [index, raw] of items.entries()) {
+      const parsed = documentItemSchema.safeParse(raw);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        results[index] = {
+          index,
+          ok: false,
+          error: {
+            code: "validation.failed",
+            message: `${issue?.path.join(".") || "item"}: ${issue?.message ?? "invalid"}`,
+          },
+        };
+        continue;
+      }
+      const item = parsed.data;
+      const bytes = Buffer.from(item.content, "utf8");
+      try {
+        tenant.assertType(item.docType);
+        assertStorableText({ bytes, format: item.docType });
+        if (isKnowledgeDocument(item.externalId)) throw managedByKnowledge();
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        refuse(index, err);
+        continue;
+      }
+      const hash = contentHash(bytes);
+      valid.push({ index, item, bytes, hash, key: identityKey(item, hash) });
     }
+    if (valid.length === 0) return results;
+    let quota: QuotaStatuses;
+    try {
+      quota = await deps.quotas.assertAvailable(ctx, ["tokens", "storage_bytes"], {
+        read: ["documents"],
+      });
+    } catch (err) {
+      if (!(err instanceof AppError)) throw err;
+      for (const v of valid) refuse(v.index, err);
+      return results;
+    }
+
+    /** An accepted item's version, or its duplicate's answer. */
+    type Planned = {
+      item: Item;
+      documentId: string;
+      version: number;
+      created: boolean;
+      /** The document as the item found it (for its audit row's old values). */
+      before: DocumentRow | undefined;
+      jobId: string;
+    };
+    type Duplicate = { item: Item; documentId: string; same: VersionRow | Planned };
+    const sourceType: IngestSourceType = "batch";
+    const recorded = await db.transaction(async (tx) => {
+      await store.lockAllUntilCommit(
+        tx,
+        valid.map((v) => `ingest:${ctx.tenantId}:${v.key}`),
+      );
+      const ids = {
+        externalIds: [] as string[],
+        sourceUrls: [] as string[],
+        contentHashes: [] as string[],
+      };
+      for (const v of valid) {
+        if (v.item.externalId) ids.externalIds.push(v.item.externalId);
+        else if (v.item.sourceUrl) ids.sourceUrls.push(v.item.sourceUrl);
+        else ids.contentHashes.push(v.hash);
+      }
+      const found = await store.documentsByIdentities(tx, ctx.tenantId, ids);
+      const newest = await store.newestLiveVersions(
+        tx,
+        ctx.tenantId,
+        [...found.values()].map((d) => d.id),
+      );
+      // After the documents' row locks, as a submission and the worker's activation take
+      // them: the tenant's count, locked, so that creations elsewhere wait for this commit.
+      let count = await store.lockDocumentCount(tx, ctx.tenantId);
+
+      type State = {
+        doc: DocumentRow | undefined;
+        documentId: string;
+        created: boolean;
+        latest: number;
+        live: { hash: string | null; same: VersionRow | Planned } | undefined;
+        /** What a new document is inserted with, after the batch's later versions of it. */
+        fields: { title: string; metadata: Record<string, string>; sourceUrl: string | null };
+      };
+      const states = new Map<string, State>();
+      const planned: Planned[] = [];
+      const duplicates: Duplicate[] = [];
+      const touched = new Map<string, State>();
+      for (const v of valid) {
+        let st = states.get(v.key);
+        if (!st) {
+          const doc = found.get(v.key);
+          if (doc) {
+            const live = newest.get(doc.id);
+            st = {
+              doc,
+              documentId: doc.id,
+              created: false,
+              latest: doc.latest_version,
+              live: live ? { hash: live.content_hash, same: live } : undefined,
+              fields: { title: doc.title, metadata: doc.metadata, sourceUrl: doc.source_url },
+            };
+            states.set(v.key, st);
+          }
+        }
+        if (st?.live && st.live.hash === v.hash) {
+          duplicates.push({ item: v, documentId: st.documentId, same: st.live.same });
+          continue;
+        }
+        if (!st) {
+          if (count + 1 > tenant.maxDocuments) {
+            refuse(
+              v.index,
+              new AppError(
+                "ingestion.max_documents",
+                `this tenant may keep at most ${tenant.maxDocuments} documents`,
+                { maxDocuments: tenant.maxDocuments },
+              ),
+            );
+            continue;
+          }
+          const q = quota.documents;
+          if (q.limit !== null && count + 1 > q.limit) {
+            void deps.events.logOutside(ctx, "quota_exceeded", {
+              quotaType: "documents",
+              limit: q.limit,
+              attempted: 1,
+              used: count,
+            });
+            refuse(v.index, quotaExceeded("documents", { ...q, used: count, remaining: 0 }, 1));
+            continue;
+          }
+          count += 1;
+          st = {
+            doc: undefined,
+            documentId: randomUUID(),
+            created: true,
+            latest: 0,
+            live: undefined,
+            fields: {
+              title: v.item.title,
+              metadata: v.item.metadata ?? {},
+              sourceUrl: v.item.sourceUrl ?? null,
+            },
+          };
+          states.set(v.key, st);
+        }
+        const version = st.latest + 1;
+        const before = st.doc
+          ? { ...st.doc, latest_version: st.latest, ...docFields(st) }
+          : undefined;
+        const p: Planned = {
+          item: v,
+          documentId: st.documentId,
+          version,
+          created: st.created && version === 1,
+          before,
+          jobId: randomUUID(),
+        };
+        planned.push(p);
+        st.latest = version;
+        st.live = { hash: v.hash, same: p };
+        if (version > 1) {
+          st.fields = {
+            title: v.item.title,
+            metadata: v.item.metadata ?? st.fields.metadata,
+            sourceUrl: v.item.sourceUrl !== undefined ? v.item.sourceUrl : st.fields.sourceUrl,
+          };
+          if (!st.created) touched.set(st.documentId, st);
+        }
+      }
+
+      const inserted = await store.insertDocuments(
+        tx,
+        [...states.values()]
+          .filter((st) => st.created)
+          .map((st) => {
+            const first = planned.find((p) => p.documentId === st.documentId) as Planned;
+            return {
+              id: st.documentId,
+              tenantId: ctx.tenantId,
+              externalId: first.item.item.externalId ?? null,
+              title: st.fields.title,
+              docType: first.item.item.docType,
+              sourceUrl: st.fields.sourceUrl,
+              metadata: st.fields.metadata,
+              latestVersion: st.latest,
+            };
+          }),
+      );
+      const docs = new Map(inserted.map((d) => [d.id, d]));
+      for (const st of touched.values()) {
+        const doc = await store.updateDocument(tx, ctx.tenantId, st.documentId, {
+          latest_version: st.latest,
+          status: "processing",
+          error_code: null,
+          error_message: null,
+          title: st.fields.title,
+          metadata: st.fields.metadata,
+          source_url: st.fields.sourceUrl,
+        });
+        if (doc) docs.set(doc.id, doc);
+      }
+      for (const st of states.values())
+        if (st.doc && !docs.has(st.documentId)) docs.set(st.documentId, st.doc);
+      const rows = await store.insertVersions(
+        tx,
+        planned.map((p) => ({
+          tenantId: ctx.tenantId,
+          documentId: p.documentId,
+          version: p.version,
+          contentHash: p.item.hash,
+          blobKey: blobKeyFor(ctx.tenantId, p.documentId, p.version),
+          contentType: p.item.item.docType,
+          jobId: p.jobId,
+        })),
+      );
+      const versionOf = new Map(rows.map((r) => [`${r.document_id}:${r.version}`, r]));
+      return { planned, duplicates, docs, versionOf };
+    });
+
+    // The bytes, concurrently; a version whose bytes could not be stored is discarded.
+    const { planned, duplicates, docs, versionOf } = recorded;
+    const rowOf = (p: Planned) => versionOf.get(`${p.documentId}:${p.version}`) as VersionRow;
+    /** The document as the item's audit row describes it: made by it, or as it found it. */
+    const auditedDocument = (p: Planned, doc: DocumentRow): DocumentRow => {
+      if (p.before) return p.before;
+      const { item } = p.item;
+      if (p.created) {
+        const fields = { title: item.title, metadata: item.metadata ?? {} };
+        return { ...doc, ...fields, source_url: item.sourceUrl ?? null, latest_version: 1 };
+      }
+      // A later version of a document the batch made: as its previous item left it.
+      return { ...doc, latest_version: p.version - 1 };
+    };
+    const failed = new Set<Planned>();
+    await Promise.all(
+      planned.map(async (p) => {
+        const row = rowOf(p);
+        try {
+          await deps.blobs.put(row.blob_key as string, p.item.bytes, {
+            contentType: contentTypeOf(p.item.item.docType),
+          });
+        } catch {
+          failed.add(p);
+        }
+      }),
+    );
+    const unavailable = new AppError(
+      "service.unavailable",
+      "the content could not be stored; retry",
+    );
+    for (const p of failed) {
+      const row = rowOf(p);
+      await unstoredVersions.discard(db, deps.blobs, {
+        tenantId: ctx.tenantId,
+        documentId: p.documentId,
+        versionId: row.id,
+        version: p.version,
+        blobKey: row.blob_key,
+      });
+      refuse(p.item.index, unavailable);
+    }
+    const stored = planned.filter((p) => !failed.has(p));
+    try {
+      // Nothing new to accept (duplicates and refusals only): no second transaction.
+      if (stored.length > 0)
+        await db.transaction(async (tx) => {
+          const marked = await store.markVersionsStored(
+            tx,
+            ctx.tenantId,
+            stored.map((p) => rowOf(p).id),
+          );
+          if (marked.size !== stored.length) {
+            throw new Error("a version was discarded as abandoned before its content was stored");
+          }
+          await enqueueProcessingMany(
+            deps.queue,
+            stored.map((p) => ({
+              tenantId: ctx.tenantId,
+              documentId: p.documentId,
+              version: p.version,
+              jobId: p.jobId,
+              causedBy: causeOf(ctx),
+              sourceType,
+            })),
+            tx,
+          );
+          const events = stored.flatMap((p) =>
+            submissionEvents({
+              documentId: p.documentId,
+              docType: p.item.item.docType,
+              version: p.version,
+              created: p.created,
+              sourceType,
+              url: null,
+            }),
+          );
+          await deps.events.logMany(ctx, events, { tx });
+          const entries = stored.map((p) =>
+            submissionEntry({
+              doc: auditedDocument(p, docs.get(p.documentId) as DocumentRow),
+              created: p.created,
+              input: {
+                title: p.item.item.title,
+                sourceUrl: p.item.item.sourceUrl,
+                ...(p.item.item.metadata ? { metadata: p.item.item.metadata } : {}),
+              },
+              version: p.version,
+              hash: p.item.hash,
+              content: { kind: "bytes", bytes: p.item.bytes, format: p.item.item.docType },
+              source: "batch",
+            }),
+          );
+          await deps.audit.recordMany(ctx, entries, { tx });
+        });
+    } catch (err) {
+      // Nothing was accepted: the versions go, as a request that never answered leaves them.
+      for (const p of stored) {
+        const row = rowOf(p);
+        await unstoredVersions
+          .discard(db, deps.blobs, {
+            tenantId: ctx.tenantId,
+            documentId: p.documentId,
+            versionId: row.id,
+            version: p.version,
+            blobKey: row.blob_key,
+          })
+          .catch(() => undefined);
+        refuse(
+          p.item.index,
+          err instanceof AppError
+            ? err
+            : new AppError("service.unavailable", "the documents could not be queued; retry"),
+        );
+      }
+      // A duplicate of an item that was not accepted has nothing to answer with.
+      for (const d of duplicates) if (!("id" in d.same)) refuse(d.item.index, unavailable);
+      stored.length = 0;
+    }
+    for (const p of stored) {
+      results[p.item.index] = {
+        index: p.item.index,
+        ok: true,
+        result: {
+          documentId: p.documentId,
+          version: p.version,
+          jobId: p.jobId,
+          status: "processing",
+        },
+      };
+    }
+    for (const d of duplicates) {
+      if (results[d.item.index]) continue;
+      if ("id" in d.same) {
+        const same = d.same;
+        // As `submit`: the version it duplicates lost its request before its bytes were stored.
+        if (!same.content_stored_at) {
+          try {
+            await storeBytes(ctx, d.documentId, same, {
+              bytes: d.item.bytes,
+              format: d.item.item.docType,
+            });
+          } catch (err) {
+            if (!(err instanceof AppError)) throw err;
+            refuse(d.item.index, err);
+            continue;
+          }
+        }
+        results[d.item.index] = {
+          index: d.item.index,
+          ok: true,
+          result: {
+            documentId: d.documentId,
+            version: same.version,
+            jobId: same.job_id,
+            status: "duplicate",
+          },
+        };
+      } else if (failed.has(d.same)) {
+        refuse(d.item.index, unavailable);
+      } else {
+        results[d.item.index] = {
+          index: d.item.index,
+          ok: true,
+          result: {
+            documentId: d.documentId,
+            version: d.same.version,
+            jobId: d.same.jobId,
+            status: "duplicate",
+          },
+        };
+      }
+    }
+    return results;
   }
 
   async function limits(ctx: TenantContext): Promise<TenantLimits> {
@@ -409,7 +816,8 @@ export function createIngestionService(deps: IngestionDeps) {
     item: DocumentItem,
     source: SubmissionSource = "text",
   ): Promise<IngestResult> {
-    (await limits(ctx)).assertType(item.docType);
+    const tenant = await limits(ctx);
+    tenant.assertType(item.docType);
     return submit(
       ctx,
       {
@@ -420,12 +828,13 @@ export function createIngestionService(deps: IngestionDeps) {
         metadata: item.metadata,
       },
       { kind: "bytes", bytes: Buffer.from(item.content, "utf8"), format: item.docType },
-      { source },
+      { source, maxDocuments: tenant.maxDocuments },
     );
   }
 
   async function submitUrl(ctx: TenantContext, item: UrlItem): Promise<IngestResult> {
-    (await limits(ctx)).assertType("html");
+    const tenant = await limits(ctx);
+    tenant.assertType("html");
     // Refused targets get a clear 4xx now; the worker checks again when it fetches (DNS can change).
     try {
       await checkUrlTarget(item.url, { allowPrivate: deps.allowPrivateUrls });
@@ -448,7 +857,7 @@ export function createIngestionService(deps: IngestionDeps) {
         metadata: item.metadata,
       },
       { kind: "url", url: item.url },
-      { source: "url" },
+      { source: "url", maxDocuments: tenant.maxDocuments },
     );
   }
 
@@ -461,54 +870,18 @@ export function createIngestionService(deps: IngestionDeps) {
     limits,
 
     /**
-     * Text documents, each checked and submitted on its own: one that is refused (as invalid,
-     * or by an AppError) is reported in its place without stopping the rest. Any other error
-     * fails the request. Items run `BATCH_CONCURRENCY` at a time (their blob writes and
-     * transactions overlap) when the tenant has room for every item under its document limits;
-     * otherwise one after the other, so that the first items are the ones accepted. Items of
-     * one identity (externalId, source URL, or content) always run in their order.
+     * Text documents of one `/api/ingest/batch` request, submitted together: each item is
+     * checked on its own, and one that is refused (invalid, a type the tenant does not take,
+     * over the document limit, …) is reported in its place without stopping the rest. The
+     * accepted ones are recorded in one transaction (one multi-row insert of documents and one
+     * of versions), their bytes stored concurrently, then marked stored with all their jobs
+     * (one insert), events and audit rows in a second transaction, as `submit` does for one.
+     * Items are taken in their order: of one identity (externalId, source URL, or content),
+     * a later item is the next version of an earlier one, or its duplicate; under the document
+     * limit, the first new documents are the ones accepted. See `submitBatchItems`.
      */
     async submitBatch(ctx: TenantContext, items: unknown[]): Promise<BatchResult> {
-      const results: BatchResult["results"] = new Array(items.length);
-      const lanes = new Map<string, Array<{ index: number; item: DocumentItem }>>();
-      for (const [index, raw] of items.entries()) {
-        const parsed = documentItemSchema.safeParse(raw);
-        if (!parsed.success) {
-          const issue = parsed.error.issues[0];
-          results[index] = {
-            index,
-            ok: false,
-            error: {
-              code: "validation.failed",
-              message: `${issue?.path.join(".") || "item"}: ${issue?.message ?? "invalid"}`,
-            },
-          };
-          continue;
-        }
-        const item = parsed.data;
-        const key = identityKey(item, contentHash(Buffer.from(item.content, "utf8")));
-        lanes.set(key, [...(lanes.get(key) ?? []), { index, item }]);
-      }
-      const valid = [...lanes.values()].reduce((n, lane) => n + lane.length, 0);
-      const concurrency = valid > 1 && (await roomFor(ctx, valid)) ? BATCH_CONCURRENCY : 1;
-      const queue = [...lanes.values()];
-      const runLanes = async () => {
-        for (let lane = queue.shift(); lane; lane = queue.shift()) {
-          for (const { index, item } of lane) {
-            try {
-              results[index] = { index, ok: true, result: await submitText(ctx, item, "batch") };
-            } catch (err) {
-              if (!(err instanceof AppError)) throw err;
-              results[index] = {
-                index,
-                ok: false,
-                error: { code: err.code, message: err.message },
-              };
-            }
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, runLanes));
+      const results = await submitBatchItems(ctx, items);
       const accepted = results.filter((r) => r.ok).length;
       return { results, accepted, rejected: results.length - accepted };
     },
@@ -529,7 +902,7 @@ export function createIngestionService(deps: IngestionDeps) {
         fieldBytes: FILE_FIELD_BYTES,
       });
       const { input, content } = fileSubmission(form, tenant);
-      return submit(ctx, input, content, { source: "file" });
+      return submit(ctx, input, content, { source: "file", maxDocuments: tenant.maxDocuments });
     },
 
     /**
@@ -584,4 +957,11 @@ function assertStorableText(content: { bytes: Buffer; format: ContentFormat }): 
     "ingestion.invalid_text",
     `the ${content.format} content contains a NUL byte; send text (UTF-8), or a PDF as pdf`,
   );
+}
+
+/** A document's fields as a batch's earlier versions of it left them. */
+function docFields(st: {
+  fields: { title: string; metadata: Record<string, string>; sourceUrl: string | null };
+}) {
+  return { title: st.fields.title, metadata: st.fields.metadata, source_url: st.fields.sourceUrl };
 }

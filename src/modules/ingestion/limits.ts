@@ -13,12 +13,18 @@ export function fileTooLarge(maxFileBytes: number): AppError {
 /**
  * A tenant's ingestion limits from its settings, and the checks that hold every way in (JSON,
  * URL, file, direct upload) to them. The document count is checked apart, when a document is
- * created, under the tenant's lock (ingestion.service.ts).
+ * created, on the tenant's locked document figures (ingestion.service.ts).
  */
-export function tenantLimits(config: { allowedDocumentTypes: string[]; maxFileSizeMb: number }) {
+export function tenantLimits(config: {
+  allowedDocumentTypes: string[];
+  maxFileSizeMb: number;
+  maxDocuments: number;
+}) {
   const maxFileBytes = config.maxFileSizeMb * MB;
   return {
     maxFileBytes,
+    /** How many documents the tenant may keep (checked when one is created). */
+    maxDocuments: config.maxDocuments,
     /** Refuses a type the tenant's settings do not allow (422, with the allowed list). */
     assertType(docType: string): void {
       if (config.allowedDocumentTypes.includes(docType)) return;

@@ -21,6 +21,7 @@ import * as m0020 from "./migrations/0020-events.js";
 import * as m0021 from "./migrations/0021-search-settings.js";
 import * as m0022 from "./migrations/0022-fair-job-claims.js";
 import * as m0023 from "./migrations/0023-chat.js";
+import * as m0024 from "./migrations/0024-document-counts.js";
 
 export interface Migration {
   version: number;
@@ -53,6 +54,7 @@ export const migrations: readonly Migration[] = [
   { version: 21, name: "search-settings", sql: m0021.sql },
   { version: 22, name: "fair-job-claims", sql: m0022.sql },
   { version: 23, name: "chat", sql: m0023.sql },
+  { version: 24, name: "document-counts", sql: m0024.sql },
 ];
 
 /**

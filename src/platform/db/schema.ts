@@ -284,6 +284,12 @@ export const schema = {
     tenant_key: "uuid",
     last_claimed_at: "timestamptz",
   },
+  // 0023 each tenant's document figures (ingestion), kept by triggers on documents
+  tenant_document_counts: {
+    tenant_id: "uuid",
+    documents: "bigint default",
+    stored_bytes: "bigint default",
+  },
   // 0012 usage ledger
   prices: {
     id: "uuid default",
