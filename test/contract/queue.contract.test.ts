@@ -492,6 +492,35 @@ describe.each(queueAdapters)("JobQueue port: $name", ({ name, skip, open }) => {
         });
       }
 
+      it.skipIf(!name.startsWith("embedded"))(
+        "takes turns in claim order, not by the clock: a turn stamped ahead (a clock stepped back) holds no tenant back",
+        async () => {
+          const a = await fresh();
+          const b = await createTenant(h.db);
+          // B was last served when the clock read an hour ahead of now, as a wall clock
+          // stepped back after that claim leaves it.
+          await h.db.query(
+            `insert into job_tenant_turns (tenant_key, last_claimed_at, turn)
+             values ($1, now() + interval '1 hour', nextval('job_tenant_turn_seq'))`,
+            [b],
+          );
+          const q = h.make();
+          const started: string[] = [];
+          await bulk(q, a, 100);
+          const single = await q.enqueue("test.echo", { tenantId: b, n: 0 });
+          q.work(
+            handlers(async ({ payload }) => {
+              started.push(payload.tenantId);
+              await sleep(5);
+            }),
+            { concurrency: 1 },
+          );
+          await completed(q, b, single.id);
+          // By the clock B would come last, after A's 100; by claim order it is second.
+          expect(started.indexOf(b)).toBe(1);
+        },
+      );
+
       it("runs a tenant's jobs beyond its window as earlier ones finish, not at the periodic relay", async () => {
         const a = await fresh();
         // The periodic relay waits a minute: only the hand-over after each finished job can

@@ -22,6 +22,7 @@ import * as m0021 from "./migrations/0021-search-settings.js";
 import * as m0022 from "./migrations/0022-fair-job-claims.js";
 import * as m0023 from "./migrations/0023-chat.js";
 import * as m0024 from "./migrations/0024-document-counts.js";
+import * as m0025 from "./migrations/0025-job-turn-order.js";
 
 export interface Migration {
   version: number;
@@ -55,6 +56,7 @@ export const migrations: readonly Migration[] = [
   { version: 22, name: "fair-job-claims", sql: m0022.sql },
   { version: 23, name: "chat", sql: m0023.sql },
   { version: 24, name: "document-counts", sql: m0024.sql },
+  { version: 25, name: "job-turn-order", sql: m0025.sql },
 ];
 
 /**

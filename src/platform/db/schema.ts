@@ -283,8 +283,10 @@ export const schema = {
   job_tenant_turns: {
     tenant_key: "uuid",
     last_claimed_at: "timestamptz",
+    // 0025 the claim order, from job_tenant_turn_seq: the clock can step back
+    turn: "bigint",
   },
-  // 0023 each tenant's document figures (ingestion), kept by triggers on documents
+  // 0024 each tenant's document figures (ingestion), kept by triggers on documents
   tenant_document_counts: {
     tenant_id: "uuid",
     documents: "bigint default",

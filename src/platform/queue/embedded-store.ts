@@ -79,7 +79,8 @@ const CLAIM_LOCK = 0x6a6f6273; // "jobs"
 /**
  * Takes the next ready job round-robin across tenants: among the tenants that have a ready
  * job (and fewer than `tenantConcurrency` running, when capped), the one whose last claim is
- * oldest (a tenant never served first); within a tenant, priority, then run_at, then enqueue
+ * oldest (a tenant never served first) — by claim order, a number from a sequence, not by the
+ * clock, which can step back; within a tenant, priority, then run_at, then enqueue
  * order, as the FIFO claim. Priority still comes first across tenants.
  *
  * The tenants with queued jobs are found by a skip scan over `jobs_fair_idx` (one probe per
@@ -122,7 +123,7 @@ async function fairClaim(
       select ${key} as t, count(*)::int as n from jobs where status = 'running' group by 1
     ),
     heads as (
-      select h.id, tenants.t, h.priority, h.run_at, h.created_at, turns.last_claimed_at
+      select h.id, tenants.t, h.priority, h.run_at, h.created_at, turns.turn
       from tenants
       left join busy on busy.t = tenants.t
       left join job_tenant_turns turns on turns.tenant_key = tenants.t
@@ -139,13 +140,14 @@ async function fairClaim(
     ),
     pick as (
       select id, t from heads
-      order by priority desc, last_claimed_at nulls first, run_at, created_at
+      order by priority desc, turn nulls first, run_at, created_at
       limit 1
     ),
     turn as (
-      insert into job_tenant_turns (tenant_key, last_claimed_at)
-      select t, clock_timestamp() from pick
-      on conflict (tenant_key) do update set last_claimed_at = excluded.last_claimed_at
+      insert into job_tenant_turns (tenant_key, last_claimed_at, turn)
+      select t, clock_timestamp(), nextval('job_tenant_turn_seq') from pick
+      on conflict (tenant_key) do update
+        set last_claimed_at = excluded.last_claimed_at, turn = excluded.turn
     )
     update jobs set
       status = 'running',
