@@ -787,7 +787,7 @@ export const documentsStore = {
 
   /**
    * Makes `version` the only active one, with `figures` set on it; the previous active one
-   * becomes superseded. One statement: both rows in one UPDATE.
+   * becomes superseded.
    */
   async activateVersion(
     q: Queryable,
@@ -796,25 +796,24 @@ export const documentsStore = {
     version: number,
     figures: VersionPatch = {},
   ): Promise<void> {
-    const isIt = sql<boolean>`version = ${version}`;
-    const onIt = (column: string, value: unknown) =>
-      sql`case when ${isIt} then ${value} else ${sql.ref(column)} end`;
-    await kysely(q)
+    // Two statements, the old row first: the partial unique index `document_versions_one_active`
+    // is checked row by row during an UPDATE, so one statement that flips both rows fails
+    // whenever it reaches the new row before the old one.
+    const k = kysely(q);
+    await k
       .updateTable("document_versions")
-      .set({
-        ...Object.fromEntries(Object.entries(figures).map(([c, v]) => [c, onIt(c, v)])),
-        is_active: isIt,
-        status: sql`case when ${isIt} then 'active' else 'superseded' end`,
-        activated_at: sql`case when ${isIt} then now() else activated_at end`,
-      })
+      .set({ is_active: false, status: "superseded" })
       .where("tenant_id", "=", tenantId)
       .where("document_id", "=", documentId)
-      .where((eb) =>
-        eb.or([
-          eb("version", "=", version),
-          eb.and([eb("is_active", "=", true), eb("version", "<>", version)]),
-        ]),
-      )
+      .where("is_active", "=", true)
+      .where("version", "<>", version)
+      .execute();
+    await k
+      .updateTable("document_versions")
+      .set({ ...figures, is_active: true, status: "active", activated_at: sql`now()` })
+      .where("tenant_id", "=", tenantId)
+      .where("document_id", "=", documentId)
+      .where("version", "=", version)
       .execute();
   },
 
