@@ -61,6 +61,30 @@ const D_COLUMNS = DOCUMENT_COLUMNS.map((c) => `d.${c}` as const);
 /** Version states that are live or on their way (not failed, duplicate or superseded). */
 const LIVE = ["pending", "processing", "active"] as const;
 
+/**
+ * The live versions holding one of `hashes` that are their document's newest live version, of
+ * documents whose identity is their content (no external id, no URL), oldest document first:
+ * what a submission of that content is a duplicate or a new version of.
+ */
+function newestLiveWithContent(q: Queryable, tenantId: string, hashes: readonly string[]) {
+  return kysely(q)
+    .selectFrom("document_versions as v")
+    .innerJoin("documents as d", "d.id", "v.document_id")
+    .where("v.tenant_id", "=", tenantId)
+    .where("v.content_hash", "in", [...hashes])
+    .where("v.status", "in", LIVE)
+    .where("d.external_id", "is", null)
+    .where("d.source_url", "is", null)
+    .where("v.version", "=", (eb) =>
+      eb
+        .selectFrom("document_versions as w")
+        .select((w) => w.fn.max("w.version").as("newest"))
+        .whereRef("w.document_id", "=", "d.id")
+        .where("w.status", "in", LIVE),
+    )
+    .orderBy("d.created_at");
+}
+
 type StoredDocument = Row<"documents", (typeof DOCUMENT_COLUMNS)[number]>;
 
 /** A document as stored. `metadata` is jsonb, written only by this store as string pairs. */
@@ -178,23 +202,8 @@ export const documentsStore = {
       return asDocumentOrNone(row);
     }
     if (identity.contentHash) {
-      const row = await k
-        .selectFrom("document_versions as v")
-        .innerJoin("documents as d", "d.id", "v.document_id")
+      const row = await newestLiveWithContent(q, tenantId, [identity.contentHash])
         .select(D_COLUMNS)
-        .where("v.tenant_id", "=", tenantId)
-        .where("v.content_hash", "=", identity.contentHash)
-        .where("v.status", "in", LIVE)
-        .where("d.external_id", "is", null)
-        .where("d.source_url", "is", null)
-        .where("v.version", "=", (eb) =>
-          eb
-            .selectFrom("document_versions as w")
-            .select((w) => w.fn.max("w.version").as("newest"))
-            .whereRef("w.document_id", "=", "d.id")
-            .where("w.status", "in", LIVE),
-        )
-        .orderBy("d.created_at")
         .limit(1)
         .forUpdate("d")
         .executeTakeFirst();
@@ -215,7 +224,7 @@ export const documentsStore = {
   },
 
   /**
-   * The tenant's document count, its row (migration 0023) locked until the transaction ends:
+   * The tenant's document count, its row (migration 0024) locked until the transaction ends:
    * documents created meanwhile by others wait for the commit (their insert updates the row).
    */
   async lockDocumentCount(q: Queryable, tenantId: string): Promise<number> {
@@ -266,23 +275,8 @@ export const documentsStore = {
       }
     }
     if (identities.contentHashes.length > 0) {
-      const rows = await k
-        .selectFrom("document_versions as v")
-        .innerJoin("documents as d", "d.id", "v.document_id")
+      const rows = await newestLiveWithContent(q, tenantId, identities.contentHashes)
         .select(["d.id", "v.content_hash"])
-        .where("v.tenant_id", "=", tenantId)
-        .where("v.content_hash", "in", identities.contentHashes)
-        .where("v.status", "in", LIVE)
-        .where("d.external_id", "is", null)
-        .where("d.source_url", "is", null)
-        .where("v.version", "=", (eb) =>
-          eb
-            .selectFrom("document_versions as w")
-            .select((w) => w.fn.max("w.version").as("newest"))
-            .whereRef("w.document_id", "=", "d.id")
-            .where("w.status", "in", LIVE),
-        )
-        .orderBy("d.created_at")
         .execute();
       for (const r of rows) {
         const key = `content:${r.content_hash}`;
@@ -428,7 +422,7 @@ export const documentsStore = {
   },
 
   /**
-   * The tenant's documents, from its maintained figures (migration 0023): in a transaction
+   * The tenant's documents, from its maintained figures (migration 0024): in a transaction
    * that created one, its own included.
    */
   async countDocuments(q: Queryable, tenantId: string): Promise<number> {
@@ -439,7 +433,7 @@ export const documentsStore = {
    * The tenant's storage level: its documents and the bytes of their stored content (the
    * usage ledger's gauges `documents_stored` and `storage_bytes`), as `count(*)` and
    * `sum(file_size_bytes)` over its documents give them, read from the figures the triggers
-   * of migration 0023 keep.
+   * of migration 0024 keep.
    */
   async storageLevel(
     q: Queryable,

@@ -150,7 +150,7 @@ export function createIngestionService(deps: IngestionDeps) {
 
   /**
    * Refuses a new document past the tenant's limit. Runs after the document's insert, which
-   * added it to the tenant's document figures (migration 0023's trigger) and locked that row
+   * added it to the tenant's document figures (migration 0024's trigger) and locked that row
    * until the commit: creations of one tenant take turns from their insert to their commit,
    * and each reads a count that includes the ones committed before it and itself. The
    * insert is the transaction's last write but the version's, so the turn is short.
