@@ -27,6 +27,7 @@ import {
   createLanceVectorIndex,
 } from "../src/platform/vectors/index.js";
 import { benchContext, openPglite, tempDir } from "./lib/backends.js";
+import { createMixture } from "./lib/mixture.js";
 import {
   intOption,
   ms,
@@ -39,7 +40,7 @@ import {
   timed,
 } from "./lib/report.js";
 import { benchTenants } from "./lib/search-stack.js";
-import { createTextGenerator, prng } from "./lib/text.js";
+import { createTextGenerator } from "./lib/text.js";
 
 const opts = {
   before: stringOption("before", "/work/wt/search-before"),
@@ -58,26 +59,8 @@ const LIMIT = 10;
 const silent = pino({ level: "silent" });
 type Mode = "vector" | "text" | "hybrid";
 
-/** As bench/search.ts: a seeded Gaussian mixture on the unit sphere. */
-function createMixture(seed: number) {
-  const rand = prng(seed);
-  const gauss = () => {
-    const u = Math.max(rand(), 1e-12);
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
-  };
-  const unit = (v: number[]) => {
-    const n = Math.hypot(...v);
-    return v.map((x) => x / n);
-  };
-  const centres = Array.from({ length: opts.clusters }, () =>
-    unit(Array.from({ length: DIMENSIONS }, gauss)),
-  );
-  const sigma = opts.spread / 100 / Math.sqrt(DIMENSIONS);
-  return () => {
-    const c = centres[Math.floor(rand() * centres.length)] as number[];
-    return unit(c.map((x) => x + sigma * gauss()));
-  };
-}
+const mixture = (seed: number) =>
+  createMixture({ seed, clusters: opts.clusters, spread: opts.spread, dimensions: DIMENSIONS });
 
 async function seedDocuments(db: Db, tenantId: string, ids: string[]): Promise<void> {
   for (let i = 0; i < ids.length; i += 5000) {
@@ -154,7 +137,7 @@ async function main() {
       logger: silent,
     });
     const gen = createTextGenerator(opts.seed);
-    const sample = createMixture(opts.seed + 17);
+    const sample = mixture(opts.seed + 17);
     const ids: string[] = [];
     const built = await timed(async () => {
       for (let start = 0; start < opts.size; start += 5000) {

@@ -46,6 +46,7 @@ import {
 } from "../src/platform/vectors/index.js";
 import type { TenantContext } from "../src/tenancy.js";
 import { benchContext, openPglite, tempDir } from "./lib/backends.js";
+import { createMixture } from "./lib/mixture.js";
 import {
   intOption,
   listOption,
@@ -60,7 +61,7 @@ import {
   timed,
 } from "./lib/report.js";
 import { benchSearchService, benchTenants } from "./lib/search-stack.js";
-import { createTextGenerator, prng } from "./lib/text.js";
+import { createTextGenerator } from "./lib/text.js";
 
 const opts = {
   sizes: listOption("sizes", [10_000, 30_000]),
@@ -127,30 +128,8 @@ const embedder = createLocalEmbedder({ dimensions: DIMENSIONS });
 /** What the composition root gives the search service: repeated queries skip the embedding. */
 const queryEmbedder = withQueryCache(embedder);
 
-/**
- * A seeded Gaussian mixture on the unit sphere, as real embeddings cluster by topic: `clusters`
- * random unit centres; each vector is a centre plus isotropic noise of norm ≈ spread, then
- * normalised. Queries are drawn from the same mixture.
- */
-function createMixture(seed: number) {
-  const rand = prng(seed);
-  const gauss = () => {
-    const u = Math.max(rand(), 1e-12);
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
-  };
-  const unit = (v: number[]) => {
-    const n = Math.hypot(...v);
-    return v.map((x) => x / n);
-  };
-  const centres = Array.from({ length: opts.clusters }, () =>
-    unit(Array.from({ length: DIMENSIONS }, gauss)),
-  );
-  const sigma = opts.spread / 100 / Math.sqrt(DIMENSIONS);
-  return () => {
-    const c = centres[Math.floor(rand() * centres.length)] as number[];
-    return unit(c.map((x) => x + sigma * gauss()));
-  };
-}
+const mixture = (seed: number) =>
+  createMixture({ seed, clusters: opts.clusters, spread: opts.spread, dimensions: DIMENSIONS });
 
 interface Piece {
   text: string;
@@ -426,7 +405,7 @@ async function main() {
     let vectorOf: (p: Piece, i: number) => number[] = (p) => p.vector;
     let queries = localQueries;
     if (corpus === "clustered") {
-      const sample = createMixture(opts.seed + 17);
+      const sample = mixture(opts.seed + 17);
       const vectors = Array.from({ length: sizes[sizes.length - 1] as number }, sample);
       vectorOf = (_p, i) => vectors[i] as number[];
       queries = localQueries.map((q) => ({ ...q, vector: sample() }));
